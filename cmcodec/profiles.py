@@ -1,0 +1,163 @@
+"""Decoder profiles: named decoder configurations as data rows with fixed numeric ids (spec §4.4).
+
+A profile id is written into every .cmc file and decides how it is decoded; ids are never reused.
+Rows are plain data: no model is loaded at import time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ProfileError
+
+
+@dataclass(frozen=True)
+class ModeConfig:
+    """How one mode is decoded: pipeline kind and its numeric settings."""
+
+    pipeline: str  # "text2img", "img2img" or "classic"
+    steps: int = 0
+    strength: float = 1.0
+    guidance_scale: float = 0.0
+    prompt: str = "{caption}"  # template; {caption} is the decoded caption
+    negative_prompt: str = ""
+    # classic decoding of guidance (also used to build the img2img init image)
+    upsample: str = "bicubic"
+    smooth: float = 0.0  # Gaussian radius, in output pixels per guidance pixel
+
+
+@dataclass(frozen=True)
+class EncoderDefaults:
+    """What the encoder writes for this profile unless rate control or options say otherwise."""
+
+    caption_words: int = 20
+    pixel_block: int = 64
+    pixel_bits: int = 5
+    ref_bpp: float = 0.02
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One decoder configuration (a row of PROFILES)."""
+
+    id: int
+    name: str
+    description: str
+    model: str | None  # diffusers hub id; None for profiles that need no neural model
+    modes: dict[str, ModeConfig]
+    long_side: int = 512
+    multiple_of: int = 8
+    scheduler: str | None = None  # diffusers scheduler class name; None keeps the model's own
+    scheduler_kwargs: dict[str, Any] = field(default_factory=dict)
+    encoder: EncoderDefaults = EncoderDefaults()
+
+    def mode(self, mode: str) -> ModeConfig:
+        """Settings of a mode, or ProfileError if this profile cannot decode it."""
+        try:
+            return self.modes[mode]
+        except KeyError:
+            hint = " (it has no generative model; use a neural profile such as sd-turbo)" if not self.model else ""
+            raise ProfileError(
+                f"profile {self.name} cannot decode {mode} mode{hint}: it decodes {', '.join(self.modes)}"
+            ) from None
+
+    def decode_size(self, width: int, height: int) -> tuple[int, int]:
+        """Generation size: long side scaled to long_side, both sides a multiple of multiple_of."""
+        s = self.long_side / max(width, height)
+        m = self.multiple_of
+        return max(m, round(width * s / m) * m), max(m, round(height * s / m) * m)
+
+
+_QUALITY = "a high quality, sharp, detailed photograph"
+_QUALITY_FULL = "{caption}, high quality, sharp, detailed"
+_NEG = "blurry, low quality, jpeg artifacts, distorted"
+
+
+def _turbo_modes() -> dict[str, ModeConfig]:
+    """Mode table shared by the one-step turbo models (no classifier-free guidance)."""
+    return {
+        "text": ModeConfig("text2img", steps=1, guidance_scale=0.0),
+        "pixel": ModeConfig("img2img", steps=4, strength=0.8, guidance_scale=0.0, smooth=0.5),
+        "image": ModeConfig("img2img", steps=2, strength=0.5, guidance_scale=0.0, prompt=_QUALITY),
+        "full": ModeConfig("img2img", steps=2, strength=0.5, guidance_scale=0.0, prompt=_QUALITY_FULL),
+    }
+
+
+def _cfg_modes(steps: int, cfg: float) -> dict[str, ModeConfig]:
+    """Mode table for classic many-step models with classifier-free guidance."""
+    return {
+        "text": ModeConfig("text2img", steps=steps, guidance_scale=cfg, negative_prompt=_NEG),
+        "pixel": ModeConfig("img2img", steps=steps, strength=0.8, guidance_scale=cfg, negative_prompt=_NEG,
+                            smooth=0.5),
+        "image": ModeConfig("img2img", steps=steps, strength=0.5, guidance_scale=cfg, prompt=_QUALITY,
+                            negative_prompt=_NEG),
+        "full": ModeConfig("img2img", steps=steps, strength=0.5, guidance_scale=cfg, prompt=_QUALITY_FULL,
+                           negative_prompt=_NEG),
+    }
+
+
+PROFILES: tuple[Profile, ...] = (
+    Profile(
+        id=0,
+        name="sd-turbo",
+        description="SD-Turbo (SD 2.1 distilled), 512 px, 1-4 steps: the fast default",
+        model="stabilityai/sd-turbo",
+        modes=_turbo_modes(),
+        scheduler="EulerDiscreteScheduler",
+        scheduler_kwargs={"timestep_spacing": "trailing"},
+    ),
+    Profile(
+        id=1,
+        name="classic",
+        description="no neural model: pixel and image modes by classical upsampling and deblocking",
+        model=None,
+        modes={
+            "pixel": ModeConfig("classic", upsample="bicubic", smooth=0.35),
+            "image": ModeConfig("classic", upsample="lanczos", smooth=0.0),
+            "full": ModeConfig("classic", upsample="lanczos", smooth=0.0),
+        },
+    ),
+    Profile(
+        id=2,
+        name="sdxl-turbo",
+        description="SDXL-Turbo, 512 px, 1-4 steps",
+        model="stabilityai/sdxl-turbo",
+        modes=_turbo_modes(),
+        scheduler="EulerAncestralDiscreteScheduler",
+        scheduler_kwargs={"timestep_spacing": "trailing"},
+    ),
+    Profile(
+        id=3,
+        name="sd15",
+        description="Stable Diffusion 1.5, 512 px, 25 DPM-Solver++ steps, CFG 7.5",
+        model="stable-diffusion-v1-5/stable-diffusion-v1-5",
+        modes=_cfg_modes(25, 7.5),
+        scheduler="DPMSolverMultistepScheduler",
+    ),
+    Profile(
+        id=4,
+        name="realvisxl-v4",
+        description="RealVisXL V4.0 (CMC-Bench's decoder), 1024 px, 40 steps, CFG 7",
+        model="SG161222/RealVisXL_V4.0",
+        modes=_cfg_modes(40, 7.0),
+        long_side=1024,
+    ),
+)
+
+PROFILES_BY_ID: dict[int, Profile] = {p.id: p for p in PROFILES}
+PROFILES_BY_NAME: dict[str, Profile] = {p.name: p for p in PROFILES}
+DEFAULT_PROFILE = "sd-turbo"
+assert len(PROFILES_BY_ID) == len(PROFILES) and len(PROFILES_BY_NAME) == len(PROFILES)
+
+
+def get_profile(key: str | int | Profile | None) -> Profile:
+    """Profile by name or id (None gives the default); unknown keys raise ProfileError."""
+    if isinstance(key, Profile):
+        return key
+    if key is None:
+        key = DEFAULT_PROFILE
+    p = PROFILES_BY_ID.get(key) if isinstance(key, int) else PROFILES_BY_NAME.get(key)
+    if p is None:
+        raise ProfileError(f"unknown profile {key!r}: expected one of {', '.join(PROFILES_BY_NAME)}")
+    return p

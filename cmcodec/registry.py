@@ -1,0 +1,38 @@
+"""Stable ids written into .cmc files (spec/bitstream.md §4). Ids never change and are never reused."""
+
+from __future__ import annotations
+
+# spec §3: mode, u(2)
+MODE_IDS: dict[str, int] = {"text": 0, "pixel": 1, "image": 2, "full": 3}
+MODE_NAMES: dict[int, str] = {v: k for k, v in MODE_IDS.items()}
+MODES: tuple[str, ...] = tuple(MODE_IDS)
+
+# spec §4.1: section types
+SECTION_IDS: dict[str, int] = {"caption": 0, "pixel_map": 1, "image_ref": 2}
+SECTION_TYPES: dict[int, str] = {v: k for k, v in SECTION_IDS.items()}
+
+# spec §4.2: sections each mode implies, in payload order (the caption is last where present)
+MODE_SECTIONS: dict[str, tuple[int, ...]] = {
+    "text": (0,),
+    "pixel": (1, 0),
+    "image": (2,),
+    "full": (2, 0),
+}
+
+# spec §4.3: coder ids per section type
+CAPTION_CODERS: dict[int, str] = {0: "wlm1", 1: "brotli", 2: "utf8"}
+PIXEL_CODERS: dict[int, str] = {0: "pmap1"}
+IMAGE_CODERS: dict[int, str] = {0: "av1", 1: "hevc", 2: "j2k", 3: "vvc"}
+SECTION_CODERS: dict[str, dict[int, str]] = {
+    "caption": CAPTION_CODERS,
+    "pixel_map": PIXEL_CODERS,
+    "image_ref": IMAGE_CODERS,
+}
+
+
+def coder_id(section: str, name: str) -> int:
+    """Id of a coder by name within a section type."""
+    for k, v in SECTION_CODERS[section].items():
+        if v == name:
+            return k
+    raise KeyError(f"unknown {section} coder {name!r}")

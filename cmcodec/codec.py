@@ -1,0 +1,309 @@
+"""encode / decode orchestration and rate control (DESIGN.md data flow).
+
+Rate control always measures whole packed files: a budget is never exceeded, and when nothing fits the
+BudgetError names the smallest file that could be made.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from PIL import Image
+
+from . import bitstream, guidance, registry, textcode
+from .bitstream import DEFAULT_LIMITS, Limits, Section
+from .errors import BudgetError, ConfigError, ProfileError
+from .images import load_image
+from .profiles import Profile, get_profile
+
+MODES_AUTO = ("auto", *registry.MODES)
+MIN_CAPTION_WORDS = 6  # pixel/full modes shrink guidance before cutting the caption below this
+# Pixel-map ladder, best first (block, luma bits, chroma drop): rate control walks down it (spec §7).
+PIXEL_LADDER: tuple[tuple[int, int, int], ...] = (
+    (32, 6, 2), (32, 5, 2), (64, 6, 2), (64, 5, 2), (64, 4, 2), (128, 5, 2), (128, 4, 2),
+    (128, 4, 3), (256, 4, 3), (512, 3, 3), (1024, 3, 3),
+)
+# auto mode (neural profiles): full from 0.01 bpp, pixel from 0.0015 bpp, text below.
+AUTO_FULL_BPP = 0.01
+AUTO_PIXEL_BPP = 0.0015
+AUTO_CLASSIC_IMAGE_BPP = 0.006
+REF_BITS_PER_PIXEL = 0.4  # starting guess of reference bits per reference pixel at low quality
+
+
+@dataclass(frozen=True)
+class EncodeResult:
+    """What encode_ex returns: the file, the caption it holds and the choices made."""
+
+    data: bytes
+    mode: str
+    caption: str
+    header: bitstream.Header
+
+
+def _budget(width: int, height: int, bpp: float | None, max_bytes: int | None) -> int | None:
+    """Byte budget from --bpp and/or --max-bytes (the smaller wins)."""
+    out = None
+    if bpp is not None:
+        if not bpp > 0:
+            raise ConfigError(f"--bpp must be positive; found {bpp}")
+        out = math.floor(bpp * width * height / 8)
+    if max_bytes is not None:
+        if max_bytes < 1:
+            raise ConfigError(f"--max-bytes must be at least 1; found {max_bytes}")
+        out = max_bytes if out is None else min(out, max_bytes)
+    return out
+
+
+class _Packer:
+    """Builds whole files for one image, trying each caption coder and keeping the smallest."""
+
+    def __init__(self, mode: str, width: int, height: int, profile: Profile, seed: int,
+                 caption_coder: str | None) -> None:
+        self.mode, self.width, self.height, self.profile, self.seed = mode, width, height, profile, seed
+        self.coders = [caption_coder] if caption_coder else textcode.available_coders()
+
+    def pack(self, caption: str | None, guide: Section | None = None) -> bytes:
+        """Smallest file for this caption (None: mode has no caption) and guidance section."""
+        best: bytes | None = None
+        captions: list[Section] = []
+        if caption is not None:
+            for name in self.coders:
+                cid, payload = textcode.encode_with(caption, name)
+                captions.append(Section(registry.SECTION_IDS["caption"], cid, payload))
+        for cap in captions or [None]:
+            sections = [s for s in (guide, cap) if s is not None]
+            data = bitstream.pack(mode=self.mode, width=self.width, height=self.height,
+                                  profile_id=self.profile.id, seed=self.seed, sections=sections)
+            if best is None or len(data) < len(best):
+                best = data
+        assert best is not None
+        return best
+
+
+def _fit_caption(caption: str, build: Callable[[str], bytes], budget: int | None,
+                 min_words: int = 0) -> tuple[bytes, str] | None:
+    """Longest word prefix of caption whose file fits budget (None if below min_words or nothing fits)."""
+    data = build(caption)
+    if budget is None or len(data) <= budget:
+        return data, caption
+    words = caption.split()
+    lo, hi, best = 0, len(words) - 1, None  # prefixes of lo words are tried; len(words) did not fit
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        cand = " ".join(words[:mid]).rstrip(",;:")
+        d = build(cand)
+        if len(d) <= budget:
+            best, lo = (d, cand), mid + 1
+        else:
+            hi = mid - 1
+    if best is None or len(best[1].split()) < min(min_words, len(words)):
+        return None
+    return best
+
+
+def _ref_search(img: Image.Image, codec: guidance.RefCodec, target: int,
+                build: Callable[[Section], bytes]) -> bytes | None:
+    """Best-quality reference whose whole file fits target bytes: long side from a size guess, then
+    bisection of the quality setting; the long side shrinks while even the worst quality is too big."""
+    w, h = img.size
+    longest = min(2040, max(8, (max(w, h) + 7) // 8 * 8))
+    px = max(64.0, target * 8 / REF_BITS_PER_PIXEL)
+    long_side = int(math.sqrt(px * max(w, h) / min(w, h)))
+    long_side = max(8, min(longest, long_side // 8 * 8))
+    sid = registry.SECTION_IDS["image_ref"]
+
+    def make(ls: int, q: int) -> bytes:
+        return build(Section(sid, codec.id, guidance.encode_image_ref(img, codec, ls, q)))
+
+    while long_side >= 8:
+        best = make(long_side, codec.q_worst)
+        if len(best) <= target:
+            lo, hi = codec.q_best, codec.q_worst  # larger q: smaller file; hi fits
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                d = make(long_side, mid)
+                if len(d) <= target:
+                    best, hi = d, mid
+                else:
+                    lo = mid
+            return best
+        long_side = (long_side * 3 // 4) // 8 * 8
+    return None
+
+
+def _encode_mode(img: Image.Image, mode: str, caption: str, budget: int | None, prof: Profile,
+                 seed: int, opts: dict) -> bytes:
+    """One mode under a budget; BudgetError (with the smallest size) if nothing fits."""
+    w, h = img.size
+    packer = _Packer(mode, w, h, prof, seed, opts.get("caption_coder"))
+    enc = prof.encoder
+    if mode == "text":
+        got = _fit_caption(caption, packer.pack, budget)
+        if got is None:
+            raise BudgetError(f"text mode cannot fit {budget} bytes: the smallest file is {len(packer.pack(''))} bytes")
+        return got[0]
+    if mode == "pixel":
+        pinned = opts.get("pixel_block") is not None or opts.get("pixel_bits") is not None
+        default = (opts.get("pixel_block") or enc.pixel_block, opts.get("pixel_bits") or enc.pixel_bits, 2)
+        ladder = [default] if pinned or budget is None else \
+            [default, *(p for p in PIXEL_LADDER if _coarser(p, default))]
+        smallest = None
+        for i, (block, bits, drop) in enumerate(ladder):
+            section = Section(registry.SECTION_IDS["pixel_map"], 0,
+                              guidance.encode_pixel_map(img, guidance.PixelParams(block, bits, drop)))
+            last = i == len(ladder) - 1
+            got = _fit_caption(caption, lambda c, s=section: packer.pack(c, s), budget,
+                               0 if last else MIN_CAPTION_WORDS)
+            if got is not None:
+                return got[0]
+            smallest = len(packer.pack("", section))
+        raise BudgetError(f"pixel mode cannot fit {budget} bytes: the smallest file is {smallest} bytes")
+    # image / full
+    codec = guidance.REF_CODECS[opts["ref_codec"]] if opts.get("ref_codec") else guidance.default_ref_codec()
+    why = codec.available()
+    if why:
+        raise ConfigError(f"image-reference codec {codec.name} is not usable here: {why}")
+    cap = caption if mode == "full" else None
+    if budget is None:
+        target = max(16, int((opts.get("ref_bpp") or enc.ref_bpp) * w * h / 8))
+        base = len(packer.pack(cap, Section(registry.SECTION_IDS["image_ref"], codec.id, b"")))
+        data = _ref_search(img, codec, target + base, lambda s: packer.pack(cap, s))
+        if data is None:
+            raise BudgetError(f"{mode} mode: no reference fits {target} bytes")
+        return data
+    if mode == "full":  # caption first, up to 30% of the budget, then the reference gets the rest
+        for share in (0.3, 0.15, 0.0):
+            c = textcode.trim_to_bytes(caption, int(budget * share)) if share else ""
+            data = _ref_search(img, codec, budget, lambda s, c=c: packer.pack(c, s))
+            if data is not None:
+                return data
+    else:
+        data = _ref_search(img, codec, budget, lambda s: packer.pack(None, s))
+        if data is not None:
+            return data
+    tiny = len(packer.pack("" if cap is not None else None,
+                           Section(registry.SECTION_IDS["image_ref"], codec.id,
+                                   guidance.encode_image_ref(img, codec, 8, codec.q_worst))))
+    raise BudgetError(f"{mode} mode cannot fit {budget} bytes: the smallest file is {tiny} bytes")
+
+
+def _coarser(p: tuple[int, int, int], ref: tuple[int, int, int]) -> bool:
+    """Ladder entries below the default: larger blocks, or the same block with fewer bits."""
+    return p[0] > ref[0] or (p[0] == ref[0] and (p[1], -p[2]) < (ref[1], -ref[2]))
+
+
+def _auto_modes(prof: Profile, budget: int | None, w: int, h: int) -> list[str]:
+    """Modes to try for --mode auto, best first (spec-independent encoder policy, see README)."""
+    bpp = None if budget is None else budget * 8 / (w * h)
+    classic = not prof.model
+    if classic:
+        order = ["image", "pixel"] if bpp is None or bpp >= AUTO_CLASSIC_IMAGE_BPP else ["pixel"]
+    elif bpp is None or bpp >= AUTO_FULL_BPP:
+        order = ["full", "pixel", "text"]
+    elif bpp >= AUTO_PIXEL_BPP:
+        order = ["pixel", "text"]
+    else:
+        order = ["text"]
+    return [m for m in order if m in prof.modes]
+
+
+def encode_ex(image: object, *, mode: str = "text", caption: str | None = None, bpp: float | None = None,
+              max_bytes: int | None = None, profile: str | int | Profile | None = None, seed: int = 0,
+              i2t: str | None = None, device: str | None = None, caption_words: int | None = None,
+              pixel_block: int | None = None, pixel_bits: int | None = None, ref_codec: str | None = None,
+              ref_bpp: float | None = None, caption_coder: str | None = None,
+              limits: Limits = DEFAULT_LIMITS) -> EncodeResult:
+    """Encode an image; returns the file with the mode and caption chosen (see ``encode``)."""
+    if mode not in MODES_AUTO:
+        raise ConfigError(f"unknown mode {mode!r}: expected one of {', '.join(MODES_AUTO)}")
+    if not 0 <= seed <= bitstream.MAX_SEED:
+        raise ConfigError(f"seed must be in 0..{bitstream.MAX_SEED}; found {seed}")
+    prof = get_profile(profile)
+    img = load_image(image, limits)
+    w, h = img.size
+    budget = _budget(w, h, bpp, max_bytes)
+    modes = _auto_modes(prof, budget, w, h) if mode == "auto" else [mode]
+    for m in modes:
+        prof.mode(m)  # a profile that cannot decode the mode is refused before any work
+    if not modes:
+        raise ProfileError(f"profile {prof.name} decodes no mode")
+    opts = {"pixel_block": pixel_block, "pixel_bits": pixel_bits, "ref_codec": ref_codec, "ref_bpp": ref_bpp,
+            "caption_coder": caption_coder}
+    words = caption_words or prof.encoder.caption_words
+    cap_text: str | None = None
+    errors = []
+    for m in modes:
+        uses_caption = m in ("text", "pixel", "full") and prof.modes[m].pipeline != "classic"
+        if m in ("text", "pixel", "full"):
+            if caption is not None:
+                text = textcode.normalize(caption).strip()
+            elif uses_caption:
+                if cap_text is None:
+                    from .backends import i2t as i2t_backend
+
+                    cap_text = i2t_backend.caption(img, model=i2t, words=words, device=device)
+                text = cap_text
+            else:
+                text = ""  # the profile's decoder ignores captions: store none
+        else:
+            text = ""
+        try:
+            data = _encode_mode(img, m, text, budget, prof, seed, opts)
+        except BudgetError as e:
+            errors.append(str(e))
+            continue
+        header = bitstream.read_header(data, limits)
+        final = ""
+        sec = header.section("caption")
+        if sec is not None:
+            final = textcode.decode(sec.payload, sec.coder_id)
+        assert budget is None or len(data) <= budget
+        return EncodeResult(data, m, final, header)
+    raise BudgetError("; ".join(errors))
+
+
+def encode(image: object, **kwargs: object) -> bytes:
+    """Encode an image to .cmc bytes.
+
+    ``mode``: text, pixel, image, full or auto; ``caption`` skips the I2T model; ``bpp`` / ``max_bytes``
+    set a budget that the file never exceeds; ``profile`` names the decoder profile written in the file.
+    """
+    return encode_ex(image, **kwargs).data  # type: ignore[arg-type]
+
+
+def decode_guidance(header: bitstream.Header, prof: Profile) -> Image.Image | None:
+    """The guidance image at the original size (pixel map or reference), or None in text mode."""
+    mc = prof.mode(header.mode)
+    pm = header.section("pixel_map")
+    if pm is not None:
+        params, grid = guidance.decode_pixel_map(pm.payload, header.width, header.height)
+        return guidance.render_pixel_map(grid, params, header.width, header.height, mc.upsample, mc.smooth)
+    ref = header.section("image_ref")
+    if ref is not None:
+        small = guidance.decode_image_ref(ref.payload, ref.coder_id, header.width, header.height)
+        return guidance.render_image_ref(small, header.width, header.height, mc.upsample, mc.smooth)
+    return None
+
+
+def decode(data: bytes, *, device: str | None = None, model_path: str | None = None, dtype: str | None = None,
+           limits: Limits = DEFAULT_LIMITS) -> Image.Image:
+    """Decode .cmc bytes to an RGB image of the original size, with the profile named in the file.
+
+    ``model_path`` points the profile's model at a local folder (it never changes the profile).
+    """
+    header = bitstream.read_header(data, limits)
+    prof = get_profile(header.profile_id)
+    mc = prof.mode(header.mode)
+    sec = header.section("caption")
+    caption = textcode.decode(sec.payload, sec.coder_id) if sec is not None else ""
+    init = decode_guidance(header, prof)
+    if mc.pipeline == "classic":
+        assert init is not None
+        return init
+    from .backends import t2i
+
+    return t2i.generate(prof, header.mode, caption=caption, init=init, width=header.width,
+                        height=header.height, seed=header.seed, device=device, model_path=model_path,
+                        dtype=dtype)

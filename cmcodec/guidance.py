@@ -1,0 +1,328 @@
+"""Guidance signals: the coarse pixel map (spec §7) and the low-rate image reference (spec §8).
+
+Never calls a diffusion model: it turns images into section payloads and payloads back into images.
+"""
+
+from __future__ import annotations
+
+import fractions
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from . import arith, registry
+from .errors import CodecUnavailableError, ConfigError, GuidanceDecodeError
+
+# --- pixel map (spec §7) ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PixelParams:
+    """Pixel-map settings written in the payload's first byte."""
+
+    block: int = 64  # block side in original pixels: 8 << k, k in 0..7
+    bits: int = 5  # luma quantiser bits, 1..8
+    chroma_drop: int = 1  # chroma bits = bits - chroma_drop; 3 means no chroma (grey map)
+
+    def __post_init__(self) -> None:
+        k = self.block.bit_length() - 4
+        if self.block != 8 << k or not 0 <= k <= 7:
+            raise ConfigError(f"pixel-map block must be 8, 16, ..., 1024; found {self.block}")
+        if not 1 <= self.bits <= 8:
+            raise ConfigError(f"pixel-map bits must be 1..8; found {self.bits}")
+        if not 0 <= self.chroma_drop <= 3 or (self.chroma_drop < 3 and self.bits - self.chroma_drop < 1):
+            raise ConfigError(f"pixel-map chroma_drop {self.chroma_drop} invalid for {self.bits} bits")
+
+    @property
+    def byte(self) -> int:
+        """The payload's parameter byte (spec §7.1)."""
+        return ((self.block.bit_length() - 4) << 5) | ((self.bits - 1) << 2) | self.chroma_drop
+
+    @classmethod
+    def from_byte(cls, b: int) -> PixelParams:
+        """Parse the parameter byte."""
+        try:
+            return cls(block=8 << (b >> 5), bits=((b >> 2) & 7) + 1, chroma_drop=b & 3)
+        except ConfigError as e:
+            raise GuidanceDecodeError(f"corrupt pixel map: {e}") from None
+
+
+def grid_size(width: int, height: int, block: int) -> tuple[int, int]:
+    """Grid of the pixel map: one cell per started block."""
+    return -(-width // block), -(-height // block)
+
+
+def _plane_bits(p: PixelParams) -> list[int]:
+    """Bits of the Y, Cb, Cr planes (chroma absent when chroma_drop is 3)."""
+    if p.chroma_drop == 3:
+        return [p.bits]
+    return [p.bits, p.bits - p.chroma_drop, p.bits - p.chroma_drop]
+
+
+def _med(q: np.ndarray, y: int, x: int) -> int:
+    """Median edge detector prediction (JPEG-LS) from left, top and top-left neighbours."""
+    if y == 0 and x == 0:
+        return -1  # first cell: predicted from the middle level (see _predict)
+    if y == 0:
+        return int(q[y, x - 1])
+    if x == 0:
+        return int(q[y - 1, x])
+    a, b, c = int(q[y, x - 1]), int(q[y - 1, x]), int(q[y - 1, x - 1])
+    if c >= max(a, b):
+        return min(a, b)
+    if c <= min(a, b):
+        return max(a, b)
+    return a + b - c
+
+
+def _cells(image: Image.Image, width: int, height: int, block: int) -> np.ndarray:
+    """Mean YCbCr of each block (area average), shape (gh, gw, 3), floats 0..255."""
+    gw, gh = grid_size(width, height, block)
+    ycc = np.asarray(image.convert("RGB").convert("YCbCr"), dtype=np.float64)
+    pad = np.pad(ycc, ((0, gh * block - height), (0, gw * block - width), (0, 0)), mode="edge")
+    return pad.reshape(gh, block, gw, block, 3).mean(axis=(1, 3))
+
+
+def encode_pixel_map(image: Image.Image, params: PixelParams = PixelParams()) -> bytes:
+    """Pixel-map payload: parameter byte + arithmetic-coded MED residuals of the quantised cells."""
+    width, height = image.size
+    cells = _cells(image, width, height, params.block)
+    enc = arith.Encoder()
+    for c, bits in enumerate(_plane_bits(params)):
+        levels = 1 << bits
+        q = np.clip(np.floor(cells[..., c] * levels / 256.0), 0, levels - 1).astype(np.int64)
+        _code_plane(q, levels, enc=enc)
+    return bytes([params.byte]) + enc.finish()
+
+
+def _code_plane(
+    q: np.ndarray, levels: int, *, enc: arith.Encoder | None = None, dec: arith.Decoder | None = None
+) -> None:
+    """Code (enc) or fill in (dec) one plane of quantised cells, raster order, residual mod levels."""
+    model = arith.AdaptiveModel(levels, inc=32, limit=1 << 12, init=_residual_prior(levels))
+    gh, gw = q.shape
+    for y in range(gh):
+        for x in range(gw):
+            pred = _med(q, y, x)
+            if pred < 0:
+                pred = levels // 2
+            if enc is not None:
+                model.encode(enc, int((q[y, x] - pred) % levels))
+            else:
+                q[y, x] = (pred + model.decode(dec)) % levels
+
+
+def _residual_prior(levels: int) -> list[int]:
+    """Initial counts favouring small residuals (integer, symmetric around 0 mod levels)."""
+    out = []
+    for r in range(levels):
+        d = min(r, levels - r)
+        out.append(max(1, 16 >> min(d, 4)))
+    return out
+
+
+def decode_pixel_map(payload: bytes, width: int, height: int) -> tuple[PixelParams, np.ndarray]:
+    """Decode a pixel-map payload to its grid, uint8 YCbCr of shape (gh, gw, 3)."""
+    if not payload:
+        raise GuidanceDecodeError("corrupt pixel map: expected a parameter byte, found an empty section")
+    params = PixelParams.from_byte(payload[0])
+    gw, gh = grid_size(width, height, params.block)
+    dec = arith.Decoder(payload[1:])
+    grid = np.full((gh, gw, 3), 128, dtype=np.uint8)
+    for c, bits in enumerate(_plane_bits(params)):
+        levels = 1 << bits
+        q = np.zeros((gh, gw), dtype=np.int64)
+        _code_plane(q, levels, dec=dec)
+        grid[..., c] = np.clip((q * 256 + 128) // levels, 0, 255).astype(np.uint8)  # mid-rise reconstruction
+    if dec.overrun_bits > 64 + 8 * len(payload):
+        raise GuidanceDecodeError("corrupt pixel map: the coded data ends far too early")
+    return params, grid
+
+
+def render_pixel_map(grid: np.ndarray, params: PixelParams, width: int, height: int,
+                     upsample: str = "bicubic", smooth: float = 0.0) -> Image.Image:
+    """Upsample a decoded grid to the original size: cell centres on block centres (spec §7.4)."""
+    gh, gw, _ = grid.shape
+    small = Image.fromarray(grid, "YCbCr").convert("RGB")
+    big = small.resize((gw * params.block, gh * params.block), _RESAMPLE[upsample])
+    out = big.crop((0, 0, width, height))
+    if smooth > 0:
+        out = out.filter(ImageFilter.GaussianBlur(smooth * params.block))
+    return out
+
+
+_RESAMPLE = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+# --- image reference (spec §8) -----------------------------------------------------------------------
+
+MIN_REF_SIDE = 8
+
+
+def ref_size(width: int, height: int, long_side: int) -> tuple[int, int]:
+    """Reference size for a long side: aspect kept, even sides, at least 8 (spec §8.2, integer math)."""
+    m = max(width, height)
+    long_side = min(long_side, m + (m & 1))
+
+    def side(s: int) -> int:
+        return max(MIN_REF_SIDE, 2 * ((s * long_side + m) // (2 * m)))
+
+    return side(width), side(height)
+
+
+@dataclass(frozen=True)
+class RefCodec:
+    """One image-reference codec: its stable id, quality range and availability."""
+
+    id: int
+    name: str
+    q_best: int  # quality setting of the best quality
+    q_worst: int  # ... and of the worst (smallest files)
+
+    def available(self) -> str | None:
+        """None when usable here, else the reason."""
+        try:
+            import av
+        except ImportError:
+            return "PyAV is not installed"
+        need = {"av1": ("libsvtav1", "libdav1d"), "hevc": ("libx265", "hevc"), "vvc": ("vvc",)}.get(self.name, ())
+        missing = [c for c in need if c not in av.codecs_available]
+        if self.name == "j2k":
+            from PIL import features
+
+            return None if features.check("jpg_2000") else "Pillow was built without OpenJPEG"
+        if self.name == "vvc":
+            return "no VVC encoder is wired into the image reference yet (rd-curve has VVenC)"
+        return f"PyAV lacks {', '.join(missing)}" if missing else None
+
+
+REF_CODECS: dict[str, RefCodec] = {
+    "av1": RefCodec(0, "av1", 20, 63),
+    "hevc": RefCodec(1, "hevc", 20, 51),
+    "j2k": RefCodec(2, "j2k", 20, 400),  # quality = compression ratio (Pillow quality_layers)
+    "vvc": RefCodec(3, "vvc", 20, 63),
+}
+assert all(registry.IMAGE_CODERS[c.id] == n for n, c in REF_CODECS.items())
+
+
+def default_ref_codec() -> RefCodec:
+    """The first usable codec in order of preference: AV1, HEVC, JPEG 2000."""
+    reasons = []
+    for name in ("av1", "hevc", "j2k"):
+        why = REF_CODECS[name].available()
+        if why is None:
+            return REF_CODECS[name]
+        reasons.append(f"{name}: {why}")
+    raise CodecUnavailableError("no image-reference codec is usable: " + "; ".join(reasons))
+
+
+def _av_encode(img: Image.Image, codec: str, q: int) -> bytes:
+    """One intra frame through PyAV (SVT-AV1 or x265), all packets concatenated."""
+    import av
+
+    av.logging.set_level(av.logging.ERROR)
+    ctx = av.CodecContext.create({"av1": "libsvtav1", "hevc": "libx265"}[codec], "w")
+    ctx.width, ctx.height = img.size
+    ctx.pix_fmt = "yuv420p"
+    ctx.time_base = fractions.Fraction(1, 25)
+    if codec == "av1":
+        ctx.options = {"crf": str(q), "preset": "6", "svtav1-params": "avif=1:tune=0"}
+    else:
+        ctx.options = {"crf": str(q), "preset": "medium",
+                       "x265-params": "info=0:log-level=none:keyint=1:repeat-headers=0"}
+    frame = av.VideoFrame.from_image(img).reformat(format="yuv420p")
+    packets = list(ctx.encode(frame)) + list(ctx.encode(None))
+    return b"".join(bytes(p) for p in packets)
+
+
+_AV1_TD = b"\x12\x00"  # AV1 temporal delimiter OBU: rebuilt by the decoder (spec §8.3)
+
+
+def _av_decode(data: bytes, codec: str) -> Image.Image:
+    """Decode one frame with PyAV (dav1d or FFmpeg's HEVC)."""
+    import av
+
+    av.logging.set_level(av.logging.ERROR)
+    ctx = av.CodecContext.create({"av1": "libdav1d", "hevc": "hevc"}[codec], "r")
+    frames = []
+    try:
+        for pkt in ctx.parse(data) or [av.Packet(data)]:
+            frames.extend(ctx.decode(pkt))
+        frames.extend(ctx.decode(None))
+    except (av.error.FFmpegError, ValueError) as e:
+        raise GuidanceDecodeError(f"corrupt image reference: {codec} decoder failed ({e})") from None
+    if not frames:
+        raise GuidanceDecodeError(f"corrupt image reference: the {codec} stream holds no frame")
+    return frames[0].to_image()
+
+
+def _codec_encode(img: Image.Image, codec: str, q: int) -> bytes:
+    """Encode with a reference codec and strip what spec §8.3 lets the decoder rebuild."""
+    if codec == "av1":
+        data = _av_encode(img, "av1", q)
+        return data[2:] if data.startswith(_AV1_TD) else data
+    if codec == "hevc":
+        return _av_encode(img, "hevc", q)
+    if codec == "j2k":
+        import io
+
+        buf = io.BytesIO()
+        img.save(buf, "JPEG2000", no_jp2=True, quality_mode="rates", quality_layers=[q],
+                 irreversible=True, num_resolutions=max(1, min(6, int(math.log2(min(img.size))) - 2)))
+        return buf.getvalue()
+    raise CodecUnavailableError(f"image-reference codec {codec} cannot encode here")
+
+
+def _codec_decode(data: bytes, codec: str) -> Image.Image:
+    """Inverse of _codec_encode."""
+    if codec == "av1":
+        return _av_decode(_AV1_TD + data, "av1")
+    if codec == "hevc":
+        return _av_decode(data, "hevc")
+    if codec == "j2k":
+        import io
+
+        try:
+            img = Image.open(io.BytesIO(data), formats=["JPEG2000"])
+            img.load()
+            return img.convert("RGB")
+        except Exception as e:  # Pillow raises OSError/SyntaxError/ValueError/... on broken codestreams
+            raise GuidanceDecodeError(f"corrupt image reference: JPEG 2000 decoder failed ({e})") from None
+    raise GuidanceDecodeError(f"image-reference codec {codec} cannot be decoded by this reader")
+
+
+def encode_image_ref(image: Image.Image, codec: RefCodec, long_side: int, q: int) -> bytes:
+    """Image-reference payload: long-side byte (spec §8.1) + the codec stream of the downscaled image."""
+    if not 8 <= long_side <= 2040 or long_side % 8:
+        raise ConfigError(f"reference long side must be a multiple of 8 in 8..2040; found {long_side}")
+    w, h = image.size
+    small = image.convert("RGB").resize(ref_size(w, h, long_side), Image.Resampling.LANCZOS)
+    return bytes([long_side // 8]) + _codec_encode(small, codec.name, q)
+
+
+def decode_image_ref(payload: bytes, coder_id: int, width: int, height: int) -> Image.Image:
+    """Decode an image-reference payload to the downscaled reference image."""
+    if len(payload) < 2 or payload[0] == 0:
+        raise GuidanceDecodeError("corrupt image reference: expected a long-side byte and a codec stream")
+    name = registry.IMAGE_CODERS[coder_id]
+    img = _codec_decode(payload[1:], name)
+    want = ref_size(width, height, payload[0] * 8)
+    if img.size != want:
+        raise GuidanceDecodeError(f"corrupt image reference: expected a {want[0]}x{want[1]} picture, "
+                                  f"found {img.size[0]}x{img.size[1]}")
+    return img
+
+
+def render_image_ref(ref: Image.Image, width: int, height: int, upsample: str = "lanczos",
+                     smooth: float = 0.0) -> Image.Image:
+    """Upscale a decoded reference to the original size."""
+    out = ref.resize((width, height), _RESAMPLE[upsample])
+    if smooth > 0:
+        out = out.filter(ImageFilter.GaussianBlur(smooth * width / ref.size[0]))
+    return out

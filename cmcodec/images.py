@@ -1,0 +1,96 @@
+"""Reading and normalising input images: every odd input is converted correctly or rejected clearly."""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .bitstream import DEFAULT_LIMITS, Limits
+from .errors import ImageInputError, LimitError
+
+
+def _to_8bit(arr: np.ndarray) -> np.ndarray:
+    """Scale integer or float samples to uint8 by their type's range."""
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * 255
+    if np.issubdtype(arr.dtype, np.floating):
+        hi = 1.0 if float(np.nanmax(arr, initial=0.0)) <= 1.0 else 255.0
+        return np.clip(np.nan_to_num(arr) * (255.0 / hi) + 0.5, 0, 255).astype(np.uint8)
+    if arr.dtype in (np.uint16, np.int32, np.uint32, np.int64) or arr.max(initial=0) > 255:
+        return np.clip((arr.astype(np.int64) + 128) // 257, 0, 255).astype(np.uint8)
+    return np.clip(arr, 0, 255).astype(np.uint8)
+
+
+def _flatten(img: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB; transparency is composited over white."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return Image.fromarray(_to_8bit(np.asarray(img)), "L").convert("RGB")
+    if img.mode == "P" and "transparency" in img.info or img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(bg, rgba).convert("RGB")
+    if img.mode == "CMYK":
+        return ImageOps.invert(img.convert("RGB")) if img.info.get("adobe_transform") == 0 else img.convert("RGB")
+    return img.convert("RGB")
+
+
+def load_image(src: object, limits: Limits = DEFAULT_LIMITS) -> Image.Image:
+    """An input (path, bytes, PIL image or HxW[xC] array) as an upright 8-bit RGB PIL image."""
+    name = str(src) if isinstance(src, (str, os.PathLike)) else type(src).__name__
+    if isinstance(src, np.ndarray):
+        arr = src
+        if arr.ndim == 3 and arr.shape[2] == 1:
+            arr = arr[..., 0]
+        if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+            raise ImageInputError(f"array input: expected HxW, HxWx3 or HxWx4, found shape {arr.shape}")
+        arr = _to_8bit(arr)
+        img = Image.fromarray(arr, "L" if arr.ndim == 2 else ("RGB" if arr.shape[2] == 3 else "RGBA"))
+    elif isinstance(src, Image.Image):
+        img = src
+    else:
+        data: bytes | Path
+        if isinstance(src, (bytes, bytearray)):
+            data = bytes(src)
+        elif isinstance(src, (str, os.PathLike)):
+            data = Path(src)
+            if not data.is_file():
+                raise ImageInputError(f"{name}: expected an image file, found {'a folder' if data.is_dir() else 'nothing'}")
+        else:
+            raise ImageInputError(f"expected an image path, bytes, PIL image or array, found {type(src).__name__}")
+        old = Image.MAX_IMAGE_PIXELS
+        try:
+            Image.MAX_IMAGE_PIXELS = limits.max_pixels
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                img = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
+                n_frames = getattr(img, "n_frames", 1)
+                if n_frames > 1:
+                    raise ImageInputError(f"{name}: animated image with {n_frames} frames; cmcodec codes still "
+                                          "images (extract one frame first)")
+                img.load()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise LimitError(f"{name}: image exceeds the pixel limit of {limits.max_pixels} ({e})") from None
+        except UnidentifiedImageError:
+            raise ImageInputError(f"{name}: not an image file Pillow can read") from None
+        except (OSError, SyntaxError, ValueError) as e:
+            raise ImageInputError(f"{name}: unreadable or truncated image ({e})") from None
+        finally:
+            Image.MAX_IMAGE_PIXELS = old
+    try:
+        img = ImageOps.exif_transpose(img) or img
+    except Exception:  # a broken EXIF block must not stop an otherwise readable image
+        pass
+    w, h = img.size
+    if w < 1 or h < 1:
+        raise ImageInputError(f"{name}: image has no pixels ({w}x{h})")
+    if w > limits.max_width or h > limits.max_height or w * h > limits.max_pixels:
+        raise LimitError(f"{name}: image {w}x{h} exceeds the limits ({limits.max_width}x{limits.max_height}, "
+                         f"{limits.max_pixels} pixels)")
+    return _flatten(img)

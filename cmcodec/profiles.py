@@ -50,6 +50,7 @@ class Profile:
     multiple_of: int = 8
     scheduler: str | None = None  # diffusers scheduler class name; None keeps the model's own
     scheduler_kwargs: dict[str, Any] = field(default_factory=dict)
+    load_kwargs: dict[str, Any] = field(default_factory=dict)  # extra from_pretrained arguments
     encoder: EncoderDefaults = EncoderDefaults()
 
     def mode(self, mode: str) -> ModeConfig:
@@ -134,6 +135,7 @@ PROFILES: tuple[Profile, ...] = (
         model="stable-diffusion-v1-5/stable-diffusion-v1-5",
         modes=_cfg_modes(25, 7.5),
         scheduler="DPMSolverMultistepScheduler",
+        load_kwargs={"safety_checker": None, "requires_safety_checker": False},
     ),
     Profile(
         id=4,

@@ -1,0 +1,71 @@
+"""Model backends (I2T captioners, T2I diffusion decoders). Importing this package imports no torch."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import ModelError
+
+ENV_MODEL_DIR = "CMCODEC_MODEL_DIR"
+
+
+def resolve_location(model: str, override: str | None = None) -> str:
+    """Where a model is loaded from: an explicit folder, $CMCODEC_MODEL_DIR/<name>, or the hub id itself.
+
+    Under $CMCODEC_MODEL_DIR a hub id ``org/name`` is looked up as ``org--name`` and as ``name``.
+    """
+    if override:
+        p = Path(override).expanduser()
+        if not p.is_dir():
+            raise ModelError(f"model folder {override} does not exist (expected a folder saved with save_pretrained)")
+        return str(p)
+    if Path(model).expanduser().is_dir():
+        return str(Path(model).expanduser())
+    root = os.environ.get(ENV_MODEL_DIR)
+    if root:
+        for cand in (model.replace("/", "--"), model.split("/")[-1]):
+            p = Path(root).expanduser() / cand
+            if p.is_dir():
+                return str(p)
+    return model
+
+
+def offline() -> bool:
+    """True when the Hugging Face hub must not be contacted."""
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+
+
+def load_error(kind: str, model: str, location: str, err: BaseException, option: str) -> ModelError:
+    """A one-line ModelError naming the model and every way to supply it."""
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    where = "local folder" if Path(location).is_dir() else ("hub id (offline)" if offline() else "hub id")
+    return ModelError(
+        f"cannot load {kind} model {model!r} from {where} {location!r}: {first[:300]} | supply it with "
+        f"{option} DIR (a folder saved with save_pretrained), ${ENV_MODEL_DIR}/{model.replace('/', '--')}, "
+        "or a Hugging Face cache (HF_HOME) that holds it"
+    )
+
+
+def pick_device(device: str | None) -> str:
+    """The device to run on: the given one, else CUDA when present, else CPU."""
+    import torch
+
+    if device:
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ModelError(f"device {device!r} requested but CUDA is not available (found torch {torch.__version__})")
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pick_dtype(device: str, dtype: str | None):
+    """fp16 on GPUs, fp32 on CPU, unless named (float16, bfloat16, float32)."""
+    import torch
+
+    if dtype:
+        try:
+            return {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16,
+                    "bfloat16": torch.bfloat16, "fp32": torch.float32, "float32": torch.float32}[dtype]
+        except KeyError:
+            raise ModelError(f"unknown dtype {dtype!r}: expected float16, bfloat16 or float32") from None
+    return torch.float16 if device.startswith("cuda") else torch.float32

@@ -1,0 +1,122 @@
+"""Image-to-text captioning through transformers Auto classes (safetensors only, no remote code).
+
+Captioners are data rows: a registered name maps to a hub id and how it is prompted. Any other hub id or
+local folder is accepted too; its kind is read from its config (chat template present: "chat").
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image
+
+from ..errors import ModelError
+from . import load_error, pick_device, pick_dtype, resolve_location
+
+
+@dataclass(frozen=True)
+class Captioner:
+    """A registered captioner: hub id, prompting kind and prompt (with {words})."""
+
+    name: str
+    model: str
+    kind: str  # "caption" (plain captioning head) or "chat" (vision-language model with a chat template)
+    prompt: str = ""
+
+
+WORD_PROMPT = ("Describe this image in one sentence of at most {words} words, naming the main subjects, "
+               "their colours and layout, and the setting.")
+CAPTIONERS: dict[str, Captioner] = {c.name: c for c in (
+    Captioner("blip-large", "Salesforce/blip-image-captioning-large", "caption"),
+    Captioner("blip-base", "Salesforce/blip-image-captioning-base", "caption"),
+    Captioner("blip2-opt-2.7b", "Salesforce/blip2-opt-2.7b", "caption"),
+    Captioner("florence-2-large", "florence-community/Florence-2-large", "caption", "<MORE_DETAILED_CAPTION>"),
+    Captioner("qwen2-vl-2b", "Qwen/Qwen2-VL-2B-Instruct", "chat", WORD_PROMPT),
+    Captioner("qwen2.5-vl-3b", "Qwen/Qwen2.5-VL-3B-Instruct", "chat", WORD_PROMPT),
+)}
+DEFAULT_CAPTIONER = "blip-large"
+
+_CACHE: dict[tuple, Any] = {}
+_LOCK = threading.Lock()
+
+
+def _captioner(model: str | None) -> Captioner:
+    """Registered row for a name, else an ad-hoc row for a hub id or folder."""
+    model = model or DEFAULT_CAPTIONER
+    if model in CAPTIONERS:
+        return CAPTIONERS[model]
+    return Captioner(model, model, "auto", WORD_PROMPT)
+
+
+def load(model: str | None = None, device: str | None = None, dtype: str | None = None,
+         model_path: str | None = None) -> tuple[Any, Any, Captioner, str]:
+    """(processor, model, row, device), cached."""
+    row = _captioner(model)
+    try:
+        import torch  # noqa: F401
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+    except ImportError as e:
+        raise ModelError(f"captioning needs transformers and torch: pip install 'cmcodec[neural]' ({e})") from None
+    dev = pick_device(device)
+    torch_dtype = pick_dtype(dev, dtype)
+    loc = resolve_location(row.model, model_path)
+    key = (loc, dev, str(torch_dtype))
+    with _LOCK:
+        if key not in _CACHE:
+            try:
+                proc = AutoProcessor.from_pretrained(loc, trust_remote_code=False)
+                net = AutoModelForImageTextToText.from_pretrained(
+                    loc, dtype=torch_dtype, use_safetensors=True, trust_remote_code=False
+                ).to(dev).eval()
+            except Exception as e:  # OSError / ValueError / hub errors: all mean the model cannot be loaded
+                raise load_error("I2T", row.model, loc, e, "--i2t-path") from None
+            if row.kind == "auto":
+                row = Captioner(row.name, row.model, "chat" if getattr(proc, "chat_template", None) else "caption",
+                                row.prompt)
+            _CACHE[key] = (proc, net, row, dev)
+        return _CACHE[key]
+
+
+def caption_batch(images: list[Image.Image], *, model: str | None = None, words: int = 20,
+                  device: str | None = None, dtype: str | None = None, model_path: str | None = None,
+                  max_new_tokens: int | None = None) -> list[str]:
+    """Captions of several images, each cut to at most ``words`` words (CMC-Bench's word budget)."""
+    import torch
+
+    from ..textcode import trim_to_words
+
+    proc, net, row, dev = load(model, device, dtype, model_path)
+    rgb = [im.convert("RGB") for im in images]
+    new = max_new_tokens or max(8, int(words * 2))
+    prompt = row.prompt.format(words=words)
+    if row.kind == "chat":
+        msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+        text = proc.apply_chat_template(msgs, add_generation_prompt=True)
+        inputs = proc(text=[text] * len(rgb), images=rgb, return_tensors="pt", padding=True)
+    elif prompt:
+        inputs = proc(text=[prompt] * len(rgb), images=rgb, return_tensors="pt")
+    else:
+        inputs = proc(images=rgb, return_tensors="pt")
+    inputs = {k: (v.to(dev, net.dtype) if v.is_floating_point() else v.to(dev)) for k, v in inputs.items()}
+    with torch.inference_mode():
+        out = net.generate(**inputs, max_new_tokens=new, do_sample=False, num_beams=1)
+    if row.kind == "chat" or (prompt and not net.config.is_encoder_decoder):
+        out = out[:, inputs["input_ids"].shape[1]:]
+    texts = proc.batch_decode(out, skip_special_tokens=True)
+    return [_clean(t, words) for t in texts]
+
+
+def _clean(text: str, words: int) -> str:
+    """Whitespace folded, first letter upper-case, cut to the word budget."""
+    from ..textcode import trim_to_words
+
+    t = trim_to_words(" ".join(text.split()), words).strip()
+    return t[:1].upper() + t[1:]
+
+
+def caption(image: Image.Image, *, model: str | None = None, words: int = 20, device: str | None = None,
+            dtype: str | None = None, model_path: str | None = None) -> str:
+    """Caption of one image (see caption_batch)."""
+    return caption_batch([image], model=model, words=words, device=device, dtype=dtype, model_path=model_path)[0]

@@ -1,0 +1,98 @@
+"""Text-to-image decoding through diffusers AutoPipelines (safetensors only, no remote code)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from PIL import Image
+
+from ..errors import ModelError
+from ..profiles import Profile
+from . import load_error, pick_device, pick_dtype, resolve_location
+
+_CACHE: dict[tuple, Any] = {}
+_LOCK = threading.Lock()
+
+
+def _dtype_kw(version: str, dtype: Any) -> dict[str, Any]:
+    """diffusers renamed torch_dtype to dtype in 0.42."""
+    major, minor = (int(x) for x in version.split(".")[:2])
+    return {"dtype": dtype} if (major, minor) >= (0, 42) else {"torch_dtype": dtype}
+
+
+def load_pipelines(profile: Profile, device: str | None = None, dtype: str | None = None,
+                   model_path: str | None = None) -> tuple[Any, Any, str]:
+    """(text2img, img2img, device) for a profile, cached; img2img shares the text2img components."""
+    if not profile.model:
+        raise ModelError(f"profile {profile.name} has no generative model")
+    try:
+        import torch  # noqa: F401
+        import diffusers
+        from diffusers import AutoPipelineForImage2Image, AutoPipelineForText2Image
+    except ImportError as e:
+        raise ModelError(f"profile {profile.name} needs diffusers and torch: pip install 'cmcodec[neural]' ({e})") from None
+    dev = pick_device(device)
+    torch_dtype = pick_dtype(dev, dtype)
+    loc = resolve_location(profile.model, model_path)
+    key = (profile.id, loc, dev, str(torch_dtype))
+    with _LOCK:
+        if key in _CACHE:
+            return _CACHE[key]
+        try:
+            # use_safetensors=True: never unpickle; no custom_pipeline: never run remote code (issue 7)
+            t2i = AutoPipelineForText2Image.from_pretrained(loc, **_dtype_kw(diffusers.__version__, torch_dtype),
+                                                            use_safetensors=True, **profile.load_kwargs)
+        except Exception as e:  # diffusers raises OSError, ValueError, HF hub errors, ...: all mean "cannot load"
+            raise load_error("T2I", profile.model, loc, e, "--model-path") from None
+        if profile.scheduler:
+            cls = getattr(diffusers, profile.scheduler)
+            t2i.scheduler = cls.from_config(t2i.scheduler.config, **profile.scheduler_kwargs)
+        t2i = t2i.to(dev)
+        t2i.set_progress_bar_config(disable=True)
+        i2i = AutoPipelineForImage2Image.from_pipe(t2i)
+        i2i.set_progress_bar_config(disable=True)
+        _CACHE[key] = (t2i, i2i, dev)
+        return _CACHE[key]
+
+
+def generate(profile: Profile, mode: str, *, caption: str, init: Image.Image | None, width: int, height: int,
+             seed: int, device: str | None = None, model_path: str | None = None,
+             dtype: str | None = None) -> Image.Image:
+    """Decode one image: text2img or img2img per the profile's mode row, resized to (width, height)."""
+    return generate_batch(profile, mode, [(caption, init, width, height, seed)], device=device,
+                          model_path=model_path, dtype=dtype)[0]
+
+
+def generate_batch(profile: Profile, mode: str, items: list[tuple[str, Image.Image | None, int, int, int]],
+                   *, device: str | None = None, model_path: str | None = None,
+                   dtype: str | None = None) -> list[Image.Image]:
+    """Decode several images of one mode and one generation size in one pipeline call."""
+    import torch
+
+    mc = profile.mode(mode)
+    t2i, i2i, dev = load_pipelines(profile, device, dtype, model_path)
+    sizes = {profile.decode_size(w, h) for _, _, w, h, _ in items}
+    if len(sizes) != 1:
+        raise ValueError("generate_batch takes items of one generation size")
+    (gw, gh), = sizes
+    prompts = [mc.prompt.format(caption=c).strip(" ,") or "a photograph" for c, *_ in items]
+    # initial noise from CPU generators, one per image: identical pixels for a file on any batch
+    gens = [torch.Generator("cpu").manual_seed(s) for *_, s in items]
+    kw: dict[str, Any] = {
+        "prompt": prompts,
+        "num_inference_steps": mc.steps,
+        "guidance_scale": mc.guidance_scale,
+        "generator": gens,
+        "output_type": "pil",
+    }
+    if mc.guidance_scale > 1 and mc.negative_prompt:
+        kw["negative_prompt"] = [mc.negative_prompt] * len(items)
+    with torch.inference_mode():
+        if mc.pipeline == "text2img":
+            out = t2i(height=gh, width=gw, **kw).images
+        else:
+            inits = [i.convert("RGB").resize((gw, gh), Image.Resampling.LANCZOS) for _, i, *_ in items]
+            out = i2i(image=inits, strength=mc.strength, **kw).images
+    return [im.resize((w, h), Image.Resampling.LANCZOS) if im.size != (w, h) else im
+            for im, (_, _, w, h, _) in zip(out, items)]

@@ -1,0 +1,57 @@
+"""Atomic output files: temp file in the target folder, fsync, rename; inputs are never overwritten."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import OutputExistsError
+
+
+def check_output(path: Path, force: bool, inputs: tuple[Path, ...] = ()) -> None:
+    """Refuse an existing output without force, and any output that is one of the inputs."""
+    rp = path.resolve()
+    for i in inputs:
+        if i.exists() and rp == i.resolve():
+            raise OutputExistsError(f"{path}: output would overwrite its own input")
+    if path.exists() and not force:
+        raise OutputExistsError(f"{path} exists: expected a new path (use --force to overwrite)")
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path, force: bool = False, inputs: tuple[Path, ...] = ()) -> Iterator[Path]:
+    """Yield a temp path beside ``path``; on success it replaces ``path``, on any error it is removed."""
+    path = Path(path)
+    check_output(path, force, inputs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        if not force and path.exists():  # lost a race with another writer
+            raise OutputExistsError(f"{path} exists: expected a new path (use --force to overwrite)")
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def write_bytes(path: Path, data: bytes, force: bool = False, inputs: tuple[Path, ...] = ()) -> None:
+    """Atomically write bytes."""
+    with atomic_path(path, force, inputs) as tmp:
+        tmp.write_bytes(data)
+
+
+def save_image(img, path: Path, force: bool = False, inputs: tuple[Path, ...] = ()) -> None:
+    """Atomically save a PIL image; the format follows the output suffix (PNG when unknown)."""
+    from PIL import Image
+
+    ext = Path(path).suffix.lower()
+    fmt = Image.registered_extensions().get(ext, "PNG")
+    with atomic_path(path, force, inputs) as tmp:
+        img.save(tmp, format=fmt)

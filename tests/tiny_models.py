@@ -1,0 +1,103 @@
+"""Tiny random-weight models saved like real model folders (diffusers' get_dummy_components style).
+
+Tokenizer files are written here from a small vocabulary; nothing is fetched.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from pathlib import Path
+
+CHARS = string.ascii_lowercase + string.digits + ".,;:!?'\"-()/&%"
+
+
+def write_clip_tokenizer(folder: Path) -> int:
+    """A character-level CLIP BPE tokenizer (vocab.json, merges.txt); returns the vocabulary size."""
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for c in CHARS:
+        vocab.setdefault(c, len(vocab))
+        vocab.setdefault(c + "</w>", len(vocab))
+    merges = ["#version: 0.2", "t h", "th e</w>", "a n", "an d</w>", "o f</w>"]
+    for m in merges[1:]:
+        a, b = m.split()
+        vocab.setdefault(a + b, len(vocab))
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("\n".join(merges) + "\n")
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "model_max_length": 77, "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
+        "pad_token": "<|endoftext|>", "unk_token": "<|endoftext|>", "tokenizer_class": "CLIPTokenizer"}))
+    return len(vocab)
+
+
+def make_tiny_sd(folder: Path) -> Path:
+    """A tiny Stable-Diffusion-layout pipeline folder (UNet, VAE with 8x downsampling, CLIP text encoder)."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        EulerDiscreteScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    torch.manual_seed(0)
+    tok_dir = folder.parent / (folder.name + "-tok")
+    vocab_size = write_clip_tokenizer(tok_dir)
+    tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
+    unet = UNet2DConditionModel(
+        block_out_channels=(4, 8), layers_per_block=1, sample_size=32, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=16, norm_num_groups=2, attention_head_dim=4,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(4, 4, 4, 4), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=2,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=1,
+    )
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=16, intermediate_size=32,
+        num_attention_heads=2, num_hidden_layers=2, vocab_size=vocab_size, max_position_embeddings=77,
+        projection_dim=16,
+    ))
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+    pipe = StableDiffusionPipeline(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def make_tiny_blip(folder: Path) -> Path:
+    """A tiny BLIP captioning model folder with a word-level BERT-style tokenizer written here."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (
+        BlipConfig,
+        BlipForConditionalGeneration,
+        BlipImageProcessor,
+        BlipProcessor,
+        BertTokenizerFast,
+    )
+
+    torch.manual_seed(0)
+    words = ("a photo of the red house with white windows blue sky green tree and on in an old door "
+             "street car person dog cat field water boat mountain").split()
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", *words])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    fast = BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                             sep_token="[SEP]", mask_token="[MASK]", bos_token="[DEC]")
+    cfg = BlipConfig(
+        text_config={"vocab_size": len(vocab), "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+                     "intermediate_size": 32, "max_position_embeddings": 64, "bos_token_id": 5, "pad_token_id": 0,
+                     "sep_token_id": 3, "eos_token_id": 3, "encoder_hidden_size": 16},
+        vision_config={"hidden_size": 16, "image_size": 32, "patch_size": 8, "num_hidden_layers": 1,
+                       "num_attention_heads": 2, "intermediate_size": 32},
+        projection_dim=16,
+    )
+    model = BlipForConditionalGeneration(cfg).eval()
+    proc = BlipProcessor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=fast)
+    model.save_pretrained(folder, safe_serialization=True)
+    proc.save_pretrained(folder)
+    return folder

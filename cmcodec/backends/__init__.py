@@ -31,6 +31,48 @@ def resolve_location(model: str, override: str | None = None) -> str:
     return model
 
 
+HUB_PROBE_TIMEOUT = 3.0  # seconds to wait for the hub before failing (no retries, no hang)
+
+
+def hub_unreachable() -> str | None:
+    """None when the Hugging Face endpoint answers a TCP connect, else why not."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=HUB_PROBE_TIMEOUT):
+            return None
+    except OSError as e:
+        return f"{host}:{port} unreachable ({e.strerror or e})"
+
+
+def locate(kind: str, model: str, override: str | None, option: str) -> str:
+    """A loadable location, or a ModelError within seconds: local folder, cached snapshot, or reachable hub."""
+    loc = resolve_location(model, override)
+    if Path(loc).is_dir():
+        return loc
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(loc, local_files_only=True)  # fully local: no network at all
+    except Exception:  # not cached (or not a valid repo id): decide below without touching the network twice
+        pass
+    if offline():
+        why = "offline (HF_HUB_OFFLINE=1) and not in the local Hugging Face cache"
+    else:
+        why = hub_unreachable()
+        if why is None:
+            return loc  # from_pretrained downloads it
+        why = f"not in the local Hugging Face cache and the hub is {why}"
+    raise ModelError(
+        f"cannot load {kind} model {model!r}: {why} | supply it with {option} DIR (a folder saved with "
+        f"save_pretrained), ${ENV_MODEL_DIR}/{model.replace('/', '--')}, or a Hugging Face cache (HF_HOME) "
+        "that holds it"
+    )
+
+
 def offline() -> bool:
     """True when the Hugging Face hub must not be contacted."""
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")

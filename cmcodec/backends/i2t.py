@@ -13,7 +13,7 @@ from typing import Any
 from PIL import Image
 
 from ..errors import ModelError
-from . import load_error, pick_device, pick_dtype, resolve_location
+from . import load_error, locate, pick_device, pick_dtype
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ def load(model: str | None = None, device: str | None = None, dtype: str | None 
          model_path: str | None = None) -> tuple[Any, Any, Captioner, str]:
     """(processor, model, row, device), cached."""
     row = _captioner(model)
+    loc = locate("I2T", row.model, model_path, "--i2t-path")  # before heavy imports: fail fast
     try:
         import torch  # noqa: F401
         from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -61,7 +62,6 @@ def load(model: str | None = None, device: str | None = None, dtype: str | None 
         raise ModelError(f"captioning needs transformers and torch: pip install 'cmcodec[neural]' ({e})") from None
     dev = pick_device(device)
     torch_dtype = pick_dtype(dev, dtype)
-    loc = resolve_location(row.model, model_path)
     key = (loc, dev, str(torch_dtype))
     with _LOCK:
         if key not in _CACHE:

@@ -9,7 +9,7 @@ from PIL import Image
 
 from ..errors import ModelError
 from ..profiles import Profile
-from . import load_error, pick_device, pick_dtype, resolve_location
+from . import load_error, locate, pick_device, pick_dtype
 
 _CACHE: dict[tuple, Any] = {}
 _LOCK = threading.Lock()
@@ -26,6 +26,7 @@ def load_pipelines(profile: Profile, device: str | None = None, dtype: str | Non
     """(text2img, img2img, device) for a profile, cached; img2img shares the text2img components."""
     if not profile.model:
         raise ModelError(f"profile {profile.name} has no generative model")
+    loc = locate("T2I", profile.model, model_path, "--model-path")  # before heavy imports: fail fast
     try:
         import torch  # noqa: F401
         import diffusers
@@ -34,7 +35,6 @@ def load_pipelines(profile: Profile, device: str | None = None, dtype: str | Non
         raise ModelError(f"profile {profile.name} needs diffusers and torch: pip install 'cmcodec[neural]' ({e})") from None
     dev = pick_device(device)
     torch_dtype = pick_dtype(dev, dtype)
-    loc = resolve_location(profile.model, model_path)
     key = (profile.id, loc, dev, str(torch_dtype))
     with _LOCK:
         if key in _CACHE:

@@ -1,0 +1,270 @@
+"""The cmcodec command line. The only place that turns CmcodecError into messages and exit codes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from . import __version__, registry
+from .errors import CmcodecError, ConfigError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".avif",
+                  ".heic", ".jxl", ".jp2", ".tga"}
+
+
+def _fail(e: CmcodecError) -> None:
+    """Print a one-line error and exit with the error's code."""
+    click.echo(f"cmcodec: error: {e}", err=True)
+    sys.exit(e.exit_code)
+
+
+def _quiet_libraries() -> None:
+    """Keep model-loading progress bars and warnings of the ML libraries off the terminal."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+
+
+def _offline(flag: bool) -> None:
+    """--offline: never contact the Hugging Face hub."""
+    if flag:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+def _files(folder: Path, suffixes: set[str]) -> list[Path]:
+    """Files of a folder with the given suffixes, sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+
+
+def _run_many(items: list[tuple[Path, Path]], work: Callable[[Path, Path], str], what: str) -> None:
+    """Run work on each (input, output) with a progress bar; go on past failures; list them; exit non-zero."""
+    from tqdm import tqdm
+
+    failed: list[tuple[Path, str]] = []
+    bar = tqdm(items, desc=what, unit="file", disable=len(items) < 2, file=sys.stderr)
+    for src, dst in bar:
+        try:
+            line = work(src, dst)
+            if len(items) < 2:
+                click.echo(line)
+            else:
+                bar.write(line)
+        except CmcodecError as e:
+            if len(items) == 1:
+                _fail(e)
+            failed.append((src, str(e)))
+            bar.write(f"cmcodec: error: {e}", file=sys.stderr)
+    if failed:
+        click.echo(f"cmcodec: {len(failed)} of {len(items)} files failed:", err=True)
+        for src, msg in failed:
+            click.echo(f"  {src}: {msg}", err=True)
+        sys.exit(1)
+
+
+def _read_captions(path: Path) -> dict[str, str]:
+    """Captions by image name from a CMC-Bench-style CSV (columns name,text)."""
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise ConfigError(f"{path}: cannot read captions CSV ({e})") from None
+    if not rows or "name" not in rows[0] or "text" not in rows[0]:
+        raise ConfigError(f"{path}: expected a CSV with columns name,text (CMC-Bench format)")
+    return {r["name"]: r["text"] for r in rows}
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cmcodec")
+def main() -> None:
+    """Cross-modality image compression: caption + tiny guidance, decoded by text-to-image diffusion."""
+
+
+@main.command()
+@click.argument("input", type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output .cmc file (a folder for folder input).")
+@click.option("--mode", type=click.Choice(["auto", *registry.MODES]), default="text", show_default=True)
+@click.option("--bpp", type=float, help="Budget in bits per pixel of the original image (whole file).")
+@click.option("--max-bytes", type=int, help="Budget in bytes (whole file); never exceeded.")
+@click.option("--caption", help="Use this caption; no I2T model is loaded.")
+@click.option("--caption-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Caption text file, or for folders a CSV with columns name,text.")
+@click.option("--profile", default="sd-turbo", show_default=True, help="Decoder profile written in the file.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--i2t", help="Captioner: registered name, hub id or local folder (default blip-large).")
+@click.option("--i2t-path", type=click.Path(file_okay=False, path_type=Path), help="Local folder of the captioner.")
+@click.option("--words", type=int, help="Caption word budget (default from the profile: 20).")
+@click.option("--ref-codec", type=click.Choice(["av1", "hevc", "j2k"]), help="Image-reference codec.")
+@click.option("--device", help="cuda, cuda:1, cpu, ... (default: cuda when present).")
+@click.option("--offline", is_flag=True, help="Never contact the model hub.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
+def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_bytes: int | None,
+           caption: str | None, caption_file: Path | None, profile: str, seed: int, i2t: str | None,
+           i2t_path: Path | None, words: int | None, ref_codec: str | None, device: str | None, offline: bool,
+           force: bool) -> None:
+    """Encode an image (or a folder of images) to .cmc."""
+    _offline(offline)
+    _quiet_libraries()
+    from . import codec
+    from .fileio import write_bytes
+
+    try:
+        if caption is not None and caption_file is not None:
+            raise ConfigError("give --caption or --caption-file, not both")
+        captions: dict[str, str] | None = None
+        if input.is_dir():
+            if output is None:
+                raise ConfigError("folder input needs -o OUTPUT_FOLDER")
+            if output.exists() and not output.is_dir():
+                raise ConfigError(f"{output}: folder input needs an output folder, found a file")
+            items = [(p, output / (p.stem + ".cmc")) for p in _files(input, IMAGE_SUFFIXES)]
+            if not items:
+                raise ConfigError(f"{input}: no image files found (expected {', '.join(sorted(IMAGE_SUFFIXES))})")
+            if caption_file is not None:
+                captions = _read_captions(caption_file)
+        else:
+            items = [(input, output or input.with_suffix(".cmc"))]
+            if caption_file is not None:
+                caption = caption_file.read_text(encoding="utf-8-sig").strip()
+        i2t_model = str(i2t_path) if i2t_path else i2t
+    except CmcodecError as e:
+        _fail(e)
+
+    def work(src: Path, dst: Path) -> str:
+        from .fileio import check_output
+
+        check_output(dst, force, (src,))
+        cap = caption
+        if captions is not None:
+            cap = captions.get(src.name)
+            if cap is None:
+                raise ConfigError(f"{src.name}: no caption for it in {caption_file}")
+        r = codec.encode_ex(src, mode=mode, caption=cap, bpp=bpp, max_bytes=max_bytes, profile=profile,
+                            seed=seed, i2t=i2t_model, device=device, caption_words=words, ref_codec=ref_codec)
+        write_bytes(dst, r.data, force, (src,))
+        h = r.header
+        return (f"{src} -> {dst}: {len(r.data)} bytes, {h.bpp:.5f} bpp, mode {r.mode}, profile {h.profile_name}"
+                + (f", caption {r.caption!r}" if r.caption else ""))
+
+    _run_many(items, work, "encode")
+
+
+@main.command()
+@click.argument("input", type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output image (a folder for folder input).")
+@click.option("--device", help="cuda, cuda:1, cpu, ... (default: cuda when present).")
+@click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32"]), help="Model precision.")
+@click.option("--model-path", type=click.Path(file_okay=False, path_type=Path),
+              help="Local folder holding the profile's T2I model (the profile itself comes from the file).")
+@click.option("--offline", is_flag=True, help="Never contact the model hub.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
+def decode(input: Path, output: Path | None, device: str | None, dtype: str | None, model_path: Path | None,
+           offline: bool, force: bool) -> None:
+    """Decode a .cmc file (or a folder of them) to an image."""
+    _offline(offline)
+    _quiet_libraries()
+    from . import codec
+    from .fileio import check_output, save_image
+
+    try:
+        if input.is_dir():
+            if output is None:
+                raise ConfigError("folder input needs -o OUTPUT_FOLDER")
+            items = [(p, output / (p.stem + ".png")) for p in _files(input, {".cmc"})]
+            if not items:
+                raise ConfigError(f"{input}: no .cmc files found")
+        else:
+            items = [(input, output or input.with_suffix(".png"))]
+    except CmcodecError as e:
+        _fail(e)
+
+    def work(src: Path, dst: Path) -> str:
+        check_output(dst, force, (src,))
+        img = codec.decode(src.read_bytes(), device=device, dtype=dtype,
+                           model_path=str(model_path) if model_path else None)
+        save_image(img, dst, force, (src,))
+        return f"{src} -> {dst}: {img.size[0]}x{img.size[1]}"
+
+    _run_many(items, work, "decode")
+
+
+def _info_dict(path: Path) -> dict:
+    """Header fields, sections and caption of a file, without loading any model."""
+    from . import textcode
+    from .bitstream import read_header
+
+    data = path.read_bytes()
+    h = read_header(data)
+    sections = []
+    caption = None
+    for s in h.sections:
+        sections.append({"type": s.name, "coder": registry.SECTION_CODERS[s.name][s.coder_id],
+                         "coder_id": s.coder_id, "bytes": len(s.payload), "required": s.required})
+        if s.name == "caption":
+            caption = textcode.decode(s.payload, s.coder_id)
+    return {"file": str(path), "version": h.version, "mode": h.mode, "width": h.width, "height": h.height,
+            "profile": h.profile_name, "profile_id": h.profile_id, "seed": h.seed, "bytes": h.file_size,
+            "bpp": h.bpp, "header_bytes": h.header_bytes, "overhead_bytes": h.overhead_bytes, "check": h.check,
+            "sections": sections, "skipped_optional_sections": list(h.skipped), "caption": caption}
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def info(files: tuple[Path, ...], as_json: bool) -> None:
+    """Show what a .cmc file holds (no model is loaded, torch is not imported)."""
+    out, failed = [], 0
+    for f in files:
+        try:
+            out.append(_info_dict(f))
+        except CmcodecError as e:
+            click.echo(f"cmcodec: error: {f}: {e}", err=True)
+            failed = e.exit_code
+    if as_json:
+        click.echo(json.dumps(out[0] if len(files) == 1 and out else out, indent=2, ensure_ascii=False))
+    else:
+        for d in out:
+            click.echo(f"{d['file']}: cmc v{d['version']}, {d['mode']} mode, {d['width']}x{d['height']}, "
+                       f"{d['bytes']} bytes ({d['bpp']:.5f} bpp), profile {d['profile']} (id {d['profile_id']}), "
+                       f"seed {d['seed']}, {d['check']}")
+            for s in d["sections"]:
+                click.echo(f"  {s['type']}: {s['bytes']} bytes, coder {s['coder']} (id {s['coder_id']})")
+            click.echo(f"  overhead: {d['overhead_bytes']} bytes (header {d['header_bytes']})")
+            if d["caption"] is not None:
+                click.echo(f"  caption: {d['caption']!r}")
+    if failed:
+        sys.exit(failed)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def profiles(as_json: bool) -> None:
+    """List the decoder profiles (stable ids written into files)."""
+    import dataclasses
+
+    from .profiles import PROFILES
+
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(p) for p in PROFILES], indent=2))
+        return
+    for p in PROFILES:
+        modes = ", ".join(f"{m}: {c.pipeline}" + (f" {c.steps} steps" if c.steps else "")
+                          + (f" strength {c.strength}" if c.pipeline == "img2img" else "")
+                          for m, c in p.modes.items())
+        click.echo(f"{p.id:>3}  {p.name:<14} {p.model or '(no model)'}, {p.long_side} px\n"
+                   f"     {p.description}\n     {modes}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""Train the wlm1 caption model (reproducible; developers only: needs the captions CSV and wordfreq).
+
+    python -m cmcodec.wordmodel_train ../shared/data/captions/cmcbench_gpt4v.csv cmcodec/data/wlm1.model
+
+Training uses captions whose CSV index is not a multiple of 5; multiples of 5 are the held-out test split
+(benchmarks/textcode_bench.py). CAPTION_WEIGHT and ESC_WEIGHT were chosen on a fold of the training
+split (every 5th training caption), never on the test split. Floating point is used here only; the model file holds integers.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import zlib
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from .wordmodel import CASE_NAMES, FIXED, tokenize
+
+VOCAB_GENERAL = 24000  # most frequent English words from wordfreq
+ORDER0_BITS = 22  # order-0 counts sum to about 2^22
+CAPTION_WEIGHT = 0.7  # order-0 mix: caption unigram vs general English
+ESC_WEIGHT = 2  # PPM escape count per distinct symbol (chosen on a fold of the training split)
+SPELL_WORDS = 60000  # words whose spelling trains the letter model
+
+
+def load_split(path: Path) -> tuple[list[str], list[str]]:
+    """(train, test) captions: test is every row whose index is a multiple of 5."""
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.DictReader(f))
+    train = [r["text"] for i, r in enumerate(rows) if i % 5]
+    test = [r["text"] for i, r in enumerate(rows) if i % 5 == 0]
+    return train, test
+
+
+def train(captions: list[str]) -> dict:
+    """Counts of every model component, as integers."""
+    from wordfreq import top_n_list, word_frequency
+
+    general = [w for w in top_n_list("en", VOCAB_GENERAL * 2) if w.isascii() and w.isalpha()][:VOCAB_GENERAL]
+    cap_tokens = [tokenize(c) for c in captions]
+    cap_words = Counter(t.text.lower() for toks in cap_tokens for t in toks if t.kind == "word")
+    vocab = sorted(set(general) | set(cap_words), key=lambda w: (-cap_words[w], -word_frequency(w, "en"), w))
+    sym = {w: len(FIXED) + i for i, w in enumerate(vocab)}
+
+    def sid(t) -> int:
+        """Training symbol of a token (unknown words never occur: vocab holds every caption word)."""
+        if t.kind == "word":
+            return sym[t.text.lower()]
+        if t.kind == "num":
+            return FIXED.index("<num>")
+        return FIXED.index(t.text) if t.text in FIXED else FIXED.index("<char>")
+
+    uni: Counter = Counter()
+    ctx1: dict[int, Counter] = defaultdict(Counter)
+    ctx2: dict[tuple[int, int], Counter] = defaultdict(Counter)
+    case: dict[int, Counter] = defaultdict(Counter)
+    space: dict[str, Counter] = defaultdict(Counter)
+    for toks in cap_tokens:
+        a, b = 0, 0  # start context: EOS twice
+        prev_class = "^"
+        for t in [*toks, None]:
+            s = 0 if t is None else sid(t)
+            uni[s] += 1
+            ctx1[b][s] += 1
+            ctx2[(a, b)][s] += 1
+            if t is not None:
+                if t.kind == "word":
+                    case[int(prev_class in ("^", ".", "!", "?"))][CASE_NAMES.index(t.case)] += 1
+                space[prev_class + "|" + t.cls][int(t.space)] += 1
+                prev_class = t.cls
+            a, b = b, s
+    # order 0: mix of caption unigram and general English frequency; every symbol at least 1
+    n_cap = sum(uni.values())
+    fw = {w: word_frequency(w, "en") for w in vocab}
+    n_gen = sum(fw.values())
+    scale = 1 << ORDER0_BITS
+    order0 = []
+    for i in range(len(FIXED) + len(vocab)):
+        p_cap = uni[i] / n_cap
+        p_gen = fw[vocab[i - len(FIXED)]] / n_gen if i >= len(FIXED) else 0.0
+        p = CAPTION_WEIGHT * p_cap + (1 - CAPTION_WEIGHT) * p_gen
+        order0.append(max(1, round(p * scale)))
+    for name in ("<word>", "<num>", "<char>"):  # escapes: rare in training, not rare elsewhere
+        i = FIXED.index(name)
+        order0[i] = max(order0[i], scale // {"<word>": 200, "<num>": 1000, "<char>": 2000}[name])
+    # letters: order-1 model over a-z and end, from general English spelling
+    letters: dict[str, Counter] = defaultdict(Counter)
+    for w in top_n_list("en", SPELL_WORDS):
+        if w.isascii() and w.isalpha():
+            prev = "^"
+            for ch in w.lower() + "$":
+                letters[prev][ch] += 1
+                prev = ch
+    return {
+        "id": "wlm1",
+        "esc_weight": ESC_WEIGHT,
+        "vocab": vocab,
+        "order0": order0,
+        "order1": {str(k): sorted(v.items()) for k, v in ctx1.items()},
+        "order2": {f"{k[0]} {k[1]}": sorted(v.items()) for k, v in ctx2.items()},
+        "case": {str(k): [v[i] + 1 for i in range(len(CASE_NAMES))] for k, v in case.items()},
+        "space": {k: [v[0] + 1, v[1] + 1] for k, v in space.items()},
+        "letters": {k: [v.get(c, 0) + 1 for c in "abcdefghijklmnopqrstuvwxyz$"] for k, v in letters.items()},
+    }
+
+
+def main(argv: list[str]) -> None:
+    """Train and write the compressed model file; print its sha256 for wordmodel.MODELS."""
+    import hashlib
+
+    src, dst = Path(argv[0]), Path(argv[1])
+    train_caps, _ = load_split(src)
+    model = train(train_caps)
+    data = zlib.compress(json.dumps(model, separators=(",", ":"), sort_keys=True).encode(), 9)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(data)
+    print(f"{dst}: {len(data)} bytes, {len(model['vocab'])} words, sha256 {hashlib.sha256(data).hexdigest()}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

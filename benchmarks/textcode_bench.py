@@ -37,7 +37,8 @@ def _zstd_coder(train: list[str]):
 def main() -> None:
     """Print the table and write JSON."""
     ap = argparse.ArgumentParser()
-    ap.add_argument("--captions", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared/data/captions/cmcbench_gpt4v.csv")
+    default = Path(__file__).resolve().parents[1].parent / "shared/data/captions/cmcbench_gpt4v.csv"
+    ap.add_argument("--captions", type=Path, default=default)
     ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results/textcode.json")
     args = ap.parse_args()
     train, test = load_split(args.captions)

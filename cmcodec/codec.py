@@ -170,8 +170,9 @@ def _encode_mode(img: Image.Image, mode: str, caption: str, budget: int | None, 
         target = max(16, int((opts.get("ref_bpp") or enc.ref_bpp) * w * h / 8))
         base = len(packer.pack(cap, Section(registry.SECTION_IDS["image_ref"], codec.id, b"")))
         data = _ref_search(img, codec, target + base, lambda s: packer.pack(cap, s))
-        if data is None:
-            raise BudgetError(f"{mode} mode: no reference fits {target} bytes")
+        if data is None:  # no budget was asked for: the default rate is a target, so take the smallest
+            data = packer.pack(cap, Section(registry.SECTION_IDS["image_ref"], codec.id,
+                                            guidance.encode_image_ref(img, codec, 8, codec.q_worst)))
         return data
     if mode == "full":  # caption first, up to 30% of the budget, then the reference gets the rest
         for share in (0.3, 0.15, 0.0):

@@ -32,7 +32,7 @@ def _flatten(img: Image.Image) -> Image.Image:
     """Any Pillow mode to 8-bit RGB; transparency is composited over white."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         return Image.fromarray(_to_8bit(np.asarray(img)), "L").convert("RGB")
-    if img.mode == "P" and "transparency" in img.info or img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+    if (img.mode == "P" and "transparency" in img.info) or img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = img.convert("RGBA")
         bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(bg, rgba).convert("RGB")
@@ -61,7 +61,8 @@ def load_image(src: object, limits: Limits = DEFAULT_LIMITS) -> Image.Image:
         elif isinstance(src, (str, os.PathLike)):
             data = Path(src)
             if not data.is_file():
-                raise ImageInputError(f"{name}: expected an image file, found {'a folder' if data.is_dir() else 'nothing'}")
+                found = "a folder" if data.is_dir() else "nothing"
+                raise ImageInputError(f"{name}: expected an image file, found {found}")
         else:
             raise ImageInputError(f"expected an image path, bytes, PIL image or array, found {type(src).__name__}")
         old = Image.MAX_IMAGE_PIXELS

@@ -329,7 +329,9 @@ def get_model(model_id: str) -> WordModel:
     with _LOCK:
         if model_id not in _LOADED:
             if not model_available(model_id):
-                raise CmcodecError(f"caption model {model_id} is not installed (expected cmcodec/data/{model_id}.model)")
+                raise CmcodecError(
+                    f"caption model {model_id} is not installed (expected cmcodec/data/{model_id}.model)"
+                )
             raw = _path(model_id).read_bytes()
             digest = hashlib.sha256(raw).hexdigest()
             if MODELS[model_id] and digest != MODELS[model_id]:

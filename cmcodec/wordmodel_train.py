@@ -1,10 +1,11 @@
-"""Train the wlm1 caption model (reproducible; developers only: needs the captions CSV and wordfreq).
+"""Train the wlm1 caption model (reproducible; developers: needs the captions CSV and wordfreq).
 
     python -m cmcodec.wordmodel_train ../shared/data/captions/cmcbench_gpt4v.csv cmcodec/data/wlm1.model
 
 Training uses captions whose CSV index is not a multiple of 5; multiples of 5 are the held-out test split
 (benchmarks/textcode_bench.py). CAPTION_WEIGHT and ESC_WEIGHT were chosen on a fold of the training
-split (every 5th training caption), never on the test split. Floating point is used here only; the model file holds integers.
+split (every 5th training caption), never on the test split.
+Floating point is used here only; the model file holds integers.
 """
 
 from __future__ import annotations

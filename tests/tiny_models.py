@@ -73,16 +73,15 @@ def make_tiny_blip(folder: Path) -> Path:
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import (
+        BertTokenizerFast,
         BlipConfig,
         BlipForConditionalGeneration,
         BlipImageProcessor,
         BlipProcessor,
-        BertTokenizerFast,
     )
 
     torch.manual_seed(0)
-    words = ("a photo of the red house with white windows blue sky green tree and on in an old door "
-             "street car person dog cat field water boat mountain").split()
+    words = ["a", "photo", "of", "the", "red", "house", "with", "white", "windows", "blue", "sky", "green", "tree", "and", "on", "in", "an", "old", "door", "street", "car", "person", "dog", "cat", "field", "water", "boat", "mountain"]
     vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", *words])}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()

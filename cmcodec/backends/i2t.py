@@ -85,7 +85,6 @@ def caption_batch(images: list[Image.Image], *, model: str | None = None, words:
     """Captions of several images, each cut to at most ``words`` words (CMC-Bench's word budget)."""
     import torch
 
-    from ..textcode import trim_to_words
 
     proc, net, row, dev = load(model, device, dtype, model_path)
     rgb = [im.convert("RGB") for im in images]

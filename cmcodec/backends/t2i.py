@@ -28,11 +28,13 @@ def load_pipelines(profile: Profile, device: str | None = None, dtype: str | Non
         raise ModelError(f"profile {profile.name} has no generative model")
     loc = locate("T2I", profile.model, model_path, "--model-path")  # before heavy imports: fail fast
     try:
-        import torch  # noqa: F401
         import diffusers
+        import torch  # noqa: F401
         from diffusers import AutoPipelineForImage2Image, AutoPipelineForText2Image
     except ImportError as e:
-        raise ModelError(f"profile {profile.name} needs diffusers and torch: pip install 'cmcodec[neural]' ({e})") from None
+        raise ModelError(
+            f"profile {profile.name} needs diffusers and torch: pip install 'cmcodec[neural]' ({e})"
+        ) from None
     dev = pick_device(device)
     torch_dtype = pick_dtype(dev, dtype)
     key = (profile.id, loc, dev, str(torch_dtype))
@@ -71,7 +73,7 @@ def generate_batch(profile: Profile, mode: str, items: list[tuple[str, Image.Ima
     import torch
 
     mc = profile.mode(mode)
-    t2i, i2i, dev = load_pipelines(profile, device, dtype, model_path)
+    t2i, i2i, _ = load_pipelines(profile, device, dtype, model_path)
     sizes = {profile.decode_size(w, h) for _, _, w, h, _ in items}
     if len(sizes) != 1:
         raise ValueError("generate_batch takes items of one generation size")

@@ -1,0 +1,54 @@
+"""Shared fixtures: offline hub, tiny random-weight models saved and reloaded like real folders."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).parent))
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "fixtures"
+GOLDEN = FIXTURES / "golden"
+PARROTS = FIXTURES / "images/parrots_192x128.png"
+HOUSE = FIXTURES / "images/house_96x64.png"
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of a tiny Stable-Diffusion pipeline (random weights, our tokenizer files)."""
+    pytest.importorskip("diffusers")
+    from tiny_models import make_tiny_sd
+
+    return make_tiny_sd(tmp_path_factory.mktemp("models") / "tiny-sd")
+
+
+@pytest.fixture(scope="session")
+def tiny_blip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of a tiny BLIP captioner (random weights, our tokenizer files)."""
+    pytest.importorskip("transformers")
+    from tiny_models import make_tiny_blip
+
+    return make_tiny_blip(tmp_path_factory.mktemp("models") / "tiny-blip")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip slow / gpu / weights tests unless asked for."""
+    import importlib.util
+
+    slow = os.environ.get("CMCODEC_SLOW") == "1"
+    gpu = importlib.util.find_spec("torch") is not None and __import__("torch").cuda.is_available()
+    weights = os.environ.get("CMCODEC_WEIGHTS") == "1"
+    for item in items:
+        if "slow" in item.keywords and not slow:
+            item.add_marker(pytest.mark.skip(reason="slow: set CMCODEC_SLOW=1"))
+        if "gpu" in item.keywords and not gpu:
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
+        if "weights" in item.keywords and not weights:
+            item.add_marker(pytest.mark.skip(reason="needs real weights: set CMCODEC_WEIGHTS=1 with a hub or cache"))

@@ -1,0 +1,94 @@
+"""The command line as a user types it: exit codes, one-line errors, folders, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import GOLDEN, HOUSE, PARROTS
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cmcodec.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300)
+
+
+def test_encode_info_decode_classic(tmp_path: Path) -> None:
+    out = tmp_path / "p.cmc"
+    r = run("encode", str(PARROTS), "-o", str(out), "--mode", "pixel", "--profile", "classic")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(run("info", str(out), "--json").stdout)
+    assert info["mode"] == "pixel" and info["width"] == 192 and info["bytes"] == out.stat().st_size
+    r = run("decode", str(out), "-o", str(tmp_path / "p.png"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "p.png").stat().st_size > 0
+
+
+def test_no_overwrite_without_force_and_never_the_input(tmp_path: Path) -> None:
+    out = tmp_path / "p.cmc"
+    out.write_bytes(b"keep")
+    r = run("encode", str(PARROTS), "-o", str(out), "--caption", "x")
+    assert r.returncode == 10 and "use --force" in r.stderr and out.read_bytes() == b"keep"
+    assert run("encode", str(PARROTS), "-o", str(out), "--caption", "x", "--force").returncode == 0
+    src = tmp_path / "a.cmc"
+    shutil.copy(GOLDEN / "pixel_classic.cmc", src)
+    r = run("decode", str(src), "-o", str(src), "--force")
+    assert r.returncode == 10 and "its own input" in r.stderr
+    assert src.read_bytes() == (GOLDEN / "pixel_classic.cmc").read_bytes()
+
+
+def test_errors_are_one_line_with_exit_codes(tmp_path: Path) -> None:
+    r = run("info", str(PARROTS))
+    assert r.returncode == 3 and r.stderr.strip().count("\n") == 0 and "not a .cmc file" in r.stderr
+    bad = tmp_path / "t.cmc"
+    bad.write_bytes((GOLDEN / "text_wlm1.cmc").read_bytes()[:-3])
+    r = run("decode", str(bad), "-o", str(tmp_path / "t.png"))
+    assert r.returncode == 3 and "corrupt or truncated" in r.stderr
+    assert not (tmp_path / "t.png").exists()
+    r = run("encode", str(PARROTS), "-o", str(tmp_path / "x.cmc"), "--mode", "text", "--profile", "classic",
+            "--caption", "x")
+    assert r.returncode == 6 and "classic cannot decode text mode" in r.stderr
+    r = run("encode", str(PARROTS), "-o", str(tmp_path / "y.cmc"), "--max-bytes", "3", "--caption", "x")
+    assert r.returncode == 8 and "smallest file is" in r.stderr
+
+
+def test_info_does_not_import_torch() -> None:
+    code = ("import sys; from cmcodec.cli import main; sys.argv=['cmcodec','info','" + str(GOLDEN / "text_wlm1.cmc")
+            + "']\ntry: main()\nexcept SystemExit: pass\nassert 'torch' not in sys.modules")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def test_folder_runs_continue_past_bad_files(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(PARROTS, src / "a.png")
+    shutil.copy(HOUSE, src / "b.png")
+    (src / "c.png").write_bytes(b"broken")
+    r = run("encode", str(src), "-o", str(tmp_path / "out"), "--mode", "pixel", "--profile", "classic")
+    assert r.returncode == 1
+    assert "1 of 3 files failed" in r.stderr and "c.png" in r.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.cmc", "b.cmc"]
+    r = run("decode", str(tmp_path / "out"), "-o", str(tmp_path / "dec"))
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "dec").iterdir()) == ["a.png", "b.png"]
+
+
+def test_captions_csv_for_folders(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(HOUSE, src / "b.png")
+    csv = tmp_path / "c.csv"
+    csv.write_text(",name,text\n0,b.png,A red house with white windows.\n", encoding="utf-8")
+    r = run("encode", str(src), "-o", str(tmp_path / "out"), "--caption-file", str(csv))
+    assert r.returncode == 0, r.stderr
+    info = json.loads(run("info", str(tmp_path / "out/b.cmc"), "--json").stdout)
+    assert info["caption"] == "A red house with white windows." and info["overhead_bytes"] <= 6
+
+
+def test_profiles_lists_stable_ids() -> None:
+    r = run("profiles", "--json")
+    ids = {p["name"]: p["id"] for p in json.loads(r.stdout)}
+    assert ids == {"sd-turbo": 0, "classic": 1, "sdxl-turbo": 2, "sd15": 3, "realvisxl-v4": 4}

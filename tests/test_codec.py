@@ -1,0 +1,116 @@
+"""encode/decode in every mode, rate control, auto mode, determinism, model loading errors."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import GOLDEN, HOUSE, PARROTS
+from PIL import Image
+
+import cmcodec
+from cmcodec import codec
+from cmcodec.errors import BudgetError, ModelError, ProfileError
+
+CAP = "Two colourful parrots, one red and one green, perched side by side against a blurred green background."
+
+
+@pytest.mark.parametrize("mode", ["pixel", "image", "full"])
+def test_classic_roundtrip(mode: str) -> None:
+    data = cmcodec.encode(PARROTS, mode=mode, profile="classic")
+    img = cmcodec.decode(data)
+    assert img.size == (192, 128) and img.mode == "RGB"
+    ref = np.asarray(Image.open(PARROTS).convert("RGB"), dtype=float)
+    assert np.abs(np.asarray(img, dtype=float) - ref).mean() < 60
+
+
+def test_classic_refuses_text_mode() -> None:
+    with pytest.raises(ProfileError, match="classic cannot decode text mode"):
+        cmcodec.encode(PARROTS, mode="text", caption="x", profile="classic")
+
+
+@pytest.mark.parametrize("mode", ["text", "pixel", "image", "full"])
+@pytest.mark.parametrize("bpp", [0.003, 0.01, 0.05])
+def test_budget_never_exceeded(mode: str, bpp: float) -> None:
+    budget = int(bpp * 192 * 128 / 8)
+    try:
+        data = cmcodec.encode(PARROTS, mode=mode, caption=CAP, bpp=bpp)
+    except BudgetError as e:
+        assert "smallest file is" in str(e)
+        return
+    assert len(data) <= budget
+
+
+def test_max_bytes_and_error_names_smallest_size() -> None:
+    data = cmcodec.encode(PARROTS, mode="text", caption=CAP, max_bytes=20)
+    assert len(data) <= 20
+    h = cmcodec.read_header(data)
+    assert h.section("caption") is not None
+    with pytest.raises(BudgetError, match=r"smallest file is \d+ bytes"):
+        cmcodec.encode(PARROTS, mode="image", max_bytes=10)
+
+
+def test_rate_control_uses_the_budget() -> None:
+    img = Image.open(PARROTS).resize((768, 512))
+    for bpp in (0.01, 0.02, 0.05):
+        r = codec.encode_ex(img, mode="image", profile="classic", bpp=bpp)
+        assert 0.6 * bpp <= r.header.bpp <= bpp
+
+
+def test_auto_mode_follows_the_budget() -> None:
+    img = Image.open(PARROTS).resize((768, 512))
+    assert codec.encode_ex(img, mode="auto", caption=CAP, bpp=0.0008).mode == "text"
+    assert codec.encode_ex(img, mode="auto", caption=CAP, bpp=0.004).mode == "pixel"
+    assert codec.encode_ex(img, mode="auto", caption=CAP, bpp=0.02).mode == "full"
+    assert codec.encode_ex(img, mode="auto", profile="classic", bpp=0.003).mode == "pixel"
+    assert codec.encode_ex(img, mode="auto", profile="classic", bpp=0.02).mode == "image"
+
+
+def test_import_does_not_import_torch() -> None:
+    import subprocess
+
+    code = "import sys, cmcodec, cmcodec.cli, cmcodec.codec; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_missing_weights_fail_fast_with_a_clear_message() -> None:
+    data = (GOLDEN / "text_wlm1.cmc").read_bytes()
+    t = time.time()
+    with pytest.raises(ModelError, match=r"stabilityai/sd-turbo.*--model-path DIR"):
+        cmcodec.decode(data)
+    assert time.time() - t < 30
+
+
+def test_unknown_captioner_fails_clearly() -> None:
+    with pytest.raises(ModelError, match="cannot load I2T model"):
+        cmcodec.encode(PARROTS, mode="text", i2t="no-such-org/no-such-model")
+
+
+@pytest.mark.parametrize("mode", ["text", "pixel", "image", "full"])
+def test_tiny_t2i_roundtrip_is_deterministic(mode: str, tiny_sd) -> None:
+    data = cmcodec.encode(HOUSE, mode=mode, caption="a red house", seed=11)
+    a = cmcodec.decode(data, model_path=str(tiny_sd))
+    b = cmcodec.decode(data, model_path=str(tiny_sd))
+    assert a.size == (96, 64)
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_golden_files_decode_with_tiny_models(tiny_sd) -> None:
+    for name in ("text_wlm1.cmc", "pixel_sdturbo.cmc", "full_j2k.cmc", "pixel_classic.cmc", "image_av1_classic.cmc"):
+        img = cmcodec.decode((GOLDEN / name).read_bytes(), model_path=str(tiny_sd))
+        assert img.size == (192, 128)
+
+
+def test_encode_with_tiny_captioner(tiny_blip) -> None:
+    r = codec.encode_ex(HOUSE, mode="text", i2t=str(tiny_blip), caption_words=5)
+    assert len(r.caption.split()) <= 5
+    assert cmcodec.read_header(r.data).mode == "text"
+
+
+def test_caption_given_loads_no_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cmcodec.backends import i2t
+
+    monkeypatch.setattr(i2t, "load", lambda *a, **k: pytest.fail("captioner loaded"))
+    cmcodec.encode(HOUSE, mode="full", caption="a house")

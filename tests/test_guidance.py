@@ -1,0 +1,66 @@
+"""Guidance: pixel map exact on its grid, image references for each codec, size rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import PARROTS
+from PIL import Image
+
+from cmcodec import guidance
+from cmcodec.errors import ConfigError, GuidanceDecodeError
+
+
+@pytest.mark.parametrize("block,bits,drop", [(8, 8, 0), (16, 6, 2), (64, 5, 2), (64, 3, 3), (1024, 1, 0)])
+def test_pixel_map_roundtrip_is_exact_on_the_grid(block: int, bits: int, drop: int) -> None:
+    img = Image.open(PARROTS)
+    p = guidance.PixelParams(block, bits, drop)
+    data = guidance.encode_pixel_map(img, p)
+    p2, grid = guidance.decode_pixel_map(data, *img.size)
+    assert p2 == p
+    cells = guidance._cells(img, *img.size, block)
+    levels = 1 << bits
+    q = np.clip(np.floor(cells[..., 0] * levels / 256.0), 0, levels - 1)
+    assert np.array_equal(grid[..., 0], ((q * 256 + 128) // levels).astype(np.uint8))
+    out = guidance.render_pixel_map(grid, p2, *img.size)
+    assert out.size == img.size
+
+
+def test_pixel_map_is_cheaper_than_8_bits_per_block() -> None:
+    img = Image.open("../shared/data/kodak/kodim01.png") if False else Image.open(PARROTS).resize((768, 512))
+    data = guidance.encode_pixel_map(img, guidance.PixelParams(64, 5, 2))
+    assert len(data) * 8 < 8 * 12 * 8
+
+
+def test_pixel_params_validation() -> None:
+    with pytest.raises(ConfigError):
+        guidance.PixelParams(48, 5, 2)
+    with pytest.raises(GuidanceDecodeError):
+        guidance.decode_pixel_map(b"", 10, 10)
+
+
+@pytest.mark.parametrize("w,h,L,expect", [(768, 512, 192, (192, 128)), (512, 768, 64, (42, 64)),
+                                          (1, 1, 8, (8, 8)), (100, 7, 2040, (100, 8))])
+def test_ref_size(w: int, h: int, L: int, expect: tuple[int, int]) -> None:
+    assert guidance.ref_size(w, h, L) == expect
+
+
+@pytest.mark.parametrize("codec", ["av1", "hevc", "j2k"])
+def test_image_ref_roundtrip(codec: str) -> None:
+    rc = guidance.REF_CODECS[codec]
+    if rc.available():
+        pytest.skip(rc.available())
+    img = Image.open(PARROTS)
+    data = guidance.encode_image_ref(img, rc, 96, rc.q_worst if codec != "j2k" else 50)
+    ref = guidance.decode_image_ref(data, rc.id, *img.size)
+    assert ref.size == guidance.ref_size(*img.size, 96)
+    diff = np.abs(np.asarray(ref.resize(img.size), dtype=int) - np.asarray(img, dtype=int)).mean()
+    assert diff < 40  # a real picture of the input, not noise
+    with pytest.raises(GuidanceDecodeError):
+        guidance.decode_image_ref(data[:1] + bytes(len(data) - 1), rc.id, *img.size)
+
+
+def test_av1_temporal_delimiter_is_stripped() -> None:
+    rc = guidance.REF_CODECS["av1"]
+    data = guidance.encode_image_ref(Image.open(PARROTS), rc, 64, 63)
+    assert not data[1:].startswith(b"\x12\x00")

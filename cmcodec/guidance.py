@@ -224,8 +224,11 @@ def default_ref_codec() -> RefCodec:
 
 def _av_encode(img: Image.Image, codec: str, q: int) -> bytes:
     """One intra frame through PyAV (SVT-AV1 or x265), all packets concatenated."""
+    import os
+
     import av
 
+    os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1: errors only (it prints its configuration otherwise)
     av.logging.set_level(av.logging.ERROR)
     ctx = av.CodecContext.create({"av1": "libsvtav1", "hevc": "libx265"}[codec], "w")
     ctx.width, ctx.height = img.size

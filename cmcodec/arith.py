@@ -18,6 +18,18 @@ QUARTER = 1 << (PRECISION - 2)
 MAX_TOTAL = 1 << 24  # frequency totals stay well below the smallest renormalised range (2^30)
 
 
+def pack_bits(bits: list[int]) -> bytes:
+    """Bits (MSB first) to bytes, zero-padded to a byte boundary."""
+    bits = bits + [0] * (-len(bits) % 8)
+    out = bytearray()
+    for i in range(0, len(bits), 8):
+        b = 0
+        for bit in bits[i : i + 8]:
+            b = (b << 1) | bit
+        out.append(b)
+    return bytes(out)
+
+
 class Encoder:
     """Arithmetic encoder; call ``encode(lo, hi, total)`` per symbol, then ``finish()``."""
 
@@ -70,14 +82,7 @@ class Encoder:
                 break
         for i in range(k):
             self._emit((v >> (PRECISION - 1 - i)) & 1)
-        bits = self.bits + [0] * (-len(self.bits) % 8)
-        out = bytearray()
-        for i in range(0, len(bits), 8):
-            b = 0
-            for bit in bits[i : i + 8]:
-                b = (b << 1) | bit
-            out.append(b)
-        return bytes(out).rstrip(b"\x00")
+        return pack_bits(self.bits).rstrip(b"\x00")
 
 
 class Decoder:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from . import registry
+from .arith import pack_bits
 from .errors import (
     FormatError,
     IntegrityError,
@@ -149,14 +150,7 @@ class BitWriter:
 
     def to_bytes(self) -> bytes:
         """The bits, zero-padded to a byte boundary."""
-        bits = self.bits + [0] * (-len(self.bits) % 8)
-        out = bytearray()
-        for i in range(0, len(bits), 8):
-            b = 0
-            for bit in bits[i : i + 8]:
-                b = (b << 1) | bit
-            out.append(b)
-        return bytes(out)
+        return pack_bits(self.bits)
 
 
 class BitReader:

@@ -152,6 +152,18 @@ def find(cum: Sequence[int], t: int) -> int:
     return bisect_right(cum, t) - 1
 
 
+def encode_cum(enc: Encoder, cum: Sequence[int], k: int) -> None:
+    """Code symbol k of a static cumulative table (cum[0] == 0, cum[-1] == total)."""
+    enc.encode(cum[k], cum[k + 1], cum[-1])
+
+
+def decode_cum(dec: Decoder, cum: Sequence[int]) -> int:
+    """Decode a symbol coded with encode_cum."""
+    k = find(cum, dec.target(cum[-1]))
+    dec.consume(cum[k], cum[k + 1], cum[-1])
+    return k
+
+
 class AdaptiveModel:
     """Adaptive frequency model over n symbols: integer counts, +inc per use, halved past a limit."""
 

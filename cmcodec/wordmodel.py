@@ -191,6 +191,10 @@ class WordModel:
         dec.consume(start, start + self.c0[lo], total)
         return lo
 
+    def _case_cum(self, prev_cls: str) -> list[int]:
+        """Case table: after a sentence start or end, or elsewhere."""
+        return self.case.get(int(prev_cls in ("^", ".", "!", "?")), self.case[0])
+
     # -- public --------------------------------------------------------------------------------------
 
     def encode(self, text: str) -> bytes:
@@ -208,9 +212,7 @@ class WordModel:
             if s == ESC_WORD:
                 prev = "^"
                 for ch in t.text.lower() + "$":
-                    cum = self.letters.get(prev, self.uniform_letters)
-                    k = LETTERS.index(ch)
-                    enc.encode(cum[k], cum[k + 1], cum[-1])
+                    arith.encode_cum(enc, self.letters.get(prev, self.uniform_letters), LETTERS.index(ch))
                     prev = ch
             elif s == ESC_NUM:
                 for j, ch in enumerate(t.text + "$"):
@@ -221,14 +223,11 @@ class WordModel:
             elif s == ESC_CHAR:
                 enc.encode_uniform(ord(t.text), MAX_CODEPOINT)
             if t.kind == "word":
-                cum = self.case.get(int(prev_cls in ("^", ".", "!", "?")), self.case[0])
-                k = CASE_NAMES.index(t.case)
-                enc.encode(cum[k], cum[k + 1], cum[-1])
+                arith.encode_cum(enc, self._case_cum(prev_cls), CASE_NAMES.index(t.case))
                 if t.case == "mixed":
                     for ch in t.text:
                         enc.encode_uniform(int(ch.isupper()), 2)
-            cum = self.space.get(prev_cls + "|" + t.cls, _EVEN)
-            enc.encode(cum[int(t.space)], cum[int(t.space) + 1], cum[-1])
+            arith.encode_cum(enc, self.space.get(prev_cls + "|" + t.cls, _EVEN), int(t.space))
             prev_cls = t.cls
             a, b = b, s
         self._enc_symbol(enc, EOS, a, b)
@@ -247,10 +246,7 @@ class WordModel:
             if s == ESC_WORD:
                 letters, prev = [], "^"
                 while True:
-                    cum = self.letters.get(prev, self.uniform_letters)
-                    k = arith.find(cum, dec.target(cum[-1]))
-                    dec.consume(cum[k], cum[k + 1], cum[-1])
-                    ch = LETTERS[k]
+                    ch = LETTERS[arith.decode_cum(dec, self.letters.get(prev, self.uniform_letters))]
                     if ch == "$":
                         break
                     letters.append(ch)
@@ -274,10 +270,7 @@ class WordModel:
             else:
                 text, kind = self.vocab[s - len(FIXED)], "word"
             if kind == "word":
-                cum = self.case.get(int(prev_cls in ("^", ".", "!", "?")), self.case[0])
-                k = arith.find(cum, dec.target(cum[-1]))
-                dec.consume(cum[k], cum[k + 1], cum[-1])
-                case = CASE_NAMES[k]
+                case = CASE_NAMES[arith.decode_cum(dec, self._case_cum(prev_cls))]
                 if case == "cap":
                     text = text[0].upper() + text[1:]
                 elif case == "upper":
@@ -285,9 +278,7 @@ class WordModel:
                 elif case == "mixed":
                     text = "".join(c.upper() if dec.decode_uniform(2) else c for c in text)
             tok = Token(kind, text, False)
-            cum = self.space.get(prev_cls + "|" + tok.cls, _EVEN)
-            sp = arith.find(cum, dec.target(cum[-1]))
-            dec.consume(cum[sp], cum[sp + 1], cum[-1])
+            sp = arith.decode_cum(dec, self.space.get(prev_cls + "|" + tok.cls, _EVEN))
             out.append(" " + text if sp else text)
             n += len(text) + sp
             if n > MAX_CHARS:

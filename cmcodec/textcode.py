@@ -58,22 +58,16 @@ def _utf8_decode(data: bytes) -> str:
         raise CaptionDecodeError(f"corrupt caption: not UTF-8 ({e})") from None
 
 
-def _wlm_encode(text: str) -> bytes:
-    """Word language model v1 (cmcodec.wordmodel)."""
+def _wlm(model_id: str) -> tuple[Callable[[str], bytes], Callable[[bytes], str]]:
+    """(encode, decode) of a shipped word language model (cmcodec.wordmodel), loaded on first use."""
     from . import wordmodel
 
-    return wordmodel.get_model("wlm1").encode(text)
+    return (lambda t: wordmodel.get_model(model_id).encode(t), lambda d: wordmodel.get_model(model_id).decode(d))
 
 
-def _wlm_decode(data: bytes) -> str:
-    """Inverse of _wlm_encode."""
-    from . import wordmodel
-
-    return wordmodel.get_model("wlm1").decode(data)
-
-
+WORD_MODELS = ("wlm1", "wlm2")  # spec §6.3; only the newest is tried by encoders, all of them decode
 CODERS: dict[str, tuple[Callable[[str], bytes], Callable[[bytes], str]]] = {
-    "wlm1": (_wlm_encode, _wlm_decode),
+    **{m: _wlm(m) for m in WORD_MODELS},
     "brotli": (_brotli_encode, _brotli_decode),
     "utf8": (lambda t: t.encode("utf-8"), _utf8_decode),
 }
@@ -81,16 +75,16 @@ assert set(CODERS) == set(registry.CAPTION_CODERS.values())
 
 
 def available_coders() -> list[str]:
-    """Coders usable here (the word model needs its shipped model file)."""
-    out = []
-    for name in CODERS:
-        if name == "wlm1":
-            from . import wordmodel
+    """Coders an encoder tries, default first: the word models whose files ship (newest first), brotli, utf8.
 
-            if not wordmodel.model_available("wlm1"):
-                continue
-        out.append(name)
-    return out
+    Every one is tried because the whole file decides: wlm1 is coder 0, which a version-1 header implies
+    for free (spec §3 field 8), while naming wlm2 costs 4 header bits.
+    """
+    from . import wordmodel
+
+    models = sorted((m for m in WORD_MODELS if wordmodel.model_available(m)),
+                    key=lambda m: m != wordmodel.DEFAULT_MODEL)
+    return [*models, "brotli", "utf8"]
 
 
 def encode_with(text: str, coder: str | None = None) -> tuple[int, bytes]:
@@ -109,13 +103,13 @@ def encode_with(text: str, coder: str | None = None) -> tuple[int, bytes]:
     return best
 
 
-def encode(text: str) -> bytes:
-    """Caption payload of the best available coder (the id is ``encode_with(text)[0]``)."""
-    return encode_with(text)[1]
+def encode(text: str, coder: str | None = None) -> bytes:
+    """Caption payload of one coder, by default the first available (the default word model)."""
+    return encode_with(text, coder or available_coders()[0])[1]
 
 
 def decode(data: bytes, coder_id: int | None = None) -> str:
-    """Decode a caption payload; coder_id defaults to the best available coder's id."""
+    """Decode a caption payload; coder_id defaults to the coder ``encode`` uses by default."""
     if coder_id is None:
         coder_id = registry.coder_id("caption", available_coders()[0])
     name = registry.CAPTION_CODERS.get(coder_id)

@@ -35,7 +35,9 @@ MAX_CODEPOINT = 0x110000
 # model id -> SHA-256 of its file in cmcodec/data (a retrained model gets a new id; old ids stay)
 MODELS: dict[str, str] = {
     "wlm1": "50978dd2c570cebb3e2d7e12a0cf6fad5d86b8a8c85a34efcd2e579b3768b947",
+    "wlm2": "8351844fee6ff9adfab2981d774d26e45ee02efb143341b8634a3aaca8ada72e",
 }
+DEFAULT_MODEL = "wlm2"  # what encoders write; every id above keeps decoding
 
 _PIECE = re.compile(r"[A-Za-z]+|[0-9]+|.", re.S)
 
@@ -120,6 +122,8 @@ class WordModel:
         self.case = {int(k): _cum(v) for k, v in model["case"].items()}
         self.space = {k: _cum(v) for k, v in model["space"].items()}
         self.letters = {k: _cum(v) for k, v in model["letters"].items()}
+        # wlm2+: letters after two previous letters, backing off to the one-letter table when unseen
+        self.letters2 = {k: _cum(v) for k, v in model.get("letters2", {}).items()}
         self.uniform_letters = _cum([1] * len(LETTERS))
 
     # -- symbols -------------------------------------------------------------------------------------
@@ -191,15 +195,22 @@ class WordModel:
         dec.consume(start, start + self.c0[lo], total)
         return lo
 
+    def _letter_cum(self, prev2: str, prev: str) -> list[int]:
+        """Spelling table after the previous two letters ('^' before the word)."""
+        t = self.letters2.get(prev2 + prev)
+        if t is not None:
+            return t
+        return self.letters.get(prev, self.uniform_letters)
+
     def _case_cum(self, prev_cls: str) -> list[int]:
         """Case table: after a sentence start or end, or elsewhere."""
         return self.case.get(int(prev_cls in ("^", ".", "!", "?")), self.case[0])
 
     # -- public --------------------------------------------------------------------------------------
 
-    def encode(self, text: str) -> bytes:
-        """Code a text (any Unicode) to bytes ending on the shortest byte boundary."""
-        enc = arith.Encoder()
+    def encode(self, text: str, enc: arith.Encoder | None = None) -> bytes:
+        """Code a text (any Unicode) to bytes ending on the shortest byte boundary (enc: another back end)."""
+        enc = enc or arith.Encoder()
         a, b, prev_cls = EOS, EOS, "^"
         for t in tokenize(text):
             if t.kind == "word":
@@ -210,10 +221,10 @@ class WordModel:
                 s = FIXED.index(t.text) if t.text in FIXED and FIXED.index(t.text) > ESC_CHAR else ESC_CHAR
             self._enc_symbol(enc, s, a, b)
             if s == ESC_WORD:
-                prev = "^"
+                prev2, prev = "^", "^"
                 for ch in t.text.lower() + "$":
-                    arith.encode_cum(enc, self.letters.get(prev, self.uniform_letters), LETTERS.index(ch))
-                    prev = ch
+                    arith.encode_cum(enc, self._letter_cum(prev2, prev), LETTERS.index(ch))
+                    prev2, prev = prev, ch
             elif s == ESC_NUM:
                 for j, ch in enumerate(t.text + "$"):
                     if j == 0:
@@ -244,13 +255,13 @@ class WordModel:
             if s == EOS:
                 break
             if s == ESC_WORD:
-                letters, prev = [], "^"
+                letters, prev2, prev = [], "^", "^"
                 while True:
-                    ch = LETTERS[arith.decode_cum(dec, self.letters.get(prev, self.uniform_letters))]
+                    ch = LETTERS[arith.decode_cum(dec, self._letter_cum(prev2, prev))]
                     if ch == "$":
                         break
                     letters.append(ch)
-                    prev = ch
+                    prev2, prev = prev, ch
                     if len(letters) > MAX_CHARS:
                         raise CaptionDecodeError("corrupt caption: spelled word exceeds the caption limit")
                 if not letters:

@@ -10,33 +10,37 @@ from conftest import GOLDEN
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cmcodec import textcode
+from cmcodec import registry, textcode
 from cmcodec.errors import CaptionDecodeError, CmcodecError, LimitError
 from cmcodec.wordmodel import get_model, tokenize
 
 VECTORS = json.loads((GOLDEN / "wlm1_vectors.json").read_text())
+GOLDEN_VECTORS = [(m, i, v) for m in textcode.WORD_MODELS
+                  for i, v in enumerate(json.loads((GOLDEN / f"{m}_vectors.json").read_text()))]
 
 
-@pytest.mark.parametrize("vec", VECTORS, ids=range(len(VECTORS)))
-def test_wlm1_golden_vectors(vec: dict) -> None:
-    assert textcode.encode_with(vec["text"], "wlm1")[1].hex() == vec["hex"]
-    assert textcode.decode(bytes.fromhex(vec["hex"]), 0) == vec["text"]
+@pytest.mark.parametrize("model,i,vec", GOLDEN_VECTORS, ids=[f"{m}-{i}" for m, i, _ in GOLDEN_VECTORS])
+def test_word_model_golden_vectors(model: str, i: int, vec: dict) -> None:
+    assert textcode.encode_with(vec["text"], model)[1].hex() == vec["hex"]
+    assert textcode.decode(bytes.fromhex(vec["hex"]), registry.coder_id("caption", model)) == vec["text"]
 
 
 @given(st.text(max_size=200).map(textcode.normalize))
 @settings(max_examples=400, deadline=None)
 def test_every_coder_roundtrips_any_unicode(text: str) -> None:
-    for name in ("wlm1", "brotli", "utf8"):
+    for name in textcode.CODERS:
         cid, data = textcode.encode_with(text, name)
         assert textcode.decode(data, cid) == text
+    assert textcode.decode(textcode.encode(text)) == text
 
 
 @given(st.lists(st.sampled_from(["the", "a", "red", "house", "with", "Two", "12", "3.5", ",", ".", "-", "'", "(", ")", "\n", "", "é", "日", "iPhone", "XYZ"]),
                 max_size=40).map(" ".join))
 @settings(max_examples=300, deadline=None)
-def test_wlm1_roundtrips_caption_like_text(text: str) -> None:
-    m = get_model("wlm1")
-    assert m.decode(m.encode(text)) == text
+def test_word_models_roundtrip_caption_like_text(text: str) -> None:
+    for model in textcode.WORD_MODELS:
+        m = get_model(model)
+        assert m.decode(m.encode(text)) == text
 
 
 def test_tokenize_restores_text() -> None:
@@ -44,10 +48,28 @@ def test_tokenize_restores_text() -> None:
         assert "".join((" " if k.space else "") + k.text for k in tokenize(t)) == t
 
 
-def test_best_coder_is_wlm1_for_captions_and_small() -> None:
+def test_best_coder_is_the_default_word_model_for_captions_and_small() -> None:
     cap = "A red brick house with white windows and a green door, surrounded by tall trees under a blue sky."
     cid, data = textcode.encode_with(cap)
-    assert cid == 0 and len(data) < 30
+    assert registry.CAPTION_CODERS[cid] in textcode.WORD_MODELS and len(data) < 30
+    assert len(data) == min(len(textcode.encode_with(cap, m)[1]) for m in textcode.WORD_MODELS)
+    assert textcode.available_coders()[0] == "wlm2"
+
+
+def test_trainer_reproduces_shipped_models() -> None:
+    pytest.importorskip("wordfreq")
+    import hashlib
+    import zlib
+
+    from cmcodec import wordmodel, wordmodel_train
+
+    csv_path = GOLDEN.parents[2] / "shared/data/captions/cmcbench_gpt4v.csv"
+    if not csv_path.exists():
+        pytest.skip(f"training captions not found at {csv_path}")
+    train, _ = wordmodel_train.load_split(csv_path)
+    model = wordmodel_train.train(train, "wlm2")
+    raw = zlib.compress(json.dumps(model, separators=(",", ":"), sort_keys=True).encode(), 9)
+    assert hashlib.sha256(raw).hexdigest() == wordmodel.MODELS["wlm2"]
 
 
 def test_corrupt_streams_raise_caption_error_or_decode() -> None:

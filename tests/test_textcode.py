@@ -72,19 +72,20 @@ def test_trainer_reproduces_shipped_models() -> None:
     assert hashlib.sha256(raw).hexdigest() == wordmodel.MODELS["wlm2"]
 
 
-def test_corrupt_streams_raise_caption_error_or_decode() -> None:
+@pytest.mark.parametrize("model", textcode.WORD_MODELS)
+def test_corrupt_streams_raise_caption_error_or_decode(model: str) -> None:
     rng = random.Random(1)
-    good = textcode.encode_with(VECTORS[3]["text"], "wlm1")[1]
+    cid, good = textcode.encode_with(VECTORS[3]["text"], model)
     for _ in range(500):
         b = bytearray(good)
         b[rng.randrange(len(b))] = rng.randrange(256)
         try:
-            textcode.decode(bytes(b), 0)
+            textcode.decode(bytes(b), cid)
         except CaptionDecodeError:
             pass
     for n in range(64):  # random garbage: terminates (EOS, limit or overrun), never loops or crashes
         try:
-            textcode.decode(bytes(rng.randrange(256) for _ in range(n)), 0)
+            textcode.decode(bytes(rng.randrange(256) for _ in range(n)), cid)
         except CmcodecError:
             pass
     with pytest.raises(CaptionDecodeError):

@@ -244,7 +244,11 @@ def pack(
     everything = [*sections, *extra]
     for s in everything[:-1]:
         w.ue(len(s.payload))
-    body = w.to_bytes() + b"".join(s.payload for s in everything)
+    return seal(w.to_bytes() + b"".join(s.payload for s in everything))
+
+
+def seal(body: bytes) -> bytes:
+    """Header and payloads followed by the check sized for the whole file (spec §5)."""
     if len(body) + 1 <= CRC8_MAX_FILE:
         return body + bytes([crc8(body)])
     return body + zlib.crc32(body).to_bytes(4, "big")

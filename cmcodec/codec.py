@@ -288,6 +288,22 @@ def decode_guidance(header: bitstream.Header, prof: Profile) -> Image.Image | No
     return None
 
 
+def validate(data: bytes, limits: Limits = DEFAULT_LIMITS) -> bitstream.Header:
+    """Check a whole file without any model: header, check, and every payload decoded (caption, pixel-map
+    grid, reference picture). Raises a CmcodecError subclass on anything wrong."""
+    header = bitstream.read_header(data, limits)
+    sec = header.section("caption")
+    if sec is not None:
+        textcode.decode(sec.payload, sec.coder_id)
+    pm = header.section("pixel_map")
+    if pm is not None:
+        guidance.decode_pixel_map(pm.payload, header.width, header.height)
+    ref = header.section("image_ref")
+    if ref is not None:
+        guidance.decode_image_ref(ref.payload, ref.coder_id, header.width, header.height)
+    return header
+
+
 def decode(data: bytes, *, device: str | None = None, model_path: str | None = None, dtype: str | None = None,
            limits: Limits = DEFAULT_LIMITS) -> Image.Image:
     """Decode .cmc bytes to an RGB image of the original size, with the profile named in the file.

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from . import arith, registry
-from .errors import CodecUnavailableError, ConfigError, GuidanceDecodeError
+from .errors import CodecUnavailableError, ConfigError, GuidanceDecodeError, LimitError
 
 # --- pixel map (spec §7) ----------------------------------------------------------------------------
 
@@ -49,9 +49,16 @@ class PixelParams:
             raise GuidanceDecodeError(f"corrupt pixel map: {e}") from None
 
 
+MAX_MAP_CELLS = 65536  # spec §7.2: at most 256 x 256 cells (decoding that many takes about 1 s here)
+
+
 def grid_size(width: int, height: int, block: int) -> tuple[int, int]:
-    """Grid of the pixel map: one cell per started block."""
-    return -(-width // block), -(-height // block)
+    """Grid of the pixel map: one cell per started block; more than MAX_MAP_CELLS is a LimitError."""
+    gw, gh = -(-width // block), -(-height // block)
+    if gw * gh > MAX_MAP_CELLS:
+        raise LimitError(f"pixel map of {gw}x{gh} cells ({width}x{height} px in {block}-px blocks): expected at "
+                         f"most {MAX_MAP_CELLS} cells; use a larger block")
+    return gw, gh
 
 
 def _plane_bits(p: PixelParams) -> list[int]:
@@ -247,19 +254,22 @@ def _av_encode(img: Image.Image, codec: str, q: int) -> bytes:
 _AV1_TD = b"\x12\x00"  # AV1 temporal delimiter OBU: rebuilt by the decoder (spec §8.3)
 
 
-def _av_decode(data: bytes, codec: str) -> Image.Image:
-    """Decode one frame with PyAV (dav1d or FFmpeg's HEVC)."""
+def _av_decode(data: bytes, codec: str, max_pixels: int) -> Image.Image:
+    """Decode one frame with PyAV (dav1d or FFmpeg's HEVC), refusing pictures above max_pixels."""
     import av
 
     av.logging.set_level(av.logging.ERROR)
     ctx = av.CodecContext.create({"av1": "libdav1d", "hevc": "hevc"}[codec], "r")
+    ctx.options = {"max_pixels": str(max_pixels)}  # checked on the stream's header, before allocation
     frames = []
-    try:
-        for pkt in ctx.parse(data) or [av.Packet(data)]:
-            frames.extend(ctx.decode(pkt))
-        frames.extend(ctx.decode(None))
-    except (av.error.FFmpegError, ValueError) as e:
-        raise GuidanceDecodeError(f"corrupt image reference: {codec} decoder failed ({e})") from None
+    with av.logging.Capture() as logs:  # a corrupt stream's complaints go into the error, not to stderr
+        try:
+            for pkt in ctx.parse(data) or [av.Packet(data)]:
+                frames.extend(ctx.decode(pkt))
+            frames.extend(ctx.decode(None))
+        except (av.error.FFmpegError, ValueError) as e:
+            why = logs[-1][2].strip() if logs else str(e)
+            raise GuidanceDecodeError(f"corrupt image reference: {codec} decoder failed ({why})") from None
     if not frames:
         raise GuidanceDecodeError(f"corrupt image reference: the {codec} stream holds no frame")
     return frames[0].to_image()
@@ -282,19 +292,30 @@ def _codec_encode(img: Image.Image, codec: str, q: int) -> bytes:
     raise CodecUnavailableError(f"image-reference codec {codec} cannot encode here")
 
 
-def _codec_decode(data: bytes, codec: str) -> Image.Image:
-    """Inverse of _codec_encode."""
+def _codec_decode(data: bytes, codec: str, want: tuple[int, int] | None = None) -> Image.Image:
+    """Inverse of _codec_encode; a picture that is not ``want`` pixels in size is refused before decoding."""
+    # coded sizes round up to 8x8 (HEVC) or 64x64 (AV1 superblocks) before cropping
+    max_pixels = (want[0] + 64) * (want[1] + 64) if want else 4096 * 4096
     if codec == "av1":
-        return _av_decode(_AV1_TD + data, "av1")
+        return _av_decode(_AV1_TD + data, "av1", max_pixels)
     if codec == "hevc":
-        return _av_decode(data, "hevc")
+        return _av_decode(data, "hevc", max_pixels)
     if codec == "j2k":
         import io
 
+        import warnings
+
         try:
-            img = Image.open(io.BytesIO(data), formats=["JPEG2000"])
+            with warnings.catch_warnings():  # a huge SIZ header is refused just below, not warned about
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                img = Image.open(io.BytesIO(data), formats=["JPEG2000"])
+            if want and img.size != want:  # the codestream's SIZ header, read before any sample
+                raise GuidanceDecodeError(f"corrupt image reference: expected a {want[0]}x{want[1]} picture, "
+                                          f"found {img.size[0]}x{img.size[1]}")
             img.load()
             return img.convert("RGB")
+        except GuidanceDecodeError:
+            raise
         except Exception as e:  # Pillow raises OSError/SyntaxError/ValueError/... on broken codestreams
             raise GuidanceDecodeError(f"corrupt image reference: JPEG 2000 decoder failed ({e})") from None
     raise GuidanceDecodeError(f"image-reference codec {codec} cannot be decoded by this reader")
@@ -314,8 +335,8 @@ def decode_image_ref(payload: bytes, coder_id: int, width: int, height: int) -> 
     if len(payload) < 2 or payload[0] == 0:
         raise GuidanceDecodeError("corrupt image reference: expected a long-side byte and a codec stream")
     name = registry.IMAGE_CODERS[coder_id]
-    img = _codec_decode(payload[1:], name)
     want = ref_size(width, height, payload[0] * 8)
+    img = _codec_decode(payload[1:], name, want)
     if img.size != want:
         raise GuidanceDecodeError(f"corrupt image reference: expected a {want[0]}x{want[1]} picture, "
                                   f"found {img.size[0]}x{img.size[1]}")

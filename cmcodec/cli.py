@@ -89,6 +89,13 @@ def _read_captions(path: Path) -> dict[str, str]:
 @click.version_option(__version__, prog_name="cmcodec")
 def main() -> None:
     """Cross-modality image compression: caption + tiny guidance, decoded by text-to-image diffusion."""
+    import signal
+
+    def _terminate(signum: int, frame: object) -> None:
+        """SIGTERM unwinds like Ctrl-C, so atomic writes remove their temp files (nothing half-written)."""
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _terminate)
 
 
 @main.command()
@@ -199,12 +206,16 @@ def decode(input: Path, output: Path | None, device: str | None, dtype: str | No
     _run_many(items, work, "decode")
 
 
-def _info_dict(path: Path) -> dict:
-    """Header fields, sections and caption of a file, without loading any model."""
+def _info_dict(path: Path, verify: bool = False) -> dict:
+    """Header fields, sections and caption of a file, without loading any model (verify: decode every payload)."""
     from . import textcode
     from .bitstream import read_header
 
     data = path.read_bytes()
+    if verify:
+        from .codec import validate
+
+        validate(data)
     h = read_header(data)
     sections = []
     caption = None
@@ -222,12 +233,13 @@ def _info_dict(path: Path) -> dict:
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def info(files: tuple[Path, ...], as_json: bool) -> None:
+@click.option("--verify", is_flag=True, help="Also decode the pixel map and reference picture (still no model).")
+def info(files: tuple[Path, ...], as_json: bool, verify: bool) -> None:
     """Show what a .cmc file holds (no model is loaded, torch is not imported)."""
     out, failed = [], 0
     for f in files:
         try:
-            out.append(_info_dict(f))
+            out.append(_info_dict(f, verify))
         except CmcodecError as e:
             click.echo(f"cmcodec: error: {f}: {e}", err=True)
             failed = e.exit_code

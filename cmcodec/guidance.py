@@ -302,7 +302,6 @@ def _codec_decode(data: bytes, codec: str, want: tuple[int, int] | None = None) 
         return _av_decode(data, "hevc", max_pixels)
     if codec == "j2k":
         import io
-
         import warnings
 
         try:

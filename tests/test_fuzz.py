@@ -1,0 +1,84 @@
+"""Hostile files: property-based parser fuzzing, a short mutation run (CI's version of benchmarks/fuzz.py),
+and regressions for what fuzzing found."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from conftest import GOLDEN
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cmcodec import bitstream, codec, fuzzing
+from cmcodec.bitstream import Section
+from cmcodec.errors import CmcodecError, GuidanceDecodeError, LimitError
+
+SEEDS = fuzzing.seeds()
+
+
+@given(st.binary(max_size=600))
+@settings(max_examples=500, deadline=None)
+def test_arbitrary_bytes_only_raise_project_errors(data: bytes) -> None:
+    fuzzing.target(data)  # raises anything but CmcodecError -> test fails
+
+
+@given(st.binary(max_size=300))
+@settings(max_examples=500, deadline=None)
+def test_sealed_bodies_after_the_magic_reach_the_payload_decoders(body: bytes) -> None:
+    data = bitstream.seal(b"\xcc" + body)
+    try:
+        codec.validate(data)
+    except CmcodecError:
+        pass
+
+
+@given(st.sampled_from(SEEDS), st.integers(0, 10_000), st.binary(min_size=1, max_size=8))
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_golden_bodies_with_overwritten_bytes(seed: bytes, pos: int, patch: bytes) -> None:
+    b = bytearray(seed)
+    i = 1 + pos % max(1, len(b) - 1)
+    b[i : i + len(patch)] = patch
+    fuzzing.target(bytes(b))
+
+
+def test_short_mutation_run_has_no_escapes_and_no_hangs() -> None:
+    stats = fuzzing.run_mutations(4000, seed=11)
+    assert stats.inputs == 4000
+    assert stats.other_exceptions == 0, stats.failures
+    assert stats.hangs_over_1s == 0, stats.failures
+
+
+def test_mutator_counts_foreign_exceptions(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(data: bytes) -> None:
+        raise KeyError("boom")
+
+    monkeypatch.setattr(fuzzing, "target", broken)
+    stats = fuzzing.run_mutations(5, seed=1)
+    assert stats.other_exceptions == 5 and "KeyError" in stats.failures[0][0]
+
+
+def test_regression_j2k_reference_claiming_a_huge_picture() -> None:
+    # found by the mutator: a SIZ header of ~168 Mpixel made Pillow allocate ~400 MB before failing
+    data = (GOLDEN / "full_j2k.cmc").read_bytes()
+    h = bitstream.read_header(data)
+    ref = h.section("image_ref")
+    assert ref is not None and ref.payload[1:5] == b"\xff\x4f\xff\x51"
+    bad = bytearray(ref.payload)
+    bad[9:17] = (12000).to_bytes(4, "big") * 2  # Xsiz, Ysiz: 144 Mpixel, under Pillow's bomb error
+    sections = [Section(s.type_id, s.coder_id, bytes(bad) if s is ref else s.payload) for s in h.sections]
+    forged = bitstream.pack(mode=h.mode, width=h.width, height=h.height, profile_id=h.profile_id, seed=h.seed,
+                            sections=sections)
+    t0 = time.perf_counter()
+    with pytest.raises(GuidanceDecodeError, match="expected a 80x54 picture, found 12000x12000"):
+        codec.validate(forged)
+    assert time.perf_counter() - t0 < 1.0
+
+
+def test_pixel_map_cell_count_is_bounded_before_decoding() -> None:
+    # a 30-byte file must not ask for 2048 x 2048 cells (minutes of decoding)
+    payload = bytes([0 << 5 | 7 << 2 | 0]) + b"\x00" * 8  # block 8, 8 bits
+    data = bitstream.pack(mode="pixel", width=16384, height=16384, profile_id=1,
+                          sections=[Section(1, 0, payload), Section(0, 0, b"\x01")])
+    with pytest.raises(LimitError, match="expected at most 65536 cells"):
+        codec.validate(data)

@@ -112,7 +112,7 @@ def main() -> None:
 @click.option("--i2t", help="Captioner: registered name, hub id or local folder (default blip-large).")
 @click.option("--i2t-path", type=click.Path(file_okay=False, path_type=Path), help="Local folder of the captioner.")
 @click.option("--words", type=int, help="Caption word budget (default from the profile: 20).")
-@click.option("--ref-codec", type=click.Choice(["av1", "hevc", "j2k"]), help="Image-reference codec.")
+@click.option("--ref-codec", type=click.Choice(["av1", "hevc", "j2k", "vvc"]), help="Image-reference codec.")
 @click.option("--device", help="cuda, cuda:1, cpu, ... (default: cuda when present).")
 @click.option("--offline", is_flag=True, help="Never contact the model hub.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")

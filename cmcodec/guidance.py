@@ -5,7 +5,6 @@ Never calls a diffusion model: it turns images into section payloads and payload
 
 from __future__ import annotations
 
-import fractions
 import math
 from dataclasses import dataclass
 
@@ -205,7 +204,9 @@ class RefCodec:
 
             return None if features.check("jpg_2000") else "Pillow was built without OpenJPEG"
         if self.name == "vvc":
-            return "no VVC encoder is wired into the image reference yet (rd-curve has VVenC)"
+            from .baselines import BASELINES
+
+            return BASELINES["vvc"].available()
         return f"PyAV lacks {', '.join(missing)}" if missing else None
 
 
@@ -229,59 +230,30 @@ def default_ref_codec() -> RefCodec:
     raise CodecUnavailableError("no image-reference codec is usable: " + "; ".join(reasons))
 
 
-def _av_encode(img: Image.Image, codec: str, q: int) -> bytes:
-    """One intra frame through PyAV (SVT-AV1 or x265), all packets concatenated."""
-    import os
-
-    import av
-
-    os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1: errors only (it prints its configuration otherwise)
-    av.logging.set_level(av.logging.ERROR)
-    ctx = av.CodecContext.create({"av1": "libsvtav1", "hevc": "libx265"}[codec], "w")
-    ctx.width, ctx.height = img.size
-    ctx.pix_fmt = "yuv420p"
-    ctx.time_base = fractions.Fraction(1, 25)
-    if codec == "av1":
-        ctx.options = {"crf": str(q), "preset": "6", "svtav1-params": "avif=1:tune=0"}
-    else:
-        ctx.options = {"crf": str(q), "preset": "medium",
-                       "x265-params": "info=0:log-level=none:keyint=1:repeat-headers=0"}
-    frame = av.VideoFrame.from_image(img).reformat(format="yuv420p")
-    packets = list(ctx.encode(frame)) + list(ctx.encode(None))
-    return b"".join(bytes(p) for p in packets)
-
-
 _AV1_TD = b"\x12\x00"  # AV1 temporal delimiter OBU: rebuilt by the decoder (spec §8.3)
 
 
 def _av_decode(data: bytes, codec: str, max_pixels: int) -> Image.Image:
-    """Decode one frame with PyAV (dav1d or FFmpeg's HEVC), refusing pictures above max_pixels."""
-    import av
+    """A PyAV-decoded picture; a corrupt stream is a GuidanceDecodeError naming the decoder's complaint."""
+    from .baselines import av_decode
 
-    av.logging.set_level(av.logging.ERROR)
-    ctx = av.CodecContext.create({"av1": "libdav1d", "hevc": "hevc"}[codec], "r")
-    ctx.options = {"max_pixels": str(max_pixels)}  # checked on the stream's header, before allocation
-    frames = []
-    with av.logging.Capture() as logs:  # a corrupt stream's complaints go into the error, not to stderr
-        try:
-            for pkt in ctx.parse(data) or [av.Packet(data)]:
-                frames.extend(ctx.decode(pkt))
-            frames.extend(ctx.decode(None))
-        except (av.error.FFmpegError, ValueError) as e:
-            why = logs[-1][2].strip() if logs else str(e)
-            raise GuidanceDecodeError(f"corrupt image reference: {codec} decoder failed ({why})") from None
-    if not frames:
-        raise GuidanceDecodeError(f"corrupt image reference: the {codec} stream holds no frame")
-    return frames[0].to_image()
+    try:
+        return av_decode(data, codec, max_pixels)
+    except ValueError as e:
+        raise GuidanceDecodeError(f"corrupt image reference: {codec} decoder failed ({e})") from None
 
 
 def _codec_encode(img: Image.Image, codec: str, q: int) -> bytes:
     """Encode with a reference codec and strip what spec §8.3 lets the decoder rebuild."""
+    from .baselines import av_encode, vvc_encode
+
     if codec == "av1":
-        data = _av_encode(img, "av1", q)
+        data = av_encode(img, "av1", q)
         return data[2:] if data.startswith(_AV1_TD) else data
     if codec == "hevc":
-        return _av_encode(img, "hevc", q)
+        return av_encode(img, "hevc", q)
+    if codec == "vvc":
+        return vvc_encode(img, q)
     if codec == "j2k":
         import io
 
@@ -298,8 +270,8 @@ def _codec_decode(data: bytes, codec: str, want: tuple[int, int] | None = None) 
     max_pixels = (want[0] + 64) * (want[1] + 64) if want else 4096 * 4096
     if codec == "av1":
         return _av_decode(_AV1_TD + data, "av1", max_pixels)
-    if codec == "hevc":
-        return _av_decode(data, "hevc", max_pixels)
+    if codec in ("hevc", "vvc"):
+        return _av_decode(data, codec, max_pixels)
     if codec == "j2k":
         import io
         import warnings

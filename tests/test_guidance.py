@@ -45,7 +45,7 @@ def test_ref_size(w: int, h: int, L: int, expect: tuple[int, int]) -> None:
     assert guidance.ref_size(w, h, L) == expect
 
 
-@pytest.mark.parametrize("codec", ["av1", "hevc", "j2k"])
+@pytest.mark.parametrize("codec", ["av1", "hevc", "j2k", "vvc"])
 def test_image_ref_roundtrip(codec: str) -> None:
     rc = guidance.REF_CODECS[codec]
     if rc.available():

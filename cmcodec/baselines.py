@@ -1,0 +1,424 @@
+"""Conventional codecs behind one interface (issue 4): encode(image, setting) -> bytes, decode(bytes) -> image.
+
+Each codec is a data row: stable name, library, the integer setting range and which end gives the
+smallest files, and a note on its fixed headers. ``header_bytes(data)`` counts the bytes a decoder could
+rebuild or that do not depend on the picture (parameter sets, box structure, markers), so rd-curve can
+report a second rate without them. Everything is in memory except VVC, whose only encoder here is VVenC
+inside the static ffmpeg of the ``imageio-ffmpeg`` package (run as a subprocess).
+"""
+
+from __future__ import annotations
+
+import fractions
+import io
+import os
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+
+from PIL import Image
+
+from .errors import CodecUnavailableError
+
+# --- PyAV video codecs (one intra picture) -------------------------------------------------------------
+
+
+def _even(img: Image.Image) -> Image.Image:
+    """Pad to even sides by edge replication (4:2:0 coding); decoders' outputs are cropped back."""
+    w, h = img.size
+    if w % 2 == 0 and h % 2 == 0:
+        return img
+    out = Image.new("RGB", (w + w % 2, h + h % 2))
+    out.paste(img, (0, 0))
+    if w % 2:
+        out.paste(img.crop((w - 1, 0, w, h)), (w, 0))
+    if h % 2:
+        out.paste(out.crop((0, h - 1, w + w % 2, h)), (0, h))
+    return out
+
+
+def av_encode(img: Image.Image, codec: str, q: int) -> bytes:
+    """One intra frame through PyAV (SVT-AV1 or x265) at crf q, all packets concatenated."""
+    import av
+
+    os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1: errors only (it prints its configuration otherwise)
+    av.logging.set_level(av.logging.ERROR)
+    img = _even(img.convert("RGB"))
+    ctx = av.CodecContext.create({"av1": "libsvtav1", "hevc": "libx265"}[codec], "w")
+    ctx.width, ctx.height = img.size
+    ctx.pix_fmt = "yuv420p"
+    ctx.time_base = fractions.Fraction(1, 25)
+    if codec == "av1":
+        ctx.options = {"crf": str(q), "preset": "6", "svtav1-params": "avif=1:tune=0"}
+    else:
+        ctx.options = {"crf": str(q), "preset": "medium",
+                       "x265-params": "info=0:log-level=none:keyint=1:repeat-headers=0"}
+    frame = av.VideoFrame.from_image(img).reformat(format="yuv420p")
+    try:
+        packets = list(ctx.encode(frame)) + list(ctx.encode(None))
+    except (av.error.FFmpegError, ValueError) as e:
+        raise CodecUnavailableError(f"{codec} encoder failed on a {img.size[0]}x{img.size[1]} picture ({e})") from None
+    return b"".join(bytes(p) for p in packets)
+
+
+def av_decode(data: bytes, codec: str, max_pixels: int = 1 << 26) -> Image.Image:
+    """Decode one frame with PyAV (dav1d, FFmpeg's HEVC or VVC decoder), refusing pictures above max_pixels.
+
+    Raises ValueError with the decoder's complaint on a corrupt stream.
+    """
+    import av
+
+    av.logging.set_level(av.logging.ERROR)
+    frames = []
+    with av.logging.Capture() as logs:  # a corrupt stream's complaints go into the error, not to stderr
+        try:
+            if codec == "vvc":  # PyAV has no VVC parser: go through the raw VVC demuxer
+                with av.open(io.BytesIO(data), format="vvc", options={"max_pixels": str(max_pixels)}) as c:
+                    frames = [next(c.decode(video=0))]
+            else:
+                ctx = av.CodecContext.create({"av1": "libdav1d", "hevc": "hevc"}[codec], "r")
+                ctx.options = {"max_pixels": str(max_pixels)}  # checked on the stream header, before allocation
+                for pkt in ctx.parse(data) or [av.Packet(data)]:
+                    frames.extend(ctx.decode(pkt))
+                frames.extend(ctx.decode(None))
+        except (av.error.FFmpegError, ValueError, StopIteration) as e:
+            raise ValueError(logs[-1][2].strip() if logs else str(e) or "no frame") from None
+    if not frames:
+        raise ValueError(f"the {codec} stream holds no frame")
+    return frames[0].to_image()
+
+
+@cache
+def ffmpeg_exe() -> str | None:
+    """The static ffmpeg of imageio-ffmpeg (it carries VVenC), or None."""
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except Exception:  # not installed, or no binary for this platform
+        return None
+
+
+def vvc_encode(img: Image.Image, q: int) -> bytes:
+    """One intra picture through VVenC (preset 'faster', constant QP q), VVC Annex-B stream."""
+    exe = ffmpeg_exe()
+    if exe is None:
+        raise CodecUnavailableError("VVC needs the imageio-ffmpeg package (its static ffmpeg carries VVenC)")
+    img = _even(img.convert("RGB"))
+    w, h = img.size
+    cmd = [exe, "-hide_banner", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
+           "-i", "-", "-frames:v", "1", "-c:v", "libvvenc", "-preset", "faster", "-qp", str(q),
+           "-pix_fmt", "yuv420p10le", "-f", "vvc", "-"]
+    r = subprocess.run(cmd, input=img.tobytes(), capture_output=True, timeout=300)
+    if r.returncode or not r.stdout:
+        raise CodecUnavailableError(f"VVenC failed: {r.stderr.decode(errors='replace').strip()[-300:]}")
+    return r.stdout
+
+
+# --- header accounting ---------------------------------------------------------------------------------
+
+
+def _annexb_nals(data: bytes) -> list[tuple[int, int]]:
+    """(start, end) of each NAL unit of an Annex-B stream, start codes included."""
+    starts = []
+    i = data.find(b"\x00\x00\x01")
+    while i >= 0:
+        starts.append(i - 1 if i > 0 and data[i - 1] == 0 else i)
+        i = data.find(b"\x00\x00\x01", i + 3)
+    return [(s, starts[k + 1] if k + 1 < len(starts) else len(data)) for k, s in enumerate(starts)]
+
+
+def _nal_header_bytes(data: bytes, codec: str) -> int:
+    """Bytes of parameter sets, SEI and delimiters (HEVC: VPS/SPS/PPS/AUD/SEI; VVC: OPI/DCI/VPS/SPS/PPS/AUD/SEI)."""
+    total = 0
+    for s, e in _annexb_nals(data):
+        hdr = s + (4 if data[s : s + 4] == b"\x00\x00\x00\x01" else 3)
+        if hdr + 1 >= len(data):
+            continue
+        if codec == "hevc":
+            t = (data[hdr] >> 1) & 0x3F
+            fixed = t in (32, 33, 34, 35, 39, 40)
+        else:
+            t = data[hdr + 1] >> 3
+            fixed = t in (12, 13, 14, 15, 16, 20, 23, 24)
+        if fixed:
+            total += e - s
+    return total
+
+
+def _leb128(data: bytes, i: int) -> tuple[int, int]:
+    """AV1 leb128 value and the index after it."""
+    v = 0
+    for k in range(8):
+        b = data[i + k]
+        v |= (b & 0x7F) << (7 * k)
+        if not b & 0x80:
+            return v, i + k + 1
+    raise ValueError("bad leb128")
+
+
+def _av1_header_bytes(data: bytes) -> int:
+    """Temporal delimiter and sequence header OBUs (with their OBU headers)."""
+    i, total = 0, 0
+    while i < len(data):
+        t = (data[i] >> 3) & 0xF
+        ext = (data[i] >> 2) & 1
+        size, j = _leb128(data, i + 1 + ext)
+        if t in (1, 2):  # OBU_SEQUENCE_HEADER, OBU_TEMPORAL_DELIMITER
+            total += j + size - i
+        i = j + size
+    return total
+
+
+def _jpeg_header_bytes(data: bytes) -> int:
+    """Everything before the entropy-coded data (SOI, APPn, DQT, SOF, DHT, SOS) plus EOI."""
+    i = 2
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker, length = data[i + 1], int.from_bytes(data[i + 2 : i + 4], "big")
+        i += 2 + length
+        if marker == 0xDA:  # SOS: scan data follows
+            return i + 2
+    return len(data)
+
+
+def _box_header_bytes(data: bytes) -> int:
+    """ISOBMFF (AVIF, HEIF): everything but the payload of the 'mdat' box."""
+    i = 0
+    while i + 8 <= len(data):
+        size = int.from_bytes(data[i : i + 4], "big")
+        kind = data[i + 4 : i + 8]
+        hdr = 8
+        if size == 1:
+            size, hdr = int.from_bytes(data[i + 8 : i + 16], "big"), 16
+        elif size == 0:
+            size = len(data) - i
+        if kind == b"mdat":
+            return len(data) - (size - hdr)
+        i += max(size, 8)
+    return len(data)
+
+
+def _webp_header_bytes(data: bytes) -> int:
+    """RIFF and chunk headers, and the 10-byte VP8 frame header of a lossy WebP."""
+    i, total = 12, 12
+    while i + 8 <= len(data):
+        kind, size = data[i : i + 4], int.from_bytes(data[i + 4 : i + 8], "little")
+        total += 8 + (10 if kind == b"VP8 " else 0 if kind in (b"VP8L", b"ALPH") else size)
+        i += 8 + size + (size & 1)
+    return total
+
+
+def _j2k_header_bytes(data: bytes) -> int:
+    """Main header and tile-part headers up to each SOD marker, plus EOC (codestream markers only)."""
+    i = data.find(b"\xff\x90")  # first SOT
+    if i < 0:
+        return len(data)
+    total = i + 2  # main header + EOC
+    while 0 <= i < len(data):
+        psot = int.from_bytes(data[i + 6 : i + 10], "big")
+        sod = data.find(b"\xff\x93", i)
+        if sod < 0 or psot == 0:
+            break
+        total += sod + 2 - i
+        i += psot
+    return total
+
+
+# --- Pillow / imagecodecs still-image codecs -------------------------------------------------------------
+
+
+def _pil_encode(fmt: str, **kw) -> Callable[[Image.Image, int], bytes]:
+    """Encoder through Pillow's save with the setting passed as ``quality``."""
+
+    def enc(img: Image.Image, q: int) -> bytes:
+        buf = io.BytesIO()
+        img.convert("RGB").save(buf, fmt, quality=q, **kw)
+        return buf.getvalue()
+
+    return enc
+
+
+def _pil_decode(data: bytes) -> Image.Image:
+    """Any format Pillow (or a registered plugin) reads."""
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    return img.convert("RGB")
+
+
+def _j2k_encode(img: Image.Image, q: int) -> bytes:
+    """JPEG 2000 codestream at compression ratio q (OpenJPEG through Pillow)."""
+    import math
+
+    buf = io.BytesIO()
+    img = img.convert("RGB")
+    img.save(buf, "JPEG2000", no_jp2=True, quality_mode="rates", quality_layers=[q], irreversible=True,
+             num_resolutions=max(1, min(6, int(math.log2(max(1, min(img.size)))) - 2)))
+    return buf.getvalue()
+
+
+def _heif_encode(img: Image.Image, q: int) -> bytes:
+    """HEIC through pillow-heif (libheif with x265)."""
+    import pillow_heif
+
+    heif = pillow_heif.from_pillow(img.convert("RGB"))
+    buf = io.BytesIO()
+    heif.save(buf, quality=q)
+    return buf.getvalue()
+
+
+def _heif_decode(data: bytes) -> Image.Image:
+    """HEIC through pillow-heif."""
+    import pillow_heif
+
+    return pillow_heif.open_heif(io.BytesIO(data)).to_pillow().convert("RGB")
+
+
+def _jxl_encode(img: Image.Image, q: int) -> bytes:
+    """JPEG XL codestream (no container) at Butteraugli distance q / 10, effort 7."""
+    import imagecodecs
+    import numpy as np
+
+    return bytes(imagecodecs.jpegxl_encode(np.asarray(img.convert("RGB")), distance=q / 10, effort=7,
+                                           usecontainer=False))
+
+
+def _jxl_decode(data: bytes) -> Image.Image:
+    """JPEG XL through imagecodecs."""
+    import imagecodecs
+
+    return Image.fromarray(imagecodecs.jpegxl_decode(data)).convert("RGB")
+
+
+def _module_version(mod: str, attr: str = "__version__") -> Callable[[], str]:
+    """Version getter of a module."""
+
+    def get() -> str:
+        import importlib
+
+        return str(getattr(importlib.import_module(mod), attr, "?"))
+
+    return get
+
+
+def _pil_feature(feature: str) -> Callable[[], str | None]:
+    """Availability of a Pillow codec."""
+
+    def check() -> str | None:
+        from PIL import features
+
+        return None if features.check(feature) else f"Pillow was built without {feature}"
+
+    return check
+
+
+def _av_codecs(*names: str) -> Callable[[], str | None]:
+    """Availability of PyAV codecs."""
+
+    def check() -> str | None:
+        try:
+            import av
+        except ImportError:
+            return "PyAV is not installed"
+        missing = [n for n in names if n not in av.codecs_available]
+        return f"PyAV's FFmpeg lacks {', '.join(missing)}" if missing else None
+
+    return check
+
+
+def _imports(mod: str) -> Callable[[], str | None]:
+    """Availability of an importable module."""
+
+    def check() -> str | None:
+        try:
+            __import__(mod)
+        except ImportError as e:
+            return f"{mod} is not installed ({e})"
+        return None
+
+    return check
+
+
+def _vvc_available() -> str | None:
+    """VVenC in imageio-ffmpeg's ffmpeg, and PyAV's VVC decoder."""
+    why = _av_codecs("vvc")()
+    if why:
+        return why
+    exe = ffmpeg_exe()
+    if exe is None:
+        return "imageio-ffmpeg is not installed (its static ffmpeg carries the only VVC encoder, VVenC)"
+    r = subprocess.run([exe, "-hide_banner", "-h", "encoder=libvvenc"], capture_output=True, text=True)
+    return None if "libvvenc" in r.stdout else f"{exe} has no libvvenc"
+
+
+def _vvc_version() -> str:
+    """ffmpeg build of imageio-ffmpeg (VVenC's version is not printed by it)."""
+    import imageio_ffmpeg
+
+    return f"imageio-ffmpeg {imageio_ffmpeg.__version__}, ffmpeg {imageio_ffmpeg.get_ffmpeg_version()}"
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """One conventional codec: a data row of functions and its setting range."""
+
+    name: str
+    label: str
+    library: str
+    q_lo: int  # setting range, inclusive
+    q_hi: int
+    small_at: str  # "lo" or "hi": which end of the range gives the smallest files
+    headers: str  # what header_bytes counts
+    encode: Callable[[Image.Image, int], bytes]
+    decode: Callable[[bytes], Image.Image]
+    header_bytes: Callable[[bytes], int]
+    check: Callable[[], str | None]
+    version: Callable[[], str]
+
+    def available(self) -> str | None:
+        """None when usable here, else the reason."""
+        return self.check()
+
+    def settings_small_to_large(self) -> list[int]:
+        """Settings ordered from the smallest files to the largest."""
+        r = list(range(self.q_lo, self.q_hi + 1))
+        return r if self.small_at == "lo" else r[::-1]
+
+
+BASELINES: dict[str, Baseline] = {b.name: b for b in (
+    Baseline("jpeg", "JPEG", "Pillow (libjpeg)", 1, 95, "lo", "SOI, APPn, DQT, SOF, DHT, SOS, EOI",
+             _pil_encode("JPEG", optimize=True), _pil_decode, _jpeg_header_bytes, lambda: None,
+             _module_version("PIL")),
+    Baseline("webp", "WebP", "Pillow (libwebp)", 0, 100, "lo", "RIFF and chunk headers, VP8 frame header",
+             _pil_encode("WEBP", method=6), _pil_decode, _webp_header_bytes, _pil_feature("webp"),
+             _module_version("PIL")),
+    Baseline("avif", "AVIF", "Pillow (libavif/aom)", 0, 100, "lo", "ISOBMFF boxes except the mdat payload",
+             _pil_encode("AVIF", speed=6), _pil_decode, _box_header_bytes, _pil_feature("avif"),
+             _module_version("PIL")),
+    Baseline("jxl", "JPEG XL", "imagecodecs (libjxl)", 1, 250, "hi", "none separated (codestream without container)",
+             _jxl_encode, _jxl_decode, lambda d: 0, _imports("imagecodecs"), _module_version("imagecodecs")),
+    Baseline("j2k", "JPEG 2000", "Pillow (OpenJPEG)", 2, 2000, "hi", "main and tile-part headers, EOC",
+             _j2k_encode, _pil_decode, _j2k_header_bytes, _pil_feature("jpg_2000"), _module_version("PIL")),
+    Baseline("heif", "HEIF", "pillow-heif (libheif/x265)", 0, 100, "lo", "ISOBMFF boxes except the mdat payload",
+             _heif_encode, _heif_decode, _box_header_bytes, _imports("pillow_heif"),
+             _module_version("pillow_heif")),
+    Baseline("hevc", "HEVC (x265)", "PyAV (libx265 / FFmpeg hevc)", 0, 51, "hi", "VPS, SPS, PPS, SEI NAL units",
+             lambda img, q: av_encode(img, "hevc", q), lambda d: av_decode(d, "hevc"),
+             lambda d: _nal_header_bytes(d, "hevc"), _av_codecs("libx265", "hevc"), _module_version("av")),
+    Baseline("av1", "AV1 (SVT-AV1)", "PyAV (libsvtav1 / libdav1d)", 1, 63, "hi",
+             "temporal delimiter and sequence header OBUs",
+             lambda img, q: av_encode(img, "av1", q), lambda d: av_decode(d, "av1"), _av1_header_bytes,
+             _av_codecs("libsvtav1", "libdav1d"), _module_version("av")),
+    Baseline("vvc", "VVC (VVenC)", "imageio-ffmpeg VVenC / PyAV vvc", 0, 63, "hi",
+             "OPI, DCI, VPS, SPS, PPS, AUD, SEI NAL units",
+             vvc_encode, lambda d: av_decode(d, "vvc"), lambda d: _nal_header_bytes(d, "vvc"), _vvc_available,
+             _vvc_version),
+)}
+
+
+def get(name: str) -> Baseline:
+    """A baseline by name; unknown names list the registered ones."""
+    try:
+        return BASELINES[name]
+    except KeyError:
+        raise CodecUnavailableError(f"unknown codec {name!r}: expected one of {', '.join(BASELINES)}") from None

@@ -230,6 +230,82 @@ def _info_dict(path: Path, verify: bool = False) -> dict:
             "sections": sections, "skipped_optional_sections": list(h.skipped), "caption": caption}
 
 
+@main.command("rd-curve")
+@click.argument("images", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Results folder (points.jsonl, points.csv, results.json, plots, bd_rate.md); reruns resume.")
+@click.option("--codecs", default="jpeg,webp,avif,jxl,j2k,heif,hevc,av1,vvc", show_default=True,
+              help="Conventional codecs, comma-separated ('none' for none).")
+@click.option("--scales", default="1,1/2,1/4,1/8", show_default=True,
+              help="Code at these fractions of each side, then upscale back.")
+@click.option("--profiles", default="classic", show_default=True, help="cmcodec profiles ('none' for none).")
+@click.option("--modes", default="image,pixel", show_default=True, help="cmcodec modes for those profiles.")
+@click.option("--metrics", "metric_names", default="psnr,ssim,ms_ssim,lpips,dists,topiq_fr,piqe,niqe,musiq,"
+              "clipiqa,topiq_nr", show_default=True, help="pyiqa metrics; those without weights are skipped.")
+@click.option("--metric-weights", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder of local metric weights (topiq-fr.pth, topiq-nr.pth, ...).")
+@click.option("--bpp-range", default="0.0005:0.2", show_default=True, help="Target bpp range lo:hi.")
+@click.option("--points", type=int, default=10, show_default=True, help="Targets in the range, log-spaced.")
+@click.option("--targets", help="Explicit target bpp values, comma-separated (instead of the range).")
+@click.option("--anchor", default="av1", show_default=True, help="Anchor curve of the BD-rate table.")
+@click.option("--captions", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Captions CSV (name,text) for the cmcodec modes that carry one.")
+@click.option("-j", "--jobs", type=int, default=1, show_default=True, help="Worker processes.")
+@click.option("--offline", is_flag=True, help="Never contact the model hub.")
+def rd_curve(images: Path, output: Path, codecs: str, scales: str, profiles: str, modes: str, metric_names: str,
+             metric_weights: Path | None, bpp_range: str, points: int, targets: str | None, anchor: str,
+             captions: Path | None, jobs: int, offline: bool) -> None:
+    """Rate-distortion curves of conventional codecs and cmcodec modes, with BD-rates and plots."""
+    _offline(offline)
+    _quiet_libraries()
+    from tqdm import tqdm
+
+    from . import baselines, metrics, rd
+
+    def split(v: str) -> list[str]:
+        return [] if v.strip().lower() == "none" else [x.strip() for x in v.split(",") if x.strip()]
+
+    try:
+        if targets:
+            tg = sorted(float(x) for x in split(targets))
+        else:
+            lo, _, hi = bpp_range.partition(":")
+            tg = rd.targets_from_range(float(lo), float(hi), points)
+        files = _files(images, IMAGE_SUFFIXES)
+        if not files:
+            raise ConfigError(f"{images}: expected image files, found none")
+        use_codecs = []
+        for c in split(codecs):
+            why = baselines.get(c).available()
+            if why:
+                click.echo(f"cmcodec: skipping {c}: {why}", err=True)
+            else:
+                use_codecs.append(c)
+        curves = rd.make_curves(use_codecs, split(scales), split(profiles), split(modes))
+        names = split(metric_names)
+        loaded, skipped = metrics.load(names, weights_dir=metric_weights)
+        for n, why in skipped.items():
+            click.echo(f"cmcodec: skipping metric {n}: {why}", err=True)
+        names = [n for n in names if n in loaded]
+        caps = _read_captions(captions) if captions else {}
+        units = [rd.Unit(str(f), c, tg, tuple(names), str(metric_weights) if metric_weights else None, caps)
+                 for f in files for c in curves]
+        bar = tqdm(total=len(units), desc="rd-curve", unit="unit", file=sys.stderr)
+        bar.update(len(units) - sum(1 for u in units if rd.unit_key(Path(u.image).name, u.curve.name)
+                                    not in rd.done_units(output)))
+        ran = rd.sweep(units, output, jobs, progress=lambda i, n: bar.update(1))
+        bar.close()
+        settings = {"images": str(images), "n_images": len(files), "targets_bpp": tg, "codecs": use_codecs,
+                    "scales": split(scales), "profiles": split(profiles), "modes": split(modes), "metrics": names,
+                    "metric_weights": str(metric_weights) if metric_weights else None, "jobs": jobs}
+        result = rd.finish(output, curves, names, anchor if anchor in {c.name for c in curves} else curves[0].name,
+                           settings, skipped)
+    except CmcodecError as e:
+        _fail(e)
+    click.echo(f"{ran} units computed, {len(units) - ran} reused; {len(result['curves'])} curves -> {output}")
+    click.echo((output / "bd_rate.md").read_text())
+
+
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")

@@ -150,6 +150,10 @@ def _encode_mode(img: Image.Image, mode: str, caption: str, budget: int | None, 
         ladder = [default] if pinned or budget is None else \
             [default, *(p for p in PIXEL_LADDER if _coarser(p, default))]
         smallest = None
+        if not pinned:  # blocks too small for this image's size would exceed the grid limit (spec §7.2)
+            fits = [p for p in ladder if math.prod(guidance.grid_size(w, h, p[0], check=False))
+                    <= guidance.MAX_MAP_CELLS]
+            ladder = fits or ladder[-1:]
         for i, (block, bits, drop) in enumerate(ladder):
             section = Section(registry.SECTION_IDS["pixel_map"], 0,
                               guidance.encode_pixel_map(img, guidance.PixelParams(block, bits, drop)))

@@ -80,5 +80,14 @@ def test_pixel_map_cell_count_is_bounded_before_decoding() -> None:
     payload = bytes([0 << 5 | 7 << 2 | 0]) + b"\x00" * 8  # block 8, 8 bits
     data = bitstream.pack(mode="pixel", width=16384, height=16384, profile_id=1,
                           sections=[Section(1, 0, payload), Section(0, 0, b"\x01")])
-    with pytest.raises(LimitError, match="expected at most 65536 cells"):
+    with pytest.raises(LimitError, match="expected at most 16384 cells"):
         codec.validate(data)
+
+
+@pytest.mark.parametrize("path", sorted((GOLDEN.parents[1] / "tests" / "fuzz_regressions").glob("*.bin")),
+                         ids=lambda p: p.name)
+def test_fuzz_regressions_finish_fast_with_project_errors(path) -> None:
+    # inputs found by benchmarks/fuzz.py (control byte first, see cmcodec.fuzzing.target)
+    t0 = time.perf_counter()
+    fuzzing.target(path.read_bytes())
+    assert time.perf_counter() - t0 < 1.0

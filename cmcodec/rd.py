@@ -258,13 +258,23 @@ def sweep(units: list[Unit], out: Path, jobs: int = 1, progress: Callable[[int, 
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init) as pool:
             futs = [pool.submit(run_unit, u) for u in todo]
             for i, f in enumerate(as_completed(futs)):
                 write(f.result())
                 if progress:
                     progress(i + 1, len(todo))
     return len(todo)
+
+
+def _worker_init() -> None:
+    """One compute thread per worker process: N workers on N cores, not N x N threads fighting."""
+    import os
+
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def load_points(out: Path) -> list[dict]:

@@ -112,7 +112,8 @@ def vvc_encode(img: Image.Image, q: int) -> bytes:
            "-pix_fmt", "yuv420p10le", "-f", "vvc", "-"]
     r = subprocess.run(cmd, input=img.tobytes(), capture_output=True, timeout=300)
     if r.returncode or not r.stdout:
-        raise CodecUnavailableError(f"VVenC failed: {r.stderr.decode(errors='replace').strip()[-300:]}")
+        lines = [x.strip() for x in r.stderr.decode(errors="replace").splitlines() if x.strip()]
+        raise CodecUnavailableError(f"VVenC failed on a {w}x{h} picture: {' / '.join(lines[-2:])[:300]}")
     return r.stdout
 
 
@@ -409,7 +410,7 @@ BASELINES: dict[str, Baseline] = {b.name: b for b in (
              "temporal delimiter and sequence header OBUs",
              lambda img, q: av_encode(img, "av1", q), lambda d: av_decode(d, "av1"), _av1_header_bytes,
              _av_codecs("libsvtav1", "libdav1d"), _module_version("av")),
-    Baseline("vvc", "VVC (VVenC)", "imageio-ffmpeg VVenC / PyAV vvc", 0, 63, "hi",
+    Baseline("vvc", "VVC (VVenC)", "imageio-ffmpeg VVenC / PyAV vvc", 1, 63, "hi",  # QP 0 fails in VVenC
              "OPI, DCI, VPS, SPS, PPS, AUD, SEI NAL units",
              vvc_encode, lambda d: av_decode(d, "vvc"), lambda d: _nal_header_bytes(d, "vvc"), _vvc_available,
              _vvc_version),

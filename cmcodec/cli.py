@@ -306,6 +306,132 @@ def rd_curve(images: Path, output: Path, codecs: str, scales: str, profiles: str
     click.echo((output / "bd_rate.md").read_text())
 
 
+def _named_paths(values: tuple[str, ...], what: str) -> dict[str, str]:
+    """NAME=DIR options to a dict (a bare DIR applies to every name: key '*')."""
+    out = {}
+    for v in values:
+        name, sep, path = v.partition("=")
+        if not sep:
+            name, path = "*", v
+        if not Path(path).is_dir():
+            raise ConfigError(f"{what} {v!r}: expected NAME=DIR with an existing folder")
+        out[name] = path
+    return out
+
+
+@main.command()
+@click.argument("gt", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Evaluation folder (files, caches, tables); reruns resume.")
+@click.option("--i2t", "i2ts", multiple=True, help="Captioner (repeatable; default blip-large).")
+@click.option("--i2t-path", "i2t_paths", multiple=True, help="NAME=DIR: local folder of a captioner.")
+@click.option("--profile", "profiles", multiple=True, help="Decoder profile (repeatable; default sd-turbo).")
+@click.option("--model-path", "model_paths", multiple=True, help="PROFILE=DIR: local folder of a profile's model.")
+@click.option("--modes", default="text,pixel,image,full", show_default=True)
+@click.option("--captions", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Captions CSV in CMC-Bench's format (,name,text): no captioner is run.")
+@click.option("--results", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Score an existing result folder (one subfolder per mode) instead of running the codec.")
+@click.option("--fr", default="topiq_fr", show_default=True, help="Full-reference metric (consistency).")
+@click.option("--nr", default="topiq_nr", show_default=True, help="No-reference metric (perception).")
+@click.option("--metric-weights", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder with local metric weights (topiq-fr.pth, topiq-nr.pth as CMC-Bench distributes).")
+@click.option("--categories", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CSV name,category (default: file-name prefixes NSI_, SCI_, AIGI_).")
+@click.option("--words", type=int, default=20, show_default=True, help="Caption word budget.")
+@click.option("--device", help="cuda, cpu, ... (default: cuda when present).")
+@click.option("--offline", is_flag=True, help="Never contact the model hub.")
+def evaluate(gt: Path, output: Path, i2ts: tuple[str, ...], i2t_paths: tuple[str, ...], profiles: tuple[str, ...],
+             model_paths: tuple[str, ...], modes: str, captions: Path | None, results: Path | None, fr: str, nr: str,
+             metric_weights: Path | None, categories: Path | None, words: int, device: str | None,
+             offline: bool) -> None:
+    """CMC-Bench-style scoring: every captioner x profile x mode, FR and NR metrics, Overall, leaderboard."""
+    _offline(offline)
+    _quiet_libraries()
+    from tqdm import tqdm
+
+    from . import evaluate as ev
+
+    try:
+        mode_list = [m.strip() for m in modes.split(",") if m.strip()]
+        bad = [m for m in mode_list if m not in ev.MODES]
+        if bad:
+            raise ConfigError(f"unknown mode(s) {', '.join(bad)}: expected some of {', '.join(ev.MODES)}")
+        gt_files = ev.image_files(gt)
+        if not gt_files:
+            raise ConfigError(f"{gt}: expected ground-truth images, found none")
+        scorer = ev.Scorer.load(fr, nr, metric_weights, "cpu" if device is None else device)
+        cats = None
+        if categories:
+            cats = {Path(k).stem: v for k, v in _read_csv_pairs(categories, "name", "category").items()}
+        output.mkdir(parents=True, exist_ok=True)
+        summaries: dict[str, dict] = {}
+        if results is not None:
+            per_mode = {}
+            for m in mode_list:
+                d = results / m
+                if not d.is_dir():
+                    raise ConfigError(f"{results}: expected a subfolder per mode, found no {m}/")
+                bar = tqdm(total=len(gt_files), desc=f"score {m}", unit="img", file=sys.stderr)
+                per_mode[m] = ev.score_folder(gt_files, d, scorer, f"{d}",
+                                              output / results.name / f"{m}.scores.jsonl", bar.update)
+                bar.close()
+            s = ev.summarize(per_mode, scorer.fr.lower_better, scorer.nr.lower_better, cats)
+            summaries[results.name] = {**s, "i2t": None, "profile": None, "source": str(results)}
+        else:
+            given = ev.read_captions(captions) if captions else None
+            i2t_dirs = _named_paths(i2t_paths, "--i2t-path")
+            model_dirs = _named_paths(model_paths, "--model-path")
+            for i2t in (i2ts or ("blip-large",)) if not captions else (captions.stem,):
+                caps: dict[str, str] = {}
+                if any(m != "image" for m in mode_list):
+                    cache = output / "captions" / f"{ev._slug(i2t)}.csv"
+                    bar = tqdm(total=len(gt_files), desc=f"caption {i2t}", unit="img", file=sys.stderr)
+                    caps = ev.caption_images(gt_files, i2t, cache, words, i2t_dirs.get(i2t, i2t_dirs.get("*")),
+                                             device, given=given, progress=bar.update)
+                    bar.close()
+                for prof in profiles or ("sd-turbo",):
+                    run = ev.Run(i2t, prof)
+                    per_mode = {}
+                    for m in mode_list:
+                        if prof == "classic" and m == "text":
+                            click.echo("cmcodec: skipping classic/text: the classic profile cannot decode text mode",
+                                       err=True)
+                            continue
+                        d = output / run.name / m
+                        bar = tqdm(total=2 * len(gt_files), desc=f"{run.name} {m}", unit="img", file=sys.stderr)
+                        ev.encode_decode(gt_files, run, m, d, caps, model_dirs.get(prof, model_dirs.get("*")),
+                                         device, bar.update)
+                        per_mode[m] = ev.score_folder(gt_files, d, scorer, str(d), output / run.name /
+                                                      f"{m}.scores.jsonl", bar.update)
+                        bar.close()
+                    s = ev.summarize(per_mode, scorer.fr.lower_better, scorer.nr.lower_better, cats)
+                    summaries[run.name] = {**s, "i2t": i2t, "profile": prof}
+        for name, s in summaries.items():
+            (output / name).mkdir(parents=True, exist_ok=True)
+            (output / name / "scores.json").write_text(json.dumps({**s, "fr": fr, "nr": nr}, indent=1))
+            ev.radar(s, name, output / name / "radar.png")
+        for p in sorted(output.glob("*/scores.json")):  # the leaderboard covers every run in the folder
+            if p.parent.name not in summaries:
+                summaries[p.parent.name] = json.loads(p.read_text())
+        ev.leaderboard(summaries, output, fr, nr)
+    except CmcodecError as e:
+        _fail(e)
+    click.echo((output / "leaderboard.md").read_text())
+
+
+def _read_csv_pairs(path: Path, key: str, value: str) -> dict[str, str]:
+    """Two columns of a CSV as a dict."""
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise ConfigError(f"{path}: cannot read CSV ({e})") from None
+    if not rows or key not in rows[0] or value not in rows[0]:
+        raise ConfigError(f"{path}: expected a CSV with columns {key},{value}")
+    return {r[key]: r[value] for r in rows}
+
+
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")

@@ -142,8 +142,8 @@ def run_unit(u: Unit) -> list[dict]:
     try:
         run = _baseline_rows if u.curve.kind == "baseline" else _cmc_rows
         rows = run(u, path, ref, loaded)
-    except CmcodecError as e:
-        return [{**base, "skipped": str(e)}]
+    except CmcodecError as e:  # an error is retried by the next run; "no target is reachable" is not
+        return [{**base, "skipped": str(e), "error": True}]
     if not rows:
         return [{**base, "skipped": "no target is reachable"}]
     return [{**base, **r} for r in rows]
@@ -225,21 +225,24 @@ def unit_key(image: str, curve: str) -> str:
 
 
 def done_units(out: Path) -> set[str]:
-    """Keys of the units already in points.jsonl."""
-    p = out / POINTS_FILE
-    if not p.exists():
-        return set()
-    keys = set()
-    for line in p.read_text().splitlines():
-        if line.strip():
-            r = json.loads(line)
-            keys.add(unit_key(r["image"], r["curve"]))
-    return keys
+    """Keys of the units already in points.jsonl (units that ended in an error are not done)."""
+    return {unit_key(r["image"], r["curve"]) for r in load_points(out) if not r.get("error")}
+
+
+def _drop_errors(out: Path) -> None:
+    """Remove the rows of failed units from points.jsonl (atomically) so that they run again."""
+    from .fileio import write_bytes
+
+    rows = load_points(out)
+    if any(r.get("error") for r in rows):
+        write_bytes(out / POINTS_FILE, "".join(json.dumps(r) + "\n" for r in rows if not r.get("error")).encode(),
+                    force=True)
 
 
 def sweep(units: list[Unit], out: Path, jobs: int = 1, progress: Callable[[int, int], None] | None = None) -> int:
     """Run the units not finished yet, appending their rows to points.jsonl; returns how many ran."""
     out.mkdir(parents=True, exist_ok=True)
+    _drop_errors(out)
     done = done_units(out)
     todo = [u for u in units if unit_key(Path(u.image).name, u.curve.name) not in done]
     path = out / POINTS_FILE

@@ -122,3 +122,13 @@ def test_rd_curve_command(tmp_path: Path) -> None:
     assert "cmc:classic:image" in res["curves"] or any(s["curve"].startswith("cmc:") for s in res["skipped"])
     r2 = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r2.returncode == 0 and "0 units computed" in r2.stdout  # resumed: nothing recomputed
+
+
+def test_failed_units_are_retried_on_resume(tmp_path: Path) -> None:
+    curve = rd.make_curves(["jpeg"], ["1"], [], [])[0]
+    unit = rd.Unit(str(PARROTS), curve, [1.0], ("psnr",))
+    (tmp_path / rd.POINTS_FILE).write_text(json.dumps({"image": PARROTS.name, "curve": "jpeg", "skipped": "boom",
+                                                       "error": True}) + "\n")
+    assert rd.sweep([unit], tmp_path) == 1
+    rows = rd.load_points(tmp_path)
+    assert len(rows) == 1 and "skipped" not in rows[0] and rows[0]["bytes"] > 0

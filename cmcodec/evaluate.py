@@ -1,0 +1,311 @@
+"""CMC-Bench-style evaluation (issue 5): I2T x T2I profile x mode, scored by a FR and a NR metric.
+
+For a folder of ground-truth images, each combination (captioner, decoder profile) is a *run*; each run
+encodes every image in every mode through the real codec (the .cmc files are kept, so each bpp is a real
+file size), decodes it, and scores consistency (full-reference metric against the ground truth) and
+perception (no-reference metric). Overall = 2/3 mean(FR over modes) + 1/3 mean(NR over modes), as
+CMC-Bench ranks; a lower-better metric enters with its sign flipped so that higher is always better.
+
+Files are paired by name (stem), never by listing order; a missing or extra file is an error that names
+them. Layout of an evaluation folder::
+
+    OUT/captions/<i2t>.csv                 captions in CMC-Bench's format (,name,text); reused on reruns
+    OUT/<run>/<mode>/<stem>.cmc, .png      encoded and decoded files (a run is <i2t>__<profile>)
+    OUT/<run>/<mode>.scores.jsonl          per-image scores; nothing on disk is recomputed
+    OUT/<run>/scores.json, radar.png       the run's table and radar plot
+    OUT/leaderboard.{md,csv,json}          every run of the folder, best Overall first
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from .errors import ConfigError
+
+MODES = ("text", "pixel", "image", "full")
+CATEGORY_PREFIXES = ("NSI", "SCI", "AIGI")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One combination: captioner and decoder profile (the captioner is unused in the image mode)."""
+
+    i2t: str
+    profile: str
+
+    @property
+    def name(self) -> str:
+        """Folder name of the run."""
+        return f"{_slug(self.i2t)}__{_slug(self.profile)}"
+
+
+def _slug(s: str) -> str:
+    """File-system-safe name of a model id or path."""
+    return "".join(c if c.isalnum() or c in "-." else "-" for c in Path(s).name or s).strip("-") or "model"
+
+
+def pair_by_name(gt: list[Path], results: list[Path], what: str) -> list[tuple[Path, Path]]:
+    """(ground truth, result) pairs matched by file stem; missing or extra files raise ConfigError naming them."""
+    g = {p.stem: p for p in gt}
+    r = {p.stem: p for p in results}
+    missing, extra = sorted(set(g) - set(r)), sorted(set(r) - set(g))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''})")
+        if extra:
+            parts.append(f"extra {len(extra)} ({', '.join(extra[:5])}{', ...' if len(extra) > 5 else ''})")
+        raise ConfigError(f"{what}: expected one result per ground-truth image, found " + " and ".join(parts))
+    return [(g[s], r[s]) for s in sorted(g)]
+
+
+def category(stem: str, table: dict[str, str] | None = None) -> str:
+    """Content category: from the table (name or stem), else the file-name prefix (NSI_, SCI_, AIGI_), else 'all'."""
+    if table:
+        return table.get(stem) or table.get(stem.split(".")[0], "other")
+    head = stem.split("_", 1)[0]
+    return head if head in CATEGORY_PREFIXES else "all"
+
+
+def read_captions(path: Path) -> dict[str, str]:
+    """Captions by stem from a CMC-Bench CSV (columns ,name,text; name with or without extension)."""
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise ConfigError(f"{path}: cannot read captions CSV ({e})") from None
+    if rows and not {"name", "text"} <= set(rows[0]):
+        raise ConfigError(f"{path}: expected columns name,text (CMC-Bench format), found {', '.join(rows[0])}")
+    return {Path(r["name"]).stem: r["text"] for r in rows}
+
+
+def write_captions(path: Path, caps: dict[str, str], suffix: dict[str, str]) -> None:
+    """Captions CSV in CMC-Bench's format, atomically."""
+    import io
+
+    from .fileio import write_bytes
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["", "name", "text"])
+    for i, stem in enumerate(sorted(caps)):
+        w.writerow([i, stem + suffix.get(stem, ".png"), caps[stem]])
+    write_bytes(path, buf.getvalue().encode(), force=True)
+
+
+@dataclass
+class Scorer:
+    """The FR and NR metrics (pyiqa) with their directions."""
+
+    fr: object
+    nr: object
+
+    @classmethod
+    def load(cls, fr: str, nr: str, weights_dir: Path | None = None, device: str = "cpu") -> Scorer:
+        """Both metrics, or a ConfigError naming the one that cannot be loaded and how to supply weights."""
+        from . import metrics
+
+        loaded, skipped = metrics.load([fr, nr], device=device, weights_dir=weights_dir)
+        for name, want in ((fr, "FR"), (nr, "NR")):
+            if name in skipped:
+                raise ConfigError(f"metric {name}: {skipped[name]}; put its weights in --metric-weights DIR "
+                                  f"(e.g. {name.replace('_', '-')}.pth) or choose another pyiqa {want} metric")
+            if loaded[name].mode != want:
+                raise ConfigError(f"metric {name} is {loaded[name].mode}: expected a {want} metric")
+        return cls(loaded[fr], loaded[nr])
+
+    def score(self, out: Image.Image, gt: Image.Image) -> dict[str, float]:
+        """FR and NR of one decoded image."""
+        return {"fr": round(self.fr(out, gt), 6), "nr": round(self.nr(out), 6)}
+
+
+def _load_scores(path: Path) -> dict[str, dict]:
+    """Per-image scores already on disk."""
+    if not path.exists():
+        return {}
+    return {r["name"]: r for r in (json.loads(x) for x in path.read_text().splitlines() if x.strip())}
+
+
+def _append(path: Path, row: dict) -> None:
+    """Append one JSON line (one finished image: an interruption loses at most the image in flight)."""
+    with path.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def score_folder(gt_files: list[Path], mode_dir: Path, scorer: Scorer, what: str, cache: Path,
+                 progress: Callable[[], None] | None = None) -> list[dict]:
+    """Score every decoded image of a mode folder against the ground truth, paired by name; per-image
+    scores are kept in ``cache`` (JSON lines) and never recomputed."""
+    from .images import load_image
+
+    results = sorted(p for p in mode_dir.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".bmp"))
+    pairs = pair_by_name(gt_files, results, what)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    done = _load_scores(cache)
+    rows = []
+    for gt, res in pairs:
+        if gt.stem not in done:
+            ref = load_image(gt)
+            out = load_image(res)
+            if out.size != ref.size:
+                out = out.resize(ref.size, Image.BICUBIC)
+            cmc = res.with_suffix(".cmc")
+            row = {"name": gt.stem, **scorer.score(out, ref),
+                   "bpp": cmc.stat().st_size * 8 / (ref.width * ref.height) if cmc.exists() else None}
+            _append(cache, row)
+            done[gt.stem] = row
+        rows.append(done[gt.stem])
+        if progress:
+            progress()
+    return rows
+
+
+def summarize(per_mode: dict[str, list[dict]], fr_lower: bool, nr_lower: bool,
+              categories: dict[str, str] | None = None) -> dict:
+    """Per mode mean FR, NR and bpp; Overall; the same per content category."""
+
+    def table(rows_by_mode: dict[str, list[dict]]) -> dict:
+        modes = {}
+        for mode, rows in rows_by_mode.items():
+            bpps = [r["bpp"] for r in rows if r.get("bpp") is not None]
+            modes[mode] = {"fr": _mean(r["fr"] for r in rows), "nr": _mean(r["nr"] for r in rows),
+                           "bpp": _mean(bpps) if bpps else None, "images": len(rows)}
+        sf, sn = (-1 if fr_lower else 1), (-1 if nr_lower else 1)
+        overall = (2 / 3 * _mean(sf * m["fr"] for m in modes.values())
+                   + 1 / 3 * _mean(sn * m["nr"] for m in modes.values())) if modes else math.nan
+        return {"modes": modes, "overall": overall}
+
+    out = table(per_mode)
+    cats: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for mode, rows in per_mode.items():
+        for r in rows:
+            cats[category(r["name"], categories)][mode].append(r)
+    if len(cats) > 1 or (cats and next(iter(cats)) != "all"):
+        out["categories"] = {c: table(m) for c, m in sorted(cats.items())}
+    return out
+
+
+def _mean(xs) -> float:
+    """Arithmetic mean (nan for none)."""
+    xs = list(xs)
+    return sum(xs) / len(xs) if xs else math.nan
+
+
+def radar(summary: dict, title: str, path: Path) -> None:
+    """Radar plot of one run: FR and NR per mode (CMC-Bench's figures), each axis min-max over this run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    modes = list(summary["modes"])
+    labels = [f"{m} FR" for m in modes] + [f"{m} NR" for m in modes]
+    vals = [summary["modes"][m]["fr"] for m in modes] + [summary["modes"][m]["nr"] for m in modes]
+    if len(labels) < 3:
+        labels, vals = labels * 2, vals * 2  # a polygon needs three axes
+    ang = np.linspace(0, 2 * np.pi, len(labels), endpoint=False).tolist()
+    fig, ax = plt.subplots(figsize=(5, 5), subplot_kw={"polar": True})
+    ax.plot([*ang, ang[0]], [*vals, vals[0]], "o-", lw=1.5)
+    ax.fill([*ang, ang[0]], [*vals, vals[0]], alpha=0.2)
+    ax.set_xticks(ang)
+    ax.set_xticklabels(labels, fontsize=8)
+    ax.set_title(f"{title}\nOverall {summary['overall']:.4g}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def leaderboard(summaries: dict[str, dict], out: Path, fr_name: str, nr_name: str) -> list[dict]:
+    """leaderboard.md / .csv / .json of the runs, best Overall first."""
+    rows = []
+    for name, s in summaries.items():
+        row = {"run": name, "i2t": s.get("i2t"), "profile": s.get("profile"), "overall": s["overall"]}
+        for m in MODES:
+            if m in s["modes"]:
+                d = s["modes"][m]
+                row.update({f"{m}_fr": d["fr"], f"{m}_nr": d["nr"], f"{m}_bpp": d["bpp"]})
+        rows.append(row)
+    rows.sort(key=lambda r: -r["overall"] if not math.isnan(r["overall"]) else math.inf)
+    (out / "leaderboard.json").write_text(json.dumps({"fr": fr_name, "nr": nr_name, "runs": rows}, indent=1))
+    cols: list[str] = []
+    for r in rows:
+        cols.extend(k for k in r if k not in cols)
+    with (out / "leaderboard.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)
+    modes = [m for m in MODES if any(f"{m}_fr" in r for r in rows)]
+
+    def fmt(v) -> str:
+        return "-" if v is None else f"{v:.4g}"
+
+    lines = [f"Consistency (FR): {fr_name}; perception (NR): {nr_name}; "
+             "Overall = 2/3 mean FR + 1/3 mean NR over modes", "",
+             "| rank | run | Overall | " + " | ".join(f"{m} FR | {m} NR | {m} bpp" for m in modes) + " |",
+             "|---|---|---|" + "---|---|---|" * len(modes)]
+    for i, r in enumerate(rows, 1):
+        cells = " | ".join(f"{fmt(r.get(f'{m}_fr'))} | {fmt(r.get(f'{m}_nr'))} | {fmt(r.get(f'{m}_bpp'))}"
+                           for m in modes)
+        lines.append(f"| {i} | {r['run']} | {fmt(r['overall'])} | {cells} |")
+    (out / "leaderboard.md").write_text("\n".join(lines) + "\n")
+    return rows
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Image files of a folder, sorted by name."""
+    from .cli import IMAGE_SUFFIXES
+
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def caption_images(gt_files: list[Path], i2t: str, cache: Path, words: int, i2t_path: str | None,
+                   device: str | None, batch: int = 8, given: dict[str, str] | None = None,
+                   progress: Callable[[int], None] | None = None) -> dict[str, str]:
+    """Captions of every image: from ``given``, else the cache CSV, else the captioner (batched)."""
+    caps = read_captions(cache) if cache.exists() else {}
+    if given:
+        caps.update({p.stem: given[p.stem] for p in gt_files if p.stem in given})
+    todo = [p for p in gt_files if p.stem not in caps]
+    if todo:
+        from .backends import i2t as i2t_backend
+        from .images import load_image
+
+        for k in range(0, len(todo), batch):
+            chunk = todo[k : k + batch]
+            texts = i2t_backend.caption_batch([load_image(p) for p in chunk], model=i2t, words=words,
+                                              device=device, model_path=i2t_path)
+            caps.update({p.stem: t for p, t in zip(chunk, texts)})
+            write_captions(cache, caps, {p.stem: p.suffix for p in gt_files})
+            if progress:
+                progress(len(chunk))
+    elif given and not cache.exists():
+        write_captions(cache, caps, {p.stem: p.suffix for p in gt_files})
+    return caps
+
+
+def encode_decode(gt_files: list[Path], run: Run, mode: str, mode_dir: Path, caps: dict[str, str],
+                  model_path: str | None, device: str | None, progress: Callable[[], None] | None = None) -> None:
+    """Encode and decode every image of a run in one mode; files already on disk are kept."""
+    from . import codec
+    from .fileio import save_image, write_bytes
+
+    mode_dir.mkdir(parents=True, exist_ok=True)
+    for p in gt_files:
+        cmc, png = mode_dir / f"{p.stem}.cmc", mode_dir / f"{p.stem}.png"
+        if not cmc.exists():
+            data = codec.encode(p, mode=mode, profile=run.profile, caption=caps.get(p.stem) if mode != "image"
+                                else None)
+            write_bytes(cmc, data)
+        if not png.exists():
+            save_image(codec.decode(cmc.read_bytes(), device=device, model_path=model_path), png)
+        if progress:
+            progress()

@@ -1,0 +1,118 @@
+"""cmcodec evaluate: pairing by name, every mode through the real codec with tiny models, resume, tables."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import HOUSE, PARROTS
+from PIL import Image
+
+from cmcodec import evaluate as ev
+from cmcodec.errors import ConfigError
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cmcodec.cli", *args], capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture()
+def gt(tmp_path: Path) -> Path:
+    d = tmp_path / "gt"
+    d.mkdir()
+    shutil.copy(PARROTS, d / "NSI_parrots.png")
+    shutil.copy(HOUSE, d / "SCI_house.png")
+    Image.open(PARROTS).transpose(Image.FLIP_LEFT_RIGHT).save(d / "AIGI_flipped.png")
+    return d
+
+
+def test_pairing_is_by_name_not_listing_order(tmp_path: Path) -> None:
+    gt = [tmp_path / "b.png", tmp_path / "a.png", tmp_path / "c.png"]
+    res = [tmp_path / "r" / "c.png", tmp_path / "r" / "a.png", tmp_path / "r" / "b.png"]
+    assert [(g.name, r.name) for g, r in ev.pair_by_name(gt, res, "x")] == [("a.png", "a.png"), ("b.png", "b.png"),
+                                                                           ("c.png", "c.png")]
+    with pytest.raises(ConfigError, match=r"missing 1 \(c\) and extra 1 \(d\)"):
+        ev.pair_by_name(gt, [*res[1:], tmp_path / "d.png"], "x")
+
+
+def test_overall_and_categories() -> None:
+    per_mode = {"text": [{"name": "NSI_a", "fr": 0.4, "nr": 0.6, "bpp": 0.001},
+                         {"name": "SCI_b", "fr": 0.2, "nr": 0.2, "bpp": 0.003}],
+                "full": [{"name": "NSI_a", "fr": 0.8, "nr": 0.5, "bpp": 0.02},
+                         {"name": "SCI_b", "fr": 0.6, "nr": 0.3, "bpp": 0.02}]}
+    s = ev.summarize(per_mode, fr_lower=False, nr_lower=False)
+    assert s["modes"]["text"]["fr"] == pytest.approx(0.3) and s["modes"]["text"]["bpp"] == pytest.approx(0.002)
+    assert s["overall"] == pytest.approx(2 / 3 * (0.3 + 0.7) / 2 + 1 / 3 * (0.4 + 0.4) / 2)
+    assert set(s["categories"]) == {"NSI", "SCI"}
+    assert s["categories"]["NSI"]["modes"]["text"]["fr"] == pytest.approx(0.4)
+    flipped = ev.summarize(per_mode, fr_lower=False, nr_lower=True)
+    assert flipped["overall"] == pytest.approx(2 / 3 * 0.5 - 1 / 3 * 0.4)
+
+
+def test_evaluate_all_modes_with_tiny_models_then_resume(gt: Path, tmp_path: Path, tiny_sd: Path) -> None:
+    caps = tmp_path / "caps.csv"
+    caps.write_text(",name,text\n0,NSI_parrots.png,Two parrots.\n1,SCI_house.png,A red house.\n"
+                    "2,AIGI_flipped.png,Two parrots facing left.\n", encoding="utf-8")
+    out = tmp_path / "runs"
+    args = ["evaluate", str(gt), "-o", str(out), "--captions", str(caps), "--profile", "sd-turbo",
+            "--model-path", f"sd-turbo={tiny_sd}", "--fr", "psnr", "--nr", "piqe", "--device", "cpu"]
+    r = run(*args)
+    assert r.returncode == 0, r.stderr
+    run_dir = out / "caps__sd-turbo"
+    for m in ev.MODES:
+        names = sorted(p.name for p in (run_dir / m).iterdir())
+        assert names == sorted(f"{s}{e}" for s in ("NSI_parrots", "SCI_house", "AIGI_flipped") for e in (".cmc", ".png"))
+    scores = json.loads((run_dir / "scores.json").read_text())
+    assert set(scores["modes"]) == set(ev.MODES) and set(scores["categories"]) == {"NSI", "SCI", "AIGI"}
+    sizes = [(run_dir / "text" / f"{s}.cmc").stat().st_size * 8 / (w * h)
+             for s, (w, h) in (("NSI_parrots", (192, 128)), ("SCI_house", (96, 64)), ("AIGI_flipped", (192, 128)))]
+    assert scores["modes"]["text"]["bpp"] == pytest.approx(sum(sizes) / 3)  # real file sizes
+    board = json.loads((out / "leaderboard.json").read_text())
+    assert board["runs"][0]["run"] == "caps__sd-turbo" and "text_fr" in board["runs"][0]
+    assert (out / "leaderboard.md").read_text().count("|") > 10 and (out / "leaderboard.csv").exists()
+    assert (run_dir / "radar.png").stat().st_size > 0
+    assert (out / "captions" / "caps.csv").exists()
+    before = {p: p.stat().st_mtime_ns for p in run_dir.glob("*/*") if p.suffix in (".cmc", ".png")}
+    lines = {m: (run_dir / f"{m}.scores.jsonl").read_text() for m in ev.MODES}
+    r = run(*args)
+    assert r.returncode == 0, r.stderr
+    assert {p: p.stat().st_mtime_ns for p in before} == before  # nothing re-encoded or re-decoded
+    assert {m: (run_dir / f"{m}.scores.jsonl").read_text() for m in ev.MODES} == lines  # nothing re-scored
+
+
+def test_evaluate_with_tiny_captioner(gt: Path, tmp_path: Path, tiny_sd: Path, tiny_blip: Path) -> None:
+    out = tmp_path / "runs"
+    r = run("evaluate", str(gt), "-o", str(out), "--i2t", "tiny", "--i2t-path", f"tiny={tiny_blip}", "--modes", "text",
+            "--model-path", str(tiny_sd), "--fr", "psnr", "--nr", "piqe", "--words", "5", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    caps = ev.read_captions(out / "captions" / "tiny.csv")
+    assert set(caps) == {"NSI_parrots", "SCI_house", "AIGI_flipped"}
+
+
+def test_results_folder_scoring_and_mismatch_errors(gt: Path, tmp_path: Path) -> None:
+    res = tmp_path / "cmcbench_run"
+    for m in ("text", "image"):
+        (res / m).mkdir(parents=True)
+        for p in gt.iterdir():
+            Image.open(p).resize((64, 48)).save(res / m / (p.stem + ".png"))
+    out = tmp_path / "scored"
+    r = run("evaluate", str(gt), "-o", str(out), "--results", str(res), "--modes", "text,image", "--fr", "psnr",
+            "--nr", "piqe")
+    assert r.returncode == 0, r.stderr
+    s = json.loads((out / "cmcbench_run" / "scores.json").read_text())
+    assert s["modes"]["text"]["bpp"] is None and s["modes"]["text"]["images"] == 3
+    (res / "image" / "SCI_house.png").rename(res / "image" / "SCI_home.png")
+    r = run("evaluate", str(gt), "-o", str(tmp_path / "s2"), "--results", str(res), "--modes", "text,image",
+            "--fr", "psnr", "--nr", "piqe")
+    assert r.returncode != 0
+    assert "missing 1 (SCI_house) and extra 1 (SCI_home)" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_missing_metric_weights_is_a_clear_error(gt: Path, tmp_path: Path) -> None:
+    r = run("evaluate", str(gt), "-o", str(tmp_path / "o"), "--results", str(gt), "--modes", "text", "--offline")
+    assert r.returncode != 0
+    assert "metric topiq_fr" in r.stderr and "--metric-weights" in r.stderr

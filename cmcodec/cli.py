@@ -13,9 +13,7 @@ import click
 
 from . import __version__, registry
 from .errors import CmcodecError, ConfigError
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".avif",
-                  ".heic", ".jxl", ".jp2", ".tga"}
+from .registry import IMAGE_SUFFIXES
 
 
 def _fail(e: CmcodecError) -> None:
@@ -367,11 +365,14 @@ def evaluate(gt: Path, output: Path, i2ts: tuple[str, ...], i2t_paths: tuple[str
         output.mkdir(parents=True, exist_ok=True)
         summaries: dict[str, dict] = {}
         if results is not None:
-            per_mode = {}
-            for m in mode_list:
+            for m in mode_list:  # every folder checked before any work: a mismatch is found in seconds
                 d = results / m
                 if not d.is_dir():
                     raise ConfigError(f"{results}: expected a subfolder per mode, found no {m}/")
+                ev.pair_by_name(gt_files, ev.image_files(d), str(d))
+            per_mode = {}
+            for m in mode_list:
+                d = results / m
                 bar = tqdm(total=len(gt_files), desc=f"score {m}", unit="img", file=sys.stderr)
                 per_mode[m] = ev.score_folder(gt_files, d, scorer, f"{d}",
                                               output / results.name / f"{m}.scores.jsonl", bar.update)

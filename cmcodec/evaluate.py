@@ -146,7 +146,7 @@ def score_folder(gt_files: list[Path], mode_dir: Path, scorer: Scorer, what: str
     scores are kept in ``cache`` (JSON lines) and never recomputed."""
     from .images import load_image
 
-    results = sorted(p for p in mode_dir.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".bmp"))
+    results = image_files(mode_dir)
     pairs = pair_by_name(gt_files, results, what)
     cache.parent.mkdir(parents=True, exist_ok=True)
     done = _load_scores(cache)
@@ -262,7 +262,7 @@ def leaderboard(summaries: dict[str, dict], out: Path, fr_name: str, nr_name: st
 
 def image_files(folder: Path) -> list[Path]:
     """Image files of a folder, sorted by name."""
-    from .cli import IMAGE_SUFFIXES
+    from .registry import IMAGE_SUFFIXES
 
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 

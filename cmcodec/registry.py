@@ -36,3 +36,7 @@ def coder_id(section: str, name: str) -> int:
         if v == name:
             return k
     raise KeyError(f"unknown {section} coder {name!r}")
+
+# file suffixes that folder runs (encode, rd-curve, evaluate) pick up
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".avif",
+                  ".heic", ".jxl", ".jp2", ".tga"}

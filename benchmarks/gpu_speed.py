@@ -105,9 +105,8 @@ def build_pipeline(arch: str, folder: Path) -> Path:
 def build_blip_large(folder: Path) -> Path:
     """Random-weight BLIP-large captioner (ViT-L/16 at 384 px, BERT-base decoder) with a word-level tokenizer."""
     import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
+    from tiny_models import bert_wordlevel_tokenizer
     from transformers import (
-        BertTokenizerFast,
         BlipConfig,
         BlipForConditionalGeneration,
         BlipImageProcessor,
@@ -117,12 +116,7 @@ def build_blip_large(folder: Path) -> Path:
     if (folder / "config.json").exists():
         return folder
     torch.manual_seed(0)
-    words = [f"w{i}" for i in range(200)]
-    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", *words])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    fast = BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                             sep_token="[SEP]", mask_token="[MASK]", bos_token="[DEC]")
+    fast = bert_wordlevel_tokenizer([f"w{i}" for i in range(200)])
     cfg = BlipConfig(
         text_config={"vocab_size": 30524, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
                      "intermediate_size": 3072, "max_position_embeddings": 512, "bos_token_id": 5, "pad_token_id": 0,

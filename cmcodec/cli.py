@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import sys
@@ -73,14 +72,9 @@ def _run_many(items: list[tuple[Path, Path]], work: Callable[[Path, Path], str],
 
 def _read_captions(path: Path) -> dict[str, str]:
     """Captions by image name from a CMC-Bench-style CSV (columns name,text)."""
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as f:
-            rows = list(csv.DictReader(f))
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise ConfigError(f"{path}: cannot read captions CSV ({e})") from None
-    if not rows or "name" not in rows[0] or "text" not in rows[0]:
-        raise ConfigError(f"{path}: expected a CSV with columns name,text (CMC-Bench format)")
-    return {r["name"]: r["text"] for r in rows}
+    from .fileio import read_csv_pairs
+
+    return read_csv_pairs(path, "name", "text")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -361,7 +355,9 @@ def evaluate(gt: Path, output: Path, i2ts: tuple[str, ...], i2t_paths: tuple[str
         scorer = ev.Scorer.load(fr, nr, metric_weights, "cpu" if device is None else device)
         cats = None
         if categories:
-            cats = {Path(k).stem: v for k, v in _read_csv_pairs(categories, "name", "category").items()}
+            from .fileio import read_csv_pairs
+
+            cats = {Path(k).stem: v for k, v in read_csv_pairs(categories, "name", "category").items()}
         output.mkdir(parents=True, exist_ok=True)
         summaries: dict[str, dict] = {}
         if results is not None:
@@ -420,17 +416,6 @@ def evaluate(gt: Path, output: Path, i2ts: tuple[str, ...], i2t_paths: tuple[str
         _fail(e)
     click.echo((output / "leaderboard.md").read_text())
 
-
-def _read_csv_pairs(path: Path, key: str, value: str) -> dict[str, str]:
-    """Two columns of a CSV as a dict."""
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as f:
-            rows = list(csv.DictReader(f))
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise ConfigError(f"{path}: cannot read CSV ({e})") from None
-    if not rows or key not in rows[0] or value not in rows[0]:
-        raise ConfigError(f"{path}: expected a CSV with columns {key},{value}")
-    return {r[key]: r[value] for r in rows}
 
 
 @main.command()

@@ -77,14 +77,9 @@ def category(stem: str, table: dict[str, str] | None = None) -> str:
 
 def read_captions(path: Path) -> dict[str, str]:
     """Captions by stem from a CMC-Bench CSV (columns ,name,text; name with or without extension)."""
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as f:
-            rows = list(csv.DictReader(f))
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise ConfigError(f"{path}: cannot read captions CSV ({e})") from None
-    if rows and not {"name", "text"} <= set(rows[0]):
-        raise ConfigError(f"{path}: expected columns name,text (CMC-Bench format), found {', '.join(rows[0])}")
-    return {Path(r["name"]).stem: r["text"] for r in rows}
+    from .fileio import read_csv_pairs
+
+    return {Path(k).stem: v for k, v in read_csv_pairs(path, "name", "text").items()}
 
 
 def write_captions(path: Path, caps: dict[str, str], suffix: dict[str, str]) -> None:

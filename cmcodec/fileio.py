@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import OutputExistsError
+from .errors import ConfigError, OutputExistsError
 
 
 def check_output(path: Path, force: bool, inputs: tuple[Path, ...] = ()) -> None:
@@ -55,3 +55,18 @@ def save_image(img, path: Path, force: bool = False, inputs: tuple[Path, ...] = 
     fmt = Image.registered_extensions().get(ext, "PNG")
     with atomic_path(path, force, inputs) as tmp:
         img.save(tmp, format=fmt)
+
+
+def read_csv_pairs(path: Path, key: str, value: str) -> dict[str, str]:
+    """Two columns of a CSV file as a dict; a ConfigError names what was expected and found."""
+    import csv
+
+    try:
+        with Path(path).open(encoding="utf-8-sig", newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise ConfigError(f"{path}: cannot read CSV ({e})") from None
+    if not rows or key not in rows[0] or value not in rows[0]:
+        found = ", ".join(c for c in (rows[0] if rows else {}) if c) or "no rows"
+        raise ConfigError(f"{path}: expected a CSV with columns {key},{value}; found {found}")
+    return {r[key]: r[value] for r in rows}

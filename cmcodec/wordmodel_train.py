@@ -97,14 +97,7 @@ def train(captions: list[str], model_id: str = "wlm2") -> dict:
     for name in ("<word>", "<num>", "<char>"):  # escapes: rare in training, not rare elsewhere
         i = FIXED.index(name)
         order0[i] = max(order0[i], scale // {"<word>": cfg["word_escape_div"], "<num>": 1000, "<char>": 2000}[name])
-    # letters: order-1 model over a-z and end, from general English spelling
-    letters: dict[str, Counter] = defaultdict(Counter)
-    for w in top_n_list("en", SPELL_WORDS):
-        if w.isascii() and w.isalpha():
-            prev = "^"
-            for ch in w.lower() + "$":
-                letters[prev][ch] += 1
-                prev = ch
+    letters = _letter_counts(top_n_list("en", SPELL_WORDS), 1)  # a-z and end after one letter ('^': start)
     mul, sub = cfg["count_scale"]  # context counts stored as mul * count - sub (PPM-C: 1, 0)
 
     def table(v: Counter) -> list[tuple[int, int]]:
@@ -123,15 +116,21 @@ def train(captions: list[str], model_id: str = "wlm2") -> dict:
         "letters": {k: [v.get(c, 0) + 1 for c in "abcdefghijklmnopqrstuvwxyz$"] for k, v in letters.items()},
     }
     if cfg["letters2"]:  # spelling after two letters, keyed by them ('^' pads the word start)
-        letters2: dict[str, Counter] = defaultdict(Counter)
-        for w in top_n_list("en", SPELL_WORDS):
-            if w.isascii() and w.isalpha():
-                ctx = "^^"
-                for ch in w.lower() + "$":
-                    letters2[ctx][ch] += 1
-                    ctx = ctx[1] + ch
+        letters2 = _letter_counts(top_n_list("en", SPELL_WORDS), 2)
         model["letters2"] = {k: [v.get(c, 0) + 1 for c in LETTERS] for k, v in letters2.items()}
     return model
+
+
+def _letter_counts(words: list[str], order: int) -> dict[str, Counter]:
+    """Counts of each next letter (or '$', the end) after the previous ``order`` letters of ASCII words."""
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for w in words:
+        if w.isascii() and w.isalpha():
+            ctx = "^" * order
+            for ch in w.lower() + "$":
+                counts[ctx][ch] += 1
+                ctx = (ctx + ch)[-order:]
+    return counts
 
 
 def main(argv: list[str]) -> None:

@@ -68,12 +68,22 @@ def make_tiny_sd(folder: Path) -> Path:
     return folder
 
 
+def bert_wordlevel_tokenizer(words: list[str]):
+    """A word-level BERT-style fast tokenizer over special tokens + words ([DEC] is BLIP's start token)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import BertTokenizerFast
+
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", *words])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    return BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                             sep_token="[SEP]", mask_token="[MASK]", bos_token="[DEC]")
+
+
 def make_tiny_blip(folder: Path) -> Path:
     """A tiny BLIP captioning model folder with a word-level BERT-style tokenizer written here."""
     import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import (
-        BertTokenizerFast,
         BlipConfig,
         BlipForConditionalGeneration,
         BlipImageProcessor,
@@ -82,11 +92,8 @@ def make_tiny_blip(folder: Path) -> Path:
 
     torch.manual_seed(0)
     words = ["a", "photo", "of", "the", "red", "house", "with", "white", "windows", "blue", "sky", "green", "tree", "and", "on", "in", "an", "old", "door", "street", "car", "person", "dog", "cat", "field", "water", "boat", "mountain"]
-    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", *words])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    fast = BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                             sep_token="[SEP]", mask_token="[MASK]", bos_token="[DEC]")
+    fast = bert_wordlevel_tokenizer(words)
+    vocab = fast.get_vocab()
     cfg = BlipConfig(
         text_config={"vocab_size": len(vocab), "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
                      "intermediate_size": 32, "max_position_embeddings": 64, "bos_token_id": 5, "pad_token_id": 0,

@@ -242,11 +242,12 @@ def _info_dict(path: Path, verify: bool = False) -> dict:
 @click.option("--anchor", default="av1", show_default=True, help="Anchor curve of the BD-rate table.")
 @click.option("--captions", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Captions CSV (name,text) for the cmcodec modes that carry one.")
+@click.option("--model-path", "model_paths", multiple=True, help="PROFILE=DIR: local folder of a profile's model.")
 @click.option("-j", "--jobs", type=int, default=1, show_default=True, help="Worker processes.")
 @click.option("--offline", is_flag=True, help="Never contact the model hub.")
 def rd_curve(images: Path, output: Path, codecs: str, scales: str, profiles: str, modes: str, metric_names: str,
              metric_weights: Path | None, bpp_range: str, points: int, targets: str | None, anchor: str,
-             captions: Path | None, jobs: int, offline: bool) -> None:
+             captions: Path | None, model_paths: tuple[str, ...], jobs: int, offline: bool) -> None:
     """Rate-distortion curves of conventional codecs and cmcodec modes, with BD-rates and plots."""
     _offline(offline)
     _quiet_libraries()
@@ -280,7 +281,8 @@ def rd_curve(images: Path, output: Path, codecs: str, scales: str, profiles: str
             click.echo(f"cmcodec: skipping metric {n}: {why}", err=True)
         names = [n for n in names if n in loaded]
         caps = _read_captions(captions) if captions else {}
-        units = [rd.Unit(str(f), c, tg, tuple(names), str(metric_weights) if metric_weights else None, caps)
+        mpaths = _named_paths(model_paths, "--model-path")
+        units = [rd.Unit(str(f), c, tg, tuple(names), str(metric_weights) if metric_weights else None, caps, mpaths)
                  for f in files for c in curves]
         bar = tqdm(total=len(units), desc="rd-curve", unit="unit", file=sys.stderr)
         bar.update(len(units) - sum(1 for u in units if rd.unit_key(Path(u.image).name, u.curve.name)

@@ -127,6 +127,7 @@ class Unit:
     metrics: tuple[str, ...]
     weights_dir: str | None = None
     captions: dict[str, str] = field(default_factory=dict)
+    model_paths: dict[str, str] = field(default_factory=dict)  # profile name (or '*') -> local model folder
 
 
 def run_unit(u: Unit) -> list[dict]:
@@ -194,7 +195,7 @@ def _cmc_rows(u: Unit, path: Path, ref: Image.Image, loaded: dict[str, Any]) -> 
     from .errors import BudgetError
 
     w, h = ref.size
-    caption = u.captions.get(path.name)
+    caption = u.captions.get(path.name) or u.captions.get(path.stem)
     rows = []
     seen: set[int] = set()
     for t in u.targets:
@@ -208,7 +209,7 @@ def _cmc_rows(u: Unit, path: Path, ref: Image.Image, loaded: dict[str, Any]) -> 
         if len(data) in seen:
             continue
         seen.add(len(data))
-        out = codec.decode(data)
+        out = codec.decode(data, model_path=u.model_paths.get(u.curve.codec, u.model_paths.get("*")))
         t2 = time.perf_counter()
         hdr = read_header(data).overhead_bytes
         rows.append({"target_bpp": t, "setting": budget, "bytes": len(data), "header_bytes": hdr,

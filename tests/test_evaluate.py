@@ -118,3 +118,32 @@ def test_missing_metric_weights_is_a_clear_error(gt: Path, tmp_path: Path) -> No
     r = run("evaluate", str(gt), "-o", str(tmp_path / "o"), "--results", str(gt), "--modes", "text", "--offline")
     assert r.returncode != 0
     assert "metric topiq_fr" in r.stderr and "--metric-weights" in r.stderr
+
+
+def test_category_table_overrides_prefixes() -> None:
+    per_mode = {"text": [{"name": "img1", "fr": 0.1, "nr": 0.2, "bpp": 0.001},
+                         {"name": "img2", "fr": 0.3, "nr": 0.4, "bpp": 0.001}]}
+    s = ev.summarize(per_mode, False, False, categories={"img1": "faces", "img2": "scenes"})
+    assert set(s["categories"]) == {"faces", "scenes"}
+    assert ev.category("NSI_x") == "NSI" and ev.category("photo") == "all"
+
+
+def test_local_metric_weights_are_passed_to_pyiqa(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyiqa
+
+    from cmcodec import metrics
+
+    (tmp_path / "topiq-fr.pth").write_bytes(b"weights")
+    seen = {}
+
+    class Fake:
+        lower_better = False
+
+    def create_metric(name, device="cpu", **kw):
+        seen[name] = kw
+        return Fake()
+
+    monkeypatch.setattr(pyiqa, "create_metric", create_metric)
+    loaded, skipped = metrics.load(["topiq_fr", "psnr"], weights_dir=tmp_path)
+    assert not skipped and seen["topiq_fr"] == {"pretrained_model_path": str(tmp_path / "topiq-fr.pth")}
+    assert seen["psnr"] == {} and loaded["topiq_fr"].mode == "FR"

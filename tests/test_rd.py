@@ -132,3 +132,21 @@ def test_failed_units_are_retried_on_resume(tmp_path: Path) -> None:
     assert rd.sweep([unit], tmp_path) == 1
     rows = rd.load_points(tmp_path)
     assert len(rows) == 1 and "skipped" not in rows[0] and rows[0]["bytes"] > 0
+
+
+def test_neural_profile_points_with_a_local_model(tiny_sd: Path) -> None:
+    curve = rd.make_curves([], [], ["sd-turbo"], ["text", "full"])
+    for c in curve:
+        unit = rd.Unit(str(PARROTS), c, [0.01, 0.3], ("psnr",), captions={PARROTS.name: "Two parrots on a branch."},
+                       model_paths={"sd-turbo": str(tiny_sd)})
+        rows = rd.run_unit(unit)
+        assert rows and all("skipped" not in r for r in rows), rows
+        assert all(r["bytes"] * 8 / (192 * 128) <= r["target_bpp"] for r in rows)  # budgets hold
+        assert all(r["psnr"] > 0 for r in rows)
+
+
+def test_neural_profile_without_weights_is_skipped_with_the_reason() -> None:
+    unit = rd.Unit(str(PARROTS), rd.make_curves([], [], ["sd-turbo"], ["text"])[0], [0.3], ("psnr",),
+                   captions={PARROTS.name: "Two parrots."})
+    rows = rd.run_unit(unit)
+    assert len(rows) == 1 and "stabilityai/sd-turbo" in rows[0]["skipped"] and rows[0]["error"]

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from . import arith, registry
+from .baselines import AV1_PAD, padded_size
 from .errors import CodecUnavailableError, ConfigError, GuidanceDecodeError, LimitError
 
 # --- pixel map (spec §7) ----------------------------------------------------------------------------
@@ -308,6 +309,8 @@ def decode_image_ref(payload: bytes, coder_id: int, width: int, height: int) -> 
     name = registry.IMAGE_CODERS[coder_id]
     want = ref_size(width, height, payload[0] * 8)
     img = _codec_decode(payload[1:], name, want)
+    if name == "av1" and img.size == padded_size(*want, *AV1_PAD):  # spec §8.3: padded, cropped back here
+        img = img.crop((0, 0, *want))
     if img.size != want:
         raise GuidanceDecodeError(f"corrupt image reference: expected a {want[0]}x{want[1]} picture, "
                                   f"found {img.size[0]}x{img.size[1]}")

@@ -64,3 +64,19 @@ def test_av1_temporal_delimiter_is_stripped() -> None:
     rc = guidance.REF_CODECS["av1"]
     data = guidance.encode_image_ref(Image.open(PARROTS), rc, 64, 63)
     assert not data[1:].startswith(b"\x12\x00")
+
+
+def test_av1_small_pictures_do_not_hang_and_decode_at_the_reference_size() -> None:
+    # SVT-AV1 hung on a 16x66 picture; encoders pad to multiples of 8, at least 32 (spec §8.3)
+    import subprocess
+    import sys
+
+    code = ("from PIL import Image; import numpy as np; from cmcodec import guidance\n"
+            "img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (660, 160, 3), dtype=np.uint8))\n"
+            "rc = guidance.REF_CODECS['av1']\n"
+            "for long_side in (64, 96, 136, 264):\n"
+            "    data = guidance.encode_image_ref(img, rc, long_side, 50)\n"
+            "    ref = guidance.decode_image_ref(data, rc.id, 160, 660)\n"
+            "    assert ref.size == guidance.ref_size(160, 660, data[0] * 8), ref.size\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr

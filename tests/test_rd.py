@@ -150,3 +150,14 @@ def test_neural_profile_without_weights_is_skipped_with_the_reason() -> None:
                    captions={PARROTS.name: "Two parrots."})
     rows = rd.run_unit(unit)
     assert len(rows) == 1 and "stabilityai/sd-turbo" in rows[0]["skipped"] and rows[0]["error"]
+
+
+def test_av1_baseline_survives_sizes_that_hung_svt_av1() -> None:
+    code = ("from PIL import Image; import numpy as np; from cmcodec import baselines\n"
+            "b = baselines.BASELINES['av1']\n"
+            "for w, h in ((16, 66), (24, 66), (66, 16)):\n"
+            "    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8))\n"
+            "    out = b.decode(b.encode(img, 50))\n"
+            "    assert out.size == baselines.padded_size(w, h, *baselines.AV1_PAD), out.size\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr

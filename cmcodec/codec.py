@@ -115,7 +115,7 @@ def _ref_search(img: Image.Image, codec: guidance.RefCodec, target: int,
     sid = registry.SECTION_IDS["image_ref"]
 
     def make(ls: int, q: int) -> bytes:
-        return build(Section(sid, codec.id, guidance.encode_image_ref(img, codec, ls, q)))
+        return build(Section(sid, *guidance.encode_image_ref_ex(img, codec, ls, q)))
 
     while long_side >= 8:
         best = make(long_side, codec.q_worst)
@@ -175,8 +175,8 @@ def _encode_mode(img: Image.Image, mode: str, caption: str, budget: int | None, 
         base = len(packer.pack(cap, Section(registry.SECTION_IDS["image_ref"], codec.id, b"")))
         data = _ref_search(img, codec, target + base, lambda s: packer.pack(cap, s))
         if data is None:  # no budget was asked for: the default rate is a target, so take the smallest
-            data = packer.pack(cap, Section(registry.SECTION_IDS["image_ref"], codec.id,
-                                            guidance.encode_image_ref(img, codec, 8, codec.q_worst)))
+            data = packer.pack(cap, Section(registry.SECTION_IDS["image_ref"],
+                                            *guidance.encode_image_ref_ex(img, codec, 8, codec.q_worst)))
         return data
     if mode == "full":  # caption first, up to 30% of the budget, then the reference gets the rest
         for share in (0.3, 0.15, 0.0):
@@ -189,8 +189,8 @@ def _encode_mode(img: Image.Image, mode: str, caption: str, budget: int | None, 
         if data is not None:
             return data
     tiny = len(packer.pack("" if cap is not None else None,
-                           Section(registry.SECTION_IDS["image_ref"], codec.id,
-                                   guidance.encode_image_ref(img, codec, 8, codec.q_worst))))
+                           Section(registry.SECTION_IDS["image_ref"],
+                                   *guidance.encode_image_ref_ex(img, codec, 8, codec.q_worst))))
     raise BudgetError(f"{mode} mode cannot fit {budget} bytes: the smallest file is {tiny} bytes")
 
 

@@ -218,6 +218,37 @@ REF_CODECS: dict[str, RefCodec] = {
     "vvc": RefCodec(3, "vvc", 20, 63),
 }
 assert all(registry.IMAGE_CODERS[c.id] == n for n, c in REF_CODECS.items())
+AV1S_ID = 4  # spec §8.3: av1 with the sequence header rebuilt by the decoder
+
+# AV1 levels (Annex A): seq_level_idx -> (MaxPicSize, MaxHSize, MaxVSize)
+_AV1_LEVELS = ((0, 147456, 2048, 1152), (1, 278784, 2816, 1584), (4, 665856, 4352, 2448),
+               (5, 1065024, 5504, 3096), (8, 2359296, 6144, 3456), (12, 8912896, 8192, 4352),
+               (16, 35651584, 16384, 8704))
+
+
+def av1_still_sequence_header(w: int, h: int) -> bytes:
+    """The sequence header OBU that spec §8.3 rebuilds for a w x h still picture (reduced still header)."""
+    from .bitstream import BitWriter
+
+    level = next((i for i, size, mh, mv in _AV1_LEVELS if w * h <= size and w <= mh and h <= mv), 31)
+    wb, hb = max(1, (w - 1).bit_length()), max(1, (h - 1).bit_length())
+    bw = BitWriter()
+    bw.u(0, 3)  # seq_profile
+    bw.u(1, 1)  # still_picture
+    bw.u(1, 1)  # reduced_still_picture_header
+    bw.u(level, 5)
+    bw.u(wb - 1, 4)
+    bw.u(hb - 1, 4)
+    bw.u(w - 1, wb)
+    bw.u(h - 1, hb)
+    # use_128x128_superblock 0, enable_filter_intra 1, enable_intra_edge_filter 0, enable_superres 0,
+    # enable_cdef 1, enable_restoration (1 when both sides are at least 64); color_config: high_bitdepth 0,
+    # mono_chrome 0, no color description, color_range 0, chroma_sample_position 0, separate_uv_delta_q 0;
+    # film_grain_params_present 0; trailing one bit
+    for bit in (0, 1, 0, 0, 1, int(min(w, h) >= 64), 0, 0, 0, 0, 0, 0, 0, 0, 1):
+        bw.u(bit, 1)
+    payload = bw.to_bytes()
+    return bytes([0x0A, len(payload)]) + payload  # OBU header (type 1, has_size), leb128 size < 128
 
 
 def default_ref_codec() -> RefCodec:
@@ -293,6 +324,19 @@ def _codec_decode(data: bytes, codec: str, want: tuple[int, int] | None = None) 
     raise GuidanceDecodeError(f"image-reference codec {codec} cannot be decoded by this reader")
 
 
+def encode_image_ref_ex(image: Image.Image, codec: RefCodec, long_side: int, q: int) -> tuple[int, bytes]:
+    """(coder id, payload): for AV1, coder av1s without the sequence header when the decoder's rebuild of
+    it (spec §8.3) equals what the encoder wrote, else coder av1 with it."""
+    payload = encode_image_ref(image, codec, long_side, q)
+    if codec.name != "av1":
+        return codec.id, payload
+    w, h = padded_size(*ref_size(*image.size, long_side), *AV1_PAD)
+    seq = av1_still_sequence_header(w, h)
+    if payload[1:].startswith(seq):
+        return AV1S_ID, payload[:1] + payload[1 + len(seq):]
+    return codec.id, payload
+
+
 def encode_image_ref(image: Image.Image, codec: RefCodec, long_side: int, q: int) -> bytes:
     """Image-reference payload: long-side byte (spec §8.1) + the codec stream of the downscaled image."""
     if not 8 <= long_side <= 2040 or long_side % 8:
@@ -308,7 +352,10 @@ def decode_image_ref(payload: bytes, coder_id: int, width: int, height: int) -> 
         raise GuidanceDecodeError("corrupt image reference: expected a long-side byte and a codec stream")
     name = registry.IMAGE_CODERS[coder_id]
     want = ref_size(width, height, payload[0] * 8)
-    img = _codec_decode(payload[1:], name, want)
+    stream = payload[1:]
+    if name == "av1s":  # spec §8.3: the sequence header of the padded reference size, rebuilt
+        name, stream = "av1", av1_still_sequence_header(*padded_size(*want, *AV1_PAD)) + stream
+    img = _codec_decode(stream, name, want)
     if name == "av1" and img.size == padded_size(*want, *AV1_PAD):  # spec §8.3: padded, cropped back here
         img = img.crop((0, 0, *want))
     if img.size != want:

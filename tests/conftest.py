@@ -38,6 +38,15 @@ def tiny_blip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_blip(tmp_path_factory.mktemp("models") / "tiny-blip")
 
 
+@pytest.fixture(scope="session")
+def tiny_qwen2vl(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of a tiny Qwen2-VL-class chat captioner (random weights, our tokenizer and chat template)."""
+    pytest.importorskip("transformers")
+    from tiny_models import make_tiny_qwen2vl
+
+    return make_tiny_qwen2vl(tmp_path_factory.mktemp("models") / "tiny-qwen2vl")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip slow / gpu / weights tests unless asked for."""
     import importlib.util

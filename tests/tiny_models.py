@@ -107,3 +107,45 @@ def make_tiny_blip(folder: Path) -> Path:
     model.save_pretrained(folder, safe_serialization=True)
     proc.save_pretrained(folder)
     return folder
+
+
+def make_tiny_qwen2vl(folder: Path) -> Path:
+    """A tiny Qwen2-VL-class chat VLM folder (word-level tokenizer and chat template written here)."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (
+        PreTrainedTokenizerFast,
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+    words = ["a", "photo", "of", "the", "red", "house", "user", "assistant", "describe", "image", "in", "words", "at", "most", "20", ".", "\n", "system"]
+    vocab = {t: i for i, t in enumerate(special + words + ["<unk>"])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<|endoftext|>", eos_token="<|im_end|>",
+                                   additional_special_tokens=special[1:])
+    template = ("{% for m in messages %}<|im_start|> {{ m['role'] }} "
+                "{% for c in m['content'] %}{% if c['type'] == 'image' %}<|vision_start|> <|image_pad|> <|vision_end|> "
+                "{% else %}{{ c['text'] }} {% endif %}{% endfor %}<|im_end|> {% endfor %}"
+                "{% if add_generation_prompt %}<|im_start|> assistant {% endif %}")
+    ip = Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=56 * 56 * 4, patch_size=14, merge_size=2, temporal_patch_size=2)
+    proc = Qwen2VLProcessor(image_processor=ip, tokenizer=fast, video_processor=Qwen2VLVideoProcessor(), chat_template=template)
+    cfg = Qwen2VLConfig(
+        text_config={"vocab_size": len(vocab), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                     "num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": 512,
+                     "rope_parameters": {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
+                     "bos_token_id": 0, "eos_token_id": vocab["<|im_end|>"], "pad_token_id": 0},
+        vision_config={"depth": 1, "embed_dim": 32, "hidden_size": 32, "num_heads": 2, "mlp_ratio": 2, "patch_size": 14,
+                       "spatial_merge_size": 2, "temporal_patch_size": 2, "in_channels": 3},
+        image_token_id=vocab["<|image_pad|>"], video_token_id=vocab["<|video_pad|>"],
+        vision_start_token_id=vocab["<|vision_start|>"], vision_end_token_id=vocab["<|vision_end|>"])
+    torch.manual_seed(0)
+    model = Qwen2VLForConditionalGeneration(cfg).eval()
+    model.save_pretrained(folder, safe_serialization=True)
+    proc.save_pretrained(folder)
+    return folder

@@ -91,6 +91,9 @@ def caption_batch(images: list[Image.Image], *, model: str | None = None, words:
     new = max_new_tokens or max(8, int(words * 2))
     prompt = row.prompt.format(words=words)
     if row.kind == "chat":
+        tok = getattr(proc, "tokenizer", None)
+        if tok is not None:  # decoder-only generation: pad on the left, so every prompt ends where output starts
+            tok.padding_side = "left"
         msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
         text = proc.apply_chat_template(msgs, add_generation_prompt=True)
         inputs = proc(text=[text] * len(rgb), images=rgb, return_tensors="pt", padding=True)

@@ -285,8 +285,8 @@ def rd_curve(images: Path, output: Path, codecs: str, scales: str, profiles: str
         units = [rd.Unit(str(f), c, tg, tuple(names), str(metric_weights) if metric_weights else None, caps, mpaths)
                  for f in files for c in curves]
         bar = tqdm(total=len(units), desc="rd-curve", unit="unit", file=sys.stderr)
-        bar.update(len(units) - sum(1 for u in units if rd.unit_key(Path(u.image).name, u.curve.name)
-                                    not in rd.done_units(output)))
+        done = rd.done_units(output)
+        bar.update(sum(1 for u in units if rd.unit_key(Path(u.image).name, u.curve.name) in done))
         ran = rd.sweep(units, output, jobs, progress=lambda i, n: bar.update(1))
         bar.close()
         settings = {"images": str(images), "n_images": len(files), "targets_bpp": tg, "codecs": use_codecs,

@@ -49,8 +49,12 @@ def _run_many(items: list[tuple[Path, Path]], work: Callable[[Path, Path], str],
     """Run work on each (input, output) with a progress bar; go on past failures; list them; exit non-zero."""
     from tqdm import tqdm
 
+    from .distributed import shard, tag
+
+    single = len(items) == 1
+    items = shard(items)  # under accelerate launch / torchrun: this process's share (issue 6)
     failed: list[tuple[Path, str]] = []
-    bar = tqdm(items, desc=what, unit="file", disable=len(items) < 2, file=sys.stderr)
+    bar = tqdm(items, desc=tag() + what, unit="file", disable=len(items) < 2, file=sys.stderr)
     for src, dst in bar:
         try:
             line = work(src, dst)
@@ -59,12 +63,12 @@ def _run_many(items: list[tuple[Path, Path]], work: Callable[[Path, Path], str],
             else:
                 bar.write(line)
         except CmcodecError as e:
-            if len(items) == 1:
+            if single:
                 _fail(e)
             failed.append((src, str(e)))
             bar.write(f"cmcodec: error: {e}", file=sys.stderr)
     if failed:
-        click.echo(f"cmcodec: {len(failed)} of {len(items)} files failed:", err=True)
+        click.echo(f"cmcodec: {tag()}{len(failed)} of {len(items)} files failed:", err=True)
         for src, msg in failed:
             click.echo(f"  {src}: {msg}", err=True)
         sys.exit(1)
@@ -116,6 +120,7 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
     _offline(offline)
     _quiet_libraries()
     from . import codec
+    from .distributed import device as dist_device
     from .fileio import write_bytes
 
     try:
@@ -150,7 +155,8 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
             if cap is None:
                 raise ConfigError(f"{src.name}: no caption for it in {caption_file}")
         r = codec.encode_ex(src, mode=mode, caption=cap, bpp=bpp, max_bytes=max_bytes, profile=profile,
-                            seed=seed, i2t=i2t_model, device=device, caption_words=words, ref_codec=ref_codec)
+                            seed=seed, i2t=i2t_model, device=dist_device(device), caption_words=words,
+                            ref_codec=ref_codec)
         write_bytes(dst, r.data, force, (src,))
         h = r.header
         return (f"{src} -> {dst}: {len(r.data)} bytes, {h.bpp:.5f} bpp, mode {r.mode}, profile {h.profile_name}"
@@ -174,6 +180,7 @@ def decode(input: Path, output: Path | None, device: str | None, dtype: str | No
     _offline(offline)
     _quiet_libraries()
     from . import codec
+    from .distributed import device as dist_device
     from .fileio import check_output, save_image
 
     try:
@@ -190,7 +197,7 @@ def decode(input: Path, output: Path | None, device: str | None, dtype: str | No
 
     def work(src: Path, dst: Path) -> str:
         check_output(dst, force, (src,))
-        img = codec.decode(src.read_bytes(), device=device, dtype=dtype,
+        img = codec.decode(src.read_bytes(), device=dist_device(device), dtype=dtype,
                            model_path=str(model_path) if model_path else None)
         save_image(img, dst, force, (src,))
         return f"{src} -> {dst}: {img.size[0]}x{img.size[1]}"
@@ -289,6 +296,10 @@ def rd_curve(images: Path, output: Path, codecs: str, scales: str, profiles: str
         bar.update(sum(1 for u in units if rd.unit_key(Path(u.image).name, u.curve.name) in done))
         ran = rd.sweep(units, output, jobs, progress=lambda i, n: bar.update(1))
         bar.close()
+        from .distributed import is_main
+
+        if not is_main():  # rank 0 merged every process's points and writes the results
+            return
         settings = {"images": str(images), "n_images": len(files), "targets_bpp": tg, "codecs": use_codecs,
                     "scales": split(scales), "profiles": split(profiles), "modes": split(modes), "metrics": names,
                     "metric_weights": str(metric_weights) if metric_weights else None, "jobs": jobs}

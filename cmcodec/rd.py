@@ -190,7 +190,7 @@ def _baseline_rows(u: Unit, path: Path, ref: Image.Image, loaded: dict[str, Any]
 
 def _cmc_rows(u: Unit, path: Path, ref: Image.Image, loaded: dict[str, Any]) -> list[dict]:
     """cmcodec's own rate control per target (whole files never exceed the target)."""
-    from . import codec
+    from . import codec, distributed
     from .bitstream import read_header
     from .errors import BudgetError
 
@@ -209,7 +209,8 @@ def _cmc_rows(u: Unit, path: Path, ref: Image.Image, loaded: dict[str, Any]) -> 
         if len(data) in seen:
             continue
         seen.add(len(data))
-        out = codec.decode(data, model_path=u.model_paths.get(u.curve.codec, u.model_paths.get("*")))
+        out = codec.decode(data, model_path=u.model_paths.get(u.curve.codec, u.model_paths.get("*")),
+                           device=distributed.device(None))
         t2 = time.perf_counter()
         hdr = read_header(data).overhead_bytes
         rows.append({"target_bpp": t, "setting": budget, "bytes": len(data), "header_bytes": hdr,
@@ -223,6 +224,22 @@ def _cmc_rows(u: Unit, path: Path, ref: Image.Image, loaded: dict[str, Any]) -> 
 def unit_key(image: str, curve: str) -> str:
     """Resume key of a unit."""
     return f"{image}\t{curve}"
+
+
+def _rank_file(out: Path) -> Path:
+    """Where this process appends its rows: points.jsonl, or points.rank<R>.jsonl under several processes."""
+    from .distributed import world
+
+    rank, size = world()
+    return out / (POINTS_FILE if size == 1 else f"points.rank{rank}.jsonl")
+
+
+def merge_rank_files(out: Path) -> None:
+    """Append the rows of every points.rank*.jsonl to points.jsonl and remove them (rank 0, after a barrier)."""
+    with (out / POINTS_FILE).open("a") as f:
+        for p in sorted(out.glob("points.rank*.jsonl")):
+            f.write(p.read_text())
+            p.unlink()
 
 
 def done_units(out: Path) -> set[str]:
@@ -242,11 +259,16 @@ def _drop_errors(out: Path) -> None:
 
 def sweep(units: list[Unit], out: Path, jobs: int = 1, progress: Callable[[int, int], None] | None = None) -> int:
     """Run the units not finished yet, appending their rows to points.jsonl; returns how many ran."""
+    from .distributed import barrier, is_main, shard
+
     out.mkdir(parents=True, exist_ok=True)
-    _drop_errors(out)
+    if is_main():
+        merge_rank_files(out)  # rows an interrupted multi-process run left behind
+        _drop_errors(out)
+    barrier()
     done = done_units(out)
-    todo = [u for u in units if unit_key(Path(u.image).name, u.curve.name) not in done]
-    path = out / POINTS_FILE
+    todo = shard([u for u in units if unit_key(Path(u.image).name, u.curve.name) not in done])
+    path = _rank_file(out)
 
     def write(rows: list[dict]) -> None:
         with path.open("a") as f:  # one unit per write: a crash loses at most the unit in flight
@@ -268,6 +290,9 @@ def sweep(units: list[Unit], out: Path, jobs: int = 1, progress: Callable[[int, 
                 write(f.result())
                 if progress:
                     progress(i + 1, len(todo))
+    barrier()
+    if is_main():
+        merge_rank_files(out)
     return len(todo)
 
 

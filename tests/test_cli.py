@@ -147,3 +147,41 @@ def test_interrupted_folder_run_leaves_no_half_written_file(tmp_path: Path, sig:
         assert all(n.startswith(".") and n.endswith(".tmp") for n in leftovers), leftovers
     else:
         assert leftovers == []
+
+
+def test_two_process_sharding_with_torchrun_gloo(tmp_path: Path) -> None:
+    # issue 6: folder decode and rd-curve split across processes (gloo on CPU), results merged in one output
+    pytest.importorskip("accelerate")
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(5):
+        shutil.copy(PARROTS if i % 2 else HOUSE, src / f"p{i}.png")
+    r = run("encode", str(src), "-o", str(tmp_path / "cmc"), "--mode", "pixel", "--profile", "classic")
+    assert r.returncode == 0, r.stderr
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+              "-m", "cmcodec.cli"]
+    r = subprocess.run([*launch, "decode", str(tmp_path / "cmc"), "-o", str(tmp_path / "png")], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == [f"p{i}.png" for i in range(5)]
+    r = subprocess.run([*launch, "rd-curve", str(src), "-o", str(tmp_path / "rd"), "--codecs", "jpeg,av1",
+                        "--scales", "1", "--profiles", "none", "--metrics", "psnr", "--targets", "0.5,1,2"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(x) for x in (tmp_path / "rd" / "points.jsonl").read_text().splitlines()]
+    assert {(x["image"], x["curve"]) for x in rows} == {(f"p{i}.png", c) for i in range(5) for c in ("jpeg", "av1")}
+    assert not list((tmp_path / "rd").glob("points.rank*.jsonl"))
+    assert json.loads((tmp_path / "rd" / "results.json").read_text())["curves"]
+
+
+def test_shard_takes_every_world_size_th_item(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cmcodec import distributed
+
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert distributed.shard([1, 2, 3]) == [1, 2, 3] and distributed.is_main() and distributed.tag() == ""
+    assert distributed.device(None) is None and distributed.device("cpu") == "cpu"
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert distributed.shard([1, 2, 3, 4, 5]) == [2, 4] and not distributed.is_main()
+    assert distributed.tag() == "[rank 1/2] "

@@ -39,6 +39,7 @@ class Limits:
     max_pixels: int = 16384 * 16384
     max_section_bytes: int = 16 * 1024 * 1024
     max_file_bytes: int = 64 * 1024 * 1024
+    max_caption_chars: int = 4096  # spec §6.1 caps it at 4096; a reader may lower it
 
 
 DEFAULT_LIMITS = Limits()

@@ -298,7 +298,7 @@ def validate(data: bytes, limits: Limits = DEFAULT_LIMITS) -> bitstream.Header:
     header = bitstream.read_header(data, limits)
     sec = header.section("caption")
     if sec is not None:
-        textcode.decode(sec.payload, sec.coder_id)
+        textcode.decode(sec.payload, sec.coder_id, limits.max_caption_chars)
     pm = header.section("pixel_map")
     if pm is not None:
         guidance.decode_pixel_map(pm.payload, header.width, header.height)
@@ -318,7 +318,7 @@ def decode(data: bytes, *, device: str | None = None, model_path: str | None = N
     prof = get_profile(header.profile_id)
     mc = prof.mode(header.mode)
     sec = header.section("caption")
-    caption = textcode.decode(sec.payload, sec.coder_id) if sec is not None else ""
+    caption = textcode.decode(sec.payload, sec.coder_id, limits.max_caption_chars) if sec is not None else ""
     init = decode_guidance(header, prof)
     if mc.pipeline == "classic":
         assert init is not None

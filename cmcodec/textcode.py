@@ -16,10 +16,11 @@ from .errors import CaptionDecodeError, LimitError
 MAX_CAPTION_CHARS = 4096  # issue 7: caption length limit, for encoding and decoding
 
 
-def _check_len(text: str) -> None:
-    """Enforce the caption length limit."""
-    if len(text) > MAX_CAPTION_CHARS:
-        raise LimitError(f"caption of {len(text)} characters exceeds the limit of {MAX_CAPTION_CHARS}")
+def _check_len(text: str, limit: int = MAX_CAPTION_CHARS) -> None:
+    """Enforce the caption length limit (spec §6.1: at most 4096; a reader may set a lower one)."""
+    limit = min(limit, MAX_CAPTION_CHARS)
+    if len(text) > limit:
+        raise LimitError(f"caption of {len(text)} characters exceeds the limit of {limit}")
 
 
 def normalize(text: str) -> str:
@@ -108,7 +109,7 @@ def encode(text: str, coder: str | None = None) -> bytes:
     return encode_with(text, coder or available_coders()[0])[1]
 
 
-def decode(data: bytes, coder_id: int | None = None) -> str:
+def decode(data: bytes, coder_id: int | None = None, max_chars: int = MAX_CAPTION_CHARS) -> str:
     """Decode a caption payload; coder_id defaults to the coder ``encode`` uses by default."""
     if coder_id is None:
         coder_id = registry.coder_id("caption", available_coders()[0])
@@ -116,7 +117,7 @@ def decode(data: bytes, coder_id: int | None = None) -> str:
     if name is None:
         raise CaptionDecodeError(f"unknown caption coder id {coder_id}")
     text = CODERS[name][1](bytes(data))
-    _check_len(text)
+    _check_len(text, max_chars)
     return text
 
 

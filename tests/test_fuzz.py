@@ -15,6 +15,7 @@ from cmcodec.bitstream import Section
 from cmcodec.errors import CmcodecError, GuidanceDecodeError, LimitError
 
 SEEDS = fuzzing.seeds()
+PARROTS_IMG = GOLDEN.parents[1] / "fixtures" / "images" / "parrots_192x128.png"
 
 
 @given(st.binary(max_size=600))
@@ -91,3 +92,10 @@ def test_fuzz_regressions_finish_fast_with_project_errors(path) -> None:
     t0 = time.perf_counter()
     fuzzing.target(path.read_bytes())
     assert time.perf_counter() - t0 < 1.0
+
+
+def test_caption_length_limit_is_configurable() -> None:
+    data = codec.encode(PARROTS_IMG, mode="text", caption="A red kite over a green field.")
+    assert codec.validate(data).mode == "text"
+    with pytest.raises(LimitError, match="exceeds the limit of 10"):
+        codec.validate(data, bitstream.Limits(max_caption_chars=10))

@@ -260,7 +260,7 @@ def rd_curve(images: Path, output: Path, codecs: str, scales: str, profiles: str
     _quiet_libraries()
     from tqdm import tqdm
 
-    from . import baselines, metrics, rd
+    from . import baselines, rd
 
     def split(v: str) -> list[str]:
         return [] if v.strip().lower() == "none" else [x.strip() for x in v.split(",") if x.strip()]
@@ -282,15 +282,15 @@ def rd_curve(images: Path, output: Path, codecs: str, scales: str, profiles: str
             else:
                 use_codecs.append(c)
         curves = rd.make_curves(use_codecs, split(scales), split(profiles), split(modes))
-        names = split(metric_names)
-        loaded, skipped = metrics.load(names, weights_dir=metric_weights)
+        asked = tuple(split(metric_names))
+        wdir = str(metric_weights) if metric_weights else None
+        loaded, skipped = rd.load_metrics(asked, wdir)  # the same cache key as the units': loaded once
         for n, why in skipped.items():
             click.echo(f"cmcodec: skipping metric {n}: {why}", err=True)
-        names = [n for n in names if n in loaded]
+        names = [n for n in asked if n in loaded]
         caps = _read_captions(captions) if captions else {}
         mpaths = _named_paths(model_paths, "--model-path")
-        units = [rd.Unit(str(f), c, tg, tuple(names), str(metric_weights) if metric_weights else None, caps, mpaths)
-                 for f in files for c in curves]
+        units = [rd.Unit(str(f), c, tg, asked, wdir, caps, mpaths) for f in files for c in curves]
         bar = tqdm(total=len(units), desc="rd-curve", unit="unit", file=sys.stderr)
         done = rd.done_units(output)
         bar.update(sum(1 for u in units if rd.unit_key(Path(u.image).name, u.curve.name) in done))
@@ -304,7 +304,7 @@ def rd_curve(images: Path, output: Path, codecs: str, scales: str, profiles: str
                     "scales": split(scales), "profiles": split(profiles), "modes": split(modes), "metrics": names,
                     "metric_weights": str(metric_weights) if metric_weights else None, "jobs": jobs}
         result = rd.finish(output, curves, names, anchor if anchor in {c.name for c in curves} else curves[0].name,
-                           settings, skipped)
+                           settings, skipped, {n: m.lower_better for n, m in loaded.items()})
     except CmcodecError as e:
         _fail(e)
     click.echo(f"{ran} units computed, {len(units) - ran} reused; {len(result['curves'])} curves -> {output}")
@@ -372,59 +372,20 @@ def evaluate(gt: Path, output: Path, i2ts: tuple[str, ...], i2t_paths: tuple[str
 
             cats = {Path(k).stem: v for k, v in read_csv_pairs(categories, "name", "category").items()}
         output.mkdir(parents=True, exist_ok=True)
-        summaries: dict[str, dict] = {}
+
+        def bar(desc: str, total: int):
+            return tqdm(total=total, desc=desc, unit="img", file=sys.stderr)
+
         if results is not None:
-            for m in mode_list:  # every folder checked before any work: a mismatch is found in seconds
-                d = results / m
-                if not d.is_dir():
-                    raise ConfigError(f"{results}: expected a subfolder per mode, found no {m}/")
-                ev.pair_by_name(gt_files, ev.image_files(d), str(d))
-            per_mode = {}
-            for m in mode_list:
-                d = results / m
-                bar = tqdm(total=len(gt_files), desc=f"score {m}", unit="img", file=sys.stderr)
-                per_mode[m] = ev.score_folder(gt_files, d, scorer, f"{d}",
-                                              output / results.name / f"{m}.scores.jsonl", bar.update)
-                bar.close()
-            s = ev.summarize(per_mode, scorer.fr.lower_better, scorer.nr.lower_better, cats)
-            summaries[results.name] = {**s, "i2t": None, "profile": None, "source": str(results)}
+            summaries = ev.score_results(gt_files, results, mode_list, scorer, output, cats, bar)
         else:
-            given = ev.read_captions(captions) if captions else None
-            i2t_dirs = _named_paths(i2t_paths, "--i2t-path")
-            model_dirs = _named_paths(model_paths, "--model-path")
-            for i2t in (i2ts or ("blip-large",)) if not captions else (captions.stem,):
-                caps: dict[str, str] = {}
-                if any(m != "image" for m in mode_list):
-                    cache = output / "captions" / f"{ev._slug(i2t)}.csv"
-                    bar = tqdm(total=len(gt_files), desc=f"caption {i2t}", unit="img", file=sys.stderr)
-                    caps = ev.caption_images(gt_files, i2t, cache, words, i2t_dirs.get(i2t, i2t_dirs.get("*")),
-                                             device, given=given, progress=bar.update)
-                    bar.close()
-                for prof in profiles or ("sd-turbo",):
-                    run = ev.Run(i2t, prof)
-                    per_mode = {}
-                    for m in mode_list:
-                        if prof == "classic" and m == "text":
-                            click.echo("cmcodec: skipping classic/text: the classic profile cannot decode text mode",
-                                       err=True)
-                            continue
-                        d = output / run.name / m
-                        bar = tqdm(total=2 * len(gt_files), desc=f"{run.name} {m}", unit="img", file=sys.stderr)
-                        ev.encode_decode(gt_files, run, m, d, caps, model_dirs.get(prof, model_dirs.get("*")),
-                                         device, bar.update)
-                        per_mode[m] = ev.score_folder(gt_files, d, scorer, str(d), output / run.name /
-                                                      f"{m}.scores.jsonl", bar.update)
-                        bar.close()
-                    s = ev.summarize(per_mode, scorer.fr.lower_better, scorer.nr.lower_better, cats)
-                    summaries[run.name] = {**s, "i2t": i2t, "profile": prof}
-        for name, s in summaries.items():
-            (output / name).mkdir(parents=True, exist_ok=True)
-            (output / name / "scores.json").write_text(json.dumps({**s, "fr": fr, "nr": nr}, indent=1))
-            ev.radar(s, name, output / name / "radar.png")
-        for p in sorted(output.glob("*/scores.json")):  # the leaderboard covers every run in the folder
-            if p.parent.name not in summaries:
-                summaries[p.parent.name] = json.loads(p.read_text())
-        ev.leaderboard(summaries, output, fr, nr)
+            summaries = ev.run_combinations(
+                gt_files, output, mode_list, scorer, cats,
+                list(i2ts or ("blip-large",)) if not captions else [captions.stem], list(profiles or ("sd-turbo",)),
+                ev.read_captions(captions) if captions else None, _named_paths(i2t_paths, "--i2t-path"),
+                _named_paths(model_paths, "--model-path"), words, device, bar,
+                lambda msg: click.echo(f"cmcodec: {msg}", err=True))
+        ev.write_reports(summaries, output, fr, nr)
     except CmcodecError as e:
         _fail(e)
     click.echo((output / "leaderboard.md").read_text())

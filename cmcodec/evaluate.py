@@ -25,6 +25,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -304,3 +305,70 @@ def encode_decode(gt_files: list[Path], run: Run, mode: str, mode_dir: Path, cap
             save_image(codec.decode(cmc.read_bytes(), device=device, model_path=model_path), png)
         if progress:
             progress()
+
+
+# --- the protocol: what `cmcodec evaluate` runs (the CLI only parses options and shows progress) ---------
+
+Bar = Callable[[str, int], Any]  # (description, total) -> a progress bar with update() and close()
+
+
+def score_results(gt_files: list[Path], results: Path, modes: list[str], scorer: Scorer, output: Path,
+                  categories: dict[str, str] | None, bar: Bar) -> dict[str, dict]:
+    """Summary of an existing result folder (one subfolder per mode, CMC-Bench's layout)."""
+    for m in modes:  # every folder checked before any work: a mismatch is found in seconds
+        d = results / m
+        if not d.is_dir():
+            raise ConfigError(f"{results}: expected a subfolder per mode, found no {m}/")
+        pair_by_name(gt_files, image_files(d), str(d))
+    per_mode = {}
+    for m in modes:
+        b = bar(f"score {m}", len(gt_files))
+        per_mode[m] = score_folder(gt_files, results / m, scorer, str(results / m),
+                                   output / results.name / f"{m}.scores.jsonl", b.update)
+        b.close()
+    s = summarize(per_mode, scorer.fr.lower_better, scorer.nr.lower_better, categories)
+    return {results.name: {**s, "i2t": None, "profile": None, "source": str(results)}}
+
+
+def run_combinations(gt_files: list[Path], output: Path, modes: list[str], scorer: Scorer,
+                     categories: dict[str, str] | None, i2ts: list[str], profiles: list[str],
+                     given: dict[str, str] | None, i2t_dirs: dict[str, str], model_dirs: dict[str, str], words: int,
+                     device: str | None, bar: Bar, warn: Callable[[str], None]) -> dict[str, dict]:
+    """Summaries of every captioner x profile run, each through every mode of the real codec."""
+    summaries = {}
+    for i2t in i2ts:
+        caps: dict[str, str] = {}
+        if any(m != "image" for m in modes):
+            b = bar(f"caption {i2t}", len(gt_files))
+            caps = caption_images(gt_files, i2t, output / "captions" / f"{_slug(i2t)}.csv", words,
+                                  i2t_dirs.get(i2t, i2t_dirs.get("*")), device, given=given, progress=b.update)
+            b.close()
+        for prof in profiles:
+            run = Run(i2t, prof)
+            per_mode = {}
+            for m in modes:
+                if prof == "classic" and m == "text":
+                    warn("skipping classic/text: the classic profile cannot decode text mode")
+                    continue
+                d = output / run.name / m
+                b = bar(f"{run.name} {m}", 2 * len(gt_files))
+                encode_decode(gt_files, run, m, d, caps, model_dirs.get(prof, model_dirs.get("*")), device, b.update)
+                per_mode[m] = score_folder(gt_files, d, scorer, str(d), output / run.name / f"{m}.scores.jsonl",
+                                           b.update)
+                b.close()
+            s = summarize(per_mode, scorer.fr.lower_better, scorer.nr.lower_better, categories)
+            summaries[run.name] = {**s, "i2t": i2t, "profile": prof}
+    return summaries
+
+
+def write_reports(summaries: dict[str, dict], output: Path, fr: str, nr: str) -> None:
+    """Each run's scores.json and radar plot, then the leaderboard of every run in the folder."""
+    summaries = dict(summaries)
+    for name, s in summaries.items():
+        (output / name).mkdir(parents=True, exist_ok=True)
+        (output / name / "scores.json").write_text(json.dumps({**s, "fr": fr, "nr": nr}, indent=1))
+        radar(s, name, output / name / "radar.png")
+    for p in sorted(output.glob("*/scores.json")):  # runs of earlier invocations into the same folder
+        if p.parent.name not in summaries:
+            summaries[p.parent.name] = json.loads(p.read_text())
+    leaderboard(summaries, output, fr, nr)

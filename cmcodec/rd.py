@@ -102,14 +102,19 @@ def find_setting(size_of: Callable[[int], int], settings: list[int], target_byte
 _METRICS: dict[str, Any] = {}
 
 
-def _metrics(names: tuple[str, ...], weights_dir: str | None) -> dict[str, Any]:
-    """Metrics loaded once per process."""
+def load_metrics(names: tuple[str, ...], weights_dir: str | None) -> tuple[dict[str, Any], dict[str, str]]:
+    """(loaded metrics, reasons for the skipped ones), loaded once per process."""
     key = (names, weights_dir)
     if key not in _METRICS:
         from . import metrics
 
         _METRICS[key] = metrics.load(list(names), weights_dir=Path(weights_dir) if weights_dir else None)
-    return _METRICS[key][0]
+    return _METRICS[key]
+
+
+def _metrics(names: tuple[str, ...], weights_dir: str | None) -> dict[str, Any]:
+    """The loaded metrics of load_metrics."""
+    return load_metrics(names, weights_dir)[0]
 
 
 def _score(loaded: dict[str, Any], out: Image.Image, ref: Image.Image) -> dict[str, float]:
@@ -159,12 +164,14 @@ def _baseline_rows(u: Unit, path: Path, ref: Image.Image, loaded: dict[str, Any]
     w, h = ref.size
     k = u.curve.scale
     small = ref if k == 1 else ref.resize((max(2, round(w / k)), max(2, round(h / k))), Image.LANCZOS)
-    cache: dict[int, bytes] = {}
+    cache: dict[int, tuple[bytes, float]] = {}  # setting -> (stream, encode seconds): each setting coded once
 
     def coded(q: int) -> bytes:
         if q not in cache:
-            cache[q] = b.encode(small, q)
-        return cache[q]
+            t0 = time.perf_counter()
+            data = b.encode(small, q)
+            cache[q] = data, time.perf_counter() - t0
+        return cache[q][0]
 
     rows = []
     done: set[int] = set()
@@ -173,8 +180,7 @@ def _baseline_rows(u: Unit, path: Path, ref: Image.Image, loaded: dict[str, Any]
         if q is None or q in done:
             continue
         done.add(q)
-        t0 = time.perf_counter()
-        data = b.encode(small, q)
+        data, enc_s = cache[q]
         t1 = time.perf_counter()
         out = b.decode(data)
         t2 = time.perf_counter()
@@ -184,7 +190,7 @@ def _baseline_rows(u: Unit, path: Path, ref: Image.Image, loaded: dict[str, Any]
         hdr = b.header_bytes(data)
         rows.append({"target_bpp": t, "setting": q, "bytes": len(data), "header_bytes": hdr,
                      "bpp": len(data) * 8 / (w * h), "bpp_no_headers": (len(data) - hdr) * 8 / (w * h),
-                     "encode_s": round(t1 - t0, 4), "decode_s": round(t2 - t1, 4), **_score(loaded, out, ref)})
+                     "encode_s": round(enc_s, 4), "decode_s": round(t2 - t1, 4), **_score(loaded, out, ref)})
     return rows
 
 
@@ -439,7 +445,7 @@ def plot(curves: dict[str, dict], labels: dict[str, str], metric_names: list[str
 
 
 def finish(out: Path, curves_def: list[Curve], metric_names: list[str], anchor: str, settings: dict,
-           skipped_metrics: dict[str, str]) -> dict:
+           skipped_metrics: dict[str, str], lower_better: dict[str, bool]) -> dict:
     """Write points.csv, results.json, plots and the BD-rate table from points.jsonl."""
     from . import __version__, metrics
 
@@ -447,11 +453,7 @@ def finish(out: Path, curves_def: list[Curve], metric_names: list[str], anchor: 
     write_csv(rows, out / "points.csv")
     curves = aggregate(rows, metric_names)
     labels = {c.name: c.label for c in curves_def}
-    lower = {}
-    if metric_names:
-        loaded = _metrics(tuple(metric_names), settings.get("metric_weights"))
-        lower = {n: m.lower_better for n, m in loaded.items()}
-    bd = bd_rates(curves, anchor, [m for m in metric_names if m not in skipped_metrics], lower)
+    bd = bd_rates(curves, anchor, [m for m in metric_names if m not in skipped_metrics], lower_better)
     skipped_units = sorted({(r["curve"], r["skipped"]) for r in rows if "skipped" in r})
     versions = {"cmcodec": __version__, "python": platform.python_version(), "pyiqa": metrics.version()}
     for c in {c.codec for c in curves_def if c.kind == "baseline"}:

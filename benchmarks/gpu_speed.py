@@ -1,6 +1,8 @@
 """GPU speed of cmcodec's decode (T2I) and encode (I2T) paths on real-size architectures with random weights.
 
     python benchmarks/gpu_speed.py [--profiles sd-turbo,sd15,sdxl-turbo,realvisxl-v4] [--batches 1,8,32]
+                                   [--variants eager,channels-last,compile+cl,taesd,...]
+                                   [--encode-variants eager,compile,static-cache] [--encode-tokens 20,40]
                                    [--models /tmp/cmcodec-models] [--json benchmarks/results/gpu_speed.json]
 
 Speed does not depend on weight values, so each profile's architecture is built from the configuration of
@@ -11,6 +13,10 @@ downloaded model would be. Tokenizers are small files written here (token ids on
 are real). Random captioner weights never emit end-of-sequence, so captions run to their token limit: an
 upper bound on encode time. Quality is not measured (random weights). realvisxl-v4 at 1024 px, 40 steps,
 CFG 7, img2img is CMC-Bench's own decoder: the seed configuration.
+
+Speed-ups are measured one at a time as variants of a profile (VARIANTS): dtype, SDPA, channels_last,
+torch.compile (its start-up cost is the first call's time less a steady call), CUDA graphs (compile mode
+reduce-overhead) and the tiny-autoencoder profile variants. The tiny autoencoder has TAESD's architecture.
 """
 
 from __future__ import annotations
@@ -131,12 +137,44 @@ def build_blip_large(folder: Path) -> Path:
     return folder
 
 
-def _time(fn, reps: int) -> tuple[float, float]:
-    """(median seconds, peak GiB) of fn() after one warm-up call."""
+def build_taesd(folder: Path) -> Path:
+    """Random-weight tiny autoencoder of TAESD / TAESDXL's architecture (diffusers' AutoencoderTiny defaults)."""
+    import torch
+    from diffusers import AutoencoderTiny
+
+    if (folder / "config.json").exists():
+        return folder
+    torch.manual_seed(0)
+    AutoencoderTiny().to(torch.float16).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+# Decode variants, measured one at a time on the same profile: (tiny autoencoder, channels_last, compile mode,
+# dtype, attention). "no-sdpa" swaps diffusers' SDPA attention for its classic processor, to show SDPA's share.
+VARIANTS: dict[str, tuple[bool, bool, str | None, str, str]] = {
+    "eager": (False, False, None, "fp16", "sdpa"),
+    "bf16": (False, False, None, "bf16", "sdpa"),
+    "no-sdpa": (False, False, None, "fp16", "classic"),
+    "channels-last": (False, True, None, "fp16", "sdpa"),
+    "compile": (False, False, "default", "fp16", "sdpa"),
+    "compile+cl": (False, True, "default", "fp16", "sdpa"),
+    "cudagraphs+cl": (False, True, "reduce-overhead", "fp16", "sdpa"),
+    "max-autotune+cl": (False, True, "max-autotune", "fp16", "sdpa"),
+    "taesd": (True, False, None, "fp16", "sdpa"),
+    "taesd+cl": (True, True, None, "fp16", "sdpa"),
+    "taesd+compile+cl": (True, True, "default", "fp16", "sdpa"),
+    "taesd+cudagraphs+cl": (True, True, "reduce-overhead", "fp16", "sdpa"),
+}
+
+
+def _time(fn, reps: int) -> tuple[float, float, float]:
+    """(median seconds, peak GiB, seconds of the first call) of fn(); the first call is the warm-up."""
     import torch
 
+    t0 = time.perf_counter()
     fn()
     torch.cuda.synchronize()
+    first = time.perf_counter() - t0
     torch.cuda.reset_peak_memory_stats()
     ts = []
     for _ in range(reps):
@@ -144,20 +182,29 @@ def _time(fn, reps: int) -> tuple[float, float]:
         fn()
         torch.cuda.synchronize()
         ts.append(time.perf_counter() - t0)
-    return statistics.median(ts), torch.cuda.max_memory_allocated() / 2**30
+    return statistics.median(ts), torch.cuda.max_memory_allocated() / 2**30, first
 
 
 ARCH = {"sd-turbo": "sd21", "sd15": "sd15", "sdxl-turbo": "sdxl", "realvisxl-v4": "sdxl"}
 
 
-def bench_decode(profile_name: str, folder: Path, modes: list[str], batches: list[int], budget_s: float) -> list[dict]:
-    """ms per image of cmcodec's T2I decode, per mode and batch size."""
+def bench_decode(profile_name: str, variant: str, folder: Path, taesd: Path | None, modes: list[str],
+                 batches: list[int], budget_s: float) -> list[dict]:
+    """ms per image of cmcodec's T2I decode for one profile and speed-up variant, per mode and batch size."""
     from PIL import Image
 
-    from cmcodec.backends import t2i
+    from cmcodec.backends import Accel, t2i
     from cmcodec.profiles import get_profile
 
-    prof = get_profile(profile_name)
+    tiny, cl, comp, dtype, attention = VARIANTS[variant]
+    prof = get_profile(profile_name + ("-taesd" if tiny else ""))
+    accel = Accel(channels_last=cl, compile=comp)
+    if attention == "classic":
+        from diffusers.models.attention_processor import AttnProcessor
+
+        t2i_pipe = t2i.load_pipelines(prof, "cuda", dtype, str(folder), None, accel)[0]
+        t2i_pipe.unet.set_attn_processor(AttnProcessor())
+        t2i_pipe.vae.set_attn_processor(AttnProcessor())
     rows = []
     init = Image.new("RGB", (768, 512), (120, 110, 100))
     for mode in modes:
@@ -166,41 +213,65 @@ def bench_decode(profile_name: str, folder: Path, modes: list[str], batches: lis
                       else init, 768, 512, i) for i in range(b)]
             t0 = time.perf_counter()
             try:
-                s, mem = _time(lambda items=items, mode=mode: t2i.generate_batch(prof, mode, items, device="cuda",
-                                                                                 model_path=str(folder),
-                                                                                 dtype="fp16"),
-                               reps=3 if b == 1 else 2)
-            except Exception as e:  # out of memory at a large batch: report, go on
-                rows.append({"profile": profile_name, "mode": mode, "batch": b,
-                             "error": f"{type(e).__name__}: {e}"[:200]})
+                s, mem, first = _time(lambda items=items, mode=mode: t2i.generate_batch(
+                    prof, mode, items, device="cuda", model_path=str(folder), dtype=dtype,
+                    vae_path=str(taesd) if tiny else None, accel=accel), reps=5 if b == 1 else 3)
+            except Exception as e:  # out of memory at a large batch, a compile failure: report, go on
+                rows.append({"profile": prof.name, "variant": variant, "mode": mode, "batch": b,
+                             "error": f"{type(e).__name__}: {e}"[:300]})
+                print(json.dumps(rows[-1]), flush=True)
                 break
             mc = prof.mode(mode)
-            rows.append({"profile": profile_name, "mode": mode, "batch": b, "steps": mc.steps,
+            rows.append({"profile": prof.name, "variant": variant, "mode": mode, "batch": b, "steps": mc.steps,
                          "pipeline": mc.pipeline, "strength": mc.strength if mc.pipeline == "img2img" else None,
                          "size": prof.decode_size(768, 512), "ms_per_image": round(1000 * s / b, 1),
-                         "images_per_s": round(b / s, 2), "peak_gib": round(mem, 2)})
+                         "images_per_s": round(b / s, 2), "peak_gib": round(mem, 2),
+                         "first_call_s": round(first, 2), "startup_s": round(max(0.0, first - s), 2)})
             print(json.dumps(rows[-1]), flush=True)
             if time.perf_counter() - t0 > budget_s:
                 break
     return rows
 
 
-def bench_encode(folder: Path, batches: list[int]) -> list[dict]:
-    """ms per image of cmcodec's I2T caption path (blip-large architecture)."""
+ENCODE_VARIANTS = ("eager", "compile", "static-cache")
+
+
+def bench_encode(folder: Path, variant: str, batches: list[int], tokens: list[int]) -> list[dict]:
+    """ms per image of cmcodec's I2T caption path (blip-large architecture), per generated-token count.
+
+    Random weights never emit end-of-sequence, so max_new_tokens sets the caption length exactly; cmcodec's
+    default word budget (20 words) allows 40 tokens. "compile" compiles the text decoder (dynamic shapes);
+    "static-cache" asks transformers' generate for a static KV cache (which it compiles where supported).
+    """
     from PIL import Image
 
     from cmcodec.backends import i2t
 
+    _, net, _, _ = i2t.load("blip-large", "cuda", "fp16", str(folder))
+    if variant == "compile":
+        net.text_decoder.compile(dynamic=True)
+    elif variant == "static-cache":
+        net.generation_config.cache_implementation = "static"
     rows = []
     img = Image.new("RGB", (768, 512), (90, 140, 200))
-    for b in batches:
-        imgs = [img] * b
-        s, mem = _time(lambda imgs=imgs: i2t.caption_batch(imgs, model="blip-large", model_path=str(folder),
-                                                          device="cuda", dtype="fp16", words=20), reps=3)
-        rows.append({"profile": "blip-large (encode)", "mode": "caption", "batch": b, "max_new_tokens": 40,
-                     "ms_per_image": round(1000 * s / b, 1), "images_per_s": round(b / s, 2),
-                     "peak_gib": round(mem, 2)})
-        print(json.dumps(rows[-1]), flush=True)
+    for n in tokens:
+        for b in batches:
+            imgs = [img] * b
+            try:
+                s, mem, first = _time(lambda imgs=imgs, n=n: i2t.caption_batch(
+                    imgs, model="blip-large", model_path=str(folder), device="cuda", dtype="fp16", words=20,
+                    max_new_tokens=n), reps=3)
+            except Exception as e:
+                rows.append({"profile": "blip-large (encode)", "variant": variant, "mode": "caption", "batch": b,
+                             "max_new_tokens": n, "error": f"{type(e).__name__}: {e}"[:300]})
+                print(json.dumps(rows[-1]), flush=True)
+                continue
+            rows.append({"profile": "blip-large (encode)", "variant": variant, "mode": "caption", "batch": b,
+                         "max_new_tokens": n, "ms_per_image": round(1000 * s / b, 1),
+                         "images_per_s": round(b / s, 2), "peak_gib": round(mem, 2),
+                         "first_call_s": round(first, 2), "startup_s": round(max(0.0, first - s), 2)})
+            print(json.dumps(rows[-1]), flush=True)
+    i2t._CACHE.clear()
     return rows
 
 
@@ -208,9 +279,12 @@ def main() -> None:
     """Build, load, time; print the table and write JSON."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profiles", default="sd-turbo,sd15,sdxl-turbo,realvisxl-v4")
+    ap.add_argument("--variants", default="eager", help=f"decode speed-ups, one at a time: {', '.join(VARIANTS)}")
     ap.add_argument("--modes", default="text,pixel,full")
     ap.add_argument("--batches", default="1,8,32")
     ap.add_argument("--encode-batches", default="1,16")
+    ap.add_argument("--encode-tokens", default="40", help="caption lengths in tokens (max_new_tokens)")
+    ap.add_argument("--encode-variants", default="eager", help=f"captioner speed-ups: {', '.join(ENCODE_VARIANTS)}")
     ap.add_argument("--models", type=Path, default=Path("/tmp/cmcodec-models"))
     ap.add_argument("--budget-s", type=float, default=60, help="stop growing the batch of a mode after this long")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/gpu_speed.json")
@@ -221,35 +295,45 @@ def main() -> None:
     rows: list[dict] = []
     batches = [int(x) for x in args.batches.split(",")]
     t_start = time.perf_counter()
+    builds: dict[str, float] = {}
     if args.encode_batches:
         t0 = time.perf_counter()
         blip = build_blip_large(args.models / "blip-large")
-        print(f"built blip-large in {time.perf_counter() - t0:.0f} s", flush=True)
-        rows += bench_encode(blip, [int(x) for x in args.encode_batches.split(",")])
+        builds["blip-large"] = round(time.perf_counter() - t0, 1)
+        for v in args.encode_variants.split(","):
+            rows += bench_encode(blip, v, [int(x) for x in args.encode_batches.split(",")],
+                                 [int(x) for x in args.encode_tokens.split(",")])
+    variants = [v for v in args.variants.split(",") if v]
+    taesd = build_taesd(args.models / "taesd") if any(VARIANTS[v][0] for v in variants) else None
     for name in [p for p in args.profiles.split(",") if p]:
         t0 = time.perf_counter()
         folder = build_pipeline(ARCH[name], args.models / ARCH[name])
-        print(f"built {ARCH[name]} in {time.perf_counter() - t0:.0f} s", flush=True)
+        builds[ARCH[name]] = round(time.perf_counter() - t0, 1)
         modes = args.modes.split(",") if name != "realvisxl-v4" else ["full"]
-        rows += bench_decode(name, folder, modes, batches if name != "realvisxl-v4" else [1], args.budget_s)
-        t2i_cache_clear()
+        for v in variants if name != "realvisxl-v4" else ["eager"]:
+            rows += bench_decode(name, v, folder, taesd, modes, batches if name != "realvisxl-v4" else [1],
+                                 args.budget_s)
+            t2i_cache_clear()
     import diffusers
     import transformers
 
     result = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "diffusers": diffusers.__version__,
-              "transformers": transformers.__version__, "python": platform.python_version(), "dtype": "fp16",
-              "weights": "random (real-size architectures)", "rows": rows,
+              "transformers": transformers.__version__, "python": platform.python_version(),
+              "weights": "random (real-size architectures)", "build_s": builds, "rows": rows,
               "total_s": round(time.perf_counter() - t_start, 1), "command": "python " + " ".join(sys.argv)}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1))
-    print(f"\n{result['device']}, torch {result['torch']}, diffusers {result['diffusers']}, fp16, random weights")
-    print(f"{'profile':<22}{'mode':<9}{'batch':>6}{'steps':>6}{'ms/img':>9}{'img/s':>8}{'peak GiB':>9}")
+    print(f"\n{result['device']}, torch {result['torch']}, diffusers {result['diffusers']}, random weights")
+    print(f"{'profile':<22}{'variant':<21}{'mode':<9}{'batch':>6}{'steps':>6}{'ms/img':>9}{'img/s':>8}"
+          f"{'peak GiB':>9}{'start s':>8}")
     for r in rows:
+        head = f"{r['profile']:<22}{r.get('variant', 'eager'):<21}{r['mode']:<9}{r['batch']:>6}"
         if "error" in r:
-            print(f"{r['profile']:<22}{r['mode']:<9}{r['batch']:>6}  {r['error'][:60]}")
+            print(f"{head}  {r['error'][:80]}")
         else:
-            print(f"{r['profile']:<22}{r['mode']:<9}{r['batch']:>6}{r.get('steps', ''):>6}{r['ms_per_image']:>9}"
-                  f"{r['images_per_s']:>8}{r['peak_gib']:>9}")
+            steps = r.get("steps", f"{r.get('max_new_tokens', '')}t")
+            print(f"{head}{steps:>6}{r['ms_per_image']:>9}{r['images_per_s']:>8}{r['peak_gib']:>9}"
+                  f"{r.get('startup_s', ''):>8}")
 
 
 def t2i_cache_clear() -> None:

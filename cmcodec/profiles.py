@@ -51,6 +51,7 @@ class Profile:
     scheduler: str | None = None  # diffusers scheduler class name; None keeps the model's own
     scheduler_kwargs: dict[str, Any] = field(default_factory=dict)
     load_kwargs: dict[str, Any] = field(default_factory=dict)  # extra from_pretrained arguments
+    vae: str | None = None  # hub id of a tiny autoencoder (AutoencoderTiny) that replaces the model's own
     encoder: EncoderDefaults = EncoderDefaults()
 
     def mode(self, mode: str) -> ModeConfig:
@@ -144,6 +145,26 @@ PROFILES: tuple[Profile, ...] = (
         model="SG161222/RealVisXL_V4.0",
         modes=_cfg_modes(40, 7.0),
         long_side=1024,
+    ),
+    Profile(
+        id=5,
+        name="sd-turbo-taesd",
+        description="sd-turbo with the tiny autoencoder TAESD: the fastest decoder, slightly softer detail",
+        model="stabilityai/sd-turbo",
+        modes=_turbo_modes(),
+        scheduler="EulerDiscreteScheduler",
+        scheduler_kwargs={"timestep_spacing": "trailing"},
+        vae="madebyollin/taesd",
+    ),
+    Profile(
+        id=6,
+        name="sdxl-turbo-taesd",
+        description="sdxl-turbo with the tiny autoencoder TAESDXL",
+        model="stabilityai/sdxl-turbo",
+        modes=_turbo_modes(),
+        scheduler="EulerAncestralDiscreteScheduler",
+        scheduler_kwargs={"timestep_spacing": "trailing"},
+        vae="madebyollin/taesdxl",
     ),
 )
 

@@ -149,3 +149,15 @@ def make_tiny_qwen2vl(folder: Path) -> Path:
     model.save_pretrained(folder, safe_serialization=True)
     proc.save_pretrained(folder)
     return folder
+
+
+def make_tiny_taesd(folder: Path) -> Path:
+    """A tiny AutoencoderTiny folder (TAESD's layout: 8x downsampling, 4 latent channels, scaling 1)."""
+    import torch
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(0)
+    AutoencoderTiny(encoder_block_out_channels=(4, 4, 4, 4), decoder_block_out_channels=(4, 4, 4, 4),
+                    num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1),
+                    latent_channels=4).save_pretrained(folder, safe_serialization=True)
+    return folder

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError
 
 ENV_MODEL_DIR = "CMCODEC_MODEL_DIR"
 
@@ -29,6 +30,25 @@ def resolve_location(model: str, override: str | None = None) -> str:
             if p.is_dir():
                 return str(p)
     return model
+
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+
+
+@dataclass(frozen=True)
+class Accel:
+    """Runtime speed-ups of a decoder (issue 6). They change no profile setting; output pixels can differ in
+    the last bits from eager PyTorch, and two decodes with the same settings on one machine stay identical."""
+
+    channels_last: bool = False  # NHWC memory format for the UNet and autoencoder convolutions
+    compile: str | None = None  # torch.compile mode ("reduce-overhead" adds CUDA graphs); None: eager
+
+    def __post_init__(self) -> None:
+        if self.compile is not None and self.compile not in COMPILE_MODES:
+            raise ConfigError(f"unknown compile mode {self.compile!r}: expected one of {', '.join(COMPILE_MODES)}")
+
+
+EAGER = Accel()
 
 
 HUB_PROBE_TIMEOUT = 3.0  # seconds to wait for the hub before failing (no retries, no hang)

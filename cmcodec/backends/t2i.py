@@ -9,7 +9,7 @@ from PIL import Image
 
 from ..errors import ModelError
 from ..profiles import Profile
-from . import load_error, locate, pick_device, pick_dtype
+from . import EAGER, Accel, load_error, locate, pick_device, pick_dtype
 
 _CACHE: dict[tuple, Any] = {}
 _LOCK = threading.Lock()
@@ -22,14 +22,16 @@ def _dtype_kw(version: str, dtype: Any) -> dict[str, Any]:
 
 
 def load_pipelines(profile: Profile, device: str | None = None, dtype: str | None = None,
-                   model_path: str | None = None) -> tuple[Any, Any, str]:
+                   model_path: str | None = None, vae_path: str | None = None,
+                   accel: Accel = EAGER) -> tuple[Any, Any, str]:
     """(text2img, img2img, device) for a profile, cached; img2img shares the text2img components."""
     if not profile.model:
         raise ModelError(f"profile {profile.name} has no generative model")
     loc = locate("T2I", profile.model, model_path, "--model-path")  # before heavy imports: fail fast
+    vae_loc = locate("autoencoder", profile.vae, vae_path, "--vae-path") if profile.vae else None
     try:
         import diffusers
-        import torch  # noqa: F401
+        import torch
         from diffusers import AutoPipelineForImage2Image, AutoPipelineForText2Image
     except ImportError as e:
         raise ModelError(
@@ -37,20 +39,28 @@ def load_pipelines(profile: Profile, device: str | None = None, dtype: str | Non
         ) from None
     dev = pick_device(device)
     torch_dtype = pick_dtype(dev, dtype)
-    key = (profile.id, loc, dev, str(torch_dtype))
+    key = (profile.id, loc, vae_loc, dev, str(torch_dtype), accel)
     with _LOCK:
         if key in _CACHE:
             return _CACHE[key]
+        extra: dict[str, Any] = {}
+        if vae_loc:
+            try:
+                extra["vae"] = diffusers.AutoencoderTiny.from_pretrained(
+                    vae_loc, **_dtype_kw(diffusers.__version__, torch_dtype), use_safetensors=True)
+            except Exception as e:  # same contract as the pipeline below: one line, how to supply it
+                raise load_error("autoencoder", profile.vae or "", vae_loc, e, "--vae-path") from None
         try:
             # use_safetensors=True: never unpickle; no custom_pipeline: never run remote code (issue 7)
             t2i = AutoPipelineForText2Image.from_pretrained(loc, **_dtype_kw(diffusers.__version__, torch_dtype),
-                                                            use_safetensors=True, **profile.load_kwargs)
+                                                            use_safetensors=True, **profile.load_kwargs, **extra)
         except Exception as e:  # diffusers raises OSError, ValueError, HF hub errors, ...: all mean "cannot load"
             raise load_error("T2I", profile.model, loc, e, "--model-path") from None
         if profile.scheduler:
             cls = getattr(diffusers, profile.scheduler)
             t2i.scheduler = cls.from_config(t2i.scheduler.config, **profile.scheduler_kwargs)
         t2i = t2i.to(dev)
+        _accelerate(t2i, accel, torch)
         t2i.set_progress_bar_config(disable=True)
         i2i = AutoPipelineForImage2Image.from_pipe(t2i)
         i2i.set_progress_bar_config(disable=True)
@@ -58,22 +68,36 @@ def load_pipelines(profile: Profile, device: str | None = None, dtype: str | Non
         return _CACHE[key]
 
 
+def _accelerate(pipe: Any, accel: Accel, torch: Any) -> None:
+    """Apply channels_last and torch.compile to the UNet and autoencoder in place (components are shared
+    with the img2img pipeline made from this one)."""
+    nets = [pipe.unet, pipe.vae]
+    if accel.channels_last:
+        for net in nets:
+            net.to(memory_format=torch.channels_last)
+    if accel.compile:
+        # dynamic=False: one graph per batch shape; the first call of each shape pays the compile time
+        for net in (pipe.unet, pipe.vae.decoder, pipe.vae.encoder):
+            net.compile(mode=accel.compile, dynamic=False)
+
+
 def generate(profile: Profile, mode: str, *, caption: str, init: Image.Image | None, width: int, height: int,
              seed: int, device: str | None = None, model_path: str | None = None,
-             dtype: str | None = None) -> Image.Image:
+             dtype: str | None = None, vae_path: str | None = None, accel: Accel = EAGER) -> Image.Image:
     """Decode one image: text2img or img2img per the profile's mode row, resized to (width, height)."""
     return generate_batch(profile, mode, [(caption, init, width, height, seed)], device=device,
-                          model_path=model_path, dtype=dtype)[0]
+                          model_path=model_path, dtype=dtype, vae_path=vae_path, accel=accel)[0]
 
 
 def generate_batch(profile: Profile, mode: str, items: list[tuple[str, Image.Image | None, int, int, int]],
                    *, device: str | None = None, model_path: str | None = None,
-                   dtype: str | None = None) -> list[Image.Image]:
+                   dtype: str | None = None, vae_path: str | None = None,
+                   accel: Accel = EAGER) -> list[Image.Image]:
     """Decode several images of one mode and one generation size in one pipeline call."""
     import torch
 
     mc = profile.mode(mode)
-    t2i, i2i, _ = load_pipelines(profile, device, dtype, model_path)
+    t2i, i2i, _ = load_pipelines(profile, device, dtype, model_path, vae_path, accel)
     sizes = {profile.decode_size(w, h) for _, _, w, h, _ in items}
     if len(sizes) != 1:
         raise ValueError("generate_batch takes items of one generation size")

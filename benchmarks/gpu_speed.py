@@ -185,6 +185,15 @@ def _time(fn, reps: int) -> tuple[float, float, float]:
     return statistics.median(ts), torch.cuda.max_memory_allocated() / 2**30, first
 
 
+def _why(e: BaseException) -> str:
+    """Exception type, message and the innermost frame, short enough for a table."""
+    import traceback
+
+    tb = traceback.extract_tb(e.__traceback__)
+    where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:240] + where
+
+
 ARCH = {"sd-turbo": "sd21", "sd15": "sd15", "sdxl-turbo": "sdxl", "realvisxl-v4": "sdxl"}
 
 
@@ -218,7 +227,7 @@ def bench_decode(profile_name: str, variant: str, folder: Path, taesd: Path | No
                     vae_path=str(taesd) if tiny else None, accel=accel), reps=5 if b == 1 else 3)
             except Exception as e:  # out of memory at a large batch, a compile failure: report, go on
                 rows.append({"profile": prof.name, "variant": variant, "mode": mode, "batch": b,
-                             "error": f"{type(e).__name__}: {e}"[:300]})
+                             "error": _why(e)})
                 print(json.dumps(rows[-1]), flush=True)
                 break
             mc = prof.mode(mode)
@@ -233,14 +242,15 @@ def bench_decode(profile_name: str, variant: str, folder: Path, taesd: Path | No
     return rows
 
 
-ENCODE_VARIANTS = ("eager", "compile", "static-cache")
+ENCODE_VARIANTS = ("eager", "compile", "cudagraphs", "static-cache")
 
 
 def bench_encode(folder: Path, variant: str, batches: list[int], tokens: list[int]) -> list[dict]:
     """ms per image of cmcodec's I2T caption path (blip-large architecture), per generated-token count.
 
     Random weights never emit end-of-sequence, so max_new_tokens sets the caption length exactly; cmcodec's
-    default word budget (20 words) allows 40 tokens. "compile" compiles the text decoder (dynamic shapes);
+    default word budget (20 words) allows 40 tokens. "compile" compiles the text decoder (dynamic shapes),
+    "cudagraphs" too with mode reduce-overhead;
     "static-cache" asks transformers' generate for a static KV cache (which it compiles where supported).
     """
     from PIL import Image
@@ -250,6 +260,8 @@ def bench_encode(folder: Path, variant: str, batches: list[int], tokens: list[in
     _, net, _, _ = i2t.load("blip-large", "cuda", "fp16", str(folder))
     if variant == "compile":
         net.text_decoder.compile(dynamic=True)
+    elif variant == "cudagraphs":  # one CUDA graph per cache length, recorded on first use
+        net.text_decoder.compile(mode="reduce-overhead", dynamic=True)
     elif variant == "static-cache":
         net.generation_config.cache_implementation = "static"
     rows = []
@@ -263,7 +275,7 @@ def bench_encode(folder: Path, variant: str, batches: list[int], tokens: list[in
                     max_new_tokens=n), reps=3)
             except Exception as e:
                 rows.append({"profile": "blip-large (encode)", "variant": variant, "mode": "caption", "batch": b,
-                             "max_new_tokens": n, "error": f"{type(e).__name__}: {e}"[:300]})
+                             "max_new_tokens": n, "error": _why(e)})
                 print(json.dumps(rows[-1]), flush=True)
                 continue
             rows.append({"profile": "blip-large (encode)", "variant": variant, "mode": "caption", "batch": b,

@@ -5,14 +5,19 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from . import __version__, registry
+from .backends import COMPILE_MODES
 from .errors import CmcodecError, ConfigError
 from .registry import IMAGE_SUFFIXES
+
+if TYPE_CHECKING:
+    from .backends import Accel
 
 
 def _fail(e: CmcodecError) -> None:
@@ -45,8 +50,27 @@ def _files(folder: Path, suffixes: set[str]) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
 
 
+Result = tuple[int, "str | CmcodecError"]  # (index into the items, report line or that item's error)
+
+
 def _run_many(items: list[tuple[Path, Path]], work: Callable[[Path, Path], str], what: str) -> None:
-    """Run work on each (input, output) with a progress bar; go on past failures; list them; exit non-zero."""
+    """Run work on each (input, output) in turn (see _report)."""
+
+    def results(its: list[tuple[Path, Path]]) -> Iterator[Result]:
+        """One work call per item."""
+        for i, (src, dst) in enumerate(its):
+            try:
+                yield i, work(src, dst)
+            except CmcodecError as e:
+                yield i, e
+
+    _report(items, results, what)
+
+
+def _report(items: list[tuple[Path, Path]], results: Callable[[list[tuple[Path, Path]]], Iterator[Result]],
+            what: str) -> None:
+    """Show a progress bar over this process's share of items while results(share) yields (index, line or
+    error), in any order; go on past failures; list them; exit non-zero if any."""
     from tqdm import tqdm
 
     from .distributed import shard, tag
@@ -54,24 +78,30 @@ def _run_many(items: list[tuple[Path, Path]], work: Callable[[Path, Path], str],
     single = len(items) == 1
     items = shard(items)  # under accelerate launch / torchrun: this process's share (issue 6)
     failed: list[tuple[Path, str]] = []
-    bar = tqdm(items, desc=tag() + what, unit="file", disable=len(items) < 2, file=sys.stderr)
-    for src, dst in bar:
-        try:
-            line = work(src, dst)
-            if len(items) < 2:
-                click.echo(line)
+    with tqdm(total=len(items), desc=tag() + what, unit="file", disable=len(items) < 2, file=sys.stderr) as bar:
+        for i, res in results(items):
+            bar.update(1)
+            if isinstance(res, CmcodecError):
+                if single:
+                    _fail(res)
+                failed.append((items[i][0], str(res)))
+                bar.write(f"cmcodec: error: {res}", file=sys.stderr)
+            elif len(items) < 2:
+                click.echo(res)
             else:
-                bar.write(line)
-        except CmcodecError as e:
-            if single:
-                _fail(e)
-            failed.append((src, str(e)))
-            bar.write(f"cmcodec: error: {e}", file=sys.stderr)
+                bar.write(res)
     if failed:
         click.echo(f"cmcodec: {tag()}{len(failed)} of {len(items)} files failed:", err=True)
         for src, msg in failed:
             click.echo(f"  {src}: {msg}", err=True)
         sys.exit(1)
+
+
+def _accel(compile_mode: str | None, channels_last: bool) -> Accel:
+    """Runtime speed-ups from --compile / --channels-last."""
+    from .backends import Accel
+
+    return Accel(channels_last=channels_last, compile=None if compile_mode in (None, "none") else compile_mode)
 
 
 def _read_captions(path: Path) -> dict[str, str]:
@@ -110,12 +140,14 @@ def main() -> None:
 @click.option("--words", type=int, help="Caption word budget (default from the profile: 20).")
 @click.option("--ref-codec", type=click.Choice(["av1", "hevc", "j2k", "vvc"]), help="Image-reference codec.")
 @click.option("--device", help="cuda, cuda:1, cpu, ... (default: cuda when present).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Images captioned per I2T call (folder input).")
 @click.option("--offline", is_flag=True, help="Never contact the model hub.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_bytes: int | None,
            caption: str | None, caption_file: Path | None, profile: str, seed: int, i2t: str | None,
-           i2t_path: Path | None, words: int | None, ref_codec: str | None, device: str | None, offline: bool,
-           force: bool) -> None:
+           i2t_path: Path | None, words: int | None, ref_codec: str | None, device: str | None, batch_size: int,
+           offline: bool, force: bool) -> None:
     """Encode an image (or a folder of images) to .cmc."""
     _offline(offline)
     _quiet_libraries()
@@ -145,11 +177,10 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
     except CmcodecError as e:
         _fail(e)
 
-    def work(src: Path, dst: Path) -> str:
-        from .fileio import check_output
+    from .fileio import check_output
+    from .profiles import get_profile
 
-        check_output(dst, force, (src,))
-        cap = caption
+    def work(src: Path, dst: Path, cap: str | None) -> str:
         if captions is not None:
             cap = captions.get(src.name)
             if cap is None:
@@ -162,7 +193,38 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
         return (f"{src} -> {dst}: {len(r.data)} bytes, {h.bpp:.5f} bpp, mode {r.mode}, profile {h.profile_name}"
                 + (f", caption {r.caption!r}" if r.caption else ""))
 
-    _run_many(items, work, "encode")
+    def results(its: list[tuple[Path, Path]]) -> Iterator[Result]:
+        """Captions batch_size at a time (one I2T call), then each file coded with its caption."""
+        for start in range(0, len(its), batch_size):
+            todo: list[int] = []
+            for i in range(start, min(start + batch_size, len(its))):
+                try:
+                    check_output(its[i][1], force, (its[i][0],))
+                    todo.append(i)
+                except CmcodecError as e:
+                    yield i, e
+            caps: dict[int, str | CmcodecError] = {}
+            if auto_caption and len(todo) > 1:
+                for k, c in codec.caption_many([its[i][0] for i in todo], i2t=i2t_model, words=cap_words,
+                                               device=dist_device(device), batch_size=batch_size):
+                    caps[todo[k]] = c
+            for i in todo:
+                c = caps.get(i, caption)
+                try:
+                    if isinstance(c, CmcodecError):
+                        raise c
+                    yield i, work(*its[i], c)
+                except CmcodecError as e:
+                    yield i, e
+
+    try:
+        prof = get_profile(profile)
+        cap_words = words or prof.encoder.caption_words
+        # the captioner runs unless captions are given, the mode has none, or the profile ignores them
+        auto_caption = caption is None and captions is None and mode != "image" and prof.model is not None
+    except CmcodecError as e:
+        _fail(e)
+    _report(items, results, "encode")
 
 
 @main.command()
@@ -172,16 +234,25 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
 @click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32"]), help="Model precision.")
 @click.option("--model-path", type=click.Path(file_okay=False, path_type=Path),
               help="Local folder holding the profile's T2I model (the profile itself comes from the file).")
+@click.option("--vae-path", type=click.Path(file_okay=False, path_type=Path),
+              help="Local folder holding the tiny autoencoder of a *-taesd profile.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Files of one profile, mode and size decoded per pipeline call (folder input).")
+@click.option("--compile", "compile_mode", type=click.Choice(["none", *COMPILE_MODES]), default="none",
+              show_default=True, help="torch.compile the UNet and autoencoder (reduce-overhead adds CUDA graphs); "
+              "the first batch of each shape pays about a minute of compile time.")
+@click.option("--channels-last", is_flag=True, help="channels_last memory format for the convolutions.")
 @click.option("--offline", is_flag=True, help="Never contact the model hub.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 def decode(input: Path, output: Path | None, device: str | None, dtype: str | None, model_path: Path | None,
-           offline: bool, force: bool) -> None:
+           vae_path: Path | None, batch_size: int, compile_mode: str, channels_last: bool, offline: bool,
+           force: bool) -> None:
     """Decode a .cmc file (or a folder of them) to an image."""
     _offline(offline)
     _quiet_libraries()
     from . import codec
     from .distributed import device as dist_device
-    from .fileio import check_output, save_image
+    from .fileio import check_output, read_input, save_image
 
     try:
         if input.is_dir():
@@ -195,22 +266,49 @@ def decode(input: Path, output: Path | None, device: str | None, dtype: str | No
     except CmcodecError as e:
         _fail(e)
 
-    def work(src: Path, dst: Path) -> str:
-        check_output(dst, force, (src,))
-        img = codec.decode(src.read_bytes(), device=dist_device(device), dtype=dtype,
-                           model_path=str(model_path) if model_path else None)
-        save_image(img, dst, force, (src,))
-        return f"{src} -> {dst}: {img.size[0]}x{img.size[1]}"
+    def results(its: list[tuple[Path, Path]]) -> Iterator[Result]:
+        """decode_many over the files whose output may be written; each image saved as it comes."""
+        ready: list[int] = []  # item index of each file handed to decode_many, in order
+        refused: list[Result] = []
 
-    _run_many(items, work, "decode")
+        def datas() -> Iterator[bytes]:
+            for i, (src, dst) in enumerate(its):
+                try:
+                    check_output(dst, force, (src,))
+                    data = read_input(src)
+                except CmcodecError as e:
+                    refused.append((i, e))
+                    continue
+                ready.append(i)
+                yield data
+
+        for j, res in codec.decode_many(datas(), batch_size=batch_size, device=dist_device(device), dtype=dtype,
+                                        model_path=str(model_path) if model_path else None,
+                                        vae_path=str(vae_path) if vae_path else None,
+                                        accel=_accel(compile_mode, channels_last)):
+            yield from refused
+            refused.clear()
+            i = ready[j]
+            src, dst = its[i]
+            try:
+                if isinstance(res, CmcodecError):
+                    raise res
+                save_image(res, dst, force, (src,))
+                yield i, f"{src} -> {dst}: {res.size[0]}x{res.size[1]}"
+            except CmcodecError as e:
+                yield i, e
+        yield from refused
+
+    _report(items, results, "decode")
 
 
 def _info_dict(path: Path, verify: bool = False) -> dict:
     """Header fields, sections and caption of a file, without loading any model (verify: decode every payload)."""
     from . import textcode
     from .bitstream import read_header
+    from .fileio import read_input
 
-    data = path.read_bytes()
+    data = read_input(path)
     if verify:
         from .codec import validate
 

@@ -7,14 +7,15 @@ BudgetError names the smallest file that could be made.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from PIL import Image
 
 from . import bitstream, guidance, registry, textcode
+from .backends import EAGER, Accel
 from .bitstream import DEFAULT_LIMITS, Limits, Section
-from .errors import BudgetError, ConfigError, ProfileError
+from .errors import BudgetError, CmcodecError, ConfigError, ModelError, ProfileError
 from .images import load_image
 from .profiles import Profile, get_profile
 
@@ -248,7 +249,7 @@ def encode_ex(image: object, *, mode: str = "text", caption: str | None = None, 
                 if cap_text is None:
                     from .backends import i2t as i2t_backend
 
-                    cap_text = i2t_backend.caption(img, model=i2t, words=words, device=device)
+                    cap_text = textcode.normalize(i2t_backend.caption(img, model=i2t, words=words, device=device))
                 text = cap_text
             else:
                 text = ""  # the profile's decoder ignores captions: store none
@@ -267,6 +268,33 @@ def encode_ex(image: object, *, mode: str = "text", caption: str | None = None, 
         assert budget is None or len(data) <= budget
         return EncodeResult(data, m, final, header)
     raise BudgetError("; ".join(errors))
+
+
+def caption_many(images: Sequence[object], *, i2t: str | None = None, words: int = 20, device: str | None = None,
+                 batch_size: int = 8,
+                 limits: Limits = DEFAULT_LIMITS) -> Iterator[tuple[int, str | CmcodecError]]:
+    """Captions of many images, batch_size per I2T call (issue 6); yields (index, caption or that image's
+    CmcodecError), a batch at a time. Pass each caption to encode_ex(caption=...) to code it."""
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be at least 1; found {batch_size}")
+    from .backends import i2t as i2t_backend
+
+    for start in range(0, len(images), batch_size):
+        loaded: list[tuple[int, Image.Image]] = []
+        for i in range(start, min(start + batch_size, len(images))):
+            try:
+                loaded.append((i, load_image(images[i], limits)))
+            except CmcodecError as e:
+                yield i, e
+        if not loaded:
+            continue
+        try:
+            texts: list[str | CmcodecError] = list(i2t_backend.caption_batch(
+                [im for _, im in loaded], model=i2t, words=words, device=device))
+        except CmcodecError as e:
+            texts = [e] * len(loaded)
+        for (i, _), t in zip(loaded, texts):
+            yield i, textcode.normalize(t) if isinstance(t, str) else t
 
 
 def encode(image: object, **kwargs: object) -> bytes:
@@ -308,23 +336,83 @@ def validate(data: bytes, limits: Limits = DEFAULT_LIMITS) -> bitstream.Header:
     return header
 
 
+def _prepare(data: bytes, limits: Limits) -> tuple[bitstream.Header, Profile, str, Image.Image | None]:
+    """Everything a decode needs before any model runs: header, profile, caption and guidance image."""
+    header = bitstream.read_header(data, limits)
+    prof = get_profile(header.profile_id)
+    prof.mode(header.mode)
+    sec = header.section("caption")
+    caption = textcode.decode(sec.payload, sec.coder_id, limits.max_caption_chars) if sec is not None else ""
+    return header, prof, caption, decode_guidance(header, prof)
+
+
 def decode(data: bytes, *, device: str | None = None, model_path: str | None = None, dtype: str | None = None,
+           vae_path: str | None = None, accel: Accel | None = None,
            limits: Limits = DEFAULT_LIMITS) -> Image.Image:
     """Decode .cmc bytes to an RGB image of the original size, with the profile named in the file.
 
-    ``model_path`` points the profile's model at a local folder (it never changes the profile).
+    ``model_path`` (``vae_path``) points the profile's model (tiny autoencoder) at a local folder; neither
+    changes the profile. ``accel`` picks runtime speed-ups (channels_last, torch.compile).
     """
-    header = bitstream.read_header(data, limits)
-    prof = get_profile(header.profile_id)
-    mc = prof.mode(header.mode)
-    sec = header.section("caption")
-    caption = textcode.decode(sec.payload, sec.coder_id, limits.max_caption_chars) if sec is not None else ""
-    init = decode_guidance(header, prof)
-    if mc.pipeline == "classic":
+    header, prof, caption, init = _prepare(data, limits)
+    if prof.mode(header.mode).pipeline == "classic":
         assert init is not None
         return init
     from .backends import t2i
 
     return t2i.generate(prof, header.mode, caption=caption, init=init, width=header.width,
                         height=header.height, seed=header.seed, device=device, model_path=model_path,
-                        dtype=dtype)
+                        dtype=dtype, vae_path=vae_path, accel=accel or EAGER)
+
+
+def decode_many(datas: Iterable[bytes], *, batch_size: int = 8, device: str | None = None,
+                model_path: str | None = None, dtype: str | None = None, vae_path: str | None = None,
+                accel: Accel | None = None,
+                limits: Limits = DEFAULT_LIMITS) -> Iterator[tuple[int, Image.Image | CmcodecError]]:
+    """Decode many files, batching those of one profile, mode and generation size into one pipeline call
+    (issue 6). Yields (index, image or the CmcodecError of that file) as results are ready, not in order.
+
+    Each file keeps its own seed and CPU generator, so a file decodes to the same image in any batch up to
+    the last bits of batched arithmetic.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be at least 1; found {batch_size}")
+    groups: dict[tuple, list[tuple[int, bitstream.Header, str, Image.Image | None]]] = {}
+
+    def flush(key: tuple) -> Iterator[tuple[int, Image.Image | CmcodecError]]:
+        from .backends import t2i
+
+        batch = groups.pop(key)
+        prof, mode = get_profile(key[0]), key[1]
+        items = [(cap, init, h.width, h.height, h.seed) for _, h, cap, init in batch]
+        try:
+            out: list[Image.Image | CmcodecError] = list(t2i.generate_batch(
+                prof, mode, items, device=device, model_path=model_path, dtype=dtype, vae_path=vae_path,
+                accel=accel or EAGER))
+        except CmcodecError as e:
+            out = [e] * len(batch)
+        except RuntimeError as e:  # torch.cuda.OutOfMemoryError is one
+            if "out of memory" not in str(e):
+                raise
+            err = ModelError(f"out of device memory decoding a batch of {len(batch)} {mode}-mode files with "
+                             f"profile {prof.name}: use a smaller batch size (found {batch_size})")
+            out = [err] * len(batch)
+        for (i, *_), res in zip(batch, out):
+            yield i, res
+
+    for i, data in enumerate(datas):
+        try:
+            header, prof, caption, init = _prepare(data, limits)
+        except CmcodecError as e:
+            yield i, e
+            continue
+        if prof.mode(header.mode).pipeline == "classic":
+            assert init is not None
+            yield i, init
+            continue
+        key = (prof.id, header.mode, prof.decode_size(header.width, header.height))
+        groups.setdefault(key, []).append((i, header, caption, init))
+        if len(groups[key]) >= batch_size:
+            yield from flush(key)
+    for key in list(groups):
+        yield from flush(key)

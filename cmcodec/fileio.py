@@ -8,7 +8,18 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import ConfigError, OutputExistsError
+from .errors import ConfigError, LimitError, OutputExistsError
+
+
+def read_input(path: Path, max_bytes: int = 64 * 1024 * 1024) -> bytes:
+    """The bytes of an input file, refusing one larger than max_bytes before reading it (spec §3 limits)."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise LimitError(f"{path}: file of {size} bytes exceeds the limit of {max_bytes} bytes")
+        return path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror or e}") from None
 
 
 def check_output(path: Path, force: bool, inputs: tuple[Path, ...] = ()) -> None:

@@ -103,7 +103,8 @@ def test_captions_csv_for_folders(tmp_path: Path) -> None:
 def test_profiles_lists_stable_ids() -> None:
     r = run("profiles", "--json")
     ids = {p["name"]: p["id"] for p in json.loads(r.stdout)}
-    assert ids == {"sd-turbo": 0, "classic": 1, "sdxl-turbo": 2, "sd15": 3, "realvisxl-v4": 4}
+    assert ids == {"sd-turbo": 0, "classic": 1, "sdxl-turbo": 2, "sd15": 3, "realvisxl-v4": 4,
+                   "sd-turbo-taesd": 5, "sdxl-turbo-taesd": 6}
 
 
 def test_info_verify_decodes_payloads_without_torch(tmp_path: Path) -> None:

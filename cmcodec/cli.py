@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -95,6 +97,14 @@ def _report(items: list[tuple[Path, Path]], results: Callable[[list[tuple[Path, 
         for src, msg in failed:
             click.echo(f"  {src}: {msg}", err=True)
         sys.exit(1)
+
+
+def _result(i: int, fut: Future[str]) -> Result:
+    """(index, line) of a finished writer task, or (index, its CmcodecError)."""
+    try:
+        return i, fut.result()
+    except CmcodecError as e:
+        return i, e
 
 
 def _accel(compile_mode: str | None, channels_last: bool) -> Accel:
@@ -282,21 +292,28 @@ def decode(input: Path, output: Path | None, device: str | None, dtype: str | No
                 ready.append(i)
                 yield data
 
-        for j, res in codec.decode_many(datas(), batch_size=batch_size, device=dist_device(device), dtype=dtype,
-                                        model_path=str(model_path) if model_path else None,
-                                        vae_path=str(vae_path) if vae_path else None,
-                                        accel=_accel(compile_mode, channels_last)):
-            yield from refused
-            refused.clear()
-            i = ready[j]
+        def save(i: int, img: object) -> str:
             src, dst = its[i]
-            try:
+            save_image(img, dst, force, (src,))
+            return f"{src} -> {dst}: {img.size[0]}x{img.size[1]}"  # type: ignore[attr-defined]
+
+        # PNG encoding and fsync run in writer threads, overlapping the next batch on the GPU (issue 6)
+        pending: deque[tuple[int, Future[str]]] = deque()
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            for j, res in codec.decode_many(datas(), batch_size=batch_size, device=dist_device(device),
+                                            dtype=dtype, model_path=str(model_path) if model_path else None,
+                                            vae_path=str(vae_path) if vae_path else None,
+                                            accel=_accel(compile_mode, channels_last)):
+                yield from refused
+                refused.clear()
                 if isinstance(res, CmcodecError):
-                    raise res
-                save_image(res, dst, force, (src,))
-                yield i, f"{src} -> {dst}: {res.size[0]}x{res.size[1]}"
-            except CmcodecError as e:
-                yield i, e
+                    yield ready[j], res
+                    continue
+                pending.append((ready[j], pool.submit(save, ready[j], res)))
+                while pending and (pending[0][1].done() or len(pending) > 2 * batch_size):
+                    yield _result(*pending.popleft())
+            while pending:
+                yield _result(*pending.popleft())
         yield from refused
 
     _report(items, results, "decode")

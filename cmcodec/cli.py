@@ -471,8 +471,11 @@ def evaluate(gt: Path, output: Path, i2ts: tuple[str, ...], i2t_paths: tuple[str
     from tqdm import tqdm
 
     from . import evaluate as ev
+    from .distributed import device as dist_device
+    from .distributed import is_main
 
     try:
+        device = dist_device(device)  # under accelerate launch / torchrun: this process's GPU (issue 6)
         mode_list = [m.strip() for m in modes.split(",") if m.strip()]
         bad = [m for m in mode_list if m not in ev.MODES]
         if bad:
@@ -500,10 +503,12 @@ def evaluate(gt: Path, output: Path, i2ts: tuple[str, ...], i2t_paths: tuple[str
                 ev.read_captions(captions) if captions else None, _named_paths(i2t_paths, "--i2t-path"),
                 _named_paths(model_paths, "--model-path"), words, device, bar,
                 lambda msg: click.echo(f"cmcodec: {msg}", err=True))
-        ev.write_reports(summaries, output, fr, nr)
+        if is_main():  # every process holds the merged summaries; one writes them
+            ev.write_reports(summaries, output, fr, nr)
     except CmcodecError as e:
         _fail(e)
-    click.echo((output / "leaderboard.md").read_text())
+    if is_main():
+        click.echo((output / "leaderboard.md").read_text())
 
 
 

@@ -5,6 +5,7 @@ rank, the device and the barrier. Single-process runs never import torch or acce
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -53,3 +54,31 @@ def tag() -> str:
     """Message prefix naming this process when there are several."""
     rank, size = world()
     return f"[rank {rank}/{size}] " if size > 1 else ""
+
+
+def rank_path(path: Path) -> Path:
+    """Where this process appends its share of a merged JSON-lines file: the file itself in a single
+    process, else ``<stem>.rank<R><suffix>`` beside it (merged by merge_lines)."""
+    rank, size = world()
+    return path if size == 1 else path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
+
+
+def merge_lines(path: Path) -> None:
+    """Append the lines of every ``<stem>.rank*<suffix>`` beside path to it and remove them (call in rank 0
+    after a barrier; also picks up the files of an interrupted multi-process run)."""
+    parts = sorted(path.parent.glob(f"{path.stem}.rank*{path.suffix}"))
+    if not parts:
+        return
+    with path.open("a") as f:
+        for p in parts:
+            text = p.read_text()
+            f.write(text if not text or text.endswith("\n") else text + "\n")
+            p.unlink()
+
+
+def merged(path: Path) -> None:
+    """Barrier, rank 0 merges path's rank files, barrier: afterwards every process reads the whole file."""
+    barrier()
+    if is_main():
+        merge_lines(path)
+    barrier()

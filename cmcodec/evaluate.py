@@ -123,11 +123,16 @@ class Scorer:
         return {"fr": round(self.fr(out, gt), 6), "nr": round(self.nr(out), 6)}
 
 
+def _load_lines(path: Path) -> list[dict]:
+    """Rows of a JSON-lines file ([] when absent)."""
+    if not path.exists():
+        return []
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
 def _load_scores(path: Path) -> dict[str, dict]:
     """Per-image scores already on disk."""
-    if not path.exists():
-        return {}
-    return {r["name"]: r for r in (json.loads(x) for x in path.read_text().splitlines() if x.strip())}
+    return {r["name"]: r for r in _load_lines(path)}
 
 
 def _append(path: Path, row: dict) -> None:
@@ -139,29 +144,33 @@ def _append(path: Path, row: dict) -> None:
 def score_folder(gt_files: list[Path], mode_dir: Path, scorer: Scorer, what: str, cache: Path,
                  progress: Callable[[], None] | None = None) -> list[dict]:
     """Score every decoded image of a mode folder against the ground truth, paired by name; per-image
-    scores are kept in ``cache`` (JSON lines) and never recomputed."""
+    scores are kept in ``cache`` (JSON lines) and never recomputed. Under several processes each scores
+    its share and rank 0 merges the rows (issue 6)."""
+    from .distributed import merged, rank_path, shard
     from .images import load_image
 
     results = image_files(mode_dir)
     pairs = pair_by_name(gt_files, results, what)
     cache.parent.mkdir(parents=True, exist_ok=True)
+    merged(cache)  # rows an interrupted multi-process run left behind
     done = _load_scores(cache)
-    rows = []
-    for gt, res in pairs:
-        if gt.stem not in done:
-            ref = load_image(gt)
-            out = load_image(res)
-            if out.size != ref.size:
-                out = out.resize(ref.size, Image.BICUBIC)
-            cmc = res.with_suffix(".cmc")
-            row = {"name": gt.stem, **scorer.score(out, ref),
-                   "bpp": cmc.stat().st_size * 8 / (ref.width * ref.height) if cmc.exists() else None}
-            _append(cache, row)
-            done[gt.stem] = row
-        rows.append(done[gt.stem])
+    part = rank_path(cache)
+    for _ in range(sum(g.stem in done for g, _ in pairs) if progress else 0):
+        progress()  # type: ignore[misc]
+    for gt, res in shard([(g, r) for g, r in pairs if g.stem not in done]):
+        ref = load_image(gt)
+        out = load_image(res)
+        if out.size != ref.size:
+            out = out.resize(ref.size, Image.BICUBIC)
+        cmc = res.with_suffix(".cmc")
+        row = {"name": gt.stem, **scorer.score(out, ref),
+               "bpp": cmc.stat().st_size * 8 / (ref.width * ref.height) if cmc.exists() else None}
+        _append(part, row)
         if progress:
             progress()
-    return rows
+    merged(cache)
+    done = _load_scores(cache)
+    return [done[gt.stem] for gt, _ in pairs]
 
 
 def summarize(per_mode: dict[str, list[dict]], fr_lower: bool, nr_lower: bool,
@@ -266,11 +275,34 @@ def image_files(folder: Path) -> list[Path]:
 def caption_images(gt_files: list[Path], i2t: str, cache: Path, words: int, i2t_path: str | None,
                    device: str | None, batch: int = 8, given: dict[str, str] | None = None,
                    progress: Callable[[int], None] | None = None) -> dict[str, str]:
-    """Captions of every image: from ``given``, else the cache CSV, else the captioner (batched)."""
-    caps = read_captions(cache) if cache.exists() else {}
-    if given:
-        caps.update({p.stem: given[p.stem] for p in gt_files if p.stem in given})
-    todo = [p for p in gt_files if p.stem not in caps]
+    """Captions of every image: from ``given``, else the cache CSV, else the captioner (batched; under several
+    processes each captions its share, issue 6). New captions go to a JSON-lines file beside the cache as
+    they come (a crash keeps them), folded into the CSV at the end."""
+    from .distributed import is_main, merged, rank_path, shard
+
+    parts = cache.with_suffix(".new.jsonl")
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    suffix = {p.stem: p.suffix for p in gt_files}
+
+    def fold() -> dict[str, str]:
+        """The cache CSV with every finished part folded in (rank 0 writes it), as every process reads it."""
+        merged(parts)
+        if is_main() and parts.exists():
+            caps = read_captions(cache) if cache.exists() else {}
+            caps.update({r["name"]: r["text"] for r in _load_lines(parts)})
+            write_captions(cache, caps, suffix)
+            parts.unlink()
+        merged(parts)  # a barrier: the CSV is complete before anyone reads it
+        return read_captions(cache) if cache.exists() else {}
+
+    caps = fold()  # parts an interrupted run left behind
+    given = {p.stem: given[p.stem] for p in gt_files if p.stem in given} if given else {}
+    if is_main():  # given captions go into the cache too, overriding cached ones
+        for stem, text in given.items():
+            if caps.get(stem) != text or not cache.exists():
+                _append(rank_path(parts), {"name": stem, "text": text})
+    caps.update(given)
+    todo = shard([p for p in gt_files if p.stem not in caps])
     if todo:
         from .backends import i2t as i2t_backend
         from .images import load_image
@@ -279,23 +311,23 @@ def caption_images(gt_files: list[Path], i2t: str, cache: Path, words: int, i2t_
             chunk = todo[k : k + batch]
             texts = i2t_backend.caption_batch([load_image(p) for p in chunk], model=i2t, words=words,
                                               device=device, model_path=i2t_path)
-            caps.update({p.stem: t for p, t in zip(chunk, texts)})
-            write_captions(cache, caps, {p.stem: p.suffix for p in gt_files})
+            for p, t in zip(chunk, texts):
+                _append(rank_path(parts), {"name": p.stem, "text": t})
             if progress:
                 progress(len(chunk))
-    elif given and not cache.exists():
-        write_captions(cache, caps, {p.stem: p.suffix for p in gt_files})
-    return caps
+    return fold()
 
 
 def encode_decode(gt_files: list[Path], run: Run, mode: str, mode_dir: Path, caps: dict[str, str],
                   model_path: str | None, device: str | None, progress: Callable[[], None] | None = None) -> None:
-    """Encode and decode every image of a run in one mode; files already on disk are kept."""
+    """Encode and decode every image of a run in one mode (this process's share under several, issue 6);
+    files already on disk are kept."""
     from . import codec
+    from .distributed import barrier, shard
     from .fileio import save_image, write_bytes
 
     mode_dir.mkdir(parents=True, exist_ok=True)
-    for p in gt_files:
+    for p in shard(gt_files):
         cmc, png = mode_dir / f"{p.stem}.cmc", mode_dir / f"{p.stem}.png"
         if not cmc.exists():
             data = codec.encode(p, mode=mode, profile=run.profile, caption=caps.get(p.stem) if mode != "image"
@@ -305,6 +337,7 @@ def encode_decode(gt_files: list[Path], run: Run, mode: str, mode_dir: Path, cap
             save_image(codec.decode(cmc.read_bytes(), device=device, model_path=model_path), png)
         if progress:
             progress()
+    barrier()  # scoring pairs every file
 
 
 # --- the protocol: what `cmcodec evaluate` runs (the CLI only parses options and shows progress) ---------

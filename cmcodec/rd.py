@@ -232,22 +232,6 @@ def unit_key(image: str, curve: str) -> str:
     return f"{image}\t{curve}"
 
 
-def _rank_file(out: Path) -> Path:
-    """Where this process appends its rows: points.jsonl, or points.rank<R>.jsonl under several processes."""
-    from .distributed import world
-
-    rank, size = world()
-    return out / (POINTS_FILE if size == 1 else f"points.rank{rank}.jsonl")
-
-
-def merge_rank_files(out: Path) -> None:
-    """Append the rows of every points.rank*.jsonl to points.jsonl and remove them (rank 0, after a barrier)."""
-    with (out / POINTS_FILE).open("a") as f:
-        for p in sorted(out.glob("points.rank*.jsonl")):
-            f.write(p.read_text())
-            p.unlink()
-
-
 def done_units(out: Path) -> set[str]:
     """Keys of the units already in points.jsonl (units that ended in an error are not done)."""
     return {unit_key(r["image"], r["curve"]) for r in load_points(out) if not r.get("error")}
@@ -265,16 +249,16 @@ def _drop_errors(out: Path) -> None:
 
 def sweep(units: list[Unit], out: Path, jobs: int = 1, progress: Callable[[int, int], None] | None = None) -> int:
     """Run the units not finished yet, appending their rows to points.jsonl; returns how many ran."""
-    from .distributed import barrier, is_main, shard
+    from .distributed import barrier, is_main, merge_lines, rank_path, shard
 
     out.mkdir(parents=True, exist_ok=True)
     if is_main():
-        merge_rank_files(out)  # rows an interrupted multi-process run left behind
+        merge_lines(out / POINTS_FILE)  # rows an interrupted multi-process run left behind
         _drop_errors(out)
     barrier()
     done = done_units(out)
     todo = shard([u for u in units if unit_key(Path(u.image).name, u.curve.name) not in done])
-    path = _rank_file(out)
+    path = rank_path(out / POINTS_FILE)
 
     def write(rows: list[dict]) -> None:
         with path.open("a") as f:  # one unit per write: a crash loses at most the unit in flight
@@ -298,7 +282,7 @@ def sweep(units: list[Unit], out: Path, jobs: int = 1, progress: Callable[[int, 
                     progress(i + 1, len(todo))
     barrier()
     if is_main():
-        merge_rank_files(out)
+        merge_lines(out / POINTS_FILE)
     return len(todo)
 
 

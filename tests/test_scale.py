@@ -1,0 +1,222 @@
+"""Issue 6 on CPU: batched folder encode/decode, runtime speed-ups, tiny-autoencoder profiles, sharded evaluate.
+
+Speed itself is measured by benchmarks/gpu_speed.py and benchmarks/multi_gpu.py, never here.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import HOUSE, PARROTS
+from PIL import Image
+
+import cmcodec
+from cmcodec import codec
+from cmcodec.backends import Accel
+from cmcodec.errors import CmcodecError, ConfigError, LimitError, ModelError
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cmcodec.cli", *args], capture_output=True, text=True, timeout=600)
+
+
+def _px(im: Image.Image) -> np.ndarray:
+    return np.asarray(im.convert("RGB")).astype(int)
+
+
+@pytest.fixture(scope="module")
+def tiny_taesd(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of a tiny AutoencoderTiny (TAESD layout, random weights)."""
+    pytest.importorskip("diffusers")
+    from tiny_models import make_tiny_taesd
+
+    return make_tiny_taesd(tmp_path_factory.mktemp("models") / "tiny-taesd")
+
+
+def _files(n: int) -> list[bytes]:
+    """n text-mode sd-turbo files of two sizes (two generation sizes: two batch groups)."""
+    out = []
+    for i in range(n):
+        img = Image.open(PARROTS if i % 2 else HOUSE)
+        out.append(cmcodec.encode(img, mode="text", caption=f"a red house number {i} under a blue sky", seed=i))
+    return out
+
+
+def test_accel_rejects_unknown_compile_mode() -> None:
+    with pytest.raises(ConfigError, match="unknown compile mode 'fast': expected one of default"):
+        Accel(compile="fast")
+
+
+def test_decode_many_matches_single_decodes_and_reports_bad_files(tiny_sd: Path) -> None:
+    datas = _files(5)
+    classic = cmcodec.encode(Image.open(PARROTS), mode="pixel", profile="classic")
+    batch = [*datas[:2], b"\xcc\x00garbage", classic, *datas[2:]]
+    got = dict(codec.decode_many(batch, batch_size=2, device="cpu", model_path=str(tiny_sd)))
+    assert sorted(got) == list(range(len(batch)))  # every file answered exactly once
+    assert isinstance(got[2], CmcodecError)
+    assert _px(got[3]).shape == (128, 192, 3)
+    for i, data in zip((0, 1, 4, 5, 6), datas):
+        single = cmcodec.decode(data, device="cpu", model_path=str(tiny_sd))
+        assert got[i].size == single.size
+        # same seed and CPU generator per file; batched arithmetic may move the last bit
+        assert np.abs(_px(got[i]) - _px(single)).max() <= 1
+    with pytest.raises(ConfigError, match="batch size must be at least 1"):
+        list(codec.decode_many(datas, batch_size=0))
+
+
+def test_decode_many_turns_out_of_memory_into_a_model_error(tiny_sd: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cmcodec.backends import t2i
+
+    def oom(*a: object, **k: object) -> None:
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(t2i, "generate_batch", oom)
+    got = dict(codec.decode_many(_files(3), batch_size=4, device="cpu", model_path=str(tiny_sd)))
+    assert all(isinstance(v, ModelError) and "use a smaller batch size (found 4)" in str(v) for v in got.values())
+
+
+def test_channels_last_decodes_like_eager(tiny_sd: Path) -> None:
+    data = cmcodec.encode(Image.open(HOUSE), mode="pixel", caption="a house", profile="sd-turbo")
+    eager = cmcodec.decode(data, device="cpu", model_path=str(tiny_sd))
+    cl = cmcodec.decode(data, device="cpu", model_path=str(tiny_sd), accel=Accel(channels_last=True))
+    assert np.abs(_px(eager) - _px(cl)).max() <= 1
+
+
+def test_compile_option_compiles_unet_and_autoencoder(tiny_sd: Path) -> None:
+    from cmcodec.backends import t2i
+    from cmcodec.profiles import get_profile
+
+    pipe, i2i, _ = t2i.load_pipelines(get_profile("sd-turbo"), "cpu", None, str(tiny_sd),
+                                      accel=Accel(compile="reduce-overhead"))
+    for net in (pipe.unet, pipe.vae.decoder, pipe.vae.encoder):
+        assert net._compiled_call_impl is not None
+    assert i2i.unet is pipe.unet  # img2img shares the compiled modules
+
+
+@pytest.mark.slow
+def test_compiled_decode_runs_on_cpu(tiny_sd: Path) -> None:
+    data = cmcodec.encode(Image.open(HOUSE), mode="text", caption="a house")
+    eager = cmcodec.decode(data, device="cpu", model_path=str(tiny_sd))
+    comp = cmcodec.decode(data, device="cpu", model_path=str(tiny_sd), accel=Accel(compile="default"))
+    assert np.abs(_px(eager) - _px(comp)).max() <= 2
+
+
+def test_taesd_profile_decodes_with_its_autoencoder_and_fails_clearly_without(
+        tiny_sd: Path, tiny_taesd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "h.cmc"
+    src.write_bytes(cmcodec.encode(Image.open(HOUSE), mode="full", caption="a house", profile="sd-turbo-taesd"))
+    assert cmcodec.read_header(src.read_bytes()).profile_name == "sd-turbo-taesd"
+    r = run("decode", str(src), "-o", str(tmp_path / "h.png"), "--model-path", str(tiny_sd), "--vae-path",
+            str(tiny_taesd), "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert Image.open(tmp_path / "h.png").size == (96, 64)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("CMCODEC_MODEL_DIR", raising=False)
+    r = run("decode", str(src), "-o", str(tmp_path / "h2.png"), "--model-path", str(tiny_sd), "--device", "cpu")
+    assert r.returncode == 7 and not (tmp_path / "h2.png").exists()
+    assert "cannot load autoencoder model 'madebyollin/taesd'" in r.stderr and "--vae-path" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_folder_decode_batches_and_goes_on_past_a_bad_file(tiny_sd: Path, tmp_path: Path) -> None:
+    src = tmp_path / "cmc"
+    src.mkdir()
+    for i, data in enumerate(_files(5)):
+        (src / f"f{i}.cmc").write_bytes(data)
+    (src / "bad.cmc").write_bytes(b"\xcc\x00\x01")
+    outs = {}
+    for b in ("1", "3"):
+        r = run("decode", str(src), "-o", str(tmp_path / f"png{b}"), "--model-path", str(tiny_sd), "--device", "cpu",
+                "--batch-size", b)
+        assert r.returncode == 1 and "1 of 6 files failed" in r.stderr and "bad.cmc" in r.stderr
+        outs[b] = {p.name: _px(Image.open(p)) for p in (tmp_path / f"png{b}").glob("*.png")}
+        assert sorted(outs[b]) == [f"f{i}.png" for i in range(5)]
+        assert not list((tmp_path / f"png{b}").glob(".*.tmp"))
+    assert all(np.abs(outs["1"][k] - outs["3"][k]).max() <= 1 for k in outs["1"])
+
+
+def test_folder_encode_captions_in_batches(tiny_blip: Path, tmp_path: Path) -> None:
+    src = tmp_path / "img"
+    src.mkdir()
+    for i in range(3):
+        shutil.copy(PARROTS if i % 2 else HOUSE, src / f"p{i}.png")
+    (src / "broken.png").write_bytes(b"\x89PNG not really")
+    got = {}
+    for b in ("1", "2"):
+        r = run("encode", str(src), "-o", str(tmp_path / f"cmc{b}"), "--i2t", str(tiny_blip), "--device", "cpu",
+                "--batch-size", b)
+        assert r.returncode == 1 and "broken.png" in r.stderr and "1 of 4 files failed" in r.stderr
+        got[b] = {p.name: p.read_bytes() for p in (tmp_path / f"cmc{b}").glob("*.cmc")}
+        assert sorted(got[b]) == ["p0.cmc", "p1.cmc", "p2.cmc"]
+    assert got["1"] == got["2"]  # batched captions are the captions of single images
+    for i in range(3):  # and the same as a single-file encode
+        r = run("encode", str(src / f"p{i}.png"), "-o", str(tmp_path / f"s{i}.cmc"), "--i2t", str(tiny_blip),
+                "--device", "cpu")
+        assert r.returncode == 0, r.stderr
+        assert (tmp_path / f"s{i}.cmc").read_bytes() == got["2"][f"p{i}.cmc"]
+
+
+def test_read_input_refuses_files_over_the_limit(tmp_path: Path) -> None:
+    from cmcodec.fileio import read_input
+
+    p = tmp_path / "big.cmc"
+    p.write_bytes(b"\xcc" * 100)
+    assert read_input(p, 100) == b"\xcc" * 100
+    with pytest.raises(LimitError, match="file of 101 bytes exceeds the limit of 100 bytes"):
+        p.write_bytes(b"\xcc" * 101)
+        read_input(p, 100)
+    with pytest.raises(ConfigError, match="cannot read"):
+        read_input(tmp_path / "missing.cmc")
+
+
+def test_rank_files_merge_into_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cmcodec import distributed
+
+    path = tmp_path / "text.scores.jsonl"
+    path.write_text('{"name": "a"}\n')
+    for rank in (1, 0):
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        assert distributed.rank_path(path).name == f"text.scores.rank{rank}.jsonl"
+        distributed.rank_path(path).write_text(f'{{"name": "r{rank}"}}')  # no final newline: still one row
+    monkeypatch.delenv("RANK")
+    monkeypatch.delenv("WORLD_SIZE")
+    assert distributed.rank_path(path) == path
+    distributed.merge_lines(path)
+    assert [json.loads(x)["name"] for x in path.read_text().splitlines()] == ["a", "r0", "r1"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["text.scores.jsonl"]
+
+
+def test_evaluate_shards_across_two_processes(tiny_sd: Path, tmp_path: Path) -> None:
+    pytest.importorskip("accelerate")
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    for i in range(5):
+        shutil.copy(PARROTS if i % 2 else HOUSE, gt / f"NSI_{i}.png")
+    caps = tmp_path / "caps.csv"
+    caps.write_text(",name,text\n" + "".join(f"{i},NSI_{i}.png,a red house {i}\n" for i in range(5)))
+    args = ["evaluate", str(gt), "--captions", str(caps), "--profile", "sd-turbo", "--model-path",
+            f"sd-turbo={tiny_sd}", "--modes", "text,pixel", "--fr", "psnr", "--nr", "piqe", "--device", "cpu"]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29519",
+              "-m", "cmcodec.cli"]
+    r = subprocess.run([*launch, *args, "-o", str(tmp_path / "two")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("| caps__sd-turbo |") == 1  # one leaderboard, printed by rank 0
+    r = run(*args, "-o", str(tmp_path / "one"))
+    assert r.returncode == 0, r.stderr
+    two, one = tmp_path / "two" / "caps__sd-turbo", tmp_path / "one" / "caps__sd-turbo"
+    for mode in ("text", "pixel"):
+        rows = [json.loads(x) for x in (two / f"{mode}.scores.jsonl").read_text().splitlines()]
+        assert sorted(x["name"] for x in rows) == [f"NSI_{i}" for i in range(5)]
+        assert sorted(p.name for p in (two / mode).glob("*.cmc")) == [f"NSI_{i}.cmc" for i in range(5)]
+    assert not list((tmp_path / "two").rglob("*.rank*.jsonl")) and not list((tmp_path / "two").rglob("*.new.jsonl"))
+    s2 = json.loads((two / "scores.json").read_text())
+    s1 = json.loads((one / "scores.json").read_text())
+    assert s2["modes"]["text"]["bpp"] == pytest.approx(s1["modes"]["text"]["bpp"])
+    assert s2["overall"] == pytest.approx(s1["overall"], abs=0.01)

@@ -34,7 +34,8 @@ def make_files(folder: Path, n: int, mode: str) -> None:
 
     folder.mkdir(parents=True, exist_ok=True)
     img = Image.new("RGB", (768, 512), (120, 110, 100))
-    words = "red house white windows blue sky trees garden old car street dog river boat".split()
+    words = ["red", "house", "white", "windows", "blue", "sky", "trees", "garden", "old", "car", "street", "dog",
+             "river", "boat"]
     for i in range(n):
         cap = " ".join(words[(i + k) % len(words)] for k in range(12))
         (folder / f"img{i:04d}.cmc").write_bytes(cmcodec.encode(img, mode=mode, caption=cap, seed=i))

@@ -87,6 +87,8 @@ def av_decode(data: bytes, codec: str, max_pixels: int = 1 << 26) -> Image.Image
             else:
                 ctx = av.CodecContext.create({"av1": "libdav1d", "hevc": "hevc"}[codec], "r")
                 ctx.options = {"max_pixels": str(max_pixels)}  # checked on the stream header, before allocation
+                if codec == "hevc":  # fail on damaged slice data instead of concealing it (truncated files)
+                    ctx.options = {**ctx.options, "err_detect": "explode"}
                 for pkt in ctx.parse(data) or [av.Packet(data)]:
                     frames.extend(ctx.decode(pkt))
                 frames.extend(ctx.decode(None))

@@ -13,6 +13,7 @@ from PIL import Image, ImageFilter
 
 from . import arith, registry
 from .baselines import AV1_PAD, padded_size
+from .bitstream import BitWriter
 from .errors import CodecUnavailableError, ConfigError, GuidanceDecodeError, LimitError
 
 # --- pixel map (spec §7) ----------------------------------------------------------------------------
@@ -251,6 +252,93 @@ def av1_still_sequence_header(w: int, h: int) -> bytes:
     return bytes([0x0A, len(payload)]) + payload  # OBU header (type 1, has_size), leb128 size < 128
 
 
+HEVCS_ID = 5  # spec §8.3: hevc with its parameter sets rebuilt by the decoder
+
+# HEVC levels (H.265 Table A.8): (general_level_idc, MaxLumaPs, MaxLumaSr)
+_HEVC_LEVELS = ((30, 36864, 552960), (60, 122880, 3686400), (63, 245760, 7372800), (90, 552960, 16588800),
+                (93, 983040, 33177600), (120, 2228224, 66846720), (123, 2228224, 133693440),
+                (150, 8912896, 267386880), (153, 8912896, 534773760), (156, 8912896, 1069547520),
+                (180, 35651584, 1069547520), (183, 35651584, 2139095040), (186, 35651584, 4278190080))
+_HEVC_FPS = 25  # the frame rate the encoder declares (VUI timing) and levels are chosen for
+
+
+def _hevc_level(w: int, h: int) -> int:
+    """The lowest level whose picture size, sample rate at 25 fps and side limit hold w x h (255 if none)."""
+    for idc, max_ps, max_sr in _HEVC_LEVELS:
+        side = math.isqrt(max_ps * 8)
+        if w * h <= max_ps and w * h * _HEVC_FPS <= max_sr and w <= side and h <= side:
+            return idc
+    return 255
+
+
+def _hevc_nal(nal_type: int, bw: BitWriter) -> bytes:
+    """Annex-B NAL unit (4-byte start code) of an RBSP: stop bit, alignment, emulation prevention (7.4.2)."""
+    bw.u(1, 1)  # rbsp_stop_one_bit
+    while len(bw.bits) % 8:
+        bw.u(0, 1)
+    out = bytearray([nal_type << 1, 1])  # nuh_layer_id 0, nuh_temporal_id_plus1 1
+    zeros = 0
+    for b in bw.to_bytes():
+        if zeros >= 2 and b <= 3:
+            out.append(3)
+            zeros = 0
+        out.append(b)
+        zeros = zeros + 1 if b == 0 else 0
+    return b"\x00\x00\x00\x01" + bytes(out)
+
+
+def hevc_parameter_sets(w: int, h: int) -> bytes:
+    """VPS, SPS and PPS that spec §8.3 rebuilds for a w x h `hevcs` picture (x265's all-intra settings)."""
+    cw, ch = (w + 7) // 8 * 8, (h + 7) // 8 * 8  # coded size: multiples of the 8x8 minimum coding block
+    level = _hevc_level(cw, ch)
+    ctu = 64
+    while ctu > min(w, h) and ctu > 16:
+        ctu //= 2
+    log2_ctu = ctu.bit_length() - 1
+    wpp = -(-cw // ctu) >= 3 and -(-ch // ctu) >= 2
+
+    def ptl(bw: BitWriter) -> None:
+        """profile_tier_level: format range extensions (4), Main Intra constraint flags, the level."""
+        bw.u(0, 2), bw.u(0, 1), bw.u(4, 5), bw.u(1 << 27, 32)  # space, tier, profile 4, compatible with 4
+        bw.u(1, 1), bw.u(0, 1), bw.u(0, 1), bw.u(1, 1)  # progressive, not interlaced, packed, frame only
+        bw.u(0x7D400000000, 43)  # max_12/10/8bit, max_422/420chroma, intra, lower_bit_rate; the rest 0
+        bw.u(0, 1), bw.u(level, 8)
+
+    def se(bw: BitWriter, v: int) -> None:
+        bw.ue(2 * v - 1 if v > 0 else -2 * v)
+
+    vps = BitWriter()
+    vps.u(0, 4), vps.u(1, 1), vps.u(1, 1), vps.u(0, 6), vps.u(0, 3), vps.u(1, 1), vps.u(0xFFFF, 16)
+    ptl(vps)
+    vps.u(1, 1), vps.ue(2), vps.ue(0), vps.ue(1)  # ordering info: 3 pictures buffered, no reorder
+    vps.u(0, 6), vps.ue(0), vps.u(0, 1), vps.u(0, 1)  # max_layer_id, one layer set, no timing, no extension
+    sps = BitWriter()
+    sps.u(0, 4), sps.u(0, 3), sps.u(1, 1)
+    ptl(sps)
+    sps.ue(0), sps.ue(1), sps.ue(cw), sps.ue(ch)  # sps id, 4:2:0, coded size
+    sps.u(int((cw, ch) != (w, h)), 1)
+    if (cw, ch) != (w, h):  # conformance window in chroma samples: right and bottom
+        sps.ue(0), sps.ue((cw - w) // 2), sps.ue(0), sps.ue((ch - h) // 2)
+    sps.ue(0), sps.ue(0), sps.ue(4)  # 8-bit luma and chroma, log2_max_pic_order_cnt_lsb 8
+    sps.u(1, 1), sps.ue(2), sps.ue(0), sps.ue(1)
+    sps.ue(0), sps.ue(log2_ctu - 3), sps.ue(0), sps.ue(min(log2_ctu, 5) - 2)  # CB 8..CTU, TB 4..min(CTU, 32)
+    sps.ue(0), sps.ue(0), sps.u(0, 1)  # transform hierarchy depths, no scaling lists
+    sps.u(0, 1), sps.u(1, 1), sps.u(0, 1)  # no AMP, SAO, no PCM
+    sps.ue(0), sps.u(0, 1), sps.u(1, 1), sps.u(1, 1)  # no short/long-term RPS, TMVP, strong intra smoothing
+    sps.u(1, 1)  # VUI: video_format 5 (unspecified), limited range, timing 1/25 s, nothing else
+    sps.u(0, 1), sps.u(0, 1), sps.u(1, 1), sps.u(5, 3), sps.u(0, 1), sps.u(0, 1), sps.u(0, 1)
+    sps.u(0, 1), sps.u(0, 1), sps.u(0, 1), sps.u(0, 1)
+    sps.u(1, 1), sps.u(1, 32), sps.u(_HEVC_FPS, 32), sps.u(0, 1), sps.u(0, 1), sps.u(0, 1)
+    sps.u(0, 1)  # no SPS extension
+    pps = BitWriter()
+    pps.ue(0), pps.ue(0), pps.u(0, 1), pps.u(0, 1), pps.u(0, 3), pps.u(1, 1), pps.u(0, 1)  # sign data hiding
+    pps.ue(0), pps.ue(0), se(pps, 0), pps.u(0, 1), pps.u(0, 1)  # init_qp 26
+    pps.u(1, 1), pps.ue(max(0, log2_ctu - 5))  # cu_qp_delta on 32x32 quantisation groups
+    se(pps, 0), se(pps, 0), pps.u(0, 1), pps.u(0, 1), pps.u(0, 1), pps.u(0, 1), pps.u(0, 1)
+    pps.u(int(wpp), 1), pps.u(1, 1), pps.u(0, 1), pps.u(0, 1), pps.u(0, 1), pps.ue(0), pps.u(0, 1), pps.u(0, 1)
+    return _hevc_nal(32, vps) + _hevc_nal(33, sps) + _hevc_nal(34, pps)
+
+
 def default_ref_codec() -> RefCodec:
     """The first usable codec in order of preference: AV1, HEVC, JPEG 2000."""
     reasons = []
@@ -325,9 +413,13 @@ def _codec_decode(data: bytes, codec: str, want: tuple[int, int] | None = None) 
 
 
 def encode_image_ref_ex(image: Image.Image, codec: RefCodec, long_side: int, q: int) -> tuple[int, bytes]:
-    """(coder id, payload): for AV1, coder av1s without the sequence header when the decoder's rebuild of
-    it (spec §8.3) equals what the encoder wrote, else coder av1 with it."""
+    """(coder id, payload): for AV1 (HEVC), coder av1s (hevcs) without the sequence header (parameter sets)
+    when the decoder's rebuild of it (spec §8.3) equals what the encoder wrote, else av1 (hevc) with it."""
     payload = encode_image_ref(image, codec, long_side, q)
+    if codec.name == "hevc":
+        ps = hevc_parameter_sets(*ref_size(*image.size, long_side))
+        if payload[1:].startswith(ps):
+            return HEVCS_ID, payload[:1] + payload[1 + len(ps):]
     if codec.name != "av1":
         return codec.id, payload
     w, h = padded_size(*ref_size(*image.size, long_side), *AV1_PAD)
@@ -355,6 +447,8 @@ def decode_image_ref(payload: bytes, coder_id: int, width: int, height: int) -> 
     stream = payload[1:]
     if name == "av1s":  # spec §8.3: the sequence header of the padded reference size, rebuilt
         name, stream = "av1", av1_still_sequence_header(*padded_size(*want, *AV1_PAD)) + stream
+    elif name == "hevcs":  # spec §8.3: the parameter sets of the reference size, rebuilt
+        name, stream = "hevc", hevc_parameter_sets(*want) + stream
     img = _codec_decode(stream, name, want)
     if name == "av1" and img.size == padded_size(*want, *AV1_PAD):  # spec §8.3: padded, cropped back here
         img = img.crop((0, 0, *want))

@@ -22,7 +22,7 @@ MODE_SECTIONS: dict[str, tuple[int, ...]] = {
 # spec §4.3: coder ids per section type
 CAPTION_CODERS: dict[int, str] = {0: "wlm1", 1: "brotli", 2: "utf8", 3: "wlm2"}
 PIXEL_CODERS: dict[int, str] = {0: "pmap1"}
-IMAGE_CODERS: dict[int, str] = {0: "av1", 1: "hevc", 2: "j2k", 3: "vvc", 4: "av1s"}
+IMAGE_CODERS: dict[int, str] = {0: "av1", 1: "hevc", 2: "j2k", 3: "vvc", 4: "av1s", 5: "hevcs"}
 SECTION_CODERS: dict[str, dict[int, str]] = {
     "caption": CAPTION_CODERS,
     "pixel_map": PIXEL_CODERS,

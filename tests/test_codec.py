@@ -98,7 +98,8 @@ def test_tiny_t2i_roundtrip_is_deterministic(mode: str, tiny_sd) -> None:
 
 
 def test_golden_files_decode_with_tiny_models(tiny_sd) -> None:
-    for name in ("text_wlm1.cmc", "pixel_sdturbo.cmc", "full_j2k.cmc", "pixel_classic.cmc", "image_av1_classic.cmc"):
+    for name in ("text_wlm1.cmc", "pixel_sdturbo.cmc", "full_j2k.cmc", "pixel_classic.cmc", "image_av1_classic.cmc",
+                 "image_av1s_classic.cmc", "image_hevcs_classic.cmc", "full_hevc_realvis.cmc"):
         img = cmcodec.decode((GOLDEN / name).read_bytes(), model_path=str(tiny_sd))
         assert img.size == (192, 128)
 

@@ -94,3 +94,25 @@ def test_av1s_rebuilds_the_sequence_header_exactly() -> None:
     # a small reference whose header the rule does not rebuild keeps it (coder av1): still decodable
     cid_small, small = guidance.encode_image_ref_ex(img, rc, 32, 63)
     assert guidance.decode_image_ref(small, cid_small, *img.size).size == guidance.ref_size(*img.size, 32)
+
+
+def test_hevcs_rebuilds_the_parameter_sets_exactly() -> None:
+    img = Image.open(PARROTS)
+    rc = guidance.REF_CODECS["hevc"]
+    full = guidance.encode_image_ref(img, rc, 192, 40)
+    cid, stripped = guidance.encode_image_ref_ex(img, rc, 192, 40)
+    assert cid == guidance.HEVCS_ID and len(full) - len(stripped) >= 75
+    a = guidance.decode_image_ref(full, rc.id, *img.size)
+    b = guidance.decode_image_ref(stripped, cid, *img.size)
+    assert a.size == b.size == img.size and np.array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("size", [(16, 16), (66, 16), (16, 66), (34, 18), (64, 66), (96, 64), (130, 66),
+                                  (200, 136), (60, 1338), (1116, 26), (1024, 680)])
+def test_hevc_parameter_set_rebuild_matches_x265(size: tuple[int, int]) -> None:
+    # spec §8.3: the rebuild covers the CTU size, level, conformance window and wavefront choices of x265
+    from cmcodec.baselines import av_encode
+
+    img = Image.open(PARROTS).convert("RGB").resize(size)
+    for q in (20, 51):
+        assert av_encode(img, "hevc", q).startswith(guidance.hevc_parameter_sets(*size))

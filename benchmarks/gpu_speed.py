@@ -341,16 +341,23 @@ def main() -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1))
     print(f"\n{result['device']}, torch {result['torch']}, diffusers {result['diffusers']}, random weights")
-    print(f"{'profile':<22}{'variant':<21}{'mode':<9}{'batch':>6}{'steps':>6}{'ms/img':>9}{'img/s':>8}"
-          f"{'peak GiB':>9}{'start s':>8}")
+    print_rows(rows)
+
+
+def print_rows(rows: list[dict]) -> None:
+    """The table of rows (with a run column when rows carry one)."""
+    run = any("run" in r for r in rows)
+    print(("{:<20}".format("run") if run else "") + f"{'profile':<22}{'variant':<21}{'mode':<8}{'batch':>6}"
+          f"{'steps':>6}{'ms/img':>9}{'img/s':>8}{'GiB':>7}{'start s':>8}")
     for r in rows:
-        head = f"{r['profile']:<22}{r.get('variant', 'eager'):<21}{r['mode']:<9}{r['batch']:>6}"
+        head = (f"{r['run']:<20}" if run else "") + \
+            f"{r['profile']:<22}{r.get('variant', 'eager'):<21}{r['mode']:<8}{r['batch']:>6}"
         if "error" in r:
-            print(f"{head}  {r['error'][:80]}")
-        else:
-            steps = r.get("steps", f"{r.get('max_new_tokens', '')}t")
-            print(f"{head}{steps:>6}{r['ms_per_image']:>9}{r['images_per_s']:>8}{r['peak_gib']:>9}"
-                  f"{r.get('startup_s', ''):>8}")
+            print(f"{head}  {r['error'][:70]}")
+            continue
+        steps = r.get("steps", f"{r.get('max_new_tokens', '')}t")
+        print(f"{head}{steps:>6}{r['ms_per_image']:>9}{r['images_per_s']:>8}{r['peak_gib']:>7}"
+              f"{r.get('startup_s', ''):>8}")
 
 
 def summarize(paths: list[Path]) -> None:
@@ -361,16 +368,7 @@ def summarize(paths: list[Path]) -> None:
         for r in d["rows"]:
             rows.append({**r, "run": p.stem, "device": d["device"]})
     ok = [r for r in rows if "error" not in r]
-    print(f"{'run':<20}{'profile':<22}{'variant':<21}{'mode':<8}{'batch':>6}{'steps':>6}{'ms/img':>9}{'img/s':>8}"
-          f"{'GiB':>7}{'start s':>8}")
-    for r in rows:
-        head = f"{r['run']:<20}{r['profile']:<22}{r.get('variant', 'eager'):<21}{r['mode']:<8}{r['batch']:>6}"
-        if "error" in r:
-            print(f"{head}  {r['error'][:70]}")
-            continue
-        steps = r.get("steps", f"{r.get('max_new_tokens', '')}t")
-        print(f"{head}{steps:>6}{r['ms_per_image']:>9}{r['images_per_s']:>8}{r['peak_gib']:>7}"
-              f"{r.get('startup_s', ''):>8}")
+    print_rows(rows)
 
     def best(rs: list[dict]) -> dict | None:
         return min(rs, key=lambda r: r["ms_per_image"]) if rs else None

@@ -6,7 +6,7 @@ Rows are plain data: no model is loaded at import time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import ProfileError
@@ -146,26 +146,14 @@ PROFILES: tuple[Profile, ...] = (
         modes=_cfg_modes(40, 7.0),
         long_side=1024,
     ),
-    Profile(
-        id=5,
-        name="sd-turbo-taesd",
-        description="sd-turbo with the tiny autoencoder TAESD: the fastest decoder, slightly softer detail",
-        model="stabilityai/sd-turbo",
-        modes=_turbo_modes(),
-        scheduler="EulerDiscreteScheduler",
-        scheduler_kwargs={"timestep_spacing": "trailing"},
-        vae="madebyollin/taesd",
-    ),
-    Profile(
-        id=6,
-        name="sdxl-turbo-taesd",
-        description="sdxl-turbo with the tiny autoencoder TAESDXL",
-        model="stabilityai/sdxl-turbo",
-        modes=_turbo_modes(),
-        scheduler="EulerAncestralDiscreteScheduler",
-        scheduler_kwargs={"timestep_spacing": "trailing"},
-        vae="madebyollin/taesdxl",
-    ),
+)
+# Tiny-autoencoder variants: the turbo rows with TAESD / TAESDXL decoding the latents (own ids: other pixels)
+_BASE = {p.name: p for p in PROFILES}
+PROFILES += (
+    replace(_BASE["sd-turbo"], id=5, name="sd-turbo-taesd", vae="madebyollin/taesd",
+            description="sd-turbo with the tiny autoencoder TAESD: the fastest decoder, slightly softer detail"),
+    replace(_BASE["sdxl-turbo"], id=6, name="sdxl-turbo-taesd", vae="madebyollin/taesdxl",
+            description="sdxl-turbo with the tiny autoencoder TAESDXL"),
 )
 
 PROFILES_BY_ID: dict[int, Profile] = {p.id: p for p in PROFILES}

@@ -29,7 +29,7 @@ from typing import Any
 
 from PIL import Image
 
-from .errors import ConfigError
+from .errors import CmcodecError, ConfigError
 
 MODES = ("text", "pixel", "image", "full")
 CATEGORY_PREFIXES = ("NSI", "SCI", "AIGI")
@@ -319,7 +319,8 @@ def caption_images(gt_files: list[Path], i2t: str, cache: Path, words: int, i2t_
 
 
 def encode_decode(gt_files: list[Path], run: Run, mode: str, mode_dir: Path, caps: dict[str, str],
-                  model_path: str | None, device: str | None, progress: Callable[[], None] | None = None) -> None:
+                  model_path: str | None, device: str | None, progress: Callable[[], None] | None = None,
+                  batch_size: int = 8) -> None:
     """Encode and decode every image of a run in one mode (this process's share under several, issue 6);
     files already on disk are kept."""
     from . import codec
@@ -327,6 +328,7 @@ def encode_decode(gt_files: list[Path], run: Run, mode: str, mode_dir: Path, cap
     from .fileio import save_image, write_bytes
 
     mode_dir.mkdir(parents=True, exist_ok=True)
+    todo: list[Path] = []
     for p in shard(gt_files):
         cmc, png = mode_dir / f"{p.stem}.cmc", mode_dir / f"{p.stem}.png"
         if not cmc.exists():
@@ -334,7 +336,15 @@ def encode_decode(gt_files: list[Path], run: Run, mode: str, mode_dir: Path, cap
                                 else None)
             write_bytes(cmc, data)
         if not png.exists():
-            save_image(codec.decode(cmc.read_bytes(), device=device, model_path=model_path), png)
+            todo.append(cmc)
+        elif progress:
+            progress()
+    # decoded in batches of one profile, mode and size (issue 6)
+    for i, img in codec.decode_many((c.read_bytes() for c in todo), batch_size=batch_size, device=device,
+                                    model_path=model_path):
+        if isinstance(img, CmcodecError):
+            raise img
+        save_image(img, todo[i].with_suffix(".png"))
         if progress:
             progress()
     barrier()  # scoring pairs every file

@@ -228,10 +228,8 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
                     yield i, e
 
     try:
-        prof = get_profile(profile)
-        cap_words = words or prof.encoder.caption_words
-        # the captioner runs unless captions are given, the mode has none, or the profile ignores them
-        auto_caption = caption is None and captions is None and mode != "image" and prof.model is not None
+        cap_words = words or get_profile(profile).encoder.caption_words
+        auto_caption = caption is None and captions is None and codec.needs_captioner(mode, profile)
     except CmcodecError as e:
         _fail(e)
     _report(items, results, "encode")

@@ -241,7 +241,7 @@ def encode_ex(image: object, *, mode: str = "text", caption: str | None = None, 
     cap_text: str | None = None
     errors = []
     for m in modes:
-        uses_caption = m in ("text", "pixel", "full") and prof.modes[m].pipeline != "classic"
+        uses_caption = _uses_caption(prof, m)
         if m in ("text", "pixel", "full"):
             if caption is not None:
                 text = textcode.normalize(caption).strip()
@@ -268,6 +268,18 @@ def encode_ex(image: object, *, mode: str = "text", caption: str | None = None, 
         assert budget is None or len(data) <= budget
         return EncodeResult(data, m, final, header)
     raise BudgetError("; ".join(errors))
+
+
+def _uses_caption(prof: Profile, mode: str) -> bool:
+    """True when this profile's decoder reads a caption in this mode (else none is stored)."""
+    return mode in ("text", "pixel", "full") and mode in prof.modes and prof.modes[mode].pipeline != "classic"
+
+
+def needs_captioner(mode: str, profile: str | int | Profile | None = None) -> bool:
+    """True when encoding in this mode (any of auto's modes) for this profile runs the I2T model, unless a
+    caption is given."""
+    prof = get_profile(profile)
+    return any(_uses_caption(prof, m) for m in (registry.MODES if mode == "auto" else (mode,)))
 
 
 def caption_many(images: Sequence[object], *, i2t: str | None = None, words: int = 20, device: str | None = None,

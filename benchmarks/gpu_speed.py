@@ -243,7 +243,7 @@ def bench_decode(profile_name: str, variant: str, folder: Path, taesd: Path | No
     return rows
 
 
-ENCODE_VARIANTS = ("eager", "compile", "cudagraphs", "static-cache")
+ENCODE_VARIANTS = ("eager", "compile", "cudagraphs", "static-cache", "static-decoder")
 
 
 def bench_encode(folder: Path, variant: str, batches: list[int], tokens: list[int]) -> list[dict]:
@@ -252,7 +252,8 @@ def bench_encode(folder: Path, variant: str, batches: list[int], tokens: list[in
     Random weights never emit end-of-sequence, so max_new_tokens sets the caption length exactly; cmcodec's
     default word budget (20 words) allows 40 tokens. "compile" compiles the text decoder (dynamic shapes),
     "cudagraphs" too with mode reduce-overhead;
-    "static-cache" asks transformers' generate for a static KV cache (which it compiles where supported).
+    "static-cache" asks transformers' generate for a static KV cache (which it compiles where supported), on the
+    captioner's generation config; "static-decoder" on its text decoder's, which BLIP's generate calls.
     """
     from PIL import Image
 
@@ -265,6 +266,8 @@ def bench_encode(folder: Path, variant: str, batches: list[int], tokens: list[in
         net.text_decoder.compile(mode="reduce-overhead", dynamic=True)
     elif variant == "static-cache":
         net.generation_config.cache_implementation = "static"
+    elif variant == "static-decoder":  # BLIP's generate delegates to its text decoder: set it there
+        net.text_decoder.generation_config.cache_implementation = "static"
     rows = []
     img = Image.new("RGB", (768, 512), (90, 140, 200))
     for n in tokens:

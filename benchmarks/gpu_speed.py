@@ -243,7 +243,32 @@ def bench_decode(profile_name: str, variant: str, folder: Path, taesd: Path | No
     return rows
 
 
-ENCODE_VARIANTS = ("eager", "compile", "cudagraphs", "static-cache", "static-decoder")
+ENCODE_VARIANTS = ("eager", "compile", "cudagraphs", "cudagraphs-step", "static-cache", "static-decoder")
+
+
+def _cudagraph_steps(dec) -> None:
+    """Compile a text decoder with CUDA graphs (reduce-overhead, dynamic shapes) so that generate can call it:
+    each call starts a new cudagraph step, and the logits and KV cache it returns are copied out of the
+    graph's memory before the next replay overwrites them."""
+    import functools
+
+    import torch
+
+    compiled = torch.compile(dec.forward, mode="reduce-overhead", dynamic=True)
+
+    @functools.wraps(dec.forward)  # generate checks its keyword arguments against forward's signature
+    def forward(*args, **kwargs):
+        torch.compiler.cudagraph_mark_step_begin()
+        out = compiled(*args, **kwargs)
+        out.logits = out.logits.clone()
+        pkv = out.past_key_values
+        for cache in (getattr(pkv, "self_attention_cache", pkv), getattr(pkv, "cross_attention_cache", None)):
+            for layer in getattr(cache, "layers", []):
+                if getattr(layer, "keys", None) is not None:
+                    layer.keys, layer.values = layer.keys.clone(), layer.values.clone()
+        return out
+
+    dec.forward = forward
 
 
 def bench_encode(folder: Path, variant: str, batches: list[int], tokens: list[int]) -> list[dict]:
@@ -264,6 +289,8 @@ def bench_encode(folder: Path, variant: str, batches: list[int], tokens: list[in
         net.text_decoder.compile(dynamic=True)
     elif variant == "cudagraphs":  # one CUDA graph per cache length, recorded on first use
         net.text_decoder.compile(mode="reduce-overhead", dynamic=True)
+    elif variant == "cudagraphs-step":
+        _cudagraph_steps(net.text_decoder)
     elif variant == "static-cache":
         net.generation_config.cache_implementation = "static"
     elif variant == "static-decoder":  # BLIP's generate delegates to its text decoder: set it there

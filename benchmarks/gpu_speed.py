@@ -246,30 +246,6 @@ def bench_decode(profile_name: str, variant: str, folder: Path, taesd: Path | No
 ENCODE_VARIANTS = ("eager", "compile", "cudagraphs", "cudagraphs-step", "static-cache", "static-decoder")
 
 
-def _cudagraph_steps(dec) -> None:
-    """Compile a text decoder with CUDA graphs (reduce-overhead, dynamic shapes) so that generate can call it:
-    each call starts a new cudagraph step, and the logits and KV cache it returns are copied out of the
-    graph's memory before the next replay overwrites them."""
-    import functools
-
-    import torch
-
-    compiled = torch.compile(dec.forward, mode="reduce-overhead", dynamic=True)
-
-    @functools.wraps(dec.forward)  # generate checks its keyword arguments against forward's signature
-    def forward(*args, **kwargs):
-        torch.compiler.cudagraph_mark_step_begin()
-        out = compiled(*args, **kwargs)
-        out.logits = out.logits.clone()
-        pkv = out.past_key_values
-        for cache in (getattr(pkv, "self_attention_cache", pkv), getattr(pkv, "cross_attention_cache", None)):
-            for layer in getattr(cache, "layers", []):
-                if getattr(layer, "keys", None) is not None:
-                    layer.keys, layer.values = layer.keys.clone(), layer.values.clone()
-        return out
-
-    dec.forward = forward
-
 
 def bench_encode(folder: Path, variant: str, batches: list[int], tokens: list[int]) -> list[dict]:
     """ms per image of cmcodec's I2T caption path (blip-large architecture), per generated-token count.
@@ -282,15 +258,15 @@ def bench_encode(folder: Path, variant: str, batches: list[int], tokens: list[in
     """
     from PIL import Image
 
-    from cmcodec.backends import i2t
+    from cmcodec.backends import EAGER, Accel, i2t
 
-    _, net, _, _ = i2t.load("blip-large", "cuda", "fp16", str(folder))
+    # cudagraphs-step is cmcodec's own `encode --compile reduce-overhead` (backends.i2t._compile_steps)
+    accel = Accel(compile="reduce-overhead") if variant == "cudagraphs-step" else EAGER
+    _, net, _, _ = i2t.load("blip-large", "cuda", "fp16", str(folder), accel)
     if variant == "compile":
         net.text_decoder.compile(dynamic=True)
     elif variant == "cudagraphs":  # one CUDA graph per cache length, recorded on first use
         net.text_decoder.compile(mode="reduce-overhead", dynamic=True)
-    elif variant == "cudagraphs-step":
-        _cudagraph_steps(net.text_decoder)
     elif variant == "static-cache":
         net.generation_config.cache_implementation = "static"
     elif variant == "static-decoder":  # BLIP's generate delegates to its text decoder: set it there
@@ -303,7 +279,7 @@ def bench_encode(folder: Path, variant: str, batches: list[int], tokens: list[in
             try:
                 s, mem, first = _time(lambda imgs=imgs, n=n: i2t.caption_batch(
                     imgs, model="blip-large", model_path=str(folder), device="cuda", dtype="fp16", words=20,
-                    max_new_tokens=n), reps=3)
+                    max_new_tokens=n, accel=accel), reps=3)
             except Exception as e:
                 rows.append({"profile": "blip-large (encode)", "variant": variant, "mode": "caption", "batch": b,
                              "max_new_tokens": n, "error": _why(e)})

@@ -152,12 +152,15 @@ def main() -> None:
 @click.option("--device", help="cuda, cuda:1, cpu, ... (default: cuda when present).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
               help="Images captioned per I2T call (folder input).")
+@click.option("--compile", "compile_mode", type=click.Choice(["none", *COMPILE_MODES]), default="none",
+              show_default=True, help="torch.compile the captioner's token decoder (BLIP-class; reduce-overhead adds "
+              "CUDA graphs); the first captions pay about two minutes of compile time.")
 @click.option("--offline", is_flag=True, help="Never contact the model hub.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_bytes: int | None,
            caption: str | None, caption_file: Path | None, profile: str, seed: int, i2t: str | None,
            i2t_path: Path | None, words: int | None, ref_codec: str | None, device: str | None, batch_size: int,
-           offline: bool, force: bool) -> None:
+           compile_mode: str, offline: bool, force: bool) -> None:
     """Encode an image (or a folder of images) to .cmc."""
     _offline(offline)
     _quiet_libraries()
@@ -197,7 +200,7 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
                 raise ConfigError(f"{src.name}: no caption for it in {caption_file}")
         r = codec.encode_ex(src, mode=mode, caption=cap, bpp=bpp, max_bytes=max_bytes, profile=profile,
                             seed=seed, i2t=i2t_model, device=dist_device(device), caption_words=words,
-                            ref_codec=ref_codec)
+                            ref_codec=ref_codec, accel=accel)
         write_bytes(dst, r.data, force, (src,))
         h = r.header
         return (f"{src} -> {dst}: {len(r.data)} bytes, {h.bpp:.5f} bpp, mode {r.mode}, profile {h.profile_name}"
@@ -216,7 +219,7 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
             caps: dict[int, str | CmcodecError] = {}
             if auto_caption and len(todo) > 1:
                 for k, c in codec.caption_many([its[i][0] for i in todo], i2t=i2t_model, words=cap_words,
-                                               device=dist_device(device), batch_size=batch_size):
+                                               device=dist_device(device), batch_size=batch_size, accel=accel):
                     caps[todo[k]] = c
             for i in todo:
                 c = caps.get(i, caption)
@@ -230,6 +233,7 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
     try:
         cap_words = words or get_profile(profile).encoder.caption_words
         auto_caption = caption is None and captions is None and codec.needs_captioner(mode, profile)
+        accel = _accel(compile_mode, False)
     except CmcodecError as e:
         _fail(e)
     _report(items, results, "encode")

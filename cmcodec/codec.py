@@ -219,7 +219,7 @@ def encode_ex(image: object, *, mode: str = "text", caption: str | None = None, 
               max_bytes: int | None = None, profile: str | int | Profile | None = None, seed: int = 0,
               i2t: str | None = None, device: str | None = None, caption_words: int | None = None,
               pixel_block: int | None = None, pixel_bits: int | None = None, ref_codec: str | None = None,
-              ref_bpp: float | None = None, caption_coder: str | None = None,
+              ref_bpp: float | None = None, caption_coder: str | None = None, accel: Accel | None = None,
               limits: Limits = DEFAULT_LIMITS) -> EncodeResult:
     """Encode an image; returns the file with the mode and caption chosen (see ``encode``)."""
     if mode not in MODES_AUTO:
@@ -249,7 +249,8 @@ def encode_ex(image: object, *, mode: str = "text", caption: str | None = None, 
                 if cap_text is None:
                     from .backends import i2t as i2t_backend
 
-                    cap_text = textcode.normalize(i2t_backend.caption(img, model=i2t, words=words, device=device))
+                    cap_text = textcode.normalize(i2t_backend.caption(img, model=i2t, words=words, device=device,
+                                                                          accel=accel or EAGER))
                 text = cap_text
             else:
                 text = ""  # the profile's decoder ignores captions: store none
@@ -283,7 +284,7 @@ def needs_captioner(mode: str, profile: str | int | Profile | None = None) -> bo
 
 
 def caption_many(images: Sequence[object], *, i2t: str | None = None, words: int = 20, device: str | None = None,
-                 batch_size: int = 8,
+                 batch_size: int = 8, accel: Accel | None = None,
                  limits: Limits = DEFAULT_LIMITS) -> Iterator[tuple[int, str | CmcodecError]]:
     """Captions of many images, batch_size per I2T call (issue 6); yields (index, caption or that image's
     CmcodecError), a batch at a time. Pass each caption to encode_ex(caption=...) to code it."""
@@ -302,7 +303,7 @@ def caption_many(images: Sequence[object], *, i2t: str | None = None, words: int
             continue
         try:
             texts: list[str | CmcodecError] = list(i2t_backend.caption_batch(
-                [im for _, im in loaded], model=i2t, words=words, device=device))
+                [im for _, im in loaded], model=i2t, words=words, device=device, accel=accel or EAGER))
         except CmcodecError as e:
             texts = [e] * len(loaded)
         for (i, _), t in zip(loaded, texts):

@@ -220,3 +220,22 @@ def test_evaluate_shards_across_two_processes(tiny_sd: Path, tmp_path: Path) -> 
     s1 = json.loads((one / "scores.json").read_text())
     assert s2["modes"]["text"]["bpp"] == pytest.approx(s1["modes"]["text"]["bpp"])
     assert s2["overall"] == pytest.approx(s1["overall"], abs=0.01)
+
+
+def test_compiled_captioner_gives_the_eager_captions(tiny_blip: Path) -> None:
+    from cmcodec.backends import i2t
+
+    imgs = [Image.open(HOUSE), Image.open(PARROTS)]
+    eager = i2t.caption_batch(imgs, model=str(tiny_blip), device="cpu", words=8)
+    # the compiled token decoder (encode --compile) is its own cache entry; its steps run through compile
+    comp = i2t.caption_batch(imgs, model=str(tiny_blip), device="cpu", words=8, accel=Accel(compile="default"))
+    assert comp == eager
+    _, net, _, _ = i2t.load(str(tiny_blip), "cpu", None, None, Accel(compile="default"))
+    assert hasattr(net.text_decoder.forward, "__wrapped__")
+
+
+def test_compile_for_a_captioner_without_a_token_decoder_is_refused(tiny_qwen2vl: Path) -> None:
+    from cmcodec.backends import i2t
+
+    with pytest.raises(ConfigError, match="supports BLIP-class models"):
+        i2t.caption_batch([Image.open(HOUSE)], model=str(tiny_qwen2vl), device="cpu", accel=Accel(compile="default"))

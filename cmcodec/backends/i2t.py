@@ -12,8 +12,8 @@ from typing import Any
 
 from PIL import Image
 
-from ..errors import ModelError
-from . import load_error, locate, pick_device, pick_dtype
+from ..errors import ConfigError, ModelError
+from . import EAGER, Accel, load_error, locate, pick_device, pick_dtype
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,8 @@ def _captioner(model: str | None) -> Captioner:
 
 
 def load(model: str | None = None, device: str | None = None, dtype: str | None = None,
-         model_path: str | None = None) -> tuple[Any, Any, Captioner, str]:
-    """(processor, model, row, device), cached."""
+         model_path: str | None = None, accel: Accel = EAGER) -> tuple[Any, Any, Captioner, str]:
+    """(processor, model, row, device), cached; ``accel.compile`` compiles the token decoder (BLIP-class)."""
     row = _captioner(model)
     loc = locate("I2T", row.model, model_path, "--i2t-path")  # before heavy imports: fail fast
     try:
@@ -62,7 +62,7 @@ def load(model: str | None = None, device: str | None = None, dtype: str | None 
         raise ModelError(f"captioning needs transformers and torch: pip install 'cmcodec[neural]' ({e})") from None
     dev = pick_device(device)
     torch_dtype = pick_dtype(dev, dtype)
-    key = (loc, dev, str(torch_dtype))
+    key = (loc, dev, str(torch_dtype), accel.compile)
     with _LOCK:
         if key not in _CACHE:
             try:
@@ -72,6 +72,12 @@ def load(model: str | None = None, device: str | None = None, dtype: str | None 
                 ).to(dev).eval()
             except Exception as e:  # OSError / ValueError / hub errors: all mean the model cannot be loaded
                 raise load_error("I2T", row.model, loc, e, "--i2t-path") from None
+            if accel.compile:
+                dec = getattr(net, "text_decoder", None)
+                if dec is None:
+                    raise ConfigError(f"--compile for captioners supports BLIP-class models (a text_decoder); "
+                                      f"found {type(net).__name__}")
+                _compile_steps(dec, accel.compile)
             if row.kind == "auto":
                 row = Captioner(row.name, row.model, "chat" if getattr(proc, "chat_template", None) else "caption",
                                 row.prompt)
@@ -79,14 +85,40 @@ def load(model: str | None = None, device: str | None = None, dtype: str | None 
         return _CACHE[key]
 
 
+def _compile_steps(dec: Any, mode: str) -> None:
+    """torch.compile a token decoder for generate (issue 6): dynamic shapes, one compiled step per call. With
+    mode reduce-overhead each call is a CUDA-graph step; the logits and KV cache it returns are copied out of
+    the graph's memory before the next replay overwrites them (measured on an H100: 88 ms instead of 308 ms
+    for a 20-token BLIP-large caption at batch 1)."""
+    import functools
+
+    import torch
+
+    compiled = torch.compile(dec.forward, mode=mode, dynamic=True)
+
+    @functools.wraps(dec.forward)  # generate checks its keyword arguments against forward's signature
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        torch.compiler.cudagraph_mark_step_begin()
+        out = compiled(*args, **kwargs)
+        out.logits = out.logits.clone()
+        pkv = out.past_key_values
+        for cache in (getattr(pkv, "self_attention_cache", pkv), getattr(pkv, "cross_attention_cache", None)):
+            for layer in getattr(cache, "layers", []):
+                if getattr(layer, "keys", None) is not None:
+                    layer.keys, layer.values = layer.keys.clone(), layer.values.clone()
+        return out
+
+    dec.forward = forward
+
+
 def caption_batch(images: list[Image.Image], *, model: str | None = None, words: int = 20,
                   device: str | None = None, dtype: str | None = None, model_path: str | None = None,
-                  max_new_tokens: int | None = None) -> list[str]:
+                  max_new_tokens: int | None = None, accel: Accel = EAGER) -> list[str]:
     """Captions of several images, each cut to at most ``words`` words (CMC-Bench's word budget)."""
     import torch
 
 
-    proc, net, row, dev = load(model, device, dtype, model_path)
+    proc, net, row, dev = load(model, device, dtype, model_path, accel)
     rgb = [im.convert("RGB") for im in images]
     new = max_new_tokens or max(8, int(words * 2))
     prompt = row.prompt.format(words=words)
@@ -119,6 +151,7 @@ def _clean(text: str, words: int) -> str:
 
 
 def caption(image: Image.Image, *, model: str | None = None, words: int = 20, device: str | None = None,
-            dtype: str | None = None, model_path: str | None = None) -> str:
+            dtype: str | None = None, model_path: str | None = None, accel: Accel = EAGER) -> str:
     """Caption of one image (see caption_batch)."""
-    return caption_batch([image], model=model, words=words, device=device, dtype=dtype, model_path=model_path)[0]
+    return caption_batch([image], model=model, words=words, device=device, dtype=dtype, model_path=model_path,
+                         accel=accel)[0]

@@ -114,6 +114,18 @@ def _accel(compile_mode: str | None, channels_last: bool) -> Accel:
     return Accel(channels_last=channels_last, compile=None if compile_mode in (None, "none") else compile_mode)
 
 
+def _speed_options(batch_help: str, compile_help: str) -> Callable[[Callable], Callable]:
+    """--batch-size and --compile (issue 6), with each command's own help."""
+
+    def add(f: Callable) -> Callable:
+        f = click.option("--compile", "compile_mode", type=click.Choice(["none", *COMPILE_MODES]), default="none",
+                         show_default=True, help=compile_help)(f)
+        return click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+                            help=batch_help)(f)
+
+    return add
+
+
 def _read_captions(path: Path) -> dict[str, str]:
     """Captions by image name from a CMC-Bench-style CSV (columns name,text)."""
     from .fileio import read_csv_pairs
@@ -150,11 +162,9 @@ def main() -> None:
 @click.option("--words", type=int, help="Caption word budget (default from the profile: 20).")
 @click.option("--ref-codec", type=click.Choice(["av1", "hevc", "j2k", "vvc"]), help="Image-reference codec.")
 @click.option("--device", help="cuda, cuda:1, cpu, ... (default: cuda when present).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Images captioned per I2T call (folder input).")
-@click.option("--compile", "compile_mode", type=click.Choice(["none", *COMPILE_MODES]), default="none",
-              show_default=True, help="torch.compile the captioner's token decoder (BLIP-class; reduce-overhead adds "
-              "CUDA graphs); the first captions pay about two minutes of compile time.")
+@_speed_options("Images captioned per I2T call (folder input).",
+                "torch.compile the captioner's token decoder (BLIP-class; reduce-overhead adds CUDA graphs); the "
+                "first captions pay about two minutes of compile time.")
 @click.option("--offline", is_flag=True, help="Never contact the model hub.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_bytes: int | None,
@@ -248,11 +258,9 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
               help="Local folder holding the profile's T2I model (the profile itself comes from the file).")
 @click.option("--vae-path", type=click.Path(file_okay=False, path_type=Path),
               help="Local folder holding the tiny autoencoder of a *-taesd profile.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Files of one profile, mode and size decoded per pipeline call (folder input).")
-@click.option("--compile", "compile_mode", type=click.Choice(["none", *COMPILE_MODES]), default="none",
-              show_default=True, help="torch.compile the UNet and autoencoder (reduce-overhead adds CUDA graphs); "
-              "the first batch of each shape pays about a minute of compile time.")
+@_speed_options("Files of one profile, mode and size decoded per pipeline call (folder input).",
+                "torch.compile the UNet and autoencoder (reduce-overhead adds CUDA graphs); the first batch of "
+                "each shape pays about a minute of compile time.")
 @click.option("--channels-last", is_flag=True, help="channels_last memory format for the convolutions.")
 @click.option("--offline", is_flag=True, help="Never contact the model hub.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")

@@ -1,7 +1,7 @@
 """GPU speed of cmcodec's decode (T2I) and encode (I2T) paths on real-size architectures with random weights.
 
     python benchmarks/gpu_speed.py [--profiles sd-turbo,sd15,sdxl-turbo,realvisxl-v4] [--batches 1,8,32]
-                                   [--variants eager,channels-last,compile+cl,taesd,...]
+                                   [--variants eager,channels-last,compile+cl,taesd,...] [--steps 1,2,4]
                                    [--encode-variants eager,compile,static-cache] [--encode-tokens 20,40]
                                    [--models /tmp/cmcodec-models] [--json benchmarks/results/gpu_speed/latest.json]
     python benchmarks/gpu_speed.py --summarize benchmarks/results/gpu_speed/*.json   # one table of several runs
@@ -18,6 +18,9 @@ CFG 7, img2img is CMC-Bench's own decoder: the seed configuration.
 Speed-ups are measured one at a time as variants of a profile (VARIANTS): dtype, SDPA, channels_last,
 torch.compile (its start-up cost is the first call's time less a steady call), CUDA graphs (compile mode
 reduce-overhead) and the tiny-autoencoder profile variants. The tiny autoencoder has TAESD's architecture.
+``--steps`` measures step counts alone: the same architecture and scheduler with every mode's step count
+set to each value (variant "eager@4st"); such rows are not the profile's own and never count for targets.
+The JSON file is rewritten after each measured row, so a run cut off by a time limit keeps what it measured.
 """
 
 from __future__ import annotations
@@ -159,6 +162,7 @@ VARIANTS: dict[str, tuple[bool, bool, str | None, str, str]] = {
     "channels-last": (False, True, None, "fp16", "sdpa"),
     "compile": (False, False, "default", "fp16", "sdpa"),
     "compile+cl": (False, True, "default", "fp16", "sdpa"),
+    "cudagraphs": (False, False, "reduce-overhead", "fp16", "sdpa"),
     "cudagraphs+cl": (False, True, "reduce-overhead", "fp16", "sdpa"),
     "max-autotune+cl": (False, True, "max-autotune", "fp16", "sdpa"),
     "taesd": (True, False, None, "fp16", "sdpa"),
@@ -199,8 +203,11 @@ ARCH = {"sd-turbo": "sd21", "sd15": "sd15", "sdxl-turbo": "sdxl", "realvisxl-v4"
 
 
 def bench_decode(profile_name: str, variant: str, folder: Path, taesd: Path | None, modes: list[str],
-                 batches: list[int], budget_s: float) -> list[dict]:
-    """ms per image of cmcodec's T2I decode for one profile and speed-up variant, per mode and batch size."""
+                 batches: list[int], budget_s: float, steps: int | None = None, emit=print) -> list[dict]:
+    """ms per image of cmcodec's T2I decode for one profile and speed-up variant, per mode and batch size;
+    steps, when given, replaces every mode's step count (a few-step schedule measured on its own)."""
+    from dataclasses import replace
+
     from PIL import Image
 
     from cmcodec.backends import Accel, t2i
@@ -208,6 +215,10 @@ def bench_decode(profile_name: str, variant: str, folder: Path, taesd: Path | No
 
     tiny, cl, comp, dtype, attention = VARIANTS[variant]
     prof = get_profile(profile_name + ("-taesd" if tiny else ""))
+    label = variant
+    if steps is not None:  # same pipeline cache entry (keyed by profile id): only the call's step count changes
+        prof = replace(prof, modes={m: replace(mc, steps=steps) for m, mc in prof.modes.items()})
+        label = f"{variant}@{steps}st"
     accel = Accel(channels_last=cl, compile=comp)
     if attention == "classic":
         from diffusers.models.attention_processor import AttnProcessor
@@ -227,17 +238,18 @@ def bench_decode(profile_name: str, variant: str, folder: Path, taesd: Path | No
                     prof, mode, items, device="cuda", model_path=str(folder), dtype=dtype,
                     vae_path=str(taesd) if tiny else None, accel=accel), reps=5 if b == 1 else 3)
             except Exception as e:  # out of memory at a large batch, a compile failure: report, go on
-                rows.append({"profile": prof.name, "variant": variant, "mode": mode, "batch": b,
+                rows.append({"profile": prof.name, "variant": label, "mode": mode, "batch": b,
                              "error": _why(e)})
-                print(json.dumps(rows[-1]), flush=True)
+                emit(rows[-1])
                 break
             mc = prof.mode(mode)
-            rows.append({"profile": prof.name, "variant": variant, "mode": mode, "batch": b, "steps": mc.steps,
+            rows.append({"profile": prof.name, "variant": label, "mode": mode, "batch": b, "steps": mc.steps,
                          "pipeline": mc.pipeline, "strength": mc.strength if mc.pipeline == "img2img" else None,
                          "size": prof.decode_size(768, 512), "ms_per_image": round(1000 * s / b, 1),
                          "images_per_s": round(b / s, 2), "peak_gib": round(mem, 2),
-                         "first_call_s": round(first, 2), "startup_s": round(max(0.0, first - s), 2)})
-            print(json.dumps(rows[-1]), flush=True)
+                         "first_call_s": round(first, 2), "startup_s": round(max(0.0, first - s), 2),
+                         **({"steps_override": True} if steps is not None else {})})
+            emit(rows[-1])
             if time.perf_counter() - t0 > budget_s:
                 break
     return rows
@@ -247,7 +259,7 @@ ENCODE_VARIANTS = ("eager", "compile", "cudagraphs", "cudagraphs-step", "static-
 
 
 
-def bench_encode(folder: Path, variant: str, batches: list[int], tokens: list[int]) -> list[dict]:
+def bench_encode(folder: Path, variant: str, batches: list[int], tokens: list[int], emit=print) -> list[dict]:
     """ms per image of cmcodec's I2T caption path (blip-large architecture), per generated-token count.
 
     Random weights never emit end-of-sequence, so max_new_tokens sets the caption length exactly; cmcodec's
@@ -283,15 +295,37 @@ def bench_encode(folder: Path, variant: str, batches: list[int], tokens: list[in
             except Exception as e:
                 rows.append({"profile": "blip-large (encode)", "variant": variant, "mode": "caption", "batch": b,
                              "max_new_tokens": n, "error": _why(e)})
-                print(json.dumps(rows[-1]), flush=True)
+                emit(rows[-1])
                 continue
             rows.append({"profile": "blip-large (encode)", "variant": variant, "mode": "caption", "batch": b,
                          "max_new_tokens": n, "ms_per_image": round(1000 * s / b, 1),
                          "images_per_s": round(b / s, 2), "peak_gib": round(mem, 2),
                          "first_call_s": round(first, 2), "startup_s": round(max(0.0, first - s), 2)})
-            print(json.dumps(rows[-1]), flush=True)
+            emit(rows[-1])
     i2t._CACHE.clear()
     return rows
+
+
+class Recorder:
+    """Collects rows, prints each as a JSON line and rewrites the run's JSON file after every row."""
+
+    def __init__(self, path: Path, meta: dict) -> None:
+        self.path, self.meta, self.rows, self.t0 = path, meta, [], time.perf_counter()
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, row: dict) -> None:
+        self.rows.append(row)
+        print(json.dumps(row), flush=True)
+        self.write()
+
+    def write(self, done: bool = False) -> dict:
+        """Write what was measured so far (complete: False until the run ends)."""
+        result = {**self.meta, "rows": self.rows, "complete": done,
+                  "total_s": round(time.perf_counter() - self.t0, 1)}
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result, indent=1))
+        tmp.replace(self.path)
+        return result
 
 
 def main() -> None:
@@ -299,6 +333,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profiles", default="sd-turbo,sd15,sdxl-turbo,realvisxl-v4")
     ap.add_argument("--variants", default="eager", help=f"decode speed-ups, one at a time: {', '.join(VARIANTS)}")
+    ap.add_argument("--steps", default="", help="step counts measured alone (every mode set to each); "
+                                                 "empty: the profiles' own")
     ap.add_argument("--modes", default="text,pixel,full")
     ap.add_argument("--batches", default="1,8,32")
     ap.add_argument("--encode-batches", default="1,16")
@@ -312,42 +348,40 @@ def main() -> None:
     if args.summarize:
         summarize(args.summarize)
         return
+    import diffusers
     import torch
+    import transformers
 
     torch.backends.cuda.matmul.allow_tf32 = True
-    rows: list[dict] = []
-    batches = [int(x) for x in args.batches.split(",")]
-    t_start = time.perf_counter()
     builds: dict[str, float] = {}
+    rec = Recorder(args.json, {
+        "device": torch.cuda.get_device_name(0), "torch": torch.__version__, "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__, "python": platform.python_version(),
+        "weights": "random (real-size architectures)", "build_s": builds, "command": "python " + " ".join(sys.argv)})
+    batches = [int(x) for x in args.batches.split(",")]
     if args.encode_batches:
         t0 = time.perf_counter()
         blip = build_blip_large(args.models / "blip-large")
         builds["blip-large"] = round(time.perf_counter() - t0, 1)
         for v in args.encode_variants.split(","):
-            rows += bench_encode(blip, v, [int(x) for x in args.encode_batches.split(",")],
-                                 [int(x) for x in args.encode_tokens.split(",")])
+            bench_encode(blip, v, [int(x) for x in args.encode_batches.split(",")],
+                         [int(x) for x in args.encode_tokens.split(",")], emit=rec)
     variants = [v for v in args.variants.split(",") if v]
+    step_list: list[int | None] = [int(x) for x in args.steps.split(",") if x] or [None]
     taesd = build_taesd(args.models / "taesd") if any(VARIANTS[v][0] for v in variants) else None
     for name in [p for p in args.profiles.split(",") if p]:
         t0 = time.perf_counter()
         folder = build_pipeline(ARCH[name], args.models / ARCH[name])
         builds[ARCH[name]] = round(time.perf_counter() - t0, 1)
-        modes = args.modes.split(",") if name != "realvisxl-v4" else ["full"]
-        for v in variants if name != "realvisxl-v4" else ["eager"]:
-            rows += bench_decode(name, v, folder, taesd, modes, batches if name != "realvisxl-v4" else [1],
-                                 args.budget_s)
+        seed = name == "realvisxl-v4"  # the seed configuration is measured as it is, once
+        modes = ["full"] if seed else args.modes.split(",")
+        for v in ["eager"] if seed else variants:
+            for n in [None] if seed else step_list:
+                bench_decode(name, v, folder, taesd, modes, [1] if seed else batches, args.budget_s, n, emit=rec)
             t2i_cache_clear()
-    import diffusers
-    import transformers
-
-    result = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "diffusers": diffusers.__version__,
-              "transformers": transformers.__version__, "python": platform.python_version(),
-              "weights": "random (real-size architectures)", "build_s": builds, "rows": rows,
-              "total_s": round(time.perf_counter() - t_start, 1), "command": "python " + " ".join(sys.argv)}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=1))
+    result = rec.write(done=True)
     print(f"\n{result['device']}, torch {result['torch']}, diffusers {result['diffusers']}, random weights")
-    print_rows(rows)
+    print_rows(rec.rows)
 
 
 def print_rows(rows: list[dict]) -> None:
@@ -373,8 +407,9 @@ def summarize(paths: list[Path]) -> None:
         d = json.loads(p.read_text())
         for r in d["rows"]:
             rows.append({**r, "run": p.stem, "device": d["device"]})
-    ok = [r for r in rows if "error" not in r]
     print_rows(rows)
+    steps_rows = [r for r in rows if r.get("steps_override") and "error" not in r]
+    ok = [r for r in rows if "error" not in r and not r.get("steps_override")]  # the profiles' own settings
 
     def best(rs: list[dict]) -> dict | None:
         return min(rs, key=lambda r: r["ms_per_image"]) if rs else None
@@ -408,6 +443,17 @@ def summarize(paths: list[Path]) -> None:
     if seed:
         print(f"  seed configuration (realvisxl-v4, 1024 px, 40 steps, img2img): {seed['ms_per_image']} ms "
               f"({seed['run']})")
+    if steps_rows:
+        print("\nStep count alone (same architecture and scheduler, every mode set to N steps; img2img runs "
+              "N x strength UNet steps): batch 1 ms / best batch img/s")
+        for key in sorted({(r["profile"], r["mode"]) for r in steps_rows}):
+            cells = []
+            for n in sorted({r["steps"] for r in steps_rows if (r["profile"], r["mode"]) == key}):
+                rs = [r for r in steps_rows if (r["profile"], r["mode"], r["steps"]) == (*key, n)]
+                b1 = max((r["ms_per_image"] for r in rs if r["batch"] == 1), default=None)
+                bn = max((r["images_per_s"] for r in rs if r["batch"] > 1), default=None)
+                cells.append(f"{n} st: {b1} ms / {bn} img/s")
+            print(f"  {key[0]:<15}{key[1]:<6}" + "   ".join(cells))
     enc = [r for r in ok if r["profile"].startswith("blip-large")]
     for n in sorted({r.get("max_new_tokens", 40) for r in enc}):
         rs = [r for r in enc if r.get("max_new_tokens", 40) == n]

@@ -129,3 +129,16 @@ def test_chat_vlm_captioner_path(tiny_qwen2vl) -> None:
     assert row.kind == "chat"  # the processor's chat template decided the prompt path
     r = codec.encode_ex(HOUSE, mode="text", i2t=str(tiny_qwen2vl), caption_words=5)
     assert r.caption == single[1] and cmcodec.read_header(r.data).mode == "text"
+
+
+def test_every_img2img_row_runs_at_least_one_denoising_step() -> None:
+    """diffusers runs int(steps x strength) img2img steps; zero fails deep inside the UNet (measured by
+    benchmarks/gpu_speed.py --steps 1 on pixel mode), so no profile row may ask for it."""
+    from cmcodec.profiles import PROFILES
+
+    for p in PROFILES:
+        for mode, mc in p.modes.items():
+            if mc.pipeline == "img2img":
+                assert int(mc.steps * mc.strength) >= 1, (p.name, mode)
+            elif mc.pipeline == "text2img":
+                assert mc.steps >= 1, (p.name, mode)

@@ -203,7 +203,8 @@ ARCH = {"sd-turbo": "sd21", "sd15": "sd15", "sdxl-turbo": "sdxl", "realvisxl-v4"
 
 
 def bench_decode(profile_name: str, variant: str, folder: Path, taesd: Path | None, modes: list[str],
-                 batches: list[int], budget_s: float, steps: int | None = None, emit=print) -> list[dict]:
+                 batches: list[int], budget_s: float, steps: int | None = None, emit=print,
+                 size: tuple[int, int] = (768, 512)) -> list[dict]:
     """ms per image of cmcodec's T2I decode for one profile and speed-up variant, per mode and batch size;
     steps, when given, replaces every mode's step count (a few-step schedule measured on its own)."""
     from dataclasses import replace
@@ -227,11 +228,12 @@ def bench_decode(profile_name: str, variant: str, folder: Path, taesd: Path | No
         t2i_pipe.unet.set_attn_processor(AttnProcessor())
         t2i_pipe.vae.set_attn_processor(AttnProcessor())
     rows = []
-    init = Image.new("RGB", (768, 512), (120, 110, 100))
+    w, h = size
+    init = Image.new("RGB", size, (120, 110, 100))
     for mode in modes:
         for b in batches:
             items = [("a red house with white windows under a blue sky, trees around it", None if mode == "text"
-                      else init, 768, 512, i) for i in range(b)]
+                      else init, w, h, i) for i in range(b)]
             t0 = time.perf_counter()
             try:
                 s, mem, first = _time(lambda items=items, mode=mode: t2i.generate_batch(
@@ -245,7 +247,7 @@ def bench_decode(profile_name: str, variant: str, folder: Path, taesd: Path | No
             mc = prof.mode(mode)
             rows.append({"profile": prof.name, "variant": label, "mode": mode, "batch": b, "steps": mc.steps,
                          "pipeline": mc.pipeline, "strength": mc.strength if mc.pipeline == "img2img" else None,
-                         "size": prof.decode_size(768, 512), "ms_per_image": round(1000 * s / b, 1),
+                         "size": prof.decode_size(w, h), "ms_per_image": round(1000 * s / b, 1),
                          "images_per_s": round(b / s, 2), "peak_gib": round(mem, 2),
                          "first_call_s": round(first, 2), "startup_s": round(max(0.0, first - s), 2),
                          **({"steps_override": True} if steps is not None else {})})
@@ -336,6 +338,8 @@ def main() -> None:
     ap.add_argument("--steps", default="", help="step counts measured alone (every mode set to each); "
                                                  "empty: the profiles' own")
     ap.add_argument("--modes", default="text,pixel,full")
+    ap.add_argument("--input-size", default="768x512", help="decoded image size WxH (Kodak's by default); each "
+                                                             "profile generates at its long side")
     ap.add_argument("--batches", default="1,8,32")
     ap.add_argument("--encode-batches", default="1,16")
     ap.add_argument("--encode-tokens", default="40", help="caption lengths in tokens (max_new_tokens)")
@@ -359,6 +363,7 @@ def main() -> None:
         "transformers": transformers.__version__, "python": platform.python_version(),
         "weights": "random (real-size architectures)", "build_s": builds, "command": "python " + " ".join(sys.argv)})
     batches = [int(x) for x in args.batches.split(",")]
+    size = tuple(int(x) for x in args.input_size.lower().split("x"))
     if args.encode_batches:
         t0 = time.perf_counter()
         blip = build_blip_large(args.models / "blip-large")
@@ -377,7 +382,8 @@ def main() -> None:
         modes = ["full"] if seed else args.modes.split(",")
         for v in ["eager"] if seed else variants:
             for n in [None] if seed else step_list:
-                bench_decode(name, v, folder, taesd, modes, [1] if seed else batches, args.budget_s, n, emit=rec)
+                bench_decode(name, v, folder, taesd, modes, [1] if seed else batches, args.budget_s, n, emit=rec,
+                             size=size)
             t2i_cache_clear()
     result = rec.write(done=True)
     print(f"\n{result['device']}, torch {result['torch']}, diffusers {result['diffusers']}, random weights")
@@ -429,12 +435,12 @@ def summarize(paths: list[Path]) -> None:
     for prof in ("sd-turbo", "sd-turbo-taesd"):
         for mode in ("text", "pixel", "full"):
             rs = [r for r in ok if r["profile"] == prof and r["mode"] == mode]
-            for v in sorted({r.get("variant", "eager") for r in rs}):
-                got = conservative([r for r in rs if r.get("variant", "eager") == v])
+            for v, size in sorted({(r.get("variant", "eager"), tuple(r["size"])) for r in rs}):
+                got = conservative([r for r in rs if r.get("variant", "eager") == v and tuple(r["size"]) == size])
                 if not got:
                     continue
                 ms, ips = got
-                line = (f"  {prof:<15}{mode:<6}{v:<21} batch 1 {ms:>6} ms [{'met' if ms <= 100 else 'not met'} <=100]"
+                line = (f"  {prof:<15}{mode:<6}{'x'.join(map(str, size)):<8}{v:<21} batch 1 {ms:>6} ms [{'met' if ms <= 100 else 'not met'} <=100]"
                         f"  batched {ips:>6} img/s [{'met' if ips >= 30 else 'not met'} >=30]")
                 if seed:
                     line += (f"  vs seed {seed['ms_per_image'] / ms:.1f}x at batch 1, "

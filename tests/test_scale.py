@@ -239,3 +239,34 @@ def test_compile_for_a_captioner_without_a_token_decoder_is_refused(tiny_qwen2vl
 
     with pytest.raises(ConfigError, match="supports BLIP-class models"):
         i2t.caption_batch([Image.open(HOUSE)], model=str(tiny_qwen2vl), device="cpu", accel=Accel(compile="default"))
+
+
+@pytest.mark.parametrize("mode", ["text", "pixel"])
+def test_batched_output_is_diffusers_own_pil_output_resized(tiny_sd: Path, mode: str) -> None:
+    """generate_batch converts to 8 bits on the device and resizes in threads: the very pixels of the pipeline's
+    own "pil" output, resized one by one with Lanczos."""
+    import torch
+
+    from cmcodec.backends import t2i
+    from cmcodec.profiles import get_profile
+
+    prof = get_profile("sd-turbo")
+    mc = prof.mode(mode)
+    init = Image.open(HOUSE).convert("RGB")
+    w, h = init.size
+    items = [(f"a red house number {i}", None if mode == "text" else init, w, h, i) for i in range(3)]
+    got = t2i.generate_batch(prof, mode, items, device="cpu", model_path=str(tiny_sd))
+    t2i_pipe, i2i_pipe, _ = t2i.load_pipelines(prof, "cpu", None, str(tiny_sd))
+    gw, gh = prof.decode_size(w, h)
+    kw = {"prompt": [c for c, *_ in items], "num_inference_steps": mc.steps, "guidance_scale": mc.guidance_scale,
+          "generator": [torch.Generator("cpu").manual_seed(s) for *_, s in items], "output_type": "pil"}
+    with torch.inference_mode():
+        if mode == "text":
+            ref = t2i_pipe(height=gh, width=gw, **kw).images
+        else:
+            small = init.resize((gw, gh), Image.Resampling.LANCZOS)
+            ref = i2i_pipe(image=[small] * 3, strength=mc.strength, **kw).images
+    assert (gw, gh) != (w, h)  # the resize is exercised
+    for a, b in zip(got, ref):
+        assert a.size == (w, h)
+        assert np.array_equal(_px(a), _px(b.resize((w, h), Image.Resampling.LANCZOS)))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from PIL import Image
@@ -110,7 +112,7 @@ def generate_batch(profile: Profile, mode: str, items: list[tuple[str, Image.Ima
         "num_inference_steps": mc.steps,
         "guidance_scale": mc.guidance_scale,
         "generator": gens,
-        "output_type": "pil",
+        "output_type": "pt",  # to 8 bits on the device, below: only bytes cross to the CPU
     }
     if mc.guidance_scale > 1 and mc.negative_prompt:
         kw["negative_prompt"] = [mc.negative_prompt] * len(items)
@@ -118,7 +120,29 @@ def generate_batch(profile: Profile, mode: str, items: list[tuple[str, Image.Ima
         if mc.pipeline == "text2img":
             out = t2i(height=gh, width=gw, **kw).images
         else:
-            inits = [i.convert("RGB").resize((gw, gh), Image.Resampling.LANCZOS) for _, i, *_ in items]
+            inits = _map(lambda i: i.convert("RGB").resize((gw, gh), Image.Resampling.LANCZOS),
+                         [i for _, i, *_ in items])
             out = i2i(image=inits, strength=mc.strength, **kw).images
-    return [im.resize((w, h), Image.Resampling.LANCZOS) if im.size != (w, h) else im
-            for im, (_, _, w, h, _) in zip(out, items)]
+        pixels = _to_uint8(out, torch)
+    return _map(lambda a, wh: _fit(Image.fromarray(a), wh), list(pixels), [(w, h) for _, _, w, h, _ in items])
+
+
+def _to_uint8(images: Any, torch: Any) -> Any:
+    """NHWC uint8 array of the pipeline's [0, 1] NCHW output, the arithmetic of diffusers' own "pil" output
+    (float32, x 255, round half to even) done on the device, so only bytes cross to the CPU."""
+    return (images.permute(0, 2, 3, 1).float() * 255).round().to(torch.uint8).cpu().numpy()
+
+
+def _fit(im: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """The generated image resized (Lanczos) to the file's size."""
+    return im if im.size == size else im.resize(size, Image.Resampling.LANCZOS)
+
+
+def _map(fn: Any, *args: list) -> list:
+    """fn over the items in threads: Pillow releases the GIL while it resamples, so a batch's resizes, the
+    CPU side of a batched decode, run on all cores (measured: half the batched decode time on one thread)."""
+    n = len(args[0])
+    if n < 2:
+        return [fn(*a) for a in zip(*args)]
+    with ThreadPoolExecutor(max_workers=min(n, os.cpu_count() or 1)) as ex:
+        return list(ex.map(fn, *args))

@@ -4,7 +4,7 @@
                                    [--variants eager,channels-last,compile+cl,taesd,...] [--steps 1,2,4]
                                    [--encode-variants eager,compile,static-cache] [--encode-tokens 20,40]
                                    [--models /tmp/cmcodec-models] [--json benchmarks/results/gpu_speed/latest.json]
-    python benchmarks/gpu_speed.py --summarize benchmarks/results/gpu_speed/*.json   # one table of several runs
+    python benchmarks/gpu_speed.py --summarize benchmarks/results/gpu_speed/*.json [--current 's4_*']  # one table
 
 Speed does not depend on weight values, so each profile's architecture is built from the configuration of
 its real checkpoint (written below: SD 2.1 / SD-Turbo, SD 1.5, SDXL / SDXL-Turbo / RealVisXL, BLIP-large)
@@ -348,9 +348,11 @@ def main() -> None:
     ap.add_argument("--budget-s", type=float, default=60, help="stop growing the batch of a mode after this long")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/gpu_speed/latest.json")
     ap.add_argument("--summarize", type=Path, nargs="+", help="print one table of these runs' JSON files and exit")
+    ap.add_argument("--current", default="*", help="with --summarize: decode targets from runs matching this "
+                                                     "name pattern only (runs of the current decode path)")
     args = ap.parse_args()
     if args.summarize:
-        summarize(args.summarize)
+        summarize(args.summarize, args.current)
         return
     import diffusers
     import torch
@@ -406,15 +408,19 @@ def print_rows(rows: list[dict]) -> None:
               f"{r.get('startup_s', ''):>8}")
 
 
-def summarize(paths: list[Path]) -> None:
-    """Print one table of several runs' JSON files and the issue's targets against them."""
+def summarize(paths: list[Path], current: str = "*") -> None:
+    """Print one table of several runs' JSON files and the issue's targets against them: decode targets from
+    the runs whose name matches current (the runs of today's decode path), the seed and encode from all."""
+    import fnmatch
+
     rows = []
     for p in paths:
         d = json.loads(p.read_text())
         for r in d["rows"]:
             rows.append({**r, "run": p.stem, "device": d["device"]})
     print_rows(rows)
-    steps_rows = [r for r in rows if r.get("steps_override") and "error" not in r]
+    steps_rows = [r for r in rows if r.get("steps_override") and "error" not in r
+                  and fnmatch.fnmatch(r["run"], current)]
     ok = [r for r in rows if "error" not in r and not r.get("steps_override")]  # the profiles' own settings
 
     def best(rs: list[dict]) -> dict | None:
@@ -430,18 +436,19 @@ def summarize(paths: list[Path]) -> None:
 
     # the seed's fastest run against each variant's slowest run: ratios err on the low side
     seed = best([r for r in ok if r["profile"] == "realvisxl-v4" and r["batch"] == 1])
-    print("\nTargets (one H100; default profile sd-turbo, default mode text; where runs repeat a row, the slowest run"
-          " of a variant and the fastest of the seed):")
+    print(f"\nTargets (one H100; default profile sd-turbo, default mode text; decode from runs {current}; where runs "
+          "repeat a row, the slowest run of a variant and the fastest of the seed):")
     for prof in ("sd-turbo", "sd-turbo-taesd"):
         for mode in ("text", "pixel", "full"):
-            rs = [r for r in ok if r["profile"] == prof and r["mode"] == mode]
+            rs = [r for r in ok if r["profile"] == prof and r["mode"] == mode and fnmatch.fnmatch(r["run"], current)]
             for v, size in sorted({(r.get("variant", "eager"), tuple(r["size"])) for r in rs}):
                 got = conservative([r for r in rs if r.get("variant", "eager") == v and tuple(r["size"]) == size])
                 if not got:
                     continue
                 ms, ips = got
-                line = (f"  {prof:<15}{mode:<6}{'x'.join(map(str, size)):<8}{v:<21} batch 1 {ms:>6} ms [{'met' if ms <= 100 else 'not met'} <=100]"
-                        f"  batched {ips:>6} img/s [{'met' if ips >= 30 else 'not met'} >=30]")
+                line = (f"  {prof:<15}{mode:<6}{'x'.join(map(str, size)):<8}{v:<21} batch 1 {ms:>6} ms "
+                        f"[{'met' if ms <= 100 else 'not met'} <=100]  batched {ips:>6} img/s "
+                        f"[{'met' if ips >= 30 else 'not met'} >=30]")
                 if seed:
                     line += (f"  vs seed {seed['ms_per_image'] / ms:.1f}x at batch 1, "
                              f"{seed['ms_per_image'] * ips / 1000:.1f}x batched")
@@ -450,8 +457,8 @@ def summarize(paths: list[Path]) -> None:
         print(f"  seed configuration (realvisxl-v4, 1024 px, 40 steps, img2img): {seed['ms_per_image']} ms "
               f"({seed['run']})")
     if steps_rows:
-        print("\nStep count alone (same architecture and scheduler, every mode set to N steps; img2img runs "
-              "N x strength UNet steps): batch 1 ms / best batch img/s")
+        print(f"\nStep count alone (runs {current}; same architecture and scheduler, every mode set to N steps; "
+              "img2img runs N x strength UNet steps): batch 1 ms / best batch img/s")
         for key in sorted({(r["profile"], r["mode"]) for r in steps_rows}):
             cells = []
             for n in sorted({r["steps"] for r in steps_rows if (r["profile"], r["mode"]) == key}):

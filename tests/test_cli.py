@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -124,6 +125,15 @@ def test_info_verify_decodes_payloads_without_torch(tmp_path: Path) -> None:
     assert r.returncode != 0 and "corrupt image reference" in r.stderr
 
 
+def _signal_masks(pid: int) -> str:
+    """The Sig* lines of /proc/PID/status (Linux), for diagnosis."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return ""
+    return " ".join(x.replace("\t", "") for x in lines if x.startswith(("SigBlk", "SigIgn", "SigCgt")))
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["INT", "TERM", "KILL"])
 def test_interrupted_folder_run_leaves_no_half_written_file(tmp_path: Path, sig: int) -> None:
     src = tmp_path / "in"
@@ -136,10 +146,11 @@ def test_interrupted_folder_run_leaves_no_half_written_file(tmp_path: Path, sig:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (out.exists() and len(list(out.glob("*.cmc"))) >= 2):
         time.sleep(0.02)
+    masks = _signal_masks(proc.pid)  # for the failure message: a blocked or ignored signal would explain it
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     done = sorted(out.glob("*.cmc"))
-    assert proc.returncode != 0, (len(done), err.decode()[-500:])
+    assert proc.returncode != 0, (len(done), masks, _signal_masks(os.getpid()), err.decode()[-300:])
     assert 2 <= len(done) < 200, "the run was not interrupted midway"
     for f in done:  # every file under its final name is complete
         cmcodec.codec.validate(f.read_bytes())

@@ -257,7 +257,8 @@ def bench_decode(profile_name: str, variant: str, folder: Path, taesd: Path | No
     return rows
 
 
-ENCODE_VARIANTS = ("eager", "compile", "cudagraphs", "cudagraphs-step", "static-cache", "static-decoder")
+ENCODE_VARIANTS = ("eager", "cpu-preproc", "compile", "cudagraphs", "cudagraphs-step", "static-cache",
+                   "static-decoder")
 
 
 
@@ -265,7 +266,9 @@ def bench_encode(folder: Path, variant: str, batches: list[int], tokens: list[in
     """ms per image of cmcodec's I2T caption path (blip-large architecture), per generated-token count.
 
     Random weights never emit end-of-sequence, so max_new_tokens sets the caption length exactly; cmcodec's
-    default word budget (20 words) allows 40 tokens. "compile" compiles the text decoder (dynamic shapes),
+    default word budget (20 words) allows 40 tokens. "cpu-preproc" keeps the image processor on the CPU (cmcodec
+    resizes on the model's device where transformers' torchvision backend allows). "compile" compiles the text
+    decoder (dynamic shapes),
     "cudagraphs" too with mode reduce-overhead;
     "static-cache" asks transformers' generate for a static KV cache (which it compiles where supported), on the
     captioner's generation config; "static-decoder" on its text decoder's, which BLIP's generate calls.
@@ -285,6 +288,19 @@ def bench_encode(folder: Path, variant: str, batches: list[int], tokens: list[in
         net.generation_config.cache_implementation = "static"
     elif variant == "static-decoder":  # BLIP's generate delegates to its text decoder: set it there
         net.text_decoder.generation_config.cache_implementation = "static"
+    # cpu-preproc: the image processor resizes and normalizes on the CPU, as before session 4
+    device_preprocess = i2t._image_kwargs
+    if variant == "cpu-preproc":
+        i2t._image_kwargs = lambda proc, dev: {}
+    lengths: list[int] = []  # sequence length of each generate call: a caption that ended early is cheaper
+    generate = net.generate
+
+    def counted(*a, **k):
+        out = generate(*a, **k)
+        lengths.append(int(out.shape[1]))
+        return out
+
+    net.generate = counted
     rows = []
     img = Image.new("RGB", (768, 512), (90, 140, 200))
     for n in tokens:
@@ -302,9 +318,12 @@ def bench_encode(folder: Path, variant: str, batches: list[int], tokens: list[in
             rows.append({"profile": "blip-large (encode)", "variant": variant, "mode": "caption", "batch": b,
                          "max_new_tokens": n, "ms_per_image": round(1000 * s / b, 1),
                          "images_per_s": round(b / s, 2), "peak_gib": round(mem, 2),
-                         "first_call_s": round(first, 2), "startup_s": round(max(0.0, first - s), 2)})
+                         "first_call_s": round(first, 2), "startup_s": round(max(0.0, first - s), 2),
+                         "sequence_length": lengths[-1]})
             emit(rows[-1])
+    net.generate = generate
     i2t._CACHE.clear()
+    i2t._image_kwargs = device_preprocess
     return rows
 
 

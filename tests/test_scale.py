@@ -234,6 +234,23 @@ def test_compiled_captioner_gives_the_eager_captions(tiny_blip: Path) -> None:
     assert hasattr(net.text_decoder.forward, "__wrapped__")
 
 
+def test_captioner_preprocesses_on_the_model_device_where_the_backend_can(tiny_blip: Path) -> None:
+    """transformers' torchvision image processors get device= (the batch is resized on the GPU there); PIL ones
+    get nothing; both give nearly the same pixel values."""
+    from transformers import AutoProcessor
+
+    from cmcodec.backends import i2t
+
+    tv = AutoProcessor.from_pretrained(tiny_blip, backend="torchvision")
+    pil = AutoProcessor.from_pretrained(tiny_blip, backend="pil")
+    assert i2t._image_kwargs(tv, "cuda:1") == {"device": "cuda:1"}
+    assert i2t._image_kwargs(pil, "cuda:1") == {}
+    imgs = [Image.open(HOUSE), Image.open(PARROTS)]
+    on_device = tv(images=imgs, return_tensors="pt", **i2t._image_kwargs(tv, "cpu"))["pixel_values"]
+    on_cpu = pil(images=imgs, return_tensors="pt")["pixel_values"]
+    assert on_device.shape == on_cpu.shape and (on_device - on_cpu).abs().max() < 0.05
+
+
 def test_compile_for_a_captioner_without_a_token_decoder_is_refused(tiny_qwen2vl: Path) -> None:
     from cmcodec.backends import i2t
 

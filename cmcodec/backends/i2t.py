@@ -117,22 +117,22 @@ def caption_batch(images: list[Image.Image], *, model: str | None = None, words:
     """Captions of several images, each cut to at most ``words`` words (CMC-Bench's word budget)."""
     import torch
 
-
     proc, net, row, dev = load(model, device, dtype, model_path, accel)
     rgb = [im.convert("RGB") for im in images]
     new = max_new_tokens or max(8, int(words * 2))
     prompt = row.prompt.format(words=words)
+    pre = _image_kwargs(proc, dev)
     if row.kind == "chat":
         tok = getattr(proc, "tokenizer", None)
         if tok is not None:  # decoder-only generation: pad on the left, so every prompt ends where output starts
             tok.padding_side = "left"
         msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
         text = proc.apply_chat_template(msgs, add_generation_prompt=True)
-        inputs = proc(text=[text] * len(rgb), images=rgb, return_tensors="pt", padding=True)
+        inputs = proc(text=[text] * len(rgb), images=rgb, return_tensors="pt", padding=True, **pre)
     elif prompt:
-        inputs = proc(text=[prompt] * len(rgb), images=rgb, return_tensors="pt")
+        inputs = proc(text=[prompt] * len(rgb), images=rgb, return_tensors="pt", **pre)
     else:
-        inputs = proc(images=rgb, return_tensors="pt")
+        inputs = proc(images=rgb, return_tensors="pt", **pre)
     inputs = {k: (v.to(dev, net.dtype) if v.is_floating_point() else v.to(dev)) for k, v in inputs.items()}
     with torch.inference_mode():
         out = net.generate(**inputs, max_new_tokens=new, do_sample=False, num_beams=1)
@@ -140,6 +140,13 @@ def caption_batch(images: list[Image.Image], *, model: str | None = None, words:
         out = out[:, inputs["input_ids"].shape[1]:]
     texts = proc.batch_decode(out, skip_special_tokens=True)
     return [_clean(t, words) for t in texts]
+
+
+def _image_kwargs(proc: Any, dev: str) -> dict[str, Any]:
+    """device= for image processors of transformers' torchvision backend, which then resize and normalize
+    the batch on the model's device instead of the CPU; other processors get nothing."""
+    ip = getattr(proc, "image_processor", None)
+    return {"device": dev} if getattr(ip, "backend", None) == "torchvision" else {}
 
 
 def _clean(text: str, words: int) -> str:

@@ -55,13 +55,6 @@ def _files(folder: Path, suffixes: set[str]) -> list[Path]:
 Result = tuple[int, "str | CmcodecError"]  # (index into the items, report line or that item's error)
 
 
-# Signals received by this process. An exception raised by a signal handler is lost when it lands in code that
-# cannot pass it on (a C library's callback into Python, a __del__): folder runs also check this list after
-# each file, so an interrupt stops them at the next file at worst. Seen twice in full test-suite runs: a folder
-# encode sent SIGINT finished all 200 files with exit 0 (where the exception was lost was not found).
-_STOPPED: list[int] = []
-
-
 def _run_many(items: list[tuple[Path, Path]], work: Callable[[Path, Path], str], what: str) -> None:
     """Run work on each (input, output) in turn (see _report)."""
 
@@ -89,8 +82,6 @@ def _report(items: list[tuple[Path, Path]], results: Callable[[list[tuple[Path, 
     failed: list[tuple[Path, str]] = []
     with tqdm(total=len(items), desc=tag() + what, unit="file", disable=len(items) < 2, file=sys.stderr) as bar:
         for i, res in results(items):
-            if _STOPPED:  # the signal's own exception was swallowed somewhere: stop here
-                raise SystemExit(128 + _STOPPED[0])
             bar.update(1)
             if isinstance(res, CmcodecError):
                 if single:
@@ -148,17 +139,11 @@ def main() -> None:
     """Cross-modality image compression: caption + tiny guidance, decoded by text-to-image diffusion."""
     import signal
 
-    def _stop(signum: int, frame: object) -> None:
-        """Ctrl-C and SIGTERM unwind, so atomic writes remove their temp files (nothing half-written); the
-        signal is also recorded, for when the exception is swallowed (see _STOPPED)."""
-        _STOPPED.append(signum)
-        if signum == signal.SIGINT:
-            raise KeyboardInterrupt
+    def _terminate(signum: int, frame: object) -> None:
+        """SIGTERM unwinds like Ctrl-C, so atomic writes remove their temp files (nothing half-written)."""
         raise SystemExit(128 + signum)
 
-    signal.signal(signal.SIGTERM, _stop)
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # an ignored SIGINT (nohup) stays ignored
-        signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _terminate)
 
 
 @main.command()

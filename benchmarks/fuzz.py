@@ -1,9 +1,9 @@
 """Fuzz the .cmc reader (container, caption decoder, pixel map, reference codecs) and print the figures.
 
     python benchmarks/fuzz.py --runs 1000000                 # atheris (coverage-guided libFuzzer)
-    python benchmarks/fuzz.py --runs 1000000 --engine mutator  # cmcodec.fuzzing's own structured mutator
+    python benchmarks/fuzz.py --runs 1000000 --engine mutator  # cmcodec.bench.fuzzing's own structured mutator
 
-The target is cmcodec.fuzzing.target (codec.validate on a file, or on a body whose check is recomputed so
+The target is cmcodec.bench.fuzzing.target (codec.validate on a file, or on a body whose check is recomputed so
 mutations reach the payload decoders), seeded with the golden files. Figures: inputs tried, exceptions
 other than CmcodecError (goal 0), inputs slower than 1 s (goal 0), the slowest input, peak memory (goal
 under 1 GB). Crashing inputs are written to benchmarks/results/fuzz-crashes/ and belong in the regression
@@ -28,6 +28,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 CRASHES = HERE / "results" / "fuzz-crashes"
+GOLDEN = HERE.parent / "fixtures" / "golden"
 
 
 def _atheris_worker(args: list[str]) -> None:
@@ -41,10 +42,10 @@ def _atheris_worker(args: list[str]) -> None:
     import numpy  # noqa: F401  - imported before instrumentation so they are not instrumented
     import PIL.Image  # noqa: F401
 
-    import cmcodec.arith  # noqa: F401
+    import cmcodec.core.arith  # noqa: F401
 
     with atheris.instrument_imports(include=["cmcodec"]):
-        from cmcodec import fuzzing
+        from cmcodec.bench import fuzzing
 
     atheris.Setup([sys.argv[0], *args], fuzzing.target)
     atheris.Fuzz()
@@ -54,11 +55,11 @@ def run_atheris(runs: int, timeout_s: int, rss_mb: int) -> dict:
     """libFuzzer run in a subprocess; its final stats parsed into figures."""
     import atheris
 
-    from cmcodec import fuzzing
+    from cmcodec.bench import fuzzing
 
     CRASHES.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as corpus:
-        for i, s in enumerate(fuzzing.seeds()):
+        for i, s in enumerate(fuzzing.seeds(GOLDEN)):
             Path(corpus, f"seed{i:03d}").write_bytes(s)
         cmd = [sys.executable, __file__, "--atheris-worker", corpus, f"-runs={runs}", f"-timeout={timeout_s}",
                f"-rss_limit_mb={rss_mb}", "-print_final_stats=1", f"-artifact_prefix={CRASHES}/", "-max_len=4096"]
@@ -84,15 +85,16 @@ def run_atheris(runs: int, timeout_s: int, rss_mb: int) -> dict:
 
 
 def run_mutator(runs: int, seed: int) -> dict:
-    """cmcodec.fuzzing's structured mutator in this process."""
-    from cmcodec import fuzzing
+    """cmcodec.bench.fuzzing's structured mutator in this process."""
+    from cmcodec.bench import fuzzing
 
-    st = fuzzing.run_mutations(runs, seed=seed)
+    st = fuzzing.run_mutations(runs, fuzzing.seeds(GOLDEN), seed=seed)
     CRASHES.mkdir(parents=True, exist_ok=True)
     for i, (why, data) in enumerate(st.failures):
         (CRASHES / f"mutator-{seed}-{i}.bin").write_bytes(data)
         print(f"failure {i}: {why}", file=sys.stderr)
-    return {"engine": f"cmcodec.fuzzing mutator (seed {seed})", "inputs": st.inputs, "seconds": round(st.seconds, 1),
+    return {"engine": f"cmcodec.bench.fuzzing mutator (seed {seed})", "inputs": st.inputs,
+            "seconds": round(st.seconds, 1),
             "other_exceptions": st.other_exceptions, "hangs_over_1s": st.hangs_over_1s,
             "slowest_s": round(st.slowest_s, 3), "peak_rss_mb": round(st.peak_rss_mb, 1)}
 

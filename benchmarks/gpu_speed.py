@@ -211,8 +211,9 @@ def bench_decode(profile_name: str, variant: str, folder: Path, taesd: Path | No
 
     from PIL import Image
 
-    from cmcodec.backends import Accel, t2i
-    from cmcodec.profiles import get_profile
+    from cmcodec.models import t2i
+    from cmcodec.models.loading import Accel
+    from cmcodec.models.profiles import get_profile
 
     tiny, cl, comp, dtype, attention = VARIANTS[variant]
     prof = get_profile(profile_name + ("-taesd" if tiny else ""))
@@ -275,7 +276,8 @@ def bench_encode(folder: Path, variant: str, batches: list[int], tokens: list[in
     """
     from PIL import Image
 
-    from cmcodec.backends import EAGER, Accel, i2t
+    from cmcodec.models import i2t
+    from cmcodec.models.loading import EAGER, Accel
 
     # cudagraphs-step is cmcodec's own `encode --compile reduce-overhead` (backends.i2t._compile_steps)
     accel = Accel(compile="reduce-overhead") if variant == "cudagraphs-step" else EAGER
@@ -503,7 +505,7 @@ def t2i_cache_clear() -> None:
 
     import torch
 
-    from cmcodec.backends import t2i
+    from cmcodec.models import t2i
 
     t2i._CACHE.clear()
     gc.collect()

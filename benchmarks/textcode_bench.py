@@ -4,8 +4,8 @@
 
 Each caption is coded alone, as in a .cmc file. zstd's dictionary is trained on the training split only.
 The constriction rows code the very intervals wlm2 produces with constriction's range coder and ANS coder
-instead of cmcodec.arith, to measure what their 32-bit word flushing costs (size and encode time only: a
-decoder would need the model in the loop, which is what cmcodec.arith does).
+instead of cmcodec.core.arith, to measure what their 32-bit word flushing costs (size and encode time only: a
+decoder would need the model in the loop, which is what cmcodec.core.arith does).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import constriction
 import numpy as np
 import zstandard
 
-from cmcodec import textcode
-from cmcodec.wordmodel import get_model
-from cmcodec.wordmodel_train import load_split
+from cmcodec.bench.wordmodel_train import load_split
+from cmcodec.core import textcode
+from cmcodec.core.wordmodel import get_model
 
 
 def _zstd_coder(train: list[str]):

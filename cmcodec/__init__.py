@@ -2,13 +2,30 @@
 
 Public API: ``encode``, ``decode``, ``read_header``, the errors, ``__version__``. Importing this package
 never imports torch; neural backends load lazily when a model is used.
+
+Data flow (spec/bitstream.md is the normative description of every byte)::
+
+    encode: image -> media.images (orient, RGB, limits)
+              -> models.i2t caption -> core.textcode ------------------> caption section
+              -> core.guidance pixel map / image reference (core.refcodecs) -> guidance section
+              codec: rate control fits --bpp / --max-bytes, core.bitstream packs header + sections
+    decode: bytes -> core.bitstream.read_header (no torch, exact) -> sections
+              -> core.textcode prompt, core.guidance init image
+              -> models.profiles[profile id] -> models.t2i (text2img / img2img) -> image at (w, h)
+
+Layers, each importing only those listed after it:
+``cli`` -> ``bench`` (baselines' sweeps, metrics, rd, evaluate, fuzzing) -> ``codec`` (orchestration,
+rate control; ``distributed``) -> ``models`` (profiles, loading, i2t, t2i) -> ``media`` (image loading,
+atomic files) -> ``core`` (the normative decoder: ids, errors, limits, bit I/O, container, caption
+coders, pixel map, image reference and the conventional codecs it wraps). The conventional-codec wrappers
+sit in ``core`` because decoding an image-reference section is normative.
 """
 
 from __future__ import annotations
 
 from ._version import __version__
-from .bitstream import Header, Limits, read_header
-from .errors import (
+from .core.bitstream import Header, Limits, read_header
+from .core.errors import (
     BudgetError,
     CmcodecError,
     FormatError,

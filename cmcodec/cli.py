@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING
 
 import click
 
-from . import __version__, registry
-from .backends import COMPILE_MODES
-from .errors import CmcodecError, ConfigError
-from .registry import IMAGE_SUFFIXES
+from . import __version__
+from .core import ids
+from .core.errors import CmcodecError, ConfigError
+from .core.ids import IMAGE_SUFFIXES
+from .models.loading import COMPILE_MODES
 
 if TYPE_CHECKING:
-    from .backends import Accel
+    from .models.loading import Accel
 
 
 def _fail(e: CmcodecError) -> None:
@@ -109,7 +110,7 @@ def _result(i: int, fut: Future[str]) -> Result:
 
 def _accel(compile_mode: str | None, channels_last: bool) -> Accel:
     """Runtime speed-ups from --compile / --channels-last."""
-    from .backends import Accel
+    from .models.loading import Accel
 
     return Accel(channels_last=channels_last, compile=None if compile_mode in (None, "none") else compile_mode)
 
@@ -128,7 +129,7 @@ def _speed_options(batch_help: str, compile_help: str) -> Callable[[Callable], C
 
 def _read_captions(path: Path) -> dict[str, str]:
     """Captions by image name from a CMC-Bench-style CSV (columns name,text)."""
-    from .fileio import read_csv_pairs
+    from .media.fileio import read_csv_pairs
 
     return read_csv_pairs(path, "name", "text")
 
@@ -149,7 +150,7 @@ def main() -> None:
 @main.command()
 @click.argument("input", type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output .cmc file (a folder for folder input).")
-@click.option("--mode", type=click.Choice(["auto", *registry.MODES]), default="text", show_default=True)
+@click.option("--mode", type=click.Choice(["auto", *ids.MODES]), default="text", show_default=True)
 @click.option("--bpp", type=float, help="Budget in bits per pixel of the original image (whole file).")
 @click.option("--max-bytes", type=int, help="Budget in bytes (whole file); never exceeded.")
 @click.option("--caption", help="Use this caption; no I2T model is loaded.")
@@ -176,7 +177,7 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
     _quiet_libraries()
     from . import codec
     from .distributed import device as dist_device
-    from .fileio import write_bytes
+    from .media.fileio import write_bytes
 
     try:
         if caption is not None and caption_file is not None:
@@ -200,8 +201,8 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
     except CmcodecError as e:
         _fail(e)
 
-    from .fileio import check_output
-    from .profiles import get_profile
+    from .media.fileio import check_output
+    from .models.profiles import get_profile
 
     def work(src: Path, dst: Path, cap: str | None) -> str:
         if captions is not None:
@@ -272,7 +273,7 @@ def decode(input: Path, output: Path | None, device: str | None, dtype: str | No
     _quiet_libraries()
     from . import codec
     from .distributed import device as dist_device
-    from .fileio import check_output, read_input, save_image
+    from .media.fileio import check_output, read_input, save_image
 
     try:
         if input.is_dir():
@@ -331,9 +332,9 @@ def decode(input: Path, output: Path | None, device: str | None, dtype: str | No
 
 def _info_dict(path: Path, verify: bool = False) -> dict:
     """Header fields, sections and caption of a file, without loading any model (verify: decode every payload)."""
-    from . import textcode
-    from .bitstream import read_header
-    from .fileio import read_input
+    from .core import textcode
+    from .core.bitstream import read_header
+    from .media.fileio import read_input
 
     data = read_input(path)
     if verify:
@@ -344,7 +345,7 @@ def _info_dict(path: Path, verify: bool = False) -> dict:
     sections = []
     caption = None
     for s in h.sections:
-        sections.append({"type": s.name, "coder": registry.SECTION_CODERS[s.name][s.coder_id],
+        sections.append({"type": s.name, "coder": ids.SECTION_CODERS[s.name][s.coder_id],
                          "coder_id": s.coder_id, "bytes": len(s.payload), "required": s.required})
         if s.name == "caption":
             caption = textcode.decode(s.payload, s.coder_id)
@@ -385,7 +386,8 @@ def rd_curve(images: Path, output: Path, codecs: str, scales: str, profiles: str
     _quiet_libraries()
     from tqdm import tqdm
 
-    from . import baselines, rd
+    from .bench import rd
+    from .core import refcodecs as baselines
 
     def split(v: str) -> list[str]:
         return [] if v.strip().lower() == "none" else [x.strip() for x in v.split(",") if x.strip()]
@@ -480,7 +482,7 @@ def evaluate(gt: Path, output: Path, i2ts: tuple[str, ...], i2t_paths: tuple[str
     _quiet_libraries()
     from tqdm import tqdm
 
-    from . import evaluate as ev
+    from .bench import evaluate as ev
     from .distributed import device as dist_device
     from .distributed import is_main
 
@@ -496,7 +498,7 @@ def evaluate(gt: Path, output: Path, i2ts: tuple[str, ...], i2t_paths: tuple[str
         scorer = ev.Scorer.load(fr, nr, metric_weights, "cpu" if device is None else device)
         cats = None
         if categories:
-            from .fileio import read_csv_pairs
+            from .media.fileio import read_csv_pairs
 
             cats = {Path(k).stem: v for k, v in read_csv_pairs(categories, "name", "category").items()}
         output.mkdir(parents=True, exist_ok=True)
@@ -557,7 +559,7 @@ def profiles(as_json: bool) -> None:
     """List the decoder profiles (stable ids written into files)."""
     import dataclasses
 
-    from .profiles import PROFILES
+    from .models.profiles import PROFILES
 
     if as_json:
         click.echo(json.dumps([dataclasses.asdict(p) for p in PROFILES], indent=2))

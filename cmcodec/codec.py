@@ -1,4 +1,4 @@
-"""encode / decode orchestration and rate control (DESIGN.md data flow).
+"""encode / decode orchestration and rate control (the data flow is drawn in the package docstring, cmcodec/__init__.py).
 
 Rate control always measures whole packed files: a budget is never exceeded, and when nothing fits the
 BudgetError names the smallest file that could be made.
@@ -12,14 +12,14 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from . import bitstream, guidance, registry, textcode
-from .backends import EAGER, Accel
-from .bitstream import DEFAULT_LIMITS, Limits, Section
-from .errors import BudgetError, CmcodecError, ConfigError, ModelError, ProfileError
-from .images import load_image
-from .profiles import Profile, get_profile
+from .core import bitstream, guidance, ids, textcode
+from .core.bitstream import DEFAULT_LIMITS, Limits, Section
+from .core.errors import BudgetError, CmcodecError, ConfigError, ModelError, ProfileError
+from .media.images import load_image
+from .models.loading import EAGER, Accel
+from .models.profiles import Profile, get_profile
 
-MODES_AUTO = ("auto", *registry.MODES)
+MODES_AUTO = ("auto", *ids.MODES)
 MIN_CAPTION_WORDS = 6  # pixel/full modes shrink guidance before cutting the caption below this
 # Pixel-map ladder, best first (block, luma bits, chroma drop): rate control walks down it (spec §7).
 PIXEL_LADDER: tuple[tuple[int, int, int], ...] = (
@@ -72,7 +72,7 @@ class _Packer:
         if caption is not None:
             for name in self.coders:
                 cid, payload = textcode.encode_with(caption, name)
-                captions.append(Section(registry.SECTION_IDS["caption"], cid, payload))
+                captions.append(Section(ids.SECTION_IDS["caption"], cid, payload))
         for cap in captions or [None]:
             sections = [s for s in (guide, cap) if s is not None]
             data = bitstream.pack(mode=self.mode, width=self.width, height=self.height,
@@ -113,7 +113,7 @@ def _ref_search(img: Image.Image, codec: guidance.RefCodec, target: int,
     px = max(64.0, target * 8 / REF_BITS_PER_PIXEL)
     long_side = int(math.sqrt(px * max(w, h) / min(w, h)))
     long_side = max(8, min(longest, long_side // 8 * 8))
-    sid = registry.SECTION_IDS["image_ref"]
+    sid = ids.SECTION_IDS["image_ref"]
 
     def make(ls: int, q: int) -> bytes:
         return build(Section(sid, *guidance.encode_image_ref_ex(img, codec, ls, q)))
@@ -156,7 +156,7 @@ def _encode_mode(img: Image.Image, mode: str, caption: str, budget: int | None, 
                     <= guidance.MAX_MAP_CELLS]
             ladder = fits or ladder[-1:]
         for i, (block, bits, drop) in enumerate(ladder):
-            section = Section(registry.SECTION_IDS["pixel_map"], 0,
+            section = Section(ids.SECTION_IDS["pixel_map"], 0,
                               guidance.encode_pixel_map(img, guidance.PixelParams(block, bits, drop)))
             last = i == len(ladder) - 1
             got = _fit_caption(caption, lambda c, s=section: packer.pack(c, s), budget,
@@ -173,10 +173,10 @@ def _encode_mode(img: Image.Image, mode: str, caption: str, budget: int | None, 
     cap = caption if mode == "full" else None
     if budget is None:
         target = max(16, int((opts.get("ref_bpp") or enc.ref_bpp) * w * h / 8))
-        base = len(packer.pack(cap, Section(registry.SECTION_IDS["image_ref"], codec.id, b"")))
+        base = len(packer.pack(cap, Section(ids.SECTION_IDS["image_ref"], codec.id, b"")))
         data = _ref_search(img, codec, target + base, lambda s: packer.pack(cap, s))
         if data is None:  # no budget was asked for: the default rate is a target, so take the smallest
-            data = packer.pack(cap, Section(registry.SECTION_IDS["image_ref"],
+            data = packer.pack(cap, Section(ids.SECTION_IDS["image_ref"],
                                             *guidance.encode_image_ref_ex(img, codec, 8, codec.q_worst)))
         return data
     if mode == "full":  # caption first, up to 30% of the budget, then the reference gets the rest
@@ -190,7 +190,7 @@ def _encode_mode(img: Image.Image, mode: str, caption: str, budget: int | None, 
         if data is not None:
             return data
     tiny = len(packer.pack("" if cap is not None else None,
-                           Section(registry.SECTION_IDS["image_ref"],
+                           Section(ids.SECTION_IDS["image_ref"],
                                    *guidance.encode_image_ref_ex(img, codec, 8, codec.q_worst))))
     raise BudgetError(f"{mode} mode cannot fit {budget} bytes: the smallest file is {tiny} bytes")
 
@@ -247,7 +247,7 @@ def encode_ex(image: object, *, mode: str = "text", caption: str | None = None, 
                 text = textcode.normalize(caption).strip()
             elif uses_caption:
                 if cap_text is None:
-                    from .backends import i2t as i2t_backend
+                    from .models import i2t as i2t_backend
 
                     cap_text = textcode.normalize(i2t_backend.caption(img, model=i2t, words=words, device=device,
                                                                           accel=accel or EAGER))
@@ -280,7 +280,7 @@ def needs_captioner(mode: str, profile: str | int | Profile | None = None) -> bo
     """True when encoding in this mode (any of auto's modes) for this profile runs the I2T model, unless a
     caption is given."""
     prof = get_profile(profile)
-    return any(_uses_caption(prof, m) for m in (registry.MODES if mode == "auto" else (mode,)))
+    return any(_uses_caption(prof, m) for m in (ids.MODES if mode == "auto" else (mode,)))
 
 
 def caption_many(images: Sequence[object], *, i2t: str | None = None, words: int = 20, device: str | None = None,
@@ -290,7 +290,7 @@ def caption_many(images: Sequence[object], *, i2t: str | None = None, words: int
     CmcodecError), a batch at a time. Pass each caption to encode_ex(caption=...) to code it."""
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1; found {batch_size}")
-    from .backends import i2t as i2t_backend
+    from .models import i2t as i2t_backend
 
     for start in range(0, len(images), batch_size):
         loaded: list[tuple[int, Image.Image]] = []
@@ -371,7 +371,7 @@ def decode(data: bytes, *, device: str | None = None, model_path: str | None = N
     if prof.mode(header.mode).pipeline == "classic":
         assert init is not None
         return init
-    from .backends import t2i
+    from .models import t2i
 
     return t2i.generate(prof, header.mode, caption=caption, init=init, width=header.width,
                         height=header.height, seed=header.seed, device=device, model_path=model_path,
@@ -393,7 +393,7 @@ def decode_many(datas: Iterable[bytes], *, batch_size: int = 8, device: str | No
     groups: dict[tuple, list[tuple[int, bitstream.Header, str, Image.Image | None]]] = {}
 
     def flush(key: tuple) -> Iterator[tuple[int, Image.Image | CmcodecError]]:
-        from .backends import t2i
+        from .models import t2i
 
         batch = groups.pop(key)
         prof, mode = get_profile(key[0]), key[1]

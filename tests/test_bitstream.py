@@ -12,9 +12,10 @@ from conftest import GOLDEN
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cmcodec import CmcodecError, bitstream, textcode
-from cmcodec.bitstream import Section, crc8, pack, read_header
-from cmcodec.errors import (
+from cmcodec import CmcodecError
+from cmcodec.core import bitstream, textcode
+from cmcodec.core.bitstream import Section, crc8, pack, read_header
+from cmcodec.core.errors import (
     FormatError,
     IntegrityError,
     LimitError,
@@ -50,7 +51,7 @@ def test_large_dimensions_use_16_bit_fields() -> None:
 @st.composite
 def containers(draw: st.DrawFn) -> dict:
     mode = draw(st.sampled_from(["text", "pixel", "image", "full"]))
-    types = bitstream.registry.MODE_SECTIONS[mode]
+    types = bitstream.ids.MODE_SECTIONS[mode]
     coders = {0: [0, 1, 2], 1: [0], 2: [0, 1, 2, 3]}
     sections = [Section(t, draw(st.sampled_from(coders[t])), draw(st.binary(max_size=300))) for t in types]
     extra = draw(st.lists(st.tuples(st.integers(3, 40), st.booleans(), st.integers(0, 5), st.binary(max_size=20)),
@@ -96,7 +97,7 @@ def test_golden_invalid_required_section() -> None:
 def _full_parse(data: bytes) -> None:
     """Header plus every payload decoder that needs no neural model."""
     from cmcodec import codec
-    from cmcodec.profiles import get_profile
+    from cmcodec.models.profiles import get_profile
 
     h = read_header(data)
     cap = h.section("caption")

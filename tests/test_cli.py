@@ -15,8 +15,8 @@ import pytest
 from conftest import GOLDEN, HOUSE, PARROTS
 
 import cmcodec
-import cmcodec.bitstream
 import cmcodec.codec
+import cmcodec.core.bitstream
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -119,7 +119,7 @@ def test_info_verify_decodes_payloads_without_torch(tmp_path: Path) -> None:
     assert [s.name for s in h.sections] == ["image_ref", "caption"]
     data[h.header_bytes + 60] ^= 0xFF  # inside the JPEG 2000 stream, with the check recomputed: only --verify sees it
     bad = tmp_path / "bad.cmc"
-    bad.write_bytes(cmcodec.bitstream.seal(bytes(data[: -1 if h.check == "crc8" else -4])))
+    bad.write_bytes(cmcodec.core.bitstream.seal(bytes(data[: -1 if h.check == "crc8" else -4])))
     assert run("info", str(bad)).returncode == 0
     r = run("info", "--verify", str(bad))
     assert r.returncode != 0 and "corrupt image reference" in r.stderr

@@ -12,7 +12,7 @@ from PIL import Image
 
 import cmcodec
 from cmcodec import codec
-from cmcodec.errors import BudgetError, ModelError, ProfileError
+from cmcodec.core.errors import BudgetError, ModelError, ProfileError
 
 CAP = "Two colourful parrots, one red and one green, perched side by side against a blurred green background."
 
@@ -111,14 +111,14 @@ def test_encode_with_tiny_captioner(tiny_blip) -> None:
 
 
 def test_caption_given_loads_no_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    from cmcodec.backends import i2t
+    from cmcodec.models import i2t
 
     monkeypatch.setattr(i2t, "load", lambda *a, **k: pytest.fail("captioner loaded"))
     cmcodec.encode(HOUSE, mode="full", caption="a house")
 
 
 def test_chat_vlm_captioner_path(tiny_qwen2vl) -> None:
-    from cmcodec.backends import i2t
+    from cmcodec.models import i2t
 
     imgs = [Image.open(PARROTS).convert("RGB"), Image.open(HOUSE).convert("RGB")]
     batch = i2t.caption_batch(imgs, model=str(tiny_qwen2vl), words=5, device="cpu")
@@ -134,7 +134,7 @@ def test_chat_vlm_captioner_path(tiny_qwen2vl) -> None:
 def test_every_img2img_row_runs_at_least_one_denoising_step() -> None:
     """diffusers runs int(steps x strength) img2img steps; zero fails deep inside the UNet (measured by
     benchmarks/gpu_speed.py --steps 1 on pixel mode), so no profile row may ask for it."""
-    from cmcodec.profiles import PROFILES
+    from cmcodec.models.profiles import PROFILES
 
     for p in PROFILES:
         for mode, mc in p.modes.items():

@@ -12,8 +12,8 @@ import pytest
 from conftest import HOUSE, PARROTS
 from PIL import Image
 
-from cmcodec import evaluate as ev
-from cmcodec.errors import ConfigError
+from cmcodec.bench import evaluate as ev
+from cmcodec.core.errors import ConfigError
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -131,7 +131,7 @@ def test_category_table_overrides_prefixes() -> None:
 def test_local_metric_weights_are_passed_to_pyiqa(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import pyiqa
 
-    from cmcodec import metrics
+    from cmcodec.bench import metrics
 
     (tmp_path / "topiq-fr.pth").write_bytes(b"weights")
     seen = {}

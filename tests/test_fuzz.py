@@ -10,11 +10,13 @@ from conftest import GOLDEN
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cmcodec import bitstream, codec, fuzzing
-from cmcodec.bitstream import Section
-from cmcodec.errors import CmcodecError, GuidanceDecodeError, LimitError
+from cmcodec import codec
+from cmcodec.bench import fuzzing
+from cmcodec.core import bitstream
+from cmcodec.core.bitstream import Section
+from cmcodec.core.errors import CmcodecError, GuidanceDecodeError, LimitError
 
-SEEDS = fuzzing.seeds()
+SEEDS = fuzzing.seeds(GOLDEN)
 PARROTS_IMG = GOLDEN.parents[1] / "fixtures" / "images" / "parrots_192x128.png"
 
 
@@ -44,7 +46,7 @@ def test_golden_bodies_with_overwritten_bytes(seed: bytes, pos: int, patch: byte
 
 
 def test_short_mutation_run_has_no_escapes_and_no_hangs() -> None:
-    stats = fuzzing.run_mutations(4000, seed=11)
+    stats = fuzzing.run_mutations(4000, SEEDS, seed=11)
     assert stats.inputs == 4000
     assert stats.other_exceptions == 0, stats.failures
     assert stats.hangs_over_1s == 0, stats.failures
@@ -55,7 +57,7 @@ def test_mutator_counts_foreign_exceptions(monkeypatch: pytest.MonkeyPatch) -> N
         raise KeyError("boom")
 
     monkeypatch.setattr(fuzzing, "target", broken)
-    stats = fuzzing.run_mutations(5, seed=1)
+    stats = fuzzing.run_mutations(5, SEEDS, seed=1)
     assert stats.other_exceptions == 5 and "KeyError" in stats.failures[0][0]
 
 
@@ -88,7 +90,7 @@ def test_pixel_map_cell_count_is_bounded_before_decoding() -> None:
 @pytest.mark.parametrize("path", sorted((GOLDEN.parents[1] / "tests" / "fuzz_regressions").glob("*.bin")),
                          ids=lambda p: p.name)
 def test_fuzz_regressions_finish_fast_with_project_errors(path) -> None:
-    # inputs found by benchmarks/fuzz.py (control byte first, see cmcodec.fuzzing.target)
+    # inputs found by benchmarks/fuzz.py (control byte first, see cmcodec.bench.fuzzing.target)
     t0 = time.perf_counter()
     fuzzing.target(path.read_bytes())
     assert time.perf_counter() - t0 < 1.0

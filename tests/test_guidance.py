@@ -7,8 +7,8 @@ import pytest
 from conftest import PARROTS
 from PIL import Image
 
-from cmcodec import guidance
-from cmcodec.errors import ConfigError, GuidanceDecodeError
+from cmcodec.core import guidance
+from cmcodec.core.errors import ConfigError, GuidanceDecodeError
 
 
 @pytest.mark.parametrize("block,bits,drop", [(8, 8, 0), (16, 6, 2), (64, 5, 2), (64, 3, 3), (1024, 1, 0)])
@@ -71,7 +71,7 @@ def test_av1_small_pictures_do_not_hang_and_decode_at_the_reference_size() -> No
     import subprocess
     import sys
 
-    code = ("from PIL import Image; import numpy as np; from cmcodec import guidance\n"
+    code = ("from PIL import Image; import numpy as np; from cmcodec.core import guidance\n"
             "img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (660, 160, 3), dtype=np.uint8))\n"
             "rc = guidance.REF_CODECS['av1']\n"
             "for long_side in (64, 96, 136, 264):\n"
@@ -108,7 +108,7 @@ def test_av1_keeps_a_header_the_rule_does_not_rebuild() -> None:
                                   (200, 136), (60, 1338), (1116, 26), (1024, 680)])
 def test_hevc_parameter_set_rebuild_matches_x265(size: tuple[int, int]) -> None:
     # spec §8.3: the rebuild covers the CTU size, level, conformance window and wavefront choices of x265
-    from cmcodec.baselines import av_encode
+    from cmcodec.core.refcodecs import av_encode
 
     img = Image.open(PARROTS).convert("RGB").resize(size)
     for q in (20, 51):

@@ -10,9 +10,9 @@ from conftest import PARROTS
 from PIL import Image
 
 import cmcodec
-from cmcodec.bitstream import Limits
-from cmcodec.errors import ImageInputError, LimitError
-from cmcodec.images import load_image
+from cmcodec.core.bitstream import Limits
+from cmcodec.core.errors import ImageInputError, LimitError
+from cmcodec.media.images import load_image
 
 
 def _png(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:

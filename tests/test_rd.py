@@ -13,7 +13,8 @@ import pytest
 from conftest import HOUSE, PARROTS
 from PIL import Image
 
-from cmcodec import baselines, metrics, rd
+from cmcodec.bench import metrics, rd
+from cmcodec.core import refcodecs as baselines
 
 CODECS = list(baselines.BASELINES)
 GOOD = {"jpeg": 75, "webp": 75, "avif": 60, "jxl": 10, "j2k": 20, "heif": 60, "hevc": 28, "av1": 30, "vvc": 30}
@@ -153,7 +154,7 @@ def test_neural_profile_without_weights_is_skipped_with_the_reason() -> None:
 
 
 def test_av1_baseline_survives_sizes_that_hung_svt_av1() -> None:
-    code = ("from PIL import Image; import numpy as np; from cmcodec import baselines\n"
+    code = ("from PIL import Image; import numpy as np; from cmcodec.core import refcodecs as baselines\n"
             "b = baselines.BASELINES['av1']\n"
             "for w, h in ((16, 66), (24, 66), (66, 16)):\n"
             "    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8))\n"

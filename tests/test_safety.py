@@ -10,8 +10,8 @@ import pytest
 from conftest import GOLDEN
 
 import cmcodec
-from cmcodec import bitstream
-from cmcodec.errors import FormatError, ModelError
+from cmcodec.core import bitstream
+from cmcodec.core.errors import FormatError, ModelError
 
 
 def test_pickle_weights_are_never_loaded(tiny_sd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -56,7 +56,7 @@ def test_a_file_can_only_name_registered_profiles() -> None:
 def test_loaders_pass_safe_flags() -> None:
     import inspect
 
-    from cmcodec.backends import i2t, t2i
+    from cmcodec.models import i2t, t2i
 
     for mod in (i2t, t2i):
         src = inspect.getsource(mod)

@@ -18,8 +18,8 @@ from PIL import Image
 
 import cmcodec
 from cmcodec import codec
-from cmcodec.backends import Accel
-from cmcodec.errors import CmcodecError, ConfigError, LimitError, ModelError
+from cmcodec.core.errors import CmcodecError, ConfigError, LimitError, ModelError
+from cmcodec.models.loading import Accel
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -71,7 +71,7 @@ def test_decode_many_matches_single_decodes_and_reports_bad_files(tiny_sd: Path)
 
 
 def test_decode_many_turns_out_of_memory_into_a_model_error(tiny_sd: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cmcodec.backends import t2i
+    from cmcodec.models import t2i
 
     def oom(*a: object, **k: object) -> None:
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -89,8 +89,8 @@ def test_channels_last_decodes_like_eager(tiny_sd: Path) -> None:
 
 
 def test_compile_option_compiles_unet_and_autoencoder(tiny_sd: Path) -> None:
-    from cmcodec.backends import t2i
-    from cmcodec.profiles import get_profile
+    from cmcodec.models import t2i
+    from cmcodec.models.profiles import get_profile
 
     pipe, i2i, _ = t2i.load_pipelines(get_profile("sd-turbo"), "cpu", None, str(tiny_sd),
                                       accel=Accel(compile="reduce-overhead"))
@@ -163,7 +163,7 @@ def test_folder_encode_captions_in_batches(tiny_blip: Path, tmp_path: Path) -> N
 
 
 def test_read_input_refuses_files_over_the_limit(tmp_path: Path) -> None:
-    from cmcodec.fileio import read_input
+    from cmcodec.media.fileio import read_input
 
     p = tmp_path / "big.cmc"
     p.write_bytes(b"\xcc" * 100)
@@ -223,7 +223,7 @@ def test_evaluate_shards_across_two_processes(tiny_sd: Path, tmp_path: Path) -> 
 
 
 def test_compiled_captioner_gives_the_eager_captions(tiny_blip: Path) -> None:
-    from cmcodec.backends import i2t
+    from cmcodec.models import i2t
 
     imgs = [Image.open(HOUSE), Image.open(PARROTS)]
     eager = i2t.caption_batch(imgs, model=str(tiny_blip), device="cpu", words=8)
@@ -239,7 +239,7 @@ def test_captioner_preprocesses_on_the_model_device_where_the_backend_can(tiny_b
     get nothing; both give nearly the same pixel values."""
     from transformers import AutoProcessor
 
-    from cmcodec.backends import i2t
+    from cmcodec.models import i2t
 
     tv = AutoProcessor.from_pretrained(tiny_blip, backend="torchvision")
     pil = AutoProcessor.from_pretrained(tiny_blip, backend="pil")
@@ -252,7 +252,7 @@ def test_captioner_preprocesses_on_the_model_device_where_the_backend_can(tiny_b
 
 
 def test_compile_for_a_captioner_without_a_token_decoder_is_refused(tiny_qwen2vl: Path) -> None:
-    from cmcodec.backends import i2t
+    from cmcodec.models import i2t
 
     with pytest.raises(ConfigError, match="supports BLIP-class models"):
         i2t.caption_batch([Image.open(HOUSE)], model=str(tiny_qwen2vl), device="cpu", accel=Accel(compile="default"))
@@ -264,8 +264,8 @@ def test_batched_output_is_diffusers_own_pil_output_resized(tiny_sd: Path, mode:
     own "pil" output, resized one by one with Lanczos."""
     import torch
 
-    from cmcodec.backends import t2i
-    from cmcodec.profiles import get_profile
+    from cmcodec.models import t2i
+    from cmcodec.models.profiles import get_profile
 
     prof = get_profile("sd-turbo")
     mc = prof.mode(mode)

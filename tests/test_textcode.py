@@ -10,9 +10,9 @@ from conftest import GOLDEN
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cmcodec import registry, textcode
-from cmcodec.errors import CaptionDecodeError, CmcodecError, LimitError
-from cmcodec.wordmodel import get_model, tokenize
+from cmcodec.core import ids, textcode
+from cmcodec.core.errors import CaptionDecodeError, CmcodecError, LimitError
+from cmcodec.core.wordmodel import get_model, tokenize
 
 VECTORS = json.loads((GOLDEN / "wlm1_vectors.json").read_text())
 GOLDEN_VECTORS = [(m, i, v) for m in textcode.WORD_MODELS
@@ -22,7 +22,7 @@ GOLDEN_VECTORS = [(m, i, v) for m in textcode.WORD_MODELS
 @pytest.mark.parametrize("model,i,vec", GOLDEN_VECTORS, ids=[f"{m}-{i}" for m, i, _ in GOLDEN_VECTORS])
 def test_word_model_golden_vectors(model: str, i: int, vec: dict) -> None:
     assert textcode.encode_with(vec["text"], model)[1].hex() == vec["hex"]
-    assert textcode.decode(bytes.fromhex(vec["hex"]), registry.coder_id("caption", model)) == vec["text"]
+    assert textcode.decode(bytes.fromhex(vec["hex"]), ids.coder_id("caption", model)) == vec["text"]
 
 
 @given(st.text(max_size=200).map(textcode.normalize))
@@ -51,7 +51,7 @@ def test_tokenize_restores_text() -> None:
 def test_best_coder_is_the_default_word_model_for_captions_and_small() -> None:
     cap = "A red brick house with white windows and a green door, surrounded by tall trees under a blue sky."
     cid, data = textcode.encode_with(cap)
-    assert registry.CAPTION_CODERS[cid] in textcode.WORD_MODELS and len(data) < 30
+    assert ids.CAPTION_CODERS[cid] in textcode.WORD_MODELS and len(data) < 30
     assert len(data) == min(len(textcode.encode_with(cap, m)[1]) for m in textcode.WORD_MODELS)
     assert textcode.available_coders()[0] == "wlm2"
 
@@ -61,7 +61,8 @@ def test_trainer_reproduces_shipped_models() -> None:
     import hashlib
     import zlib
 
-    from cmcodec import wordmodel, wordmodel_train
+    from cmcodec.bench import wordmodel_train
+    from cmcodec.core import wordmodel
 
     csv_path = GOLDEN.parents[2] / "shared/data/captions/cmcbench_gpt4v.csv"
     if not csv_path.exists():

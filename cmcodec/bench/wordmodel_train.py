@@ -1,6 +1,6 @@
 """Train a caption word model (reproducible; developers: needs the captions CSV and wordfreq).
 
-    python -m cmcodec.wordmodel_train ../shared/data/captions/cmcbench_gpt4v.csv cmcodec/data/wlm2.model wlm2
+    python -m cmcodec.bench.wordmodel_train ../shared/data/captions/cmcbench_gpt4v.csv cmcodec/core/data/wlm2.model wlm2
 
 Each model id is a row of CONFIGS; a retrained model gets a new id, and the rows of shipped models never
 change (rerunning a row reproduces its file byte for byte, pinned in wordmodel.MODELS).
@@ -18,7 +18,7 @@ import zlib
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from .wordmodel import CASE_NAMES, FIXED, LETTERS, tokenize
+from ..core.wordmodel import CASE_NAMES, FIXED, LETTERS, tokenize
 
 ORDER0_BITS = 22  # order-0 counts sum to about 2^22
 SPELL_WORDS = 60000  # words whose spelling trains the letter model

@@ -30,6 +30,19 @@ SECTION_CODERS: dict[str, dict[int, str]] = {
 }
 
 
+# spec §4.4: decoder profile ids. The rows behind them (models, steps, strengths) are in
+# cmcodec.models.profiles, which checks at import that its rows match this table.
+PROFILE_NAMES: dict[int, str] = {
+    0: "sd-turbo",
+    1: "classic",
+    2: "sdxl-turbo",
+    3: "sd15",
+    4: "realvisxl-v4",
+    5: "sd-turbo-taesd",
+    6: "sdxl-turbo-taesd",
+}
+
+
 def coder_id(section: str, name: str) -> int:
     """Id of a coder by name within a section type."""
     for k, v in SECTION_CODERS[section].items():

@@ -9,9 +9,9 @@ from typing import Any
 
 from PIL import Image
 
-from ..errors import ModelError
-from ..profiles import Profile
-from . import EAGER, Accel, load_error, locate, pick_device, pick_dtype
+from ..core.errors import ModelError
+from .loading import EAGER, Accel, load_error, locate, pick_device, pick_dtype
+from .profiles import Profile
 
 _CACHE: dict[tuple, Any] = {}
 _LOCK = threading.Lock()

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError, ModelError
+from ..core.errors import ConfigError, ModelError
 
 ENV_MODEL_DIR = "CMCODEC_MODEL_DIR"
 

@@ -15,10 +15,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import bitstream, codec
-from .errors import CmcodecError
-
-GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "golden"
+from .. import codec
+from ..core import bitstream
+from ..core.errors import CmcodecError
 
 
 def target(data: bytes) -> None:
@@ -34,8 +33,9 @@ def target(data: bytes) -> None:
         pass
 
 
-def seeds(folder: Path = GOLDEN) -> list[bytes]:
-    """Seed inputs from the golden files: each file as is, and its body for CRC-fixing mutation."""
+def seeds(folder: Path) -> list[bytes]:
+    """Seed inputs from a folder of golden files (fixtures/golden): each file as is, and its body with the CRC
+    removed for CRC-fixing mutation."""
     out = []
     for p in sorted(folder.glob("*.cmc")):
         data = p.read_bytes()
@@ -87,11 +87,13 @@ class FuzzStats:
     failures: list[tuple[str, bytes]] = field(default_factory=list)
 
 
-def run_mutations(n: int, seed: int = 0, pool: list[bytes] | None = None, hang_s: float = 1.0,
+def run_mutations(n: int, pool: list[bytes], seed: int = 0, hang_s: float = 1.0,
                   keep: int = 10) -> FuzzStats:
     """Run n mutated inputs through the target, timing each; keep up to ``keep`` failing inputs."""
     rng = random.Random(seed)
-    pool = list(pool or seeds())
+    if not pool:
+        raise ValueError("run_mutations needs a non-empty seed pool (fuzzing.seeds(folder))")
+    pool = list(pool)
     st = FuzzStats()
     start = time.perf_counter()
     for _ in range(n):

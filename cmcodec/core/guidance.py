@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter
 
-from . import arith, registry
-from .baselines import AV1_PAD, padded_size
+from . import arith, ids
 from .bitstream import BitWriter
 from .errors import CodecUnavailableError, ConfigError, GuidanceDecodeError, LimitError
+from .refcodecs import AV1_PAD, padded_size
 
 # --- pixel map (spec §7) ----------------------------------------------------------------------------
 
@@ -206,7 +206,7 @@ class RefCodec:
 
             return None if features.check("jpg_2000") else "Pillow was built without OpenJPEG"
         if self.name == "vvc":
-            from .baselines import BASELINES
+            from .refcodecs import BASELINES
 
             return BASELINES["vvc"].available()
         return f"PyAV lacks {', '.join(missing)}" if missing else None
@@ -218,7 +218,7 @@ REF_CODECS: dict[str, RefCodec] = {
     "j2k": RefCodec(2, "j2k", 20, 400),  # quality = compression ratio (Pillow quality_layers)
     "vvc": RefCodec(3, "vvc", 20, 63),
 }
-assert all(registry.IMAGE_CODERS[c.id] == n for n, c in REF_CODECS.items())
+assert all(ids.IMAGE_CODERS[c.id] == n for n, c in REF_CODECS.items())
 AV1S_ID = 4  # spec §8.3: av1 with the sequence header rebuilt by the decoder
 
 # AV1 levels (Annex A): seq_level_idx -> (MaxPicSize, MaxHSize, MaxVSize)
@@ -355,7 +355,7 @@ _AV1_TD = b"\x12\x00"  # AV1 temporal delimiter OBU: rebuilt by the decoder (spe
 
 def _av_decode(data: bytes, codec: str, max_pixels: int) -> Image.Image:
     """A PyAV-decoded picture; a corrupt stream is a GuidanceDecodeError naming the decoder's complaint."""
-    from .baselines import av_decode
+    from .refcodecs import av_decode
 
     try:
         return av_decode(data, codec, max_pixels)
@@ -365,7 +365,7 @@ def _av_decode(data: bytes, codec: str, max_pixels: int) -> Image.Image:
 
 def _codec_encode(img: Image.Image, codec: str, q: int) -> bytes:
     """Encode with a reference codec and strip what spec §8.3 lets the decoder rebuild."""
-    from .baselines import av_encode, vvc_encode
+    from .refcodecs import av_encode, vvc_encode
 
     if codec == "av1":
         data = av_encode(img, "av1", q)
@@ -442,7 +442,7 @@ def decode_image_ref(payload: bytes, coder_id: int, width: int, height: int) -> 
     """Decode an image-reference payload to the downscaled reference image."""
     if len(payload) < 2 or payload[0] == 0:
         raise GuidanceDecodeError("corrupt image reference: expected a long-side byte and a codec stream")
-    name = registry.IMAGE_CODERS[coder_id]
+    name = ids.IMAGE_CODERS[coder_id]
     want = ref_size(width, height, payload[0] * 8)
     stream = payload[1:]
     if name == "av1s":  # spec §8.3: the sequence header of the padded reference size, rebuilt

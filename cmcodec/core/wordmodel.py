@@ -32,7 +32,7 @@ LETTERS = "abcdefghijklmnopqrstuvwxyz$"
 MAX_CHARS = 4096
 MAX_CODEPOINT = 0x110000
 
-# model id -> SHA-256 of its file in cmcodec/data (a retrained model gets a new id; old ids stay)
+# model id -> SHA-256 of its file in cmcodec/core/data (a retrained model gets a new id; old ids stay)
 MODELS: dict[str, str] = {
     "wlm1": "50978dd2c570cebb3e2d7e12a0cf6fad5d86b8a8c85a34efcd2e579b3768b947",
     "wlm2": "8351844fee6ff9adfab2981d774d26e45ee02efb143341b8634a3aaca8ada72e",
@@ -318,7 +318,7 @@ _LOCK = threading.Lock()
 
 def _path(model_id: str):
     """The packaged file of a model id."""
-    return resources.files("cmcodec").joinpath(f"data/{model_id}.model")
+    return resources.files("cmcodec.core").joinpath(f"data/{model_id}.model")
 
 
 def model_available(model_id: str) -> bool:
@@ -332,7 +332,7 @@ def get_model(model_id: str) -> WordModel:
         if model_id not in _LOADED:
             if not model_available(model_id):
                 raise CmcodecError(
-                    f"caption model {model_id} is not installed (expected cmcodec/data/{model_id}.model)"
+                    f"caption model {model_id} is not installed (expected cmcodec/core/data/{model_id}.model)"
                 )
             raw = _path(model_id).read_bytes()
             digest = hashlib.sha256(raw).hexdigest()

@@ -9,7 +9,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from . import registry
+from . import ids
 from .arith import pack_bits
 from .errors import (
     FormatError,
@@ -57,7 +57,7 @@ class Section:
     @property
     def name(self) -> str:
         """Registered name of the section type, or ``unknown-<id>``."""
-        return registry.SECTION_TYPES.get(self.type_id, f"unknown-{self.type_id}")
+        return ids.SECTION_TYPES.get(self.type_id, f"unknown-{self.type_id}")
 
 
 @dataclass(frozen=True)
@@ -96,10 +96,7 @@ class Header:
     @property
     def profile_name(self) -> str:
         """Registered name of the decoder profile id."""
-        from .profiles import PROFILES_BY_ID
-
-        p = PROFILES_BY_ID.get(self.profile_id)
-        return p.name if p else f"unknown-{self.profile_id}"
+        return ids.PROFILE_NAMES.get(self.profile_id, f"unknown-{self.profile_id}")
 
 
 # --- CRC (spec §5) ---------------------------------------------------------------------------------
@@ -207,9 +204,9 @@ def pack(
     extra: Sequence[Section] = (),
 ) -> bytes:
     """Build a v1 container: the mode's implied sections in spec order, then optional extra ones."""
-    if mode not in registry.MODE_IDS:
+    if mode not in ids.MODE_IDS:
         raise ValueError(f"unknown mode {mode!r}")
-    implied = registry.MODE_SECTIONS[mode]
+    implied = ids.MODE_SECTIONS[mode]
     if tuple(s.type_id for s in sections) != implied:
         raise ValueError(f"mode {mode} needs sections {implied}, got {[s.type_id for s in sections]}")
     if not (1 <= width <= 65536 and 1 <= height <= 65536):
@@ -219,7 +216,7 @@ def pack(
     w = BitWriter()
     w.u(MAGIC, 8)
     w.ue(VERSION - 1)
-    w.u(registry.MODE_IDS[mode], 2)
+    w.u(ids.MODE_IDS[mode], 2)
     large = width > 4096 or height > 4096
     w.u(int(large), 1)
     w.u(width - 1, 16 if large else 12)
@@ -301,7 +298,7 @@ def read_header(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Header:
     body, check = _check(data)
     r = BitReader(body, 1)
     r.ue("version")
-    mode = registry.MODE_NAMES[r.u(2)]
+    mode = ids.MODE_NAMES[r.u(2)]
     large = r.u(1)
     bits = 16 if large else 12
     width, height = r.u(bits) + 1, r.u(bits) + 1
@@ -313,13 +310,11 @@ def read_header(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Header:
             f"{limits.max_pixels} pixels)"
         )
     profile_id = r.ue("profile id")
-    from .profiles import PROFILES_BY_ID  # light: profile rows are plain data
-
-    if profile_id not in PROFILES_BY_ID:
+    if profile_id not in ids.PROFILE_NAMES:
         raise UnknownSectionError(
-            f"unknown decoder profile id {profile_id}: expected one of {sorted(PROFILES_BY_ID)}"
+            f"unknown decoder profile id {profile_id}: expected one of {sorted(ids.PROFILE_NAMES)}"
         )
-    implied = registry.MODE_SECTIONS[mode]
+    implied = ids.MODE_SECTIONS[mode]
     seed, coders = 0, [0] * len(implied)
     if r.u(1):
         seed = r.ue("seed")
@@ -343,7 +338,7 @@ def read_header(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Header:
         n = r.ue("section length")
         if n > limits.max_section_bytes:
             raise LimitError(
-                f"section {registry.SECTION_TYPES.get(t, t)} of {n} bytes exceeds the limit of "
+                f"section {ids.SECTION_TYPES.get(t, t)} of {n} bytes exceeds the limit of "
                 f"{limits.max_section_bytes}"
             )
         lengths.append(n)
@@ -361,16 +356,16 @@ def read_header(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Header:
     for (t, c, req), n in zip(layout, lengths):
         payload = body[pos : pos + n]
         pos += n
-        if t not in registry.SECTION_TYPES:
+        if t not in ids.SECTION_TYPES:
             if req:
                 raise UnknownSectionError(
                     f"unknown required section type {t} (coder {c}): this reader knows "
-                    f"{', '.join(f'{k}={v}' for k, v in registry.SECTION_TYPES.items())}"
+                    f"{', '.join(f'{k}={v}' for k, v in ids.SECTION_TYPES.items())}"
                 )
             skipped.append(t)
             continue
-        name = registry.SECTION_TYPES[t]
-        known = registry.SECTION_CODERS[name]
+        name = ids.SECTION_TYPES[t]
+        known = ids.SECTION_CODERS[name]
         if c not in known:
             raise UnknownSectionError(
                 f"unknown coder id {c} for section {name}: this reader knows "

@@ -28,8 +28,8 @@ from typing import Any
 
 from PIL import Image
 
-from . import baselines
-from .errors import CmcodecError, ConfigError
+from ..core import refcodecs as baselines
+from ..core.errors import CmcodecError, ConfigError
 
 SCALES = {"1": 1, "1/2": 2, "1/4": 4, "1/8": 8}
 POINTS_FILE = "points.jsonl"
@@ -137,7 +137,7 @@ class Unit:
 
 def run_unit(u: Unit) -> list[dict]:
     """Rows of one unit (one per reached target, or one row with 'skipped' saying why none)."""
-    from .images import load_image
+    from ..media.images import load_image
 
     path = Path(u.image)
     ref = load_image(path)
@@ -196,9 +196,9 @@ def _baseline_rows(u: Unit, path: Path, ref: Image.Image, loaded: dict[str, Any]
 
 def _cmc_rows(u: Unit, path: Path, ref: Image.Image, loaded: dict[str, Any]) -> list[dict]:
     """cmcodec's own rate control per target (whole files never exceed the target)."""
-    from . import codec, distributed
-    from .bitstream import read_header
-    from .errors import BudgetError
+    from .. import codec, distributed
+    from ..core.bitstream import read_header
+    from ..core.errors import BudgetError
 
     w, h = ref.size
     caption = u.captions.get(path.name) or u.captions.get(path.stem)
@@ -239,7 +239,7 @@ def done_units(out: Path) -> set[str]:
 
 def _drop_errors(out: Path) -> None:
     """Remove the rows of failed units from points.jsonl (atomically) so that they run again."""
-    from .fileio import write_bytes
+    from ..media.fileio import write_bytes
 
     rows = load_points(out)
     if any(r.get("error") for r in rows):
@@ -249,7 +249,7 @@ def _drop_errors(out: Path) -> None:
 
 def sweep(units: list[Unit], out: Path, jobs: int = 1, progress: Callable[[int, int], None] | None = None) -> int:
     """Run the units not finished yet, appending their rows to points.jsonl; returns how many ran."""
-    from .distributed import barrier, is_main, merge_lines, rank_path, shard
+    from ..distributed import barrier, is_main, merge_lines, rank_path, shard
 
     out.mkdir(parents=True, exist_ok=True)
     if is_main():
@@ -431,7 +431,8 @@ def plot(curves: dict[str, dict], labels: dict[str, str], metric_names: list[str
 def finish(out: Path, curves_def: list[Curve], metric_names: list[str], anchor: str, settings: dict,
            skipped_metrics: dict[str, str], lower_better: dict[str, bool]) -> dict:
     """Write points.csv, results.json, plots and the BD-rate table from points.jsonl."""
-    from . import __version__, metrics
+    from .. import __version__
+    from . import metrics
 
     rows = [r for r in load_points(out) if r["curve"] in {c.name for c in curves_def}]
     write_csv(rows, out / "points.csv")

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .errors import ProfileError
+from ..core.errors import ProfileError
+from ..core.ids import PROFILE_NAMES
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,8 @@ PROFILES += (
 PROFILES_BY_ID: dict[int, Profile] = {p.id: p for p in PROFILES}
 PROFILES_BY_NAME: dict[str, Profile] = {p.name: p for p in PROFILES}
 DEFAULT_PROFILE = "sd-turbo"
-assert len(PROFILES_BY_ID) == len(PROFILES) and len(PROFILES_BY_NAME) == len(PROFILES)
+if {p.id: p.name for p in PROFILES} != PROFILE_NAMES or len(PROFILES_BY_NAME) != len(PROFILES):
+    raise RuntimeError("profile rows and core.ids.PROFILE_NAMES disagree: every row needs its own id there (spec §4.4)")
 
 
 def get_profile(key: str | int | Profile | None) -> Profile:

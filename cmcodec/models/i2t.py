@@ -12,8 +12,8 @@ from typing import Any
 
 from PIL import Image
 
-from ..errors import ConfigError, ModelError
-from . import EAGER, Accel, load_error, locate, pick_device, pick_dtype
+from ..core.errors import ConfigError, ModelError
+from .loading import EAGER, Accel, load_error, locate, pick_device, pick_dtype
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,7 @@ def _image_kwargs(proc: Any, dev: str) -> dict[str, Any]:
 
 def _clean(text: str, words: int) -> str:
     """Whitespace folded, first letter upper-case, cut to the word budget."""
-    from ..textcode import trim_to_words
+    from ..core.textcode import trim_to_words
 
     t = trim_to_words(" ".join(text.split()), words).strip()
     return t[:1].upper() + t[1:]

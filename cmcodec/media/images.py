@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .bitstream import DEFAULT_LIMITS, Limits
-from .errors import ImageInputError, LimitError
+from ..core.bitstream import DEFAULT_LIMITS, Limits
+from ..core.errors import ImageInputError, LimitError
 
 
 def _to_8bit(arr: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ import re
 import unicodedata
 from collections.abc import Callable
 
-from . import registry
+from . import ids
 from .errors import CaptionDecodeError, LimitError
 
 MAX_CAPTION_CHARS = 4096  # issue 7: caption length limit, for encoding and decoding
@@ -72,7 +72,7 @@ CODERS: dict[str, tuple[Callable[[str], bytes], Callable[[bytes], str]]] = {
     "brotli": (_brotli_encode, _brotli_decode),
     "utf8": (lambda t: t.encode("utf-8"), _utf8_decode),
 }
-assert set(CODERS) == set(registry.CAPTION_CODERS.values())
+assert set(CODERS) == set(ids.CAPTION_CODERS.values())
 
 
 def available_coders() -> list[str]:
@@ -99,7 +99,7 @@ def encode_with(text: str, coder: str | None = None) -> tuple[int, bytes]:
             raise KeyError(f"unknown caption coder {name!r}: expected one of {', '.join(CODERS)}")
         data = CODERS[name][0](text)
         if best is None or len(data) < len(best[1]):
-            best = (registry.coder_id("caption", name), data)
+            best = (ids.coder_id("caption", name), data)
     assert best is not None
     return best
 
@@ -112,8 +112,8 @@ def encode(text: str, coder: str | None = None) -> bytes:
 def decode(data: bytes, coder_id: int | None = None, max_chars: int = MAX_CAPTION_CHARS) -> str:
     """Decode a caption payload; coder_id defaults to the coder ``encode`` uses by default."""
     if coder_id is None:
-        coder_id = registry.coder_id("caption", available_coders()[0])
-    name = registry.CAPTION_CODERS.get(coder_id)
+        coder_id = ids.coder_id("caption", available_coders()[0])
+    name = ids.CAPTION_CODERS.get(coder_id)
     if name is None:
         raise CaptionDecodeError(f"unknown caption coder id {coder_id}")
     text = CODERS[name][1](bytes(data))

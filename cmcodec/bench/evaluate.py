@@ -29,7 +29,7 @@ from typing import Any
 
 from PIL import Image
 
-from .errors import CmcodecError, ConfigError
+from ..core.errors import CmcodecError, ConfigError
 
 MODES = ("text", "pixel", "image", "full")
 CATEGORY_PREFIXES = ("NSI", "SCI", "AIGI")
@@ -78,7 +78,7 @@ def category(stem: str, table: dict[str, str] | None = None) -> str:
 
 def read_captions(path: Path) -> dict[str, str]:
     """Captions by stem from a CMC-Bench CSV (columns ,name,text; name with or without extension)."""
-    from .fileio import read_csv_pairs
+    from ..media.fileio import read_csv_pairs
 
     return {Path(k).stem: v for k, v in read_csv_pairs(path, "name", "text").items()}
 
@@ -87,7 +87,7 @@ def write_captions(path: Path, caps: dict[str, str], suffix: dict[str, str]) -> 
     """Captions CSV in CMC-Bench's format, atomically."""
     import io
 
-    from .fileio import write_bytes
+    from ..media.fileio import write_bytes
 
     buf = io.StringIO()
     w = csv.writer(buf)
@@ -146,8 +146,8 @@ def score_folder(gt_files: list[Path], mode_dir: Path, scorer: Scorer, what: str
     """Score every decoded image of a mode folder against the ground truth, paired by name; per-image
     scores are kept in ``cache`` (JSON lines) and never recomputed. Under several processes each scores
     its share and rank 0 merges the rows (issue 6)."""
-    from .distributed import merged, rank_path, shard
-    from .images import load_image
+    from ..distributed import merged, rank_path, shard
+    from ..media.images import load_image
 
     results = image_files(mode_dir)
     pairs = pair_by_name(gt_files, results, what)
@@ -267,7 +267,7 @@ def leaderboard(summaries: dict[str, dict], out: Path, fr_name: str, nr_name: st
 
 def image_files(folder: Path) -> list[Path]:
     """Image files of a folder, sorted by name."""
-    from .registry import IMAGE_SUFFIXES
+    from ..core.ids import IMAGE_SUFFIXES
 
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
@@ -278,7 +278,7 @@ def caption_images(gt_files: list[Path], i2t: str, cache: Path, words: int, i2t_
     """Captions of every image: from ``given``, else the cache CSV, else the captioner (batched; under several
     processes each captions its share, issue 6). New captions go to a JSON-lines file beside the cache as
     they come (a crash keeps them), folded into the CSV at the end."""
-    from .distributed import is_main, merged, rank_path, shard
+    from ..distributed import is_main, merged, rank_path, shard
 
     parts = cache.with_suffix(".new.jsonl")
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -304,8 +304,8 @@ def caption_images(gt_files: list[Path], i2t: str, cache: Path, words: int, i2t_
     caps.update(given)
     todo = shard([p for p in gt_files if p.stem not in caps])
     if todo:
-        from .backends import i2t as i2t_backend
-        from .images import load_image
+        from ..media.images import load_image
+        from ..models import i2t as i2t_backend
 
         for k in range(0, len(todo), batch):
             chunk = todo[k : k + batch]
@@ -323,9 +323,9 @@ def encode_decode(gt_files: list[Path], run: Run, mode: str, mode_dir: Path, cap
                   batch_size: int = 8) -> None:
     """Encode and decode every image of a run in one mode (this process's share under several, issue 6);
     files already on disk are kept."""
-    from . import codec
-    from .distributed import barrier, shard
-    from .fileio import save_image, write_bytes
+    from .. import codec
+    from ..distributed import barrier, shard
+    from ..media.fileio import save_image, write_bytes
 
     mode_dir.mkdir(parents=True, exist_ok=True)
     todo: list[Path] = []

@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import ConfigError, LimitError, OutputExistsError
+from ..core.errors import ConfigError, LimitError, OutputExistsError
 
 
 def read_input(path: Path, max_bytes: int = 64 * 1024 * 1024) -> bytes:

@@ -1,0 +1,2 @@
+"""Media helpers: image loading under limits, atomic file writes. Imports only core.
+"""

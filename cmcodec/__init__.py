@@ -1,7 +1,8 @@
 """cmcodec: cross-modality image compression (caption + tiny guidance, decoded by text-to-image diffusion).
 
-Public API: ``encode``, ``decode``, ``read_header``, the errors, ``__version__``. Importing this package
-never imports torch; neural backends load lazily when a model is used.
+Public API: ``encode`` (bytes) and ``encode_result`` (an ``EncodeResult``: the bytes with the mode and caption
+chosen), both tuned by ``EncodeOptions``; ``decode`` tuned by ``DecodeOptions``; ``read_header``; the errors;
+``__version__``. Importing this package never imports torch; neural backends load lazily when a model is used.
 
 Data flow (spec/bitstream.md is the normative description of every byte)::
 
@@ -43,6 +44,9 @@ from .core.errors import (
 __all__ = [
     "BudgetError",
     "CmcodecError",
+    "DecodeOptions",
+    "EncodeOptions",
+    "EncodeResult",
     "FormatError",
     "Header",
     "ImageInputError",
@@ -58,12 +62,13 @@ __all__ = [
     "__version__",
     "decode",
     "encode",
+    "encode_result",
     "read_header",
 ]
 
 
 def __getattr__(name: str):  # PEP 562: keep codec (and its optional imports) lazy
-    if name in ("encode", "decode"):
+    if name in ("encode", "encode_result", "decode", "EncodeOptions", "DecodeOptions", "EncodeResult"):
         from . import codec
 
         return getattr(codec, name)

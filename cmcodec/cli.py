@@ -209,9 +209,8 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
             cap = captions.get(src.name)
             if cap is None:
                 raise ConfigError(f"{src.name}: no caption for it in {caption_file}")
-        r = codec.encode_ex(src, mode=mode, caption=cap, bpp=bpp, max_bytes=max_bytes, profile=profile,
-                            seed=seed, i2t=i2t_model, device=dist_device(device), caption_words=words,
-                            ref_codec=ref_codec, accel=accel)
+        r = codec.encode_result(src, mode=mode, caption=cap, bpp=bpp, max_bytes=max_bytes, profile=profile,
+                                seed=seed, options=enc_opts)
         write_bytes(dst, r.data, force, (src,))
         h = r.header
         return (f"{src} -> {dst}: {len(r.data)} bytes, {h.bpp:.5f} bpp, mode {r.mode}, profile {h.profile_name}"
@@ -229,8 +228,7 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
                     yield i, e
             caps: dict[int, str | CmcodecError] = {}
             if auto_caption and len(todo) > 1:
-                for k, c in codec.caption_many([its[i][0] for i in todo], i2t=i2t_model, words=cap_words,
-                                               device=dist_device(device), batch_size=batch_size, accel=accel):
+                for k, c in codec.caption_many([its[i][0] for i in todo], enc_opts, batch_size=batch_size):
                     caps[todo[k]] = c
             for i in todo:
                 c = caps.get(i, caption)
@@ -242,9 +240,10 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
                     yield i, e
 
     try:
-        cap_words = words or get_profile(profile).encoder.caption_words
+        enc_opts = codec.EncodeOptions(i2t=i2t_model, device=dist_device(device), accel=_accel(compile_mode, False),
+                                       caption_words=words or get_profile(profile).encoder.caption_words,
+                                       ref_codec=ref_codec)
         auto_caption = caption is None and captions is None and codec.needs_captioner(mode, profile)
-        accel = _accel(compile_mode, False)
     except CmcodecError as e:
         _fail(e)
     _report(items, results, "encode")
@@ -311,10 +310,11 @@ def decode(input: Path, output: Path | None, device: str | None, dtype: str | No
         # PNG encoding and fsync run in writer threads, overlapping the next batch on the GPU (issue 6)
         pending: deque[tuple[int, Future[str]]] = deque()
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-            for j, res in codec.decode_many(datas(), batch_size=batch_size, device=dist_device(device),
-                                            dtype=dtype, model_path=str(model_path) if model_path else None,
-                                            vae_path=str(vae_path) if vae_path else None,
-                                            accel=_accel(compile_mode, channels_last)):
+            opts = codec.DecodeOptions(device=dist_device(device), dtype=dtype,
+                                       model_path=str(model_path) if model_path else None,
+                                       vae_path=str(vae_path) if vae_path else None,
+                                       accel=_accel(compile_mode, channels_last))
+            for j, res in codec.decode_many(datas(), opts, batch_size=batch_size):
                 yield from refused
                 refused.clear()
                 if isinstance(res, CmcodecError):

@@ -1,4 +1,4 @@
-"""encode / decode orchestration and rate control (the data flow is drawn in the package docstring, cmcodec/__init__.py).
+"""encode / decode orchestration and rate control (the data flow is drawn in the package docstring).
 
 Rate control always measures whole packed files: a budget is never exceeded, and when nothing fits the
 BudgetError names the smallest file that could be made.
@@ -34,8 +34,37 @@ REF_BITS_PER_PIXEL = 0.4  # starting guess of reference bits per reference pixel
 
 
 @dataclass(frozen=True)
+class EncodeOptions:
+    """Encoder settings beyond the mode, caption, budget, profile and seed (those are ``encode``'s own
+    arguments): the captioner, the guidance's tuning and the input limits. None takes the profile's default."""
+
+    i2t: str | None = None  # captioner: registered name, hub id or local folder
+    device: str | None = None  # where the captioner runs
+    accel: Accel = EAGER  # captioner speed-ups
+    caption_words: int | None = None  # words asked of the captioner
+    caption_coder: str | None = None  # pin one caption coder (else the smallest file of all wins)
+    pixel_block: int | None = None  # pin the pixel map's block (no ladder)
+    pixel_bits: int | None = None  # ... and its luma bits
+    ref_codec: str | None = None  # image-reference codec name (guidance.REF_CODECS)
+    ref_bpp: float | None = None  # reference rate when no budget is given
+    limits: Limits = DEFAULT_LIMITS
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """Decoder runtime settings; none of them changes what a file means (the profile comes from the file)."""
+
+    device: str | None = None
+    model_path: str | None = None  # local folder of the profile's T2I model
+    dtype: str | None = None
+    vae_path: str | None = None  # local folder of a *-taesd profile's tiny autoencoder
+    accel: Accel = EAGER  # channels_last, torch.compile
+    limits: Limits = DEFAULT_LIMITS
+
+
+@dataclass(frozen=True)
 class EncodeResult:
-    """What encode_ex returns: the file, the caption it holds and the choices made."""
+    """What encode_result returns: the file, the caption it holds and the choices made."""
 
     data: bytes
     mode: str
@@ -79,7 +108,8 @@ class _Packer:
                                   profile_id=self.profile.id, seed=self.seed, sections=sections)
             if best is None or len(data) < len(best):
                 best = data
-        assert best is not None
+        if best is None:  # the loop runs at least once
+            raise RuntimeError("no file was packed")
         return best
 
 
@@ -134,65 +164,109 @@ def _ref_search(img: Image.Image, codec: guidance.RefCodec, target: int,
     return None
 
 
-def _encode_mode(img: Image.Image, mode: str, caption: str, budget: int | None, prof: Profile,
-                 seed: int, opts: dict) -> bytes:
-    """One mode under a budget; BudgetError (with the smallest size) if nothing fits."""
+@dataclass(frozen=True)
+class _Job:
+    """One mode's encode under a budget: what every per-mode function needs."""
+
+    img: Image.Image
+    mode: str
+    caption: str  # normalized caption ("" when the mode or the profile's decoder stores none)
+    budget: int | None
+    prof: Profile
+    options: EncodeOptions
+    packer: _Packer
+
+
+def _encode_text(job: _Job) -> bytes:
+    """Text mode: the longest word prefix of the caption that fits."""
+    got = _fit_caption(job.caption, job.packer.pack, job.budget)
+    if got is None:
+        raise BudgetError(f"text mode cannot fit {job.budget} bytes: the smallest file is "
+                          f"{len(job.packer.pack(''))} bytes")
+    return got[0]
+
+
+def _encode_pixel(job: _Job) -> bytes:
+    """Pixel mode: walk the pixel-map ladder down from the profile's default until map and caption fit."""
+    img, opts, enc, budget = job.img, job.options, job.prof.encoder, job.budget
     w, h = img.size
-    packer = _Packer(mode, w, h, prof, seed, opts.get("caption_coder"))
-    enc = prof.encoder
-    if mode == "text":
-        got = _fit_caption(caption, packer.pack, budget)
-        if got is None:
-            raise BudgetError(f"text mode cannot fit {budget} bytes: the smallest file is {len(packer.pack(''))} bytes")
-        return got[0]
-    if mode == "pixel":
-        pinned = opts.get("pixel_block") is not None or opts.get("pixel_bits") is not None
-        default = (opts.get("pixel_block") or enc.pixel_block, opts.get("pixel_bits") or enc.pixel_bits, 2)
-        ladder = [default] if pinned or budget is None else \
-            [default, *(p for p in PIXEL_LADDER if _coarser(p, default))]
-        smallest = None
-        if not pinned:  # blocks too small for this image's size would exceed the grid limit (spec §7.2)
-            fits = [p for p in ladder if math.prod(guidance.grid_size(w, h, p[0], check=False))
-                    <= guidance.MAX_MAP_CELLS]
-            ladder = fits or ladder[-1:]
-        for i, (block, bits, drop) in enumerate(ladder):
-            section = Section(ids.SECTION_IDS["pixel_map"], 0,
-                              guidance.encode_pixel_map(img, guidance.PixelParams(block, bits, drop)))
-            last = i == len(ladder) - 1
-            got = _fit_caption(caption, lambda c, s=section: packer.pack(c, s), budget,
-                               0 if last else MIN_CAPTION_WORDS)
-            if got is not None:
-                return got[0]
-            smallest = len(packer.pack("", section))
-        raise BudgetError(f"pixel mode cannot fit {budget} bytes: the smallest file is {smallest} bytes")
-    # image / full
-    codec = guidance.REF_CODECS[opts["ref_codec"]] if opts.get("ref_codec") else guidance.default_ref_codec()
+    pinned = opts.pixel_block is not None or opts.pixel_bits is not None
+    default = (opts.pixel_block or enc.pixel_block, opts.pixel_bits or enc.pixel_bits, 2)
+    ladder = [default] if pinned or budget is None else \
+        [default, *(p for p in PIXEL_LADDER if _coarser(p, default))]
+    smallest = None
+    if not pinned:  # blocks too small for this image's size would exceed the grid limit (spec §7.2)
+        fits = [p for p in ladder if math.prod(guidance.grid_size(w, h, p[0], check=False))
+                <= guidance.MAX_MAP_CELLS]
+        ladder = fits or ladder[-1:]
+    for i, (block, bits, drop) in enumerate(ladder):
+        section = Section(ids.SECTION_IDS["pixel_map"], 0,
+                          guidance.encode_pixel_map(img, guidance.PixelParams(block, bits, drop)))
+        last = i == len(ladder) - 1
+        got = _fit_caption(job.caption, lambda c, s=section: job.packer.pack(c, s), budget,
+                           0 if last else MIN_CAPTION_WORDS)
+        if got is not None:
+            return got[0]
+        smallest = len(job.packer.pack("", section))
+    raise BudgetError(f"pixel mode cannot fit {budget} bytes: the smallest file is {smallest} bytes")
+
+
+def _ref_codec(opts: EncodeOptions) -> guidance.RefCodec:
+    """The image-reference codec asked for (or the default one), refused when it is not usable here."""
+    codec = guidance.REF_CODECS[opts.ref_codec] if opts.ref_codec else guidance.default_ref_codec()
     why = codec.available()
     if why:
         raise ConfigError(f"image-reference codec {codec.name} is not usable here: {why}")
-    cap = caption if mode == "full" else None
+    return codec
+
+
+def _smallest_ref(job: _Job, codec: guidance.RefCodec, caption: str | None) -> bytes:
+    """The smallest file with a reference: 8-pixel long side at the worst quality."""
+    return job.packer.pack(caption, Section(ids.SECTION_IDS["image_ref"],
+                                            *guidance.encode_image_ref_ex(job.img, codec, 8, codec.q_worst)))
+
+
+def _encode_unbudgeted_ref(job: _Job, codec: guidance.RefCodec, caption: str | None) -> bytes:
+    """Image or full mode without a budget: the profile's reference rate is a target, not a limit."""
+    w, h = job.img.size
+    target = max(16, int((job.options.ref_bpp or job.prof.encoder.ref_bpp) * w * h / 8))
+    base = len(job.packer.pack(caption, Section(ids.SECTION_IDS["image_ref"], codec.id, b"")))
+    data = _ref_search(job.img, codec, target + base, lambda s: job.packer.pack(caption, s))
+    return data if data is not None else _smallest_ref(job, codec, caption)
+
+
+def _encode_image(job: _Job) -> bytes:
+    """Image mode: the best reference whose file fits."""
+    codec = _ref_codec(job.options)
+    if job.budget is None:
+        return _encode_unbudgeted_ref(job, codec, None)
+    data = _ref_search(job.img, codec, job.budget, lambda s: job.packer.pack(None, s))
+    if data is None:
+        raise BudgetError(f"image mode cannot fit {job.budget} bytes: the smallest file is "
+                          f"{len(_smallest_ref(job, codec, None))} bytes")
+    return data
+
+
+def _encode_full(job: _Job) -> bytes:
+    """Full mode: caption first, up to 30% of the budget, then the reference gets the rest."""
+    codec = _ref_codec(job.options)
+    budget = job.budget
     if budget is None:
-        target = max(16, int((opts.get("ref_bpp") or enc.ref_bpp) * w * h / 8))
-        base = len(packer.pack(cap, Section(ids.SECTION_IDS["image_ref"], codec.id, b"")))
-        data = _ref_search(img, codec, target + base, lambda s: packer.pack(cap, s))
-        if data is None:  # no budget was asked for: the default rate is a target, so take the smallest
-            data = packer.pack(cap, Section(ids.SECTION_IDS["image_ref"],
-                                            *guidance.encode_image_ref_ex(img, codec, 8, codec.q_worst)))
-        return data
-    if mode == "full":  # caption first, up to 30% of the budget, then the reference gets the rest
-        for share in (0.3, 0.15, 0.0):
-            c = textcode.trim_to_bytes(caption, int(budget * share)) if share else ""
-            data = _ref_search(img, codec, budget, lambda s, c=c: packer.pack(c, s))
-            if data is not None:
-                return data
-    else:
-        data = _ref_search(img, codec, budget, lambda s: packer.pack(None, s))
+        return _encode_unbudgeted_ref(job, codec, job.caption)
+    for share in (0.3, 0.15, 0.0):
+        c = textcode.trim_to_bytes(job.caption, int(budget * share)) if share else ""
+        data = _ref_search(job.img, codec, budget, lambda s, c=c: job.packer.pack(c, s))
         if data is not None:
             return data
-    tiny = len(packer.pack("" if cap is not None else None,
-                           Section(ids.SECTION_IDS["image_ref"],
-                                   *guidance.encode_image_ref_ex(img, codec, 8, codec.q_worst))))
-    raise BudgetError(f"{mode} mode cannot fit {budget} bytes: the smallest file is {tiny} bytes")
+    raise BudgetError(f"full mode cannot fit {budget} bytes: the smallest file is "
+                      f"{len(_smallest_ref(job, codec, ''))} bytes")
+
+
+_MODE_ENCODERS: dict[str, Callable[[_Job], bytes]] = {
+    "text": _encode_text, "pixel": _encode_pixel, "image": _encode_image, "full": _encode_full,
+}
+if set(_MODE_ENCODERS) != set(ids.MODES):
+    raise RuntimeError("codec._MODE_ENCODERS and core.ids.MODES disagree: every mode needs one encoder")
 
 
 def _coarser(p: tuple[int, int, int], ref: tuple[int, int, int]) -> bool:
@@ -215,19 +289,17 @@ def _auto_modes(prof: Profile, budget: int | None, w: int, h: int) -> list[str]:
     return [m for m in order if m in prof.modes]
 
 
-def encode_ex(image: object, *, mode: str = "text", caption: str | None = None, bpp: float | None = None,
-              max_bytes: int | None = None, profile: str | int | Profile | None = None, seed: int = 0,
-              i2t: str | None = None, device: str | None = None, caption_words: int | None = None,
-              pixel_block: int | None = None, pixel_bits: int | None = None, ref_codec: str | None = None,
-              ref_bpp: float | None = None, caption_coder: str | None = None, accel: Accel | None = None,
-              limits: Limits = DEFAULT_LIMITS) -> EncodeResult:
-    """Encode an image; returns the file with the mode and caption chosen (see ``encode``)."""
+def encode_result(image: object, *, mode: str = "text", caption: str | None = None, bpp: float | None = None,
+                  max_bytes: int | None = None, profile: str | int | Profile | None = None, seed: int = 0,
+                  options: EncodeOptions | None = None) -> EncodeResult:
+    """Encode an image; returns the file with the mode and caption chosen (arguments as ``encode``)."""
+    opts = options or EncodeOptions()
     if mode not in MODES_AUTO:
         raise ConfigError(f"unknown mode {mode!r}: expected one of {', '.join(MODES_AUTO)}")
     if not 0 <= seed <= bitstream.MAX_SEED:
         raise ConfigError(f"seed must be in 0..{bitstream.MAX_SEED}; found {seed}")
     prof = get_profile(profile)
-    img = load_image(image, limits)
+    img = load_image(image, opts.limits)
     w, h = img.size
     budget = _budget(w, h, bpp, max_bytes)
     modes = _auto_modes(prof, budget, w, h) if mode == "auto" else [mode]
@@ -235,40 +307,54 @@ def encode_ex(image: object, *, mode: str = "text", caption: str | None = None, 
         prof.mode(m)  # a profile that cannot decode the mode is refused before any work
     if not modes:
         raise ProfileError(f"profile {prof.name} decodes no mode")
-    opts = {"pixel_block": pixel_block, "pixel_bits": pixel_bits, "ref_codec": ref_codec, "ref_bpp": ref_bpp,
-            "caption_coder": caption_coder}
-    words = caption_words or prof.encoder.caption_words
+    words = opts.caption_words or prof.encoder.caption_words
     cap_text: str | None = None
     errors = []
     for m in modes:
-        uses_caption = _uses_caption(prof, m)
         if m in ("text", "pixel", "full"):
             if caption is not None:
                 text = textcode.normalize(caption).strip()
-            elif uses_caption:
+            elif _uses_caption(prof, m):
                 if cap_text is None:
                     from .models import i2t as i2t_backend
 
-                    cap_text = textcode.normalize(i2t_backend.caption(img, model=i2t, words=words, device=device,
-                                                                          accel=accel or EAGER))
+                    cap_text = textcode.normalize(i2t_backend.caption(img, model=opts.i2t, words=words,
+                                                                      device=opts.device, accel=opts.accel))
                 text = cap_text
             else:
                 text = ""  # the profile's decoder ignores captions: store none
         else:
             text = ""
+        job = _Job(img, m, text, budget, prof, opts, _Packer(m, w, h, prof, seed, opts.caption_coder))
         try:
-            data = _encode_mode(img, m, text, budget, prof, seed, opts)
+            data = _MODE_ENCODERS[m](job)
         except BudgetError as e:
             errors.append(str(e))
             continue
-        header = bitstream.read_header(data, limits)
+        if budget is not None and len(data) > budget:  # rate control measures whole files: a bug if not
+            raise RuntimeError(f"rate control made a {len(data)}-byte {m}-mode file for a {budget}-byte budget")
+        header = bitstream.read_header(data, opts.limits)
         final = ""
         sec = header.section("caption")
         if sec is not None:
             final = textcode.decode(sec.payload, sec.coder_id)
-        assert budget is None or len(data) <= budget
         return EncodeResult(data, m, final, header)
     raise BudgetError("; ".join(errors))
+
+
+def encode(image: object, *, mode: str = "text", caption: str | None = None, bpp: float | None = None,
+           max_bytes: int | None = None, profile: str | int | Profile | None = None, seed: int = 0,
+           options: EncodeOptions | None = None) -> bytes:
+    """Encode an image (a path, bytes, file object or PIL image) to .cmc bytes.
+
+    ``mode``: text, pixel, image, full or auto; ``caption`` skips the I2T model; ``bpp`` / ``max_bytes``
+    set a budget that the file never exceeds (the smaller wins; BudgetError names the smallest possible
+    file when nothing fits); ``profile`` names the decoder profile written in the file; ``seed`` the
+    decoder's noise seed. ``options`` (EncodeOptions) picks the captioner and tunes the guidance.
+    ``encode_result`` returns the same file with the mode and caption chosen.
+    """
+    return encode_result(image, mode=mode, caption=caption, bpp=bpp, max_bytes=max_bytes, profile=profile,
+                         seed=seed, options=options).data
 
 
 def _uses_caption(prof: Profile, mode: str) -> bool:
@@ -283,11 +369,12 @@ def needs_captioner(mode: str, profile: str | int | Profile | None = None) -> bo
     return any(_uses_caption(prof, m) for m in (ids.MODES if mode == "auto" else (mode,)))
 
 
-def caption_many(images: Sequence[object], *, i2t: str | None = None, words: int = 20, device: str | None = None,
-                 batch_size: int = 8, accel: Accel | None = None,
-                 limits: Limits = DEFAULT_LIMITS) -> Iterator[tuple[int, str | CmcodecError]]:
-    """Captions of many images, batch_size per I2T call (issue 6); yields (index, caption or that image's
-    CmcodecError), a batch at a time. Pass each caption to encode_ex(caption=...) to code it."""
+def caption_many(images: Sequence[object], options: EncodeOptions | None = None, *,
+                 batch_size: int = 8) -> Iterator[tuple[int, str | CmcodecError]]:
+    """Captions of many images, batch_size per I2T call, with the captioner, words (default 20), device,
+    accel and limits of ``options``; yields (index, caption or that image's CmcodecError), a batch at a
+    time. Pass each caption to encode(caption=...) to code it."""
+    opts = options or EncodeOptions()
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1; found {batch_size}")
     from .models import i2t as i2t_backend
@@ -296,27 +383,21 @@ def caption_many(images: Sequence[object], *, i2t: str | None = None, words: int
         loaded: list[tuple[int, Image.Image]] = []
         for i in range(start, min(start + batch_size, len(images))):
             try:
-                loaded.append((i, load_image(images[i], limits)))
+                loaded.append((i, load_image(images[i], opts.limits)))
             except CmcodecError as e:
                 yield i, e
         if not loaded:
             continue
         try:
             texts: list[str | CmcodecError] = list(i2t_backend.caption_batch(
-                [im for _, im in loaded], model=i2t, words=words, device=device, accel=accel or EAGER))
+                [im for _, im in loaded], model=opts.i2t, words=opts.caption_words or 20, device=opts.device,
+                accel=opts.accel))
         except CmcodecError as e:
             texts = [e] * len(loaded)
-        for (i, _), t in zip(loaded, texts):
+        if len(texts) != len(loaded):  # a short answer would silently lose images
+            raise ModelError(f"the captioner returned {len(texts)} captions for {len(loaded)} images")
+        for (i, _), t in zip(loaded, texts, strict=True):
             yield i, textcode.normalize(t) if isinstance(t, str) else t
-
-
-def encode(image: object, **kwargs: object) -> bytes:
-    """Encode an image to .cmc bytes.
-
-    ``mode``: text, pixel, image, full or auto; ``caption`` skips the I2T model; ``bpp`` / ``max_bytes``
-    set a budget that the file never exceeds; ``profile`` names the decoder profile written in the file.
-    """
-    return encode_ex(image, **kwargs).data  # type: ignore[arg-type]
 
 
 def decode_guidance(header: bitstream.Header, prof: Profile) -> Image.Image | None:
@@ -359,35 +440,34 @@ def _prepare(data: bytes, limits: Limits) -> tuple[bitstream.Header, Profile, st
     return header, prof, caption, decode_guidance(header, prof)
 
 
-def decode(data: bytes, *, device: str | None = None, model_path: str | None = None, dtype: str | None = None,
-           vae_path: str | None = None, accel: Accel | None = None,
-           limits: Limits = DEFAULT_LIMITS) -> Image.Image:
+def decode(data: bytes, options: DecodeOptions | None = None) -> Image.Image:
     """Decode .cmc bytes to an RGB image of the original size, with the profile named in the file.
 
-    ``model_path`` (``vae_path``) points the profile's model (tiny autoencoder) at a local folder; neither
-    changes the profile. ``accel`` picks runtime speed-ups (channels_last, torch.compile).
+    ``options`` (DecodeOptions) picks the device and precision, points the profile's model (tiny
+    autoencoder) at a local folder and turns on runtime speed-ups; none of it changes the profile.
     """
-    header, prof, caption, init = _prepare(data, limits)
+    opts = options or DecodeOptions()
+    header, prof, caption, init = _prepare(data, opts.limits)
     if prof.mode(header.mode).pipeline == "classic":
-        assert init is not None
+        if init is None:  # the reader implies guidance for classic modes (spec §4.2); a bug if not
+            raise RuntimeError(f"{header.mode}-mode file without guidance passed the reader")
         return init
     from .models import t2i
 
     return t2i.generate(prof, header.mode, caption=caption, init=init, width=header.width,
-                        height=header.height, seed=header.seed, device=device, model_path=model_path,
-                        dtype=dtype, vae_path=vae_path, accel=accel or EAGER)
+                        height=header.height, seed=header.seed, device=opts.device, model_path=opts.model_path,
+                        dtype=opts.dtype, vae_path=opts.vae_path, accel=opts.accel)
 
 
-def decode_many(datas: Iterable[bytes], *, batch_size: int = 8, device: str | None = None,
-                model_path: str | None = None, dtype: str | None = None, vae_path: str | None = None,
-                accel: Accel | None = None,
-                limits: Limits = DEFAULT_LIMITS) -> Iterator[tuple[int, Image.Image | CmcodecError]]:
-    """Decode many files, batching those of one profile, mode and generation size into one pipeline call
-    (issue 6). Yields (index, image or the CmcodecError of that file) as results are ready, not in order.
+def decode_many(datas: Iterable[bytes], options: DecodeOptions | None = None, *,
+                batch_size: int = 8) -> Iterator[tuple[int, Image.Image | CmcodecError]]:
+    """Decode many files, batching those of one profile, mode and generation size into one pipeline call.
+    Yields (index, image or the CmcodecError of that file) as results are ready, not in order.
 
     Each file keeps its own seed and CPU generator, so a file decodes to the same image in any batch up to
     the last bits of batched arithmetic.
     """
+    opts = options or DecodeOptions()
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1; found {batch_size}")
     groups: dict[tuple, list[tuple[int, bitstream.Header, str, Image.Image | None]]] = {}
@@ -400,8 +480,8 @@ def decode_many(datas: Iterable[bytes], *, batch_size: int = 8, device: str | No
         items = [(cap, init, h.width, h.height, h.seed) for _, h, cap, init in batch]
         try:
             out: list[Image.Image | CmcodecError] = list(t2i.generate_batch(
-                prof, mode, items, device=device, model_path=model_path, dtype=dtype, vae_path=vae_path,
-                accel=accel or EAGER))
+                prof, mode, items, device=opts.device, model_path=opts.model_path, dtype=opts.dtype,
+                vae_path=opts.vae_path, accel=opts.accel))
         except CmcodecError as e:
             out = [e] * len(batch)
         except RuntimeError as e:  # torch.cuda.OutOfMemoryError is one
@@ -410,17 +490,21 @@ def decode_many(datas: Iterable[bytes], *, batch_size: int = 8, device: str | No
             err = ModelError(f"out of device memory decoding a batch of {len(batch)} {mode}-mode files with "
                              f"profile {prof.name}: use a smaller batch size (found {batch_size})")
             out = [err] * len(batch)
-        for (i, *_), res in zip(batch, out):
+        if len(out) != len(batch):  # a short answer would silently lose files
+            err = ModelError(f"the {prof.name} pipeline returned {len(out)} images for {len(batch)} files")
+            out = [err] * len(batch)
+        for (i, *_), res in zip(batch, out, strict=True):
             yield i, res
 
     for i, data in enumerate(datas):
         try:
-            header, prof, caption, init = _prepare(data, limits)
+            header, prof, caption, init = _prepare(data, opts.limits)
         except CmcodecError as e:
             yield i, e
             continue
         if prof.mode(header.mode).pipeline == "classic":
-            assert init is not None
+            if init is None:  # as in decode
+                raise RuntimeError(f"{header.mode}-mode file without guidance passed the reader")
             yield i, init
             continue
         key = (prof.id, header.mode, prof.decode_size(header.width, header.height))

@@ -97,7 +97,7 @@ def test_captions_csv_for_folders(tmp_path: Path) -> None:
     # 6 bytes with the coder a v1 header implies (wlm1); naming wlm2 costs a byte, taken only when it pays
     coder = info["sections"][0]["coder"]
     assert info["overhead_bytes"] <= (6 if coder == "wlm1" else 7)
-    wlm1_file = cmcodec.encode(HOUSE, mode="text", caption="A red house with white windows.", caption_coder="wlm1")
+    wlm1_file = cmcodec.encode(HOUSE, mode="text", caption="A red house with white windows.", options=cmcodec.EncodeOptions(caption_coder="wlm1"))
     assert info["bytes"] <= len(wlm1_file)
 
 

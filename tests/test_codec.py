@@ -55,17 +55,17 @@ def test_max_bytes_and_error_names_smallest_size() -> None:
 def test_rate_control_uses_the_budget() -> None:
     img = Image.open(PARROTS).resize((768, 512))
     for bpp in (0.01, 0.02, 0.05):
-        r = codec.encode_ex(img, mode="image", profile="classic", bpp=bpp)
+        r = codec.encode_result(img, mode="image", profile="classic", bpp=bpp)
         assert 0.6 * bpp <= r.header.bpp <= bpp
 
 
 def test_auto_mode_follows_the_budget() -> None:
     img = Image.open(PARROTS).resize((768, 512))
-    assert codec.encode_ex(img, mode="auto", caption=CAP, bpp=0.0008).mode == "text"
-    assert codec.encode_ex(img, mode="auto", caption=CAP, bpp=0.004).mode == "pixel"
-    assert codec.encode_ex(img, mode="auto", caption=CAP, bpp=0.02).mode == "full"
-    assert codec.encode_ex(img, mode="auto", profile="classic", bpp=0.003).mode == "pixel"
-    assert codec.encode_ex(img, mode="auto", profile="classic", bpp=0.02).mode == "image"
+    assert codec.encode_result(img, mode="auto", caption=CAP, bpp=0.0008).mode == "text"
+    assert codec.encode_result(img, mode="auto", caption=CAP, bpp=0.004).mode == "pixel"
+    assert codec.encode_result(img, mode="auto", caption=CAP, bpp=0.02).mode == "full"
+    assert codec.encode_result(img, mode="auto", profile="classic", bpp=0.003).mode == "pixel"
+    assert codec.encode_result(img, mode="auto", profile="classic", bpp=0.02).mode == "image"
 
 
 def test_import_does_not_import_torch() -> None:
@@ -85,14 +85,14 @@ def test_missing_weights_fail_fast_with_a_clear_message() -> None:
 
 def test_unknown_captioner_fails_clearly() -> None:
     with pytest.raises(ModelError, match="cannot load I2T model"):
-        cmcodec.encode(PARROTS, mode="text", i2t="no-such-org/no-such-model")
+        cmcodec.encode(PARROTS, mode="text", options=codec.EncodeOptions(i2t="no-such-org/no-such-model"))
 
 
 @pytest.mark.parametrize("mode", ["text", "pixel", "image", "full"])
 def test_tiny_t2i_roundtrip_is_deterministic(mode: str, tiny_sd) -> None:
     data = cmcodec.encode(HOUSE, mode=mode, caption="a red house", seed=11)
-    a = cmcodec.decode(data, model_path=str(tiny_sd))
-    b = cmcodec.decode(data, model_path=str(tiny_sd))
+    a = cmcodec.decode(data, codec.DecodeOptions(model_path=str(tiny_sd)))
+    b = cmcodec.decode(data, codec.DecodeOptions(model_path=str(tiny_sd)))
     assert a.size == (96, 64)
     assert np.array_equal(np.asarray(a), np.asarray(b))
 
@@ -100,12 +100,12 @@ def test_tiny_t2i_roundtrip_is_deterministic(mode: str, tiny_sd) -> None:
 def test_golden_files_decode_with_tiny_models(tiny_sd) -> None:
     for name in ("text_wlm1.cmc", "pixel_sdturbo.cmc", "full_j2k.cmc", "pixel_classic.cmc", "image_av1_classic.cmc",
                  "image_av1s_classic.cmc", "image_hevcs_classic.cmc", "full_hevc_realvis.cmc"):
-        img = cmcodec.decode((GOLDEN / name).read_bytes(), model_path=str(tiny_sd))
+        img = cmcodec.decode((GOLDEN / name).read_bytes(), codec.DecodeOptions(model_path=str(tiny_sd)))
         assert img.size == (192, 128)
 
 
 def test_encode_with_tiny_captioner(tiny_blip) -> None:
-    r = codec.encode_ex(HOUSE, mode="text", i2t=str(tiny_blip), caption_words=5)
+    r = codec.encode_result(HOUSE, mode="text", options=codec.EncodeOptions(i2t=str(tiny_blip), caption_words=5))
     assert len(r.caption.split()) <= 5
     assert cmcodec.read_header(r.data).mode == "text"
 
@@ -127,7 +127,7 @@ def test_chat_vlm_captioner_path(tiny_qwen2vl) -> None:
     assert all(0 < len(c.split()) <= 5 for c in batch)
     row = next(v for k, v in i2t._CACHE.items() if k[0] == str(tiny_qwen2vl))[2]
     assert row.kind == "chat"  # the processor's chat template decided the prompt path
-    r = codec.encode_ex(HOUSE, mode="text", i2t=str(tiny_qwen2vl), caption_words=5)
+    r = codec.encode_result(HOUSE, mode="text", options=codec.EncodeOptions(i2t=str(tiny_qwen2vl), caption_words=5))
     assert r.caption == single[1] and cmcodec.read_header(r.data).mode == "text"
 
 

@@ -30,7 +30,7 @@ def test_pickle_weights_are_never_loaded(tiny_sd: Path, tmp_path: Path, monkeypa
 
     monkeypatch.setattr(torch, "load", no_unpickling)
     with pytest.raises(ModelError, match="cannot load T2I model"):
-        cmcodec.decode((GOLDEN / "text_wlm2.cmc").read_bytes(), model_path=str(folder))
+        cmcodec.decode((GOLDEN / "text_wlm2.cmc").read_bytes(), cmcodec.DecodeOptions(model_path=str(folder)))
 
 
 def test_offline_never_opens_a_connection(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -57,12 +57,12 @@ def test_decode_many_matches_single_decodes_and_reports_bad_files(tiny_sd: Path)
     datas = _files(5)
     classic = cmcodec.encode(Image.open(PARROTS), mode="pixel", profile="classic")
     batch = [*datas[:2], b"\xcc\x00garbage", classic, *datas[2:]]
-    got = dict(codec.decode_many(batch, batch_size=2, device="cpu", model_path=str(tiny_sd)))
+    got = dict(codec.decode_many(batch, codec.DecodeOptions(device="cpu", model_path=str(tiny_sd)), batch_size=2))
     assert sorted(got) == list(range(len(batch)))  # every file answered exactly once
     assert isinstance(got[2], CmcodecError)
     assert _px(got[3]).shape == (128, 192, 3)
     for i, data in zip((0, 1, 4, 5, 6), datas):
-        single = cmcodec.decode(data, device="cpu", model_path=str(tiny_sd))
+        single = cmcodec.decode(data, codec.DecodeOptions(device="cpu", model_path=str(tiny_sd)))
         assert got[i].size == single.size
         # same seed and CPU generator per file; batched arithmetic may move the last bit
         assert np.abs(_px(got[i]) - _px(single)).max() <= 1
@@ -77,14 +77,14 @@ def test_decode_many_turns_out_of_memory_into_a_model_error(tiny_sd: Path, monke
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(t2i, "generate_batch", oom)
-    got = dict(codec.decode_many(_files(3), batch_size=4, device="cpu", model_path=str(tiny_sd)))
+    got = dict(codec.decode_many(_files(3), codec.DecodeOptions(device="cpu", model_path=str(tiny_sd)), batch_size=4))
     assert all(isinstance(v, ModelError) and "use a smaller batch size (found 4)" in str(v) for v in got.values())
 
 
 def test_channels_last_decodes_like_eager(tiny_sd: Path) -> None:
     data = cmcodec.encode(Image.open(HOUSE), mode="pixel", caption="a house", profile="sd-turbo")
-    eager = cmcodec.decode(data, device="cpu", model_path=str(tiny_sd))
-    cl = cmcodec.decode(data, device="cpu", model_path=str(tiny_sd), accel=Accel(channels_last=True))
+    eager = cmcodec.decode(data, codec.DecodeOptions(device="cpu", model_path=str(tiny_sd)))
+    cl = cmcodec.decode(data, codec.DecodeOptions(device="cpu", model_path=str(tiny_sd), accel=Accel(channels_last=True)))
     assert np.abs(_px(eager) - _px(cl)).max() <= 1
 
 
@@ -102,8 +102,8 @@ def test_compile_option_compiles_unet_and_autoencoder(tiny_sd: Path) -> None:
 @pytest.mark.slow
 def test_compiled_decode_runs_on_cpu(tiny_sd: Path) -> None:
     data = cmcodec.encode(Image.open(HOUSE), mode="text", caption="a house")
-    eager = cmcodec.decode(data, device="cpu", model_path=str(tiny_sd))
-    comp = cmcodec.decode(data, device="cpu", model_path=str(tiny_sd), accel=Accel(compile="default"))
+    eager = cmcodec.decode(data, codec.DecodeOptions(device="cpu", model_path=str(tiny_sd)))
+    comp = cmcodec.decode(data, codec.DecodeOptions(device="cpu", model_path=str(tiny_sd), accel=Accel(compile="default")))
     assert np.abs(_px(eager) - _px(comp)).max() <= 2
 
 

@@ -340,8 +340,9 @@ def encode_decode(gt_files: list[Path], run: Run, mode: str, mode_dir: Path, cap
         elif progress:
             progress()
     # decoded in batches of one profile, mode and size (issue 6)
-    for i, img in codec.decode_many((c.read_bytes() for c in todo), batch_size=batch_size, device=device,
-                                    model_path=model_path):
+    for i, img in codec.decode_many((c.read_bytes() for c in todo),
+                                    codec.DecodeOptions(device=device, model_path=model_path),
+                                    batch_size=batch_size):
         if isinstance(img, CmcodecError):
             raise img
         save_image(img, todo[i].with_suffix(".png"))

@@ -215,8 +215,8 @@ def _cmc_rows(u: Unit, path: Path, ref: Image.Image, loaded: dict[str, Any]) -> 
         if len(data) in seen:
             continue
         seen.add(len(data))
-        out = codec.decode(data, model_path=u.model_paths.get(u.curve.codec, u.model_paths.get("*")),
-                           device=distributed.device(None))
+        out = codec.decode(data, codec.DecodeOptions(
+            model_path=u.model_paths.get(u.curve.codec, u.model_paths.get("*")), device=distributed.device(None)))
         t2 = time.perf_counter()
         hdr = read_header(data).overhead_bytes
         rows.append({"target_bpp": t, "setting": budget, "bytes": len(data), "header_bytes": hdr,

@@ -378,16 +378,17 @@ def _info_dict(path: Path, verify: bool = False) -> dict:
 @click.option("--model-path", "model_paths", multiple=True, help="PROFILE=DIR: local folder of a profile's model.")
 @click.option("-j", "--jobs", type=int, default=1, show_default=True, help="Worker processes.")
 @click.option("--offline", is_flag=True, help="Never contact the model hub.")
+@click.option("--fast", is_flag=True, help="Conventional codecs at faster, weaker settings (said in the output "
+              "and results.json); the default is each codec's strongest documented settings.")
 def rd_curve(images: Path, output: Path, codecs: str, scales: str, profiles: str, modes: str, metric_names: str,
              metric_weights: Path | None, bpp_range: str, points: int, targets: str | None, anchor: str,
-             captions: Path | None, model_paths: tuple[str, ...], jobs: int, offline: bool) -> None:
+             captions: Path | None, model_paths: tuple[str, ...], jobs: int, offline: bool, fast: bool) -> None:
     """Rate-distortion curves of conventional codecs and cmcodec modes, with BD-rates and plots."""
     _offline(offline)
     _quiet_libraries()
     from tqdm import tqdm
 
     from .bench import rd
-    from .core import refcodecs as baselines
 
     def split(v: str) -> list[str]:
         return [] if v.strip().lower() == "none" else [x.strip() for x in v.split(",") if x.strip()]
@@ -398,43 +399,22 @@ def rd_curve(images: Path, output: Path, codecs: str, scales: str, profiles: str
         else:
             lo, _, hi = bpp_range.partition(":")
             tg = rd.targets_from_range(float(lo), float(hi), points)
-        files = _files(images, IMAGE_SUFFIXES)
-        if not files:
-            raise ConfigError(f"{images}: expected image files, found none")
-        use_codecs = []
-        for c in split(codecs):
-            why = baselines.get(c).available()
-            if why:
-                click.echo(f"cmcodec: skipping {c}: {why}", err=True)
-            else:
-                use_codecs.append(c)
-        curves = rd.make_curves(use_codecs, split(scales), split(profiles), split(modes))
-        asked = tuple(split(metric_names))
-        wdir = str(metric_weights) if metric_weights else None
-        loaded, skipped = rd.load_metrics(asked, wdir)  # the same cache key as the units': loaded once
-        for n, why in skipped.items():
-            click.echo(f"cmcodec: skipping metric {n}: {why}", err=True)
-        names = [n for n in asked if n in loaded]
-        caps = _read_captions(captions) if captions else {}
-        mpaths = _named_paths(model_paths, "--model-path")
-        units = [rd.Unit(str(f), c, tg, asked, wdir, caps, mpaths) for f in files for c in curves]
-        bar = tqdm(total=len(units), desc="rd-curve", unit="unit", file=sys.stderr)
-        done = rd.done_units(output)
-        bar.update(sum(1 for u in units if rd.unit_key(Path(u.image).name, u.curve.name) in done))
-        ran = rd.sweep(units, output, jobs, progress=lambda i, n: bar.update(1))
-        bar.close()
-        from .distributed import is_main
-
-        if not is_main():  # rank 0 merged every process's points and writes the results
-            return
-        settings = {"images": str(images), "n_images": len(files), "targets_bpp": tg, "codecs": use_codecs,
-                    "scales": split(scales), "profiles": split(profiles), "modes": split(modes), "metrics": names,
-                    "metric_weights": str(metric_weights) if metric_weights else None, "jobs": jobs}
-        result = rd.finish(output, curves, names, anchor if anchor in {c.name for c in curves} else curves[0].name,
-                           settings, skipped, {n: m.lower_better for n, m in loaded.items()})
+        plan = rd.Plan(files=_files(images, IMAGE_SUFFIXES), codecs=split(codecs), scales=split(scales),
+                       profiles=split(profiles), modes=split(modes), metrics=tuple(split(metric_names)), targets=tg,
+                       anchor=anchor, metric_weights=str(metric_weights) if metric_weights else None,
+                       captions=_read_captions(captions) if captions else {},
+                       model_paths=_named_paths(model_paths, "--model-path"), jobs=jobs, fast=fast)
+        result = rd.run(plan, output, lambda desc, n: tqdm(total=n, desc=desc, unit="unit", file=sys.stderr),
+                        lambda msg: click.echo(f"cmcodec: {msg}", err=True))
     except CmcodecError as e:
         _fail(e)
-    click.echo(f"{ran} units computed, {len(units) - ran} reused; {len(result['curves'])} curves -> {output}")
+    if result is None:  # not the main rank: rank 0 merged every process's points and wrote the results
+        return
+    fast_note = " (--fast: weaker anchors)" if result["fast"] else ""
+    click.echo(f"{result['ran']} units computed, {result['reused']} reused; {len(result['curves'])} curves "
+               f"-> {output}{fast_note}")
+    if result["failed_units"]:
+        click.echo(f"{len(result['failed_units'])} units failed (listed in results.json; a rerun retries them)")
     click.echo((output / "bd_rate.md").read_text())
 
 

@@ -149,9 +149,9 @@ def _ref_search(img: Image.Image, codec: guidance.RefCodec, target: int,
         return build(Section(sid, *guidance.encode_image_ref_ex(img, codec, ls, q)))
 
     while long_side >= 8:
-        best = make(long_side, codec.q_worst)
+        best = make(long_side, codec.ref_quality[1])
         if len(best) <= target:
-            lo, hi = codec.q_best, codec.q_worst  # larger q: smaller file; hi fits
+            lo, hi = codec.ref_quality  # larger q: smaller file; hi fits
             while hi - lo > 1:
                 mid = (lo + hi) // 2
                 d = make(long_side, mid)
@@ -223,14 +223,14 @@ def _ref_codec(opts: EncodeOptions) -> guidance.RefCodec:
 def _smallest_ref(job: _Job, codec: guidance.RefCodec, caption: str | None) -> bytes:
     """The smallest file with a reference: 8-pixel long side at the worst quality."""
     return job.packer.pack(caption, Section(ids.SECTION_IDS["image_ref"],
-                                            *guidance.encode_image_ref_ex(job.img, codec, 8, codec.q_worst)))
+                                            *guidance.encode_image_ref_ex(job.img, codec, 8, codec.ref_quality[1])))
 
 
 def _encode_unbudgeted_ref(job: _Job, codec: guidance.RefCodec, caption: str | None) -> bytes:
     """Image or full mode without a budget: the profile's reference rate is a target, not a limit."""
     w, h = job.img.size
     target = max(16, int((job.options.ref_bpp or job.prof.encoder.ref_bpp) * w * h / 8))
-    base = len(job.packer.pack(caption, Section(ids.SECTION_IDS["image_ref"], codec.id, b"")))
+    base = len(job.packer.pack(caption, Section(ids.SECTION_IDS["image_ref"], codec.ref_id, b"")))
     data = _ref_search(job.img, codec, target + base, lambda s: job.packer.pack(caption, s))
     return data if data is not None else _smallest_ref(job, codec, caption)
 

@@ -51,13 +51,13 @@ def test_image_ref_roundtrip(codec: str) -> None:
     if rc.available():
         pytest.skip(rc.available())
     img = Image.open(PARROTS)
-    data = guidance.encode_image_ref(img, rc, 96, rc.q_worst if codec != "j2k" else 50)
-    ref = guidance.decode_image_ref(data, rc.id, *img.size)
+    data = guidance.encode_image_ref(img, rc, 96, rc.ref_quality[1] if codec != "j2k" else 50)
+    ref = guidance.decode_image_ref(data, rc.ref_id, *img.size)
     assert ref.size == guidance.ref_size(*img.size, 96)
     diff = np.abs(np.asarray(ref.resize(img.size), dtype=int) - np.asarray(img, dtype=int)).mean()
     assert diff < 40  # a real picture of the input, not noise
     with pytest.raises(GuidanceDecodeError):
-        guidance.decode_image_ref(data[:1] + bytes(len(data) - 1), rc.id, *img.size)
+        guidance.decode_image_ref(data[:1] + bytes(len(data) - 1), rc.ref_id, *img.size)
 
 
 def test_av1_temporal_delimiter_is_stripped() -> None:
@@ -76,7 +76,7 @@ def test_av1_small_pictures_do_not_hang_and_decode_at_the_reference_size() -> No
             "rc = guidance.REF_CODECS['av1']\n"
             "for long_side in (64, 96, 136, 264):\n"
             "    data = guidance.encode_image_ref(img, rc, long_side, 50)\n"
-            "    ref = guidance.decode_image_ref(data, rc.id, 160, 660)\n"
+            "    ref = guidance.decode_image_ref(data, rc.ref_id, 160, 660)\n"
             "    assert ref.size == guidance.ref_size(160, 660, data[0] * 8), ref.size\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -91,7 +91,7 @@ def test_stripped_headers_are_rebuilt_exactly(name: str, stripped_id: int, saved
     full = guidance.encode_image_ref(img, rc, 192, 40)
     cid, stripped = guidance.encode_image_ref_ex(img, rc, 192, 40)
     assert cid == stripped_id and len(full) - len(stripped) >= saved
-    a = guidance.decode_image_ref(full, rc.id, *img.size)
+    a = guidance.decode_image_ref(full, rc.ref_id, *img.size)
     b = guidance.decode_image_ref(stripped, cid, *img.size)
     assert a.size == b.size == img.size and np.array_equal(np.asarray(a), np.asarray(b))
 

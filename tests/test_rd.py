@@ -16,13 +16,13 @@ from PIL import Image
 from cmcodec.bench import metrics, rd
 from cmcodec.core import refcodecs as baselines
 
-CODECS = list(baselines.BASELINES)
+CODECS = list(baselines.CODECS)
 GOOD = {"jpeg": 75, "webp": 75, "avif": 60, "jxl": 10, "j2k": 20, "heif": 60, "hevc": 28, "av1": 30, "vvc": 30}
 
 
 @pytest.mark.parametrize("name", CODECS)
 def test_every_baseline_roundtrips(name: str) -> None:
-    b = baselines.BASELINES[name]
+    b = baselines.CODECS[name]
     if b.available():
         pytest.skip(b.available())
     img = Image.open(PARROTS).convert("RGB")
@@ -38,25 +38,25 @@ def test_every_baseline_roundtrips(name: str) -> None:
 def test_smaller_settings_give_smaller_files() -> None:
     img = Image.open(PARROTS).convert("RGB")
     for name in ("jpeg", "av1", "j2k"):
-        b = baselines.BASELINES[name]
+        b = baselines.CODECS[name]
         s = b.settings_small_to_large()
         assert len(b.encode(img, s[0])) < len(b.encode(img, s[-1]))
 
 
 def test_header_accounting_matches_known_structures() -> None:
     img = Image.open(PARROTS).convert("RGB")
-    jpeg = baselines.BASELINES["jpeg"].encode(img, 50)
-    n = baselines.BASELINES["jpeg"].header_bytes(jpeg)
+    jpeg = baselines.CODECS["jpeg"].encode(img, 50)
+    n = baselines.CODECS["jpeg"].header_bytes(jpeg)
     assert jpeg[n - 2 - 14 : n - 2][:2] == b"\xff\xda" or b"\xff\xda" in jpeg[:n]  # SOS ends the header
-    av1 = baselines.BASELINES["av1"].encode(img, 50)
-    assert 5 < baselines.BASELINES["av1"].header_bytes(av1) < 30  # temporal delimiter + sequence header
-    hevc = baselines.BASELINES["hevc"].encode(img, 40)
-    assert 40 < baselines.BASELINES["hevc"].header_bytes(hevc) < 200  # VPS + SPS + PPS
+    av1 = baselines.CODECS["av1"].encode(img, 50)
+    assert 5 < baselines.CODECS["av1"].header_bytes(av1) < 30  # temporal delimiter + sequence header
+    hevc = baselines.CODECS["hevc"].encode(img, 40)
+    assert 40 < baselines.CODECS["hevc"].header_bytes(hevc) < 200  # VPS + SPS + PPS
 
 
 @pytest.mark.parametrize("name,scale", [("jpeg", 1), ("webp", 1), ("av1", 2), ("j2k", 1), ("hevc", 1)])
 def test_rate_targeting_lands_within_10_percent(name: str, scale: int) -> None:
-    b = baselines.BASELINES[name]
+    b = baselines.CODECS[name]
     img = Image.open(PARROTS).convert("RGB")
     small = img if scale == 1 else img.resize((img.width // scale, img.height // scale))
     settings = b.settings_small_to_large()
@@ -155,10 +155,131 @@ def test_neural_profile_without_weights_is_skipped_with_the_reason() -> None:
 
 def test_av1_baseline_survives_sizes_that_hung_svt_av1() -> None:
     code = ("from PIL import Image; import numpy as np; from cmcodec.core import refcodecs as baselines\n"
-            "b = baselines.BASELINES['av1']\n"
+            "b = baselines.CODECS['av1']\n"
             "for w, h in ((16, 66), (24, 66), (66, 16)):\n"
             "    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8))\n"
             "    out = b.decode(b.encode(img, 50))\n"
             "    assert out.size == baselines.padded_size(w, h, *baselines.AV1_PAD), out.size\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+def test_search_skips_settings_at_which_the_encoder_fails() -> None:
+    from cmcodec.bench.baselines import SettingFailed
+
+    sizes = {q: 10_000 // q for q in range(1, 64)}  # larger q: smaller file
+    probed = []
+
+    def size_of(q: int) -> int:
+        probed.append(q)
+        if q <= 6:  # as VVenC at QP 1..6 on small pictures
+            raise SettingFailed(f"QP {q} failed")
+        return sizes[q]
+
+    settings = list(range(63, 0, -1))
+    assert rd.find_setting(size_of, settings, 1250) == 8
+    assert rd.find_setting(size_of, settings, 10_000 // 7) == 7  # the largest usable file
+    assert rd.find_setting(size_of, settings, 5000) is None  # only failing settings would reach it
+    assert rd.find_setting(size_of, settings, 10_000 // 40, start=41) == 40
+    probed.clear()
+    rd.find_setting(size_of, settings, 10_000 // 40, start=40)  # a good prediction: few encodes
+    assert len(probed) <= 4, probed
+
+
+def test_failing_setting_drops_neither_the_unit_nor_the_curve(tmp_path: Path) -> None:
+    vvc = baselines.CODECS["vvc"]
+    if vvc.available():
+        pytest.skip(vvc.available())
+    # VVenC refuses QP 1 and 3 on this 96x64 picture (QP 1..6 on kodim01 at 96x64)
+    curve = rd.make_curves(["vvc"], ["1"], [], [])[0]
+    unit = rd.Unit(str(HOUSE), curve, [0.5, 2.0, 10.0], ("psnr",), effort="fast")
+    assert rd.sweep([unit], tmp_path) == 1
+    rows = rd.load_points(tmp_path)
+    assert [r["target_bpp"] for r in rows] == [0.5, 2.0] and not any(r.get("error") for r in rows)
+    assert {1, 3} <= set(rows[0]["failed_settings"])
+    assert all(r["setting"] not in rows[0]["failed_settings"] for r in rows)
+    curves = rd.aggregate(rows, ["psnr"], [0.5, 2.0, 10.0])
+    assert curves["vvc"]["target_bpp"] == [0.5, 2.0] and curves["vvc"]["n_images"] == [1, 1]
+    assert {1, 3} <= set(curves["vvc"]["failed_settings"])
+
+
+def test_a_unit_failing_everywhere_is_retried_and_reported(tmp_path: Path, monkeypatch) -> None:
+    import dataclasses
+
+    calls = []
+
+    def broken(img, q, options):
+        calls.append(q)
+        raise baselines.CodecUnavailableError("encoder crashed")
+
+    monkeypatch.setitem(baselines.CODECS, "jpeg", dataclasses.replace(baselines.CODECS["jpeg"], encoder=broken))
+    curves = rd.make_curves(["jpeg", "j2k"], ["1"], [], [])
+    units = [rd.Unit(str(PARROTS), c, [0.5, 1.0], ("psnr",)) for c in curves]
+    rd.sweep(units, tmp_path)
+    rows = rd.load_points(tmp_path)
+    bad = [r for r in rows if r["curve"] == "jpeg"]
+    assert len(bad) == 1 and bad[0]["error"] and bad[0]["attempts"] == 2 and "every setting" in bad[0]["skipped"]
+    assert len(calls) == 2 * len(baselines.CODECS["jpeg"].settings_small_to_large())  # each setting once a try
+    res = rd.finish(tmp_path, curves, ["psnr"], "j2k", {"targets_bpp": [0.5, 1.0]}, {}, {"psnr": False})
+    assert res["failed_units"] == [{"image": PARROTS.name, "curve": "jpeg", "why": bad[0]["skipped"], "attempts": 2}]
+    assert res["curves"]["jpeg"]["images_failed"] == 1 and res["curves"]["jpeg"]["bpp"] == []  # listed, not gone
+    assert len(res["curves"]["j2k"]["bpp"]) == 2
+
+
+def _row(image: str, bpp: float, psnr: float, curve: str = "x") -> dict:
+    return {"image": image, "curve": curve, "codec": "x", "scale": 1, "mode": "", "target_bpp": bpp, "bpp": bpp,
+            "bpp_no_headers": bpp / 2, "encode_s": 0.1, "decode_s": 0.01, "psnr": psnr}
+
+
+def test_aggregation_keeps_partial_curves_with_image_counts() -> None:
+    rows = [_row("a", 0.01, 20.0), _row("a", 0.1, 30.0),  # a covers 0.01 .. 0.1
+            _row("b", 0.05, 24.0), _row("b", 0.2, 28.0),  # b covers 0.05 .. 0.2
+            _row("c", 0.2, 29.0),  # c has one point
+            {"image": "d", "curve": "x", "codec": "x", "scale": 1, "mode": "", "skipped": "no target is reachable"}]
+    mid = 0.001 ** 0.5  # halfway between 0.01 and 0.1 in log bpp
+    c = rd.aggregate(rows, ["psnr"], [0.005, 0.01, mid, 0.1, 0.2, 0.4])["x"]
+    assert c["images"] == 4 and c["images_with_points"] == 3
+    assert c["target_bpp"] == [0.01, mid, 0.1, 0.2]  # 0.005 and 0.4: no image within 10%
+    assert c["n_images"] == [1, 1, 2, 2]
+    assert c["few_images"] == [True, True, False, False]  # fewer than half of the 4 images
+    assert c["metrics"]["psnr"][1] == pytest.approx(25.0)  # a halfway between its points
+    assert c["metrics"]["psnr"][2] == pytest.approx((30.0 + 26.0) / 2)  # b at 0.1: 24 + 4 * log(2) / log(4)
+    assert c["metrics"]["psnr"][3] == pytest.approx((28.0 + 29.0) / 2)
+    assert c["bpp_no_headers"][0] == pytest.approx(0.005)
+    bd = rd.bd_rates({"x": c, "y": {**c}}, "x", ["psnr"], {"psnr": False})  # on the solid points only
+    assert bd["y"]["psnr"]["bd_rate"] == 0.0
+
+
+def test_anchor_settings_are_the_documented_strongest_ones() -> None:
+    best = {n: dict(c.efforts["best"].options) for n, c in baselines.CODECS.items()}
+    assert best["vvc"] == {"preset": "slower", "qpa": "0"}
+    assert best["hevc"]["preset"] == "slow" and best["hevc"]["tune"] == "psnr"
+    assert int(best["av1"]["preset"]) <= 4 and "tune=1" in best["av1"]["svtav1-params"]
+    assert best["avif"]["speed"] <= 2 and best["jpeg"] == {"optimize": True}
+    assert best["webp"]["method"] == 6 and best["jxl"]["effort"] >= 9 and best["heif"]["preset"] == "slow"
+    for c in baselines.CODECS.values():
+        assert c.efforts["best"].why and c.efforts["fast"].why
+    img = Image.open(PARROTS).convert("RGB")
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=20, optimize=True)
+    assert baselines.CODECS["jpeg"].encode(img, 20) == buf.getvalue()  # the options reach the encoder
+    hevc = baselines.CODECS["hevc"]
+    assert hevc.encode(img, 30) != hevc.encode(img, 30, "fast")
+
+
+def test_fast_is_said_and_recorded(tmp_path: Path) -> None:
+    src = tmp_path / "imgs"
+    src.mkdir()
+    shutil.copy(HOUSE, src)
+    out = tmp_path / "res"
+    cmd = [sys.executable, "-m", "cmcodec.cli", "rd-curve", str(src), "-o", str(out), "--codecs", "jpeg,webp",
+           "--scales", "1", "--profiles", "none", "--metrics", "psnr", "--targets", "0.5,1,2", "--fast"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "--fast" in r.stderr and "weaker anchors" in r.stdout
+    res = json.loads((out / "results.json").read_text())
+    assert res["fast"] is True and res["settings"]["effort"] == "fast"
+    assert res["encoders"]["webp"] == {"effort": "fast", "options": {"method": 4}, "quality": [0, 100],
+                                       "small_at": "lo", "why": baselines.CODECS["webp"].efforts["fast"].why}

@@ -1,15 +1,23 @@
-"""Rate-distortion sweeps (issue 4): conventional codecs and cmcodec's own modes on one set of images.
+"""Rate-distortion sweeps: conventional codecs and cmcodec's own modes on one set of images.
 
 A *curve* is a codec at a scale (``jpeg``, ``av1@1/4``: code at a quarter of each side, upscale back with
 Lanczos) or a cmcodec profile and mode (``cmc:classic:image``). For each image and curve, each target bpp
-is reached by bisection over the codec's integer setting (the closest size wins; targets below the
-smallest or above the largest file are unreachable and skipped), decoded, and scored with pyiqa metrics
-against the original, paired by file name. Rates are whole files (``bpp``) and, second, without the
-fixed headers that ``baselines`` documents per codec (``bpp_no_headers``).
+is searched for over the codec's integer setting (``bench.baselines.find_setting``: started from a
+predicted setting, each setting of an (image, scale) coded once; a setting at which the encoder fails is
+skipped, not fatal), decoded, and scored with pyiqa metrics against the original, paired by file name.
+Rates are whole files (``bpp``) and, second, without the fixed headers that ``core.refcodecs`` documents
+per codec (``bpp_no_headers``).
+
+Points of a curve (``aggregate``): each image's own points form its curve; at each target the curve
+covers (from its smallest to its largest file, 10% beyond either end), its metrics are interpolated
+linearly in log bpp; a curve's point is the mean over the images that cover that target, with their
+number (``n_images``). A point behind fewer than half of the curve's images is kept and marked
+(``few_images``): such means are over the images that happen to reach that rate.
 
 Every finished (image, curve) unit is appended to ``points.jsonl`` in the output folder, so a rerun skips
-it (resume); ``jobs`` > 1 runs units in worker processes. ``finish`` writes the per-image CSV, the
-aggregated JSON, plots and the BD-rate table.
+it (resume); a unit that fails is retried once at once and, failing again, recorded with its error (and
+rerun by the next run). ``jobs`` > 1 runs units in worker processes. ``run`` is the whole command: sweep,
+then ``finish`` writes the per-image CSV, the aggregated JSON, plots and the BD-rate table.
 """
 
 from __future__ import annotations
@@ -28,21 +36,24 @@ from typing import Any
 
 from PIL import Image
 
-from ..core import refcodecs as baselines
+from ..core import refcodecs
 from ..core.errors import CmcodecError, ConfigError
+from . import baselines
+from .baselines import SCALES
 
-SCALES = {"1": 1, "1/2": 2, "1/4": 4, "1/8": 8}
 POINTS_FILE = "points.jsonl"
+RETRIES = 1  # a failed unit is run once more at once (a transient failure: a killed encoder, a full disk)
+FEW_IMAGES = 0.5  # a point behind fewer than this share of a curve's images is marked few_images
 
 
 @dataclass(frozen=True)
 class Curve:
-    """One line of the plot: a baseline at a scale, or a cmcodec profile and mode."""
+    """One line of the plot: a conventional codec at a scale, or a cmcodec profile and mode."""
 
     name: str
     kind: str  # "baseline" or "cmc"
-    codec: str  # baseline name, or profile name
-    scale: int = 1  # 1, 2, 4, 8 (side divisor), baselines only
+    codec: str  # codec name (core.refcodecs), or profile name
+    scale: int = 1  # 1, 2, 4, 8 (side divisor), codecs only
     mode: str = ""  # cmc only
 
     @property
@@ -50,7 +61,7 @@ class Curve:
         """Legend text."""
         if self.kind == "cmc":
             return f"cmcodec {self.codec} {self.mode}"
-        base = baselines.BASELINES[self.codec].label
+        base = refcodecs.CODECS[self.codec].label
         return base if self.scale == 1 else f"{base} @1/{self.scale}"
 
 
@@ -59,7 +70,7 @@ def make_curves(codecs: Iterable[str], scales: Iterable[str], profiles: Iterable
     """Curves for codec x scale and profile x mode, in that order."""
     out = []
     for c in codecs:
-        baselines.get(c)
+        refcodecs.get(c)
         for s in scales:
             if s not in SCALES:
                 raise ConfigError(f"unknown scale {s!r}: expected one of {', '.join(SCALES)}")
@@ -80,21 +91,7 @@ def targets_from_range(lo: float, hi: float, n: int) -> list[float]:
     return [round(lo * (hi / lo) ** (i / (n - 1)), 6) for i in range(n)]
 
 
-def find_setting(size_of: Callable[[int], int], settings: list[int], target_bytes: float) -> int | None:
-    """Setting (from settings ordered small to large files) whose size is closest to target_bytes, by
-    bisection; None when the target lies outside the reachable sizes (below the smallest or above the
-    largest by more than 10%)."""
-    lo, hi = 0, len(settings) - 1
-    if size_of(settings[lo]) > target_bytes * 1.1 or size_of(settings[hi]) < target_bytes / 1.1:
-        return None
-    while hi - lo > 1:  # invariant: size(lo) <= target < size(hi), as far as sizes are monotonic
-        mid = (lo + hi) // 2
-        if size_of(settings[mid]) <= target_bytes:
-            lo = mid
-        else:
-            hi = mid
-    best = min((lo, hi), key=lambda i: abs(math.log(max(size_of(settings[i]), 1) / target_bytes)))
-    return settings[best]
+find_setting = baselines.find_setting
 
 
 # --- one unit of work: an image on one curve ---------------------------------------------------------------
@@ -133,6 +130,8 @@ class Unit:
     weights_dir: str | None = None
     captions: dict[str, str] = field(default_factory=dict)
     model_paths: dict[str, str] = field(default_factory=dict)  # profile name (or '*') -> local model folder
+    effort: str = "best"  # the codec rows' effort level ("fast" for rd-curve --fast)
+    hints: dict[float, int] = field(default_factory=dict)  # target -> setting other images of the curve chose
 
 
 def run_unit(u: Unit) -> list[dict]:
@@ -148,49 +147,69 @@ def run_unit(u: Unit) -> list[dict]:
     try:
         run = _baseline_rows if u.curve.kind == "baseline" else _cmc_rows
         rows = run(u, path, ref, loaded)
-    except CmcodecError as e:  # an error is retried by the next run; "no target is reachable" is not
+    except CmcodecError as e:  # an error is retried; "no target is reachable" is not
         return [{**base, "skipped": str(e), "error": True}]
     if not rows:
         return [{**base, "skipped": "no target is reachable"}]
     return [{**base, **r} for r in rows]
 
 
+def _predict(pic: baselines.CodedPicture, settings: list[int], target: float) -> int | None:
+    """A setting predicted for target bytes from the sizes already coded: log size interpolated linearly
+    between the nearest coded settings on either side (extrapolated from the two nearest on one side)."""
+    known = sorted((settings.index(q), math.log(max(1, len(e.data)))) for q, e in pic.done.items() if q in settings)
+    if len(known) < 2:
+        return None
+    lt = math.log(max(1.0, target))
+    below = [k for k in known if k[1] <= lt]
+    above = [k for k in known if k[1] > lt]
+    a, b = (below[-1], above[0]) if below and above else (known[-2], known[-1]) if below else (known[0], known[1])
+    if b[1] == a[1]:
+        return None
+    i = round(a[0] + (lt - a[1]) * (b[0] - a[0]) / (b[1] - a[1]))
+    return settings[max(0, min(len(settings) - 1, i))]
+
+
 def _baseline_rows(u: Unit, path: Path, ref: Image.Image, loaded: dict[str, Any]) -> list[dict]:
-    """Bisection per target on a baseline at the curve's scale."""
-    b = baselines.get(u.curve.codec)
+    """The setting closest to each target on a conventional codec at the curve's scale."""
+    b = refcodecs.get(u.curve.codec)
     why = b.available()
     if why:
         raise CmcodecError(f"{b.name} unavailable: {why}")
     w, h = ref.size
-    k = u.curve.scale
-    small = ref if k == 1 else ref.resize((max(2, round(w / k)), max(2, round(h / k))), Image.LANCZOS)
-    cache: dict[int, tuple[bytes, float]] = {}  # setting -> (stream, encode seconds): each setting coded once
-
-    def coded(q: int) -> bytes:
-        if q not in cache:
-            t0 = time.perf_counter()
-            data = b.encode(small, q)
-            cache[q] = data, time.perf_counter() - t0
-        return cache[q][0]
-
+    small = baselines.downscale(ref, u.curve.scale)
+    pic = baselines.CodedPicture(b, small, u.effort)
+    settings = b.settings_small_to_large()
     rows = []
     done: set[int] = set()
     for t in u.targets:
-        q = find_setting(lambda s: len(coded(s)), b.settings_small_to_large(), t * w * h / 8)
+        start = _predict(pic, settings, t * w * h / 8) or u.hints.get(t)
+        q = baselines.find_setting(pic.size, settings, t * w * h / 8, start)
         if q is None or q in done:
             continue
         done.add(q)
-        data, enc_s = cache[q]
+        enc = pic.done[q]
         t1 = time.perf_counter()
-        out = b.decode(data)
+        out = b.decode(enc.data)
         t2 = time.perf_counter()
         out = out.crop((0, 0, *small.size)) if out.size != small.size else out
         if out.size != (w, h):
             out = out.resize((w, h), Image.LANCZOS)
-        hdr = b.header_bytes(data)
-        rows.append({"target_bpp": t, "setting": q, "bytes": len(data), "header_bytes": hdr,
-                     "bpp": len(data) * 8 / (w * h), "bpp_no_headers": (len(data) - hdr) * 8 / (w * h),
-                     "encode_s": round(enc_s, 4), "decode_s": round(t2 - t1, 4), **_score(loaded, out, ref)})
+        hdr = b.header_bytes(enc.data)
+        n = len(enc.data)
+        rows.append({"target_bpp": t, "setting": q, "bytes": n, "header_bytes": hdr, "bpp": n * 8 / (w * h),
+                     "bpp_no_headers": (n - hdr) * 8 / (w * h), "encode_s": round(enc.seconds, 4),
+                     "decode_s": round(t2 - t1, 4), **_score(loaded, out, ref)})
+    if len(pic.failed) == len(settings):
+        raise CmcodecError(f"{b.name} failed at every setting on {path.name} at 1/{u.curve.scale}: "
+                           f"{next(iter(pic.failed.values()))}")
+    if pic.failed:  # reported with the unit's rows (and in results.json), never silently
+        for r in rows:
+            r["failed_settings"] = sorted(pic.failed)
+        if not rows:
+            return [{"skipped": "no target is reachable", "failed_settings": sorted(pic.failed)}]
+    for r in rows:
+        r["encodes"] = len(pic.done) + len(pic.failed)
     return rows
 
 
@@ -247,6 +266,27 @@ def _drop_errors(out: Path) -> None:
                     force=True)
 
 
+def _hints(out: Path) -> dict[str, dict[float, int]]:
+    """Per curve and target, the median setting the finished images chose: where a new image's search starts."""
+    by: dict[str, dict[float, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for r in load_points(out):
+        if "setting" in r and not str(r["curve"]).startswith("cmc:"):
+            by[r["curve"]][r["target_bpp"]].append(r["setting"])
+    return {c: {t: sorted(v)[len(v) // 2] for t, v in per.items()} for c, per in by.items()}
+
+
+def _run_with_retry(u: Unit) -> list[dict]:
+    """run_unit, once more at once if it failed; the rows say how many attempts it took."""
+    attempt = 1
+    rows = run_unit(u)
+    while attempt <= RETRIES and any(r.get("error") for r in rows):
+        attempt += 1
+        rows = run_unit(u)
+    for r in rows:
+        r["attempts"] = attempt
+    return rows
+
+
 def sweep(units: list[Unit], out: Path, jobs: int = 1, progress: Callable[[int, int], None] | None = None) -> int:
     """Run the units not finished yet, appending their rows to points.jsonl; returns how many ran."""
     from ..distributed import barrier, is_main, merge_lines, rank_path, shard
@@ -257,7 +297,11 @@ def sweep(units: list[Unit], out: Path, jobs: int = 1, progress: Callable[[int, 
         _drop_errors(out)
     barrier()
     done = done_units(out)
+    hints = _hints(out)
     todo = shard([u for u in units if unit_key(Path(u.image).name, u.curve.name) not in done])
+    for u in todo:
+        if not u.hints and u.curve.name in hints:
+            u.hints = hints[u.curve.name]
     path = rank_path(out / POINTS_FILE)
 
     def write(rows: list[dict]) -> None:
@@ -267,7 +311,7 @@ def sweep(units: list[Unit], out: Path, jobs: int = 1, progress: Callable[[int, 
 
     if jobs <= 1:
         for i, u in enumerate(todo):
-            write(run_unit(u))
+            write(_run_with_retry(u))
             if progress:
                 progress(i + 1, len(todo))
     else:
@@ -275,7 +319,7 @@ def sweep(units: list[Unit], out: Path, jobs: int = 1, progress: Callable[[int, 
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init) as pool:
-            futs = [pool.submit(run_unit, u) for u in todo]
+            futs = [pool.submit(_run_with_retry, u) for u in todo]
             for i, f in enumerate(as_completed(futs)):
                 write(f.result())
                 if progress:
@@ -302,28 +346,77 @@ def load_points(out: Path) -> list[dict]:
     return [json.loads(x) for x in p.read_text().splitlines() if x.strip()] if p.exists() else []
 
 
-def aggregate(rows: list[dict], metric_names: list[str]) -> dict[str, dict]:
-    """Per curve and target: means over the images that reached it (only targets every image reached)."""
-    by: dict[str, dict[float, list[dict]]] = defaultdict(lambda: defaultdict(list))
+# --- aggregation -------------------------------------------------------------------------------------------
+
+def _interp(x: float, xs: list[float], ys: list[float]) -> float:
+    """ys at x, linear between the neighbouring xs (sorted), the end value beyond either end."""
+    if x <= xs[0]:
+        return ys[0]
+    if x >= xs[-1]:
+        return ys[-1]
+    k = next(i for i in range(1, len(xs)) if xs[i] >= x)
+    f = (x - xs[k - 1]) / (xs[k] - xs[k - 1]) if xs[k] > xs[k - 1] else 0.0
+    return ys[k - 1] + f * (ys[k] - ys[k - 1])
+
+
+def image_curve_at(rows: list[dict], target: float, keys: list[str]) -> dict[str, float] | None:
+    """One image's curve (its rows on one curve) at a target bpp: each key interpolated linearly in log bpp
+    (bpp_no_headers in log too); None when the target lies outside its points by more than 10%."""
+    pts = sorted(rows, key=lambda r: r["bpp"])
+    lo, hi = pts[0]["bpp"], pts[-1]["bpp"]
+    if not lo / baselines.REACH <= target <= hi * baselines.REACH:
+        return None
+    lx = [math.log(r["bpp"]) for r in pts]
+    x = math.log(target)
+    out = {k: _interp(x, lx, [r[k] for r in pts]) for k in keys if all(k in r for r in pts)}
+    if all(r.get("bpp_no_headers", 0) > 0 for r in pts):
+        out["bpp_no_headers"] = math.exp(_interp(x, lx, [math.log(r["bpp_no_headers"]) for r in pts]))
+    return out
+
+
+def aggregate(rows: list[dict], metric_names: list[str], targets: list[float] | None = None) -> dict[str, dict]:
+    """Per curve, the mean of its images' own curves at each target some image covers (see the module
+    docstring), with the number of images behind each point; no curve loses a point another image supports.
+
+    targets: the run's targets (default: every target_bpp in the rows). Curves whose every image failed or
+    reached nothing are kept with no points and their counts, so a reader sees them.
+    """
+    per: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     images: dict[str, set[str]] = defaultdict(set)
+    failed: dict[str, set[str]] = defaultdict(set)
+    first: dict[str, dict] = {}
     for r in rows:
-        images[r["curve"]].add(r["image"])
-        if "skipped" not in r:
-            by[r["curve"]][r["target_bpp"]].append(r)
+        c = r["curve"]
+        first.setdefault(c, r)
+        images[c].add(r["image"])
+        if r.get("error"):
+            failed[c].add(r["image"])
+        elif "skipped" not in r:
+            per[c][r["image"]].append(r)
+    ts = sorted(set(targets) if targets else {r["target_bpp"] for r in rows if "target_bpp" in r})
+    keys = [*metric_names, "encode_s", "decode_s"]
     curves = {}
-    for name, per_t in by.items():
+    for name in images:
         n_img = len(images[name])
-        ts = sorted(t for t, rs in per_t.items() if len(rs) == n_img)
-        first = next(iter(per_t.values()))[0]
-        mets = [m for m in metric_names if all(m in r for t in ts for r in per_t[t])]
+        pts: list[tuple[float, list[dict[str, float]]]] = []
+        for t in ts:
+            got = [v for v in (image_curve_at(rs, t, keys) for rs in per[name].values()) if v is not None]
+            if got:
+                pts.append((t, got))
+        mets = [m for m in metric_names if all(m in g for _, got in pts for g in got)]
+        need = max(1, math.ceil(FEW_IMAGES * n_img))
+        f = first[name]
         curves[name] = {
-            "codec": first["codec"], "scale": first["scale"], "mode": first["mode"], "images": n_img,
-            "target_bpp": ts,
-            "bpp": [_mean(r["bpp"] for r in per_t[t]) for t in ts],
-            "bpp_no_headers": [_mean(r["bpp_no_headers"] for r in per_t[t]) for t in ts],
-            "encode_s": [_mean(r["encode_s"] for r in per_t[t]) for t in ts],
-            "decode_s": [_mean(r["decode_s"] for r in per_t[t]) for t in ts],
-            "metrics": {m: [_mean(r[m] for r in per_t[t]) for t in ts] for m in mets},
+            "codec": f["codec"], "scale": f["scale"], "mode": f["mode"], "images": n_img,
+            "images_with_points": len(per[name]), "images_failed": len(failed[name]),
+            "target_bpp": [t for t, _ in pts], "bpp": [t for t, _ in pts],
+            "bpp_no_headers": [_mean(g.get("bpp_no_headers", t) for g in got) for t, got in pts],
+            "n_images": [len(got) for _, got in pts], "few_images": [len(got) < need for _, got in pts],
+            "encode_s": [_mean(g["encode_s"] for g in got) for _, got in pts],
+            "decode_s": [_mean(g["decode_s"] for g in got) for _, got in pts],
+            "metrics": {m: [_mean(g[m] for g in got) for _, got in pts] for m in mets},
+            "failed_settings": sorted({q for rs in per[name].values() for r in rs
+                                       for q in r.get("failed_settings", ())}),
         }
     return curves
 
@@ -334,15 +427,24 @@ def _mean(xs: Iterable[float]) -> float:
     return sum(xs) / len(xs)
 
 
+def _solid(c: dict) -> dict:
+    """A curve restricted to its points not marked few_images (what BD-rates are computed on)."""
+    keep = [i for i, f in enumerate(c.get("few_images", [False] * len(c["bpp"]))) if not f]
+    return {**c, "bpp": [c["bpp"][i] for i in keep],
+            "metrics": {m: [v[i] for i in keep] for m, v in c["metrics"].items()}}
+
+
 def bd_rates(curves: dict[str, dict], anchor: str, metric_names: list[str],
              lower_better: dict[str, bool]) -> dict[str, dict[str, dict]]:
-    """BD-rate (%) of each curve against the anchor per metric, with the overlap of their quality ranges."""
+    """BD-rate (%) of each curve against the anchor per metric, with the overlap of their quality ranges
+    (on the points not marked few_images: means over a minority of images would bias it)."""
     import bjontegaard as bd
     import numpy as np
 
     out: dict[str, dict[str, dict]] = {}
-    a = curves.get(anchor)
+    a = _solid(curves[anchor]) if anchor in curves else None
     for name, c in curves.items():
+        c = _solid(c)
         out[name] = {}
         for m in metric_names:
             if a is None or m not in a["metrics"] or m not in c["metrics"]:
@@ -408,8 +510,12 @@ def plot(curves: dict[str, dict], labels: dict[str, str], metric_names: list[str
                 continue
             style = {1: "-", 2: "--", 4: "-.", 8: ":"}.get(c["scale"], "-")
             marker = "*" if c["mode"] else "o"
-            ax.plot(c[rate_key], c["metrics"][m], style, marker=marker, ms=4, lw=1.3,
-                    color=cmap(codecs.index(c["codec"]) % 10), label=labels.get(name, name))
+            color = cmap(codecs.index(c["codec"]) % 10)
+            ax.plot(c[rate_key], c["metrics"][m], style, marker=marker, ms=4, lw=1.3, color=color,
+                    label=labels.get(name, name))
+            few = [i for i, f in enumerate(c.get("few_images", [])) if f]  # hollow: few images behind it
+            ax.plot([c[rate_key][i] for i in few], [c["metrics"][m][i] for i in few], "o", ms=6, mfc="white",
+                    color=color)
         ax.set_xscale("log")
         ax.set_xlabel("bits per pixel (whole file)" if rate_key == "bpp" else "bits per pixel (without headers)")
         ax.set_title(m)
@@ -432,30 +538,117 @@ def finish(out: Path, curves_def: list[Curve], metric_names: list[str], anchor: 
            skipped_metrics: dict[str, str], lower_better: dict[str, bool]) -> dict:
     """Write points.csv, results.json, plots and the BD-rate table from points.jsonl."""
     from .. import __version__
+    from ..media.fileio import write_bytes
     from . import metrics
 
-    rows = [r for r in load_points(out) if r["curve"] in {c.name for c in curves_def}]
+    names = {c.name for c in curves_def}
+    rows = [r for r in load_points(out) if r["curve"] in names]
     write_csv(rows, out / "points.csv")
-    curves = aggregate(rows, metric_names)
+    curves = aggregate(rows, metric_names, settings.get("targets_bpp"))
+    for c in curves_def:  # a curve no unit has reached yet is still listed
+        curves.setdefault(c.name, {"codec": c.codec, "scale": c.scale,
+                                   "mode": c.mode, "images": 0, "images_with_points": 0, "images_failed": 0,
+                                   "target_bpp": [], "bpp": [], "bpp_no_headers": [], "n_images": [],
+                                   "few_images": [], "encode_s": [], "decode_s": [], "metrics": {},
+                                   "failed_settings": []})
     labels = {c.name: c.label for c in curves_def}
     bd = bd_rates(curves, anchor, [m for m in metric_names if m not in skipped_metrics], lower_better)
-    skipped_units = sorted({(r["curve"], r["skipped"]) for r in rows if "skipped" in r})
+    skipped_units = sorted({(r["curve"], r["skipped"]) for r in rows if "skipped" in r and not r.get("error")})
+    failed_units = [{"image": r["image"], "curve": r["curve"], "why": r["skipped"], "attempts": r.get("attempts", 1)}
+                    for r in rows if r.get("error")]
     versions = {"cmcodec": __version__, "python": platform.python_version(), "pyiqa": metrics.version()}
-    for c in {c.codec for c in curves_def if c.kind == "baseline"}:
-        b = baselines.BASELINES[c]
+    effort = settings.get("effort", "best")
+    encoders = {}
+    for c in sorted({c.codec for c in curves_def if c.kind == "baseline"}):
+        b = refcodecs.CODECS[c]
         if b.available() is None:
             versions[f"{c} ({b.library})"] = b.version()
+        e = b.efforts[effort]
+        encoders[c] = {"effort": effort, "options": dict(e.options), "why": e.why,
+                       "quality": list(b.quality), "small_at": b.small_at}
     result = {"name": out.name, "versions": versions, "machine": platform.platform(), "settings": settings,
-              "anchor": anchor, "metrics_skipped": skipped_metrics,
+              "fast": effort == "fast", "anchor": anchor, "metrics_skipped": skipped_metrics,
+              "points_rule": {"interpolation": "each image's own curve, linear in log bpp, onto the targets it covers "
+                                               "(10% beyond its ends)", "few_images_below": FEW_IMAGES},
+              "encoders": encoders,
               "curves": {n: {"label": labels.get(n, n), **c} for n, c in curves.items()},
               "bd_rate": bd, "skipped": [{"curve": c, "why": w} for c, w in skipped_units],
-              "headers": {b.name: b.headers for b in baselines.BASELINES.values()}}
-    (out / "results.json").write_text(json.dumps(result, indent=1))
+              "failed_units": failed_units,
+              "headers": {b.name: b.headers for b in refcodecs.CODECS.values()}}
+    write_bytes(out / "results.json", json.dumps(result, indent=1).encode(), force=True)
     plot(curves, labels, metric_names, out, "bpp")
     plot(curves, labels, metric_names, out, "bpp_no_headers")
-    (out / "bd_rate.md").write_text(bd_table(bd, anchor, labels))
+    write_bytes(out / "bd_rate.md", bd_table(bd, anchor, labels).encode(), force=True)
     return result
 
+
+@dataclass(frozen=True)
+class Plan:
+    """What one rd-curve run sweeps (the CLI's options, parsed)."""
+
+    files: list[Path]
+    codecs: list[str]
+    scales: list[str]
+    profiles: list[str]
+    modes: list[str]
+    metrics: tuple[str, ...]
+    targets: list[float]
+    anchor: str = "av1"
+    metric_weights: str | None = None
+    captions: dict[str, str] = field(default_factory=dict)
+    model_paths: dict[str, str] = field(default_factory=dict)
+    jobs: int = 1
+    fast: bool = False
+
+
+Bar = Callable[[str, int], Any]  # (description, total) -> a progress bar with update() and close()
+
+
+def run(plan: Plan, output: Path, bar: Bar, warn: Callable[[str], None]) -> dict | None:
+    """The whole rd-curve command: unusable codecs and metrics skipped with the reason (warn), every unit
+    swept (resumed), then the results written. Returns the results (None on ranks other than the main one,
+    whose points the main rank merges and writes), with 'ran' and 'reused' unit counts."""
+    from ..distributed import is_main
+
+    if not plan.files:
+        raise ConfigError("expected image files, found none")
+    use_codecs = []
+    for c in plan.codecs:
+        why = refcodecs.get(c).available()
+        if why:
+            warn(f"skipping {c}: {why}")
+        else:
+            use_codecs.append(c)
+    curves = make_curves(use_codecs, plan.scales, plan.profiles, plan.modes)
+    if not curves:
+        raise ConfigError("expected at least one codec or cmcodec profile to sweep, found none usable")
+    loaded, skipped = load_metrics(plan.metrics, plan.metric_weights)  # the units' cache key: loaded once
+    for n, why in skipped.items():
+        warn(f"skipping metric {n}: {why}")
+    names = [n for n in plan.metrics if n in loaded]
+    effort = "fast" if plan.fast else "best"
+    if plan.fast:
+        warn("--fast: conventional codecs at their 'fast' effort (weaker anchors; recorded in results.json)")
+    units = [Unit(str(f), c, plan.targets, plan.metrics, plan.metric_weights, plan.captions, plan.model_paths, effort)
+             for f in plan.files for c in curves]
+    done = done_units(output)
+    b = bar("rd-curve", len(units))
+    b.update(sum(1 for u in units if unit_key(Path(u.image).name, u.curve.name) in done))
+    t0 = time.perf_counter()
+    ran = sweep(units, output, plan.jobs, progress=lambda i, n: b.update(1))
+    b.close()
+    if not is_main():
+        return None
+    folder = plan.files[0].parent
+    settings = {"images": str(folder), "n_images": len(plan.files), "targets_bpp": plan.targets,
+                "codecs": use_codecs, "scales": plan.scales, "profiles": plan.profiles, "modes": plan.modes,
+                "metrics": names, "metric_weights": plan.metric_weights, "jobs": plan.jobs, "effort": effort,
+                "sweep_s_this_run": round(time.perf_counter() - t0, 1)}
+    anchor = plan.anchor if plan.anchor in {c.name for c in curves} else curves[0].name
+    result = finish(output, curves, names, anchor, settings, skipped, {n: m.lower_better for n, m in loaded.items()})
+    for f in result["failed_units"]:
+        warn(f"unit failed after {f['attempts']} attempts: {f['image']} on {f['curve']}: {f['why']}")
+    return {**result, "ran": ran, "reused": len(units) - ran}
 
 def bd_table(bd: dict[str, dict[str, dict]], anchor: str, labels: dict[str, str]) -> str:
     """Markdown BD-rate table: percent rate change at equal quality against the anchor (negative: better)."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter
 
-from . import arith, ids
+from . import arith, ids, refcodecs
 from .bitstream import BitWriter
 from .errors import CodecUnavailableError, ConfigError, GuidanceDecodeError, LimitError
 from .refcodecs import AV1_PAD, padded_size
@@ -184,42 +184,11 @@ def ref_size(width: int, height: int, long_side: int) -> tuple[int, int]:
     return side(width), side(height)
 
 
-@dataclass(frozen=True)
-class RefCodec:
-    """One image-reference codec: its stable id, quality range and availability."""
-
-    id: int
-    name: str
-    q_best: int  # quality setting of the best quality
-    q_worst: int  # ... and of the worst (smallest files)
-
-    def available(self) -> str | None:
-        """None when usable here, else the reason."""
-        try:
-            import av
-        except ImportError:
-            return "PyAV is not installed"
-        need = {"av1": ("libsvtav1", "libdav1d"), "hevc": ("libx265", "hevc"), "vvc": ("vvc",)}.get(self.name, ())
-        missing = [c for c in need if c not in av.codecs_available]
-        if self.name == "j2k":
-            from PIL import features
-
-            return None if features.check("jpg_2000") else "Pillow was built without OpenJPEG"
-        if self.name == "vvc":
-            from .refcodecs import BASELINES
-
-            return BASELINES["vvc"].available()
-        return f"PyAV lacks {', '.join(missing)}" if missing else None
-
-
-REF_CODECS: dict[str, RefCodec] = {
-    "av1": RefCodec(0, "av1", 20, 63),
-    "hevc": RefCodec(1, "hevc", 20, 51),
-    "j2k": RefCodec(2, "j2k", 20, 400),  # quality = compression ratio (Pillow quality_layers)
-    "vvc": RefCodec(3, "vvc", 20, 63),
-}
-assert all(ids.IMAGE_CODERS[c.id] == n for n, c in REF_CODECS.items())
-AV1S_ID = 4  # spec §8.3: av1 with the sequence header rebuilt by the decoder
+# spec §8: the image-reference coders are the rows of the codec table with an image-reference id
+RefCodec = refcodecs.RefCodec
+REF_CODECS: dict[str, RefCodec] = refcodecs.REF_CODECS
+AV1S_ID = ids.coder_id("image_ref", "av1s")  # spec §8.3: av1 with the sequence header rebuilt by the decoder
+HEVCS_ID = ids.coder_id("image_ref", "hevcs")  # spec §8.3: hevc with its parameter sets rebuilt by the decoder
 
 # AV1 levels (Annex A): seq_level_idx -> (MaxPicSize, MaxHSize, MaxVSize)
 _AV1_LEVELS = ((0, 147456, 2048, 1152), (1, 278784, 2816, 1584), (4, 665856, 4352, 2448),
@@ -251,8 +220,6 @@ def av1_still_sequence_header(w: int, h: int) -> bytes:
     payload = bw.to_bytes()
     return bytes([0x0A, len(payload)]) + payload  # OBU header (type 1, has_size), leb128 size < 128
 
-
-HEVCS_ID = 5  # spec §8.3: hevc with its parameter sets rebuilt by the decoder
 
 # HEVC levels (H.265 Table A.8): (general_level_idc, MaxLumaPs, MaxLumaSr)
 _HEVC_LEVELS = ((30, 36864, 552960), (60, 122880, 3686400), (63, 245760, 7372800), (90, 552960, 16588800),
@@ -363,25 +330,12 @@ def _av_decode(data: bytes, codec: str, max_pixels: int) -> Image.Image:
         raise GuidanceDecodeError(f"corrupt image reference: {codec} decoder failed ({e})") from None
 
 
-def _codec_encode(img: Image.Image, codec: str, q: int) -> bytes:
-    """Encode with a reference codec and strip what spec §8.3 lets the decoder rebuild."""
-    from .refcodecs import av_encode, vvc_encode
-
-    if codec == "av1":
-        data = av_encode(img, "av1", q)
-        return data[2:] if data.startswith(_AV1_TD) else data
-    if codec == "hevc":
-        return av_encode(img, "hevc", q)
-    if codec == "vvc":
-        return vvc_encode(img, q)
-    if codec == "j2k":
-        import io
-
-        buf = io.BytesIO()
-        img.save(buf, "JPEG2000", no_jp2=True, quality_mode="rates", quality_layers=[q],
-                 irreversible=True, num_resolutions=max(1, min(6, int(math.log2(min(img.size))) - 2)))
-        return buf.getvalue()
-    raise CodecUnavailableError(f"image-reference codec {codec} cannot encode here")
+def _codec_encode(img: Image.Image, codec: RefCodec, q: int) -> bytes:
+    """Encode with a reference codec's spec §8 options and strip what spec §8.3 lets the decoder rebuild."""
+    data = codec.encode(img, q, refcodecs.REF_EFFORT)
+    if codec.name == "av1" and data.startswith(_AV1_TD):
+        return data[2:]
+    return data
 
 
 def _codec_decode(data: bytes, codec: str, want: tuple[int, int] | None = None) -> Image.Image:
@@ -421,12 +375,12 @@ def encode_image_ref_ex(image: Image.Image, codec: RefCodec, long_side: int, q: 
         if payload[1:].startswith(ps):
             return HEVCS_ID, payload[:1] + payload[1 + len(ps):]
     if codec.name != "av1":
-        return codec.id, payload
+        return codec.ref_id, payload
     w, h = padded_size(*ref_size(*image.size, long_side), *AV1_PAD)
     seq = av1_still_sequence_header(w, h)
     if payload[1:].startswith(seq):
         return AV1S_ID, payload[:1] + payload[1 + len(seq):]
-    return codec.id, payload
+    return codec.ref_id, payload
 
 
 def encode_image_ref(image: Image.Image, codec: RefCodec, long_side: int, q: int) -> bytes:
@@ -435,7 +389,7 @@ def encode_image_ref(image: Image.Image, codec: RefCodec, long_side: int, q: int
         raise ConfigError(f"reference long side must be a multiple of 8 in 8..2040; found {long_side}")
     w, h = image.size
     small = image.convert("RGB").resize(ref_size(w, h, long_side), Image.Resampling.LANCZOS)
-    return bytes([long_side // 8]) + _codec_encode(small, codec.name, q)
+    return bytes([long_side // 8]) + _codec_encode(small, codec, q)
 
 
 def decode_image_ref(payload: bytes, coder_id: int, width: int, height: int) -> Image.Image:

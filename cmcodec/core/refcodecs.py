@@ -1,10 +1,13 @@
-"""Conventional codecs behind one interface (issue 4): encode(image, setting) -> bytes, decode(bytes) -> image.
+"""Conventional codecs: one table of rows, each encode(image, setting, effort) -> bytes, decode(bytes) -> image.
 
-Each codec is a data row: stable name, library, the integer setting range and which end gives the
-smallest files, and a note on its fixed headers. ``header_bytes(data)`` counts the bytes a decoder could
-rebuild or that do not depend on the picture (parameter sets, box structure, markers), so rd-curve can
-report a second rate without them. Everything is in memory except VVC, whose only encoder here is VVenC
-inside the static ffmpeg of the ``imageio-ffmpeg`` package (run as a subprocess).
+Each codec is a data row written with keywords (CompressAI ``utils/bench/codecs.py`` style): stable name,
+library and version, the integer setting range and which end gives the smallest files, the encoder options
+of each effort level with the reason for them, and a note on its fixed headers. ``header_bytes(data)``
+counts the bytes a decoder could rebuild or that do not depend on the picture (parameter sets, box
+structure, markers), so rd-curve can report a second rate without them. Rows with ``ref_quality`` are the
+image-reference coders of spec §8 (their ids come from ``core.ids``); rd-curve's sweeps over all rows live
+in ``cmcodec.bench``. Everything is in memory except VVC, whose only encoder here is VVenC inside the
+static ffmpeg of the ``imageio-ffmpeg`` package (run as a subprocess).
 """
 
 from __future__ import annotations
@@ -13,13 +16,15 @@ import fractions
 import io
 import os
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 from PIL import Image
 
-from .errors import CodecUnavailableError
+from . import ids
+from .errors import CodecUnavailableError, ConfigError
 
 # --- PyAV video codecs (one intra picture) -------------------------------------------------------------
 
@@ -46,8 +51,9 @@ def _pad(img: Image.Image, multiple: int, minimum: int = 0) -> Image.Image:
 AV1_PAD = (8, 32)
 
 
-def av_encode(img: Image.Image, codec: str, q: int) -> bytes:
-    """One intra frame through PyAV (SVT-AV1 or x265) at crf q, all packets concatenated."""
+def av_encode(img: Image.Image, codec: str, q: int, options: Mapping[str, str] | None = None) -> bytes:
+    """One intra frame through PyAV (SVT-AV1 or x265) at crf q with the encoder options of an effort row
+    (default: the image reference's, spec §8.3), all packets concatenated."""
     import av
 
     os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1: errors only (it prints its configuration otherwise)
@@ -57,17 +63,20 @@ def av_encode(img: Image.Image, codec: str, q: int) -> bytes:
     ctx.width, ctx.height = img.size
     ctx.pix_fmt = "yuv420p"
     ctx.time_base = fractions.Fraction(1, 25)
-    if codec == "av1":
-        ctx.options = {"crf": str(q), "preset": "6", "svtav1-params": "avif=1:tune=0"}
-    else:
-        ctx.options = {"crf": str(q), "preset": "medium",
-                       "x265-params": "info=0:log-level=none:keyint=1:repeat-headers=0"}
+    ctx.options = {"crf": str(q), **(options if options is not None else _REF_AV_OPTIONS[codec])}
     frame = av.VideoFrame.from_image(img).reformat(format="yuv420p")
     try:
         packets = list(ctx.encode(frame)) + list(ctx.encode(None))
     except (av.error.FFmpegError, ValueError) as e:
         raise CodecUnavailableError(f"{codec} encoder failed on a {img.size[0]}x{img.size[1]} picture ({e})") from None
     return b"".join(bytes(p) for p in packets)
+
+
+# what spec §8.3's rebuilt sequence header / parameter sets assume: the image reference's encoder options
+_REF_AV_OPTIONS = {
+    "av1": {"preset": "6", "svtav1-params": "avif=1:tune=0"},
+    "hevc": {"preset": "medium", "x265-params": "info=0:log-level=none:keyint=1:repeat-headers=0"},
+}
 
 
 def av_decode(data: bytes, codec: str, max_pixels: int = 1 << 26) -> Image.Image:
@@ -110,20 +119,23 @@ def ffmpeg_exe() -> str | None:
         return None
 
 
-def vvc_encode(img: Image.Image, q: int) -> bytes:
-    """One intra picture through VVenC (preset 'faster', constant QP q), VVC Annex-B stream."""
+def vvc_encode(img: Image.Image, q: int, options: Mapping[str, str] | None = None) -> bytes:
+    """One intra picture through VVenC at constant QP q, VVC Annex-B stream, 10-bit 4:2:0 (VVenC's only input
+    format here). options: ffmpeg libvvenc options of an effort row (default: the image reference's,
+    preset 'faster' with VVenC's default perceptual QP adaptation)."""
     exe = ffmpeg_exe()
     if exe is None:
         raise CodecUnavailableError("VVC needs the imageio-ffmpeg package (its static ffmpeg carries VVenC)")
     img = _pad(img.convert("RGB"), 2)
     w, h = img.size
+    opts = [x for k, v in (options if options is not None else {"preset": "faster"}).items() for x in (f"-{k}", v)]
     cmd = [exe, "-hide_banner", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
-           "-i", "-", "-frames:v", "1", "-c:v", "libvvenc", "-preset", "faster", "-qp", str(q),
+           "-i", "-", "-frames:v", "1", "-c:v", "libvvenc", *opts, "-qp", str(q),
            "-pix_fmt", "yuv420p10le", "-f", "vvc", "-"]
-    r = subprocess.run(cmd, input=img.tobytes(), capture_output=True, timeout=300)
+    r = subprocess.run(cmd, input=img.tobytes(), capture_output=True, timeout=600)
     if r.returncode or not r.stdout:
         lines = [x.strip() for x in r.stderr.decode(errors="replace").splitlines() if x.strip()]
-        raise CodecUnavailableError(f"VVenC failed on a {w}x{h} picture: {' / '.join(lines[-2:])[:300]}")
+        raise CodecUnavailableError(f"VVenC failed on a {w}x{h} picture at QP {q}: {' / '.join(lines[-2:])[:300]}")
     return r.stdout
 
 
@@ -239,12 +251,12 @@ def _j2k_header_bytes(data: bytes) -> int:
 # --- Pillow / imagecodecs still-image codecs -------------------------------------------------------------
 
 
-def _pil_encode(fmt: str, **kw) -> Callable[[Image.Image, int], bytes]:
-    """Encoder through Pillow's save with the setting passed as ``quality``."""
+def _pil_encode(fmt: str) -> Callable[[Image.Image, int, Mapping[str, Any]], bytes]:
+    """Encoder through Pillow's save with the setting passed as ``quality`` and the effort's options."""
 
-    def enc(img: Image.Image, q: int) -> bytes:
+    def enc(img: Image.Image, q: int, options: Mapping[str, Any]) -> bytes:
         buf = io.BytesIO()
-        img.convert("RGB").save(buf, fmt, quality=q, **kw)
+        img.convert("RGB").save(buf, fmt, quality=q, **options)
         return buf.getvalue()
 
     return enc
@@ -257,24 +269,27 @@ def _pil_decode(data: bytes) -> Image.Image:
     return img.convert("RGB")
 
 
-def _j2k_encode(img: Image.Image, q: int) -> bytes:
-    """JPEG 2000 codestream at compression ratio q (OpenJPEG through Pillow)."""
+def j2k_encode(img: Image.Image, q: int, options: Mapping[str, Any] | None = None) -> bytes:
+    """JPEG 2000 codestream (no JP2 box) at compression ratio q, 9/7 wavelet (OpenJPEG through Pillow).
+
+    Resolution levels: up to 6, fewer on small pictures (the lowest band keeps at least 4 samples a side).
+    """
     import math
 
     buf = io.BytesIO()
     img = img.convert("RGB")
     img.save(buf, "JPEG2000", no_jp2=True, quality_mode="rates", quality_layers=[q], irreversible=True,
-             num_resolutions=max(1, min(6, int(math.log2(max(1, min(img.size)))) - 2)))
+             num_resolutions=max(1, min(6, int(math.log2(max(1, min(img.size)))) - 2)), **(options or {}))
     return buf.getvalue()
 
 
-def _heif_encode(img: Image.Image, q: int) -> bytes:
-    """HEIC through pillow-heif (libheif with x265)."""
+def _heif_encode(img: Image.Image, q: int, options: Mapping[str, Any]) -> bytes:
+    """HEIC through pillow-heif (libheif with x265); options are libheif encoder parameters."""
     import pillow_heif
 
     heif = pillow_heif.from_pillow(img.convert("RGB"))
     buf = io.BytesIO()
-    heif.save(buf, quality=q)
+    heif.save(buf, quality=q, enc_params=dict(options))
     return buf.getvalue()
 
 
@@ -285,13 +300,13 @@ def _heif_decode(data: bytes) -> Image.Image:
     return pillow_heif.open_heif(io.BytesIO(data)).to_pillow().convert("RGB")
 
 
-def _jxl_encode(img: Image.Image, q: int) -> bytes:
-    """JPEG XL codestream (no container) at Butteraugli distance q / 10, effort 7."""
+def _jxl_encode(img: Image.Image, q: int, options: Mapping[str, Any]) -> bytes:
+    """JPEG XL codestream (no container) at Butteraugli distance q / 10."""
     import imagecodecs
     import numpy as np
 
-    return bytes(imagecodecs.jpegxl_encode(np.asarray(img.convert("RGB")), distance=q / 10, effort=7,
-                                           usecontainer=False))
+    return bytes(imagecodecs.jpegxl_encode(np.asarray(img.convert("RGB")), distance=q / 10, usecontainer=False,
+                                           **options))
 
 
 def _jxl_decode(data: bytes) -> Image.Image:
@@ -350,8 +365,9 @@ def _imports(mod: str) -> Callable[[], str | None]:
     return check
 
 
+@cache
 def _vvc_available() -> str | None:
-    """VVenC in imageio-ffmpeg's ffmpeg, and PyAV's VVC decoder."""
+    """VVenC in imageio-ffmpeg's ffmpeg, and PyAV's VVC decoder (asked once per process: it runs ffmpeg)."""
     why = _av_codecs("vvc")()
     if why:
         return why
@@ -369,67 +385,168 @@ def _vvc_version() -> str:
     return f"imageio-ffmpeg {imageio_ffmpeg.__version__}, ffmpeg {imageio_ffmpeg.get_ffmpeg_version()}"
 
 
+# --- the codec table --------------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
-class Baseline:
-    """One conventional codec: a data row of functions and its setting range."""
+class Effort:
+    """Encoder options of one effort level, and why they are what they are."""
+
+    options: Mapping[str, Any]
+    why: str
+
+
+EFFORTS = ("best", "fast")  # "best": the anchors of rd-curve; "fast": rd-curve --fast (weaker, said so)
+REF_EFFORT = "ref"  # the image reference of spec §8, whose rebuilt headers (§8.3) assume these options
+
+
+@dataclass(frozen=True, kw_only=True)
+class RefCodec:
+    """One conventional codec: a data row (CompressAI ``utils/bench/codecs.py`` style).
+
+    ``quality`` is the integer setting range, inclusive; ``small_at`` says which end ("lo" or "hi") gives the
+    smallest files. ``efforts`` maps "best" and "fast" (and "ref" for the image-reference coders) to encoder
+    options. ``ref_id`` is the coder id of spec §4.3 when the codec is an image-reference coder (spec §8),
+    with ``ref_quality`` = (best, worst) settings its reference search may use.
+    """
 
     name: str
     label: str
     library: str
-    q_lo: int  # setting range, inclusive
-    q_hi: int
-    small_at: str  # "lo" or "hi": which end of the range gives the smallest files
+    quality: tuple[int, int]
+    small_at: str
     headers: str  # what header_bytes counts
-    encode: Callable[[Image.Image, int], bytes]
-    decode: Callable[[bytes], Image.Image]
+    efforts: Mapping[str, Effort]
+    encoder: Callable[[Image.Image, int, Mapping[str, Any]], bytes]
+    decoder: Callable[[bytes], Image.Image]
     header_bytes: Callable[[bytes], int]
     check: Callable[[], str | None]
     version: Callable[[], str]
+    ref_quality: tuple[int, int] | None = None
+
+    @property
+    def ref_id(self) -> int | None:
+        """Coder id of spec §4.3 for an image-reference coder (core.ids), None for the others."""
+        return ids.coder_id("image_ref", self.name) if self.ref_quality else None
 
     def available(self) -> str | None:
         """None when usable here, else the reason."""
         return self.check()
 
+    def encode(self, img: Image.Image, q: int, effort: str = "best") -> bytes:
+        """The coded stream of img at setting q with the options of an effort level."""
+        if effort not in self.efforts:
+            raise ConfigError(f"{self.name} has no effort {effort!r}: expected one of {', '.join(self.efforts)}")
+        return self.encoder(img, q, self.efforts[effort].options)
+
+    def decode(self, data: bytes) -> Image.Image:
+        """The decoded picture (padded codecs return the padded size)."""
+        return self.decoder(data)
+
     def settings_small_to_large(self) -> list[int]:
         """Settings ordered from the smallest files to the largest."""
-        r = list(range(self.q_lo, self.q_hi + 1))
+        r = list(range(self.quality[0], self.quality[1] + 1))
         return r if self.small_at == "lo" else r[::-1]
 
 
-BASELINES: dict[str, Baseline] = {b.name: b for b in (
-    Baseline("jpeg", "JPEG", "Pillow (libjpeg)", 1, 95, "lo", "SOI, APPn, DQT, SOF, DHT, SOS, EOI",
-             _pil_encode("JPEG", optimize=True), _pil_decode, _jpeg_header_bytes, lambda: None,
-             _module_version("PIL")),
-    Baseline("webp", "WebP", "Pillow (libwebp)", 0, 100, "lo", "RIFF and chunk headers, VP8 frame header",
-             _pil_encode("WEBP", method=6), _pil_decode, _webp_header_bytes, _pil_feature("webp"),
-             _module_version("PIL")),
-    Baseline("avif", "AVIF", "Pillow (libavif/aom)", 0, 100, "lo", "ISOBMFF boxes except the mdat payload",
-             _pil_encode("AVIF", speed=6), _pil_decode, _box_header_bytes, _pil_feature("avif"),
-             _module_version("PIL")),
-    Baseline("jxl", "JPEG XL", "imagecodecs (libjxl)", 1, 250, "hi", "none separated (codestream without container)",
-             _jxl_encode, _jxl_decode, lambda d: 0, _imports("imagecodecs"), _module_version("imagecodecs")),
-    Baseline("j2k", "JPEG 2000", "Pillow (OpenJPEG)", 2, 2000, "hi", "main and tile-part headers, EOC",
-             _j2k_encode, _pil_decode, _j2k_header_bytes, _pil_feature("jpg_2000"), _module_version("PIL")),
-    Baseline("heif", "HEIF", "pillow-heif (libheif/x265)", 0, 100, "lo", "ISOBMFF boxes except the mdat payload",
-             _heif_encode, _heif_decode, _box_header_bytes, _imports("pillow_heif"),
-             _module_version("pillow_heif")),
-    Baseline("hevc", "HEVC (x265)", "PyAV (libx265 / FFmpeg hevc)", 0, 51, "hi", "VPS, SPS, PPS, SEI NAL units",
-             lambda img, q: av_encode(img, "hevc", q), lambda d: av_decode(d, "hevc"),
-             lambda d: _nal_header_bytes(d, "hevc"), _av_codecs("libx265", "hevc"), _module_version("av")),
-    Baseline("av1", "AV1 (SVT-AV1)", "PyAV (libsvtav1 / libdav1d)", 1, 63, "hi",
-             "temporal delimiter and sequence header OBUs",
-             lambda img, q: av_encode(img, "av1", q), lambda d: av_decode(d, "av1"), _av1_header_bytes,
-             _av_codecs("libsvtav1", "libdav1d"), _module_version("av")),
-    Baseline("vvc", "VVC (VVenC)", "imageio-ffmpeg VVenC / PyAV vvc", 1, 63, "hi",  # QP 0 fails in VVenC
-             "OPI, DCI, VPS, SPS, PPS, AUD, SEI NAL units",
-             vvc_encode, lambda d: av_decode(d, "vvc"), lambda d: _nal_header_bytes(d, "vvc"), _vvc_available,
-             _vvc_version),
+_SAME = "one effort only: {}"
+
+CODECS: dict[str, RefCodec] = {c.name: c for c in (
+    RefCodec(
+        name="jpeg", label="JPEG", library="Pillow (libjpeg)", quality=(1, 95), small_at="lo",
+        headers="SOI, APPn, DQT, SOF, DHT, SOS, EOI",
+        efforts={"best": Effort({"optimize": True}, "Huffman tables optimized for the picture (two passes): the "
+                                "smallest baseline JPEG libjpeg writes at a quality; 4:2:0"),
+                 "fast": Effort({"optimize": True}, _SAME.format("optimizing costs milliseconds"))},
+        encoder=_pil_encode("JPEG"), decoder=_pil_decode, header_bytes=_jpeg_header_bytes, check=lambda: None,
+        version=_module_version("PIL")),
+    RefCodec(
+        name="webp", label="WebP", library="Pillow (libwebp)", quality=(0, 100), small_at="lo",
+        headers="RIFF and chunk headers, VP8 frame header",
+        efforts={"best": Effort({"method": 6}, "method 6: libwebp's slowest and strongest search"),
+                 "fast": Effort({"method": 4}, "method 4: libwebp's default")},
+        encoder=_pil_encode("WEBP"), decoder=_pil_decode, header_bytes=_webp_header_bytes,
+        check=_pil_feature("webp"), version=_module_version("PIL")),
+    RefCodec(
+        name="avif", label="AVIF", library="Pillow (libavif/aom)", quality=(0, 100), small_at="lo",
+        headers="ISOBMFF boxes except the mdat payload",
+        efforts={"best": Effort({"speed": 2}, "libaom speed 2 (0 is its slowest; 2 keeps the run affordable, "
+                                "see the results README); libaom tunes for PSNR by default"),
+                 "fast": Effort({"speed": 6}, "speed 6: libavif's default")},
+        encoder=_pil_encode("AVIF"), decoder=_pil_decode, header_bytes=_box_header_bytes,
+        check=_pil_feature("avif"), version=_module_version("PIL")),
+    RefCodec(
+        name="jxl", label="JPEG XL", library="imagecodecs (libjxl)", quality=(1, 250), small_at="hi",
+        headers="none separated (codestream without container)",
+        efforts={"best": Effort({"effort": 9}, "effort 9: libjxl's strongest search short of 10"),
+                 "fast": Effort({"effort": 7}, "effort 7: libjxl's default")},
+        encoder=_jxl_encode, decoder=_jxl_decode, header_bytes=lambda d: 0, check=_imports("imagecodecs"),
+        version=_module_version("imagecodecs")),
+    RefCodec(
+        name="j2k", label="JPEG 2000", library="Pillow (OpenJPEG)", quality=(2, 2000), small_at="hi",
+        headers="main and tile-part headers, EOC",
+        efforts={"best": Effort({}, _SAME.format("OpenJPEG has no effort knob; 9/7 wavelet, rate allocation by "
+                                                 "compression ratio")),
+                 "fast": Effort({}, _SAME.format("OpenJPEG has no effort knob")),
+                 "ref": Effort({}, "spec §8: the reference codestream")},
+        encoder=j2k_encode, decoder=_pil_decode, header_bytes=_j2k_header_bytes, check=_pil_feature("jpg_2000"),
+        version=_module_version("PIL"), ref_quality=(20, 400)),  # setting = compression ratio
+    RefCodec(
+        name="heif", label="HEIF", library="pillow-heif (libheif/x265)", quality=(0, 100), small_at="lo",
+        headers="ISOBMFF boxes except the mdat payload",
+        efforts={"best": Effort({"preset": "slow"}, "x265 preset slow inside libheif (its default: the same "
+                                "bytes on kodim01), libheif's default tuning"),
+                 "fast": Effort({"preset": "medium"}, "x265 preset medium inside libheif")},
+        encoder=_heif_encode, decoder=_heif_decode, header_bytes=_box_header_bytes, check=_imports("pillow_heif"),
+        version=_module_version("pillow_heif")),
+    RefCodec(
+        name="hevc", label="HEVC (x265)", library="PyAV (libx265 / FFmpeg hevc)", quality=(0, 51), small_at="hi",
+        headers="VPS, SPS, PPS, SEI NAL units",
+        efforts={"best": Effort({"preset": "slow", "tune": "psnr",
+                                 "x265-params": "info=0:log-level=none:keyint=1:repeat-headers=0"},
+                                "x265 preset slow, tune psnr (no psycho-visual RD, the yardstick is PSNR)"),
+                 "fast": Effort({"preset": "medium",
+                                 "x265-params": "info=0:log-level=none:keyint=1:repeat-headers=0"},
+                                "x265 preset medium, default tuning"),
+                 "ref": Effort(_REF_AV_OPTIONS["hevc"], "spec §8.3: the parameter sets hevcs rebuilds")},
+        encoder=lambda img, q, o: av_encode(img, "hevc", q, o), decoder=lambda d: av_decode(d, "hevc"),
+        header_bytes=lambda d: _nal_header_bytes(d, "hevc"), check=_av_codecs("libx265", "hevc"),
+        version=_module_version("av"), ref_quality=(20, 51)),
+    RefCodec(
+        name="av1", label="AV1 (SVT-AV1)", library="PyAV (libsvtav1 / libdav1d)", quality=(1, 63), small_at="hi",
+        headers="temporal delimiter and sequence header OBUs",
+        efforts={"best": Effort({"preset": "2", "svtav1-params": "avif=1:tune=1"},
+                                "SVT-AV1 preset 2 in still-picture mode, tune 1 (PSNR)"),
+                 "fast": Effort({"preset": "6", "svtav1-params": "avif=1:tune=1"},
+                                "SVT-AV1 preset 6, still-picture mode, tune 1 (PSNR)"),
+                 "ref": Effort(_REF_AV_OPTIONS["av1"], "spec §8.3: the sequence header av1s rebuilds")},
+        encoder=lambda img, q, o: av_encode(img, "av1", q, o), decoder=lambda d: av_decode(d, "av1"),
+        header_bytes=_av1_header_bytes, check=_av_codecs("libsvtav1", "libdav1d"), version=_module_version("av"),
+        ref_quality=(20, 63)),
+    RefCodec(
+        name="vvc", label="VVC (VVenC)", library="imageio-ffmpeg VVenC / PyAV vvc", quality=(1, 63),
+        small_at="hi",  # QP 0 fails in VVenC
+        headers="OPI, DCI, VPS, SPS, PPS, AUD, SEI NAL units",
+        efforts={"best": Effort({"preset": "slower", "qpa": "0"},
+                                "VVenC preset slower, 10-bit, perceptual QP adaptation off (VTM has none and the "
+                                "yardstick is PSNR)"),
+                 "fast": Effort({"preset": "faster", "qpa": "0"}, "VVenC preset faster, 10-bit, QPA off"),
+                 "ref": Effort({"preset": "faster"}, "spec §8: VVenC preset faster with its default QPA")},
+        encoder=vvc_encode, decoder=lambda d: av_decode(d, "vvc"), header_bytes=lambda d: _nal_header_bytes(d, "vvc"),
+        check=_vvc_available, version=_vvc_version, ref_quality=(20, 63)),
 )}
+for _c in CODECS.values():  # registry consistency, checked at import (raised: asserts vanish under -O)
+    if _c.ref_quality and (_c.ref_id is None or REF_EFFORT not in _c.efforts):
+        raise ConfigError(f"image-reference codec {_c.name} needs an id in core.ids and a {REF_EFFORT!r} effort")
+    if not set(EFFORTS) <= set(_c.efforts) or _c.small_at not in ("lo", "hi"):
+        raise ConfigError(f"codec row {_c.name} needs efforts {EFFORTS} and small_at 'lo' or 'hi'")
+
+REF_CODECS: dict[str, RefCodec] = {n: c for n, c in CODECS.items() if c.ref_quality}  # spec §8 coders
 
 
-def get(name: str) -> Baseline:
-    """A baseline by name; unknown names list the registered ones."""
+def get(name: str) -> RefCodec:
+    """A codec by name; unknown names list the registered ones."""
     try:
-        return BASELINES[name]
+        return CODECS[name]
     except KeyError:
-        raise CodecUnavailableError(f"unknown codec {name!r}: expected one of {', '.join(BASELINES)}") from None
+        raise CodecUnavailableError(f"unknown codec {name!r}: expected one of {', '.join(CODECS)}") from None

@@ -42,10 +42,29 @@ def _quiet_libraries() -> None:
 
 
 def _offline(flag: bool) -> None:
-    """--offline: never contact the Hugging Face hub."""
+    """--offline: never contact the Hugging Face hub, and never send an image to an api: captioner."""
     if flag:
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
+        os.environ["CMCODEC_OFFLINE"] = "1"
+
+
+API_BASE_HELP = ("Server of an api:MODEL captioner, speaking OpenAI's chat completions (e.g. http://127.0.0.1:8000/v1 "
+                 "for vLLM); default $CMCODEC_API_BASE, else https://api.openai.com/v1. Each image is sent to it. "
+                 "The key is read from $CMCODEC_API_KEY, never from the command line.")
+
+
+def _api_base(base: str | None, i2ts: tuple[str | None, ...]) -> None:
+    """--api-base: for api:MODEL captioners only; handed to them through $CMCODEC_API_BASE."""
+    if base is None:
+        return
+    from .models import api_i2t
+
+    if not any(api_i2t.is_api(m) for m in i2ts):
+        raise ConfigError(f"--api-base {base} applies to an api:MODEL captioner; found --i2t "
+                          f"{', '.join(str(m) for m in i2ts if m) or '(default)'}")
+    api_i2t.ApiConfig(base=base)  # a malformed URL fails here, before any work
+    os.environ[api_i2t.ENV_BASE] = base
 
 
 def _files(folder: Path, suffixes: set[str]) -> list[Path]:
@@ -158,8 +177,10 @@ def main() -> None:
               help="Caption text file, or for folders a CSV with columns name,text.")
 @click.option("--profile", default="sd-turbo", show_default=True, help="Decoder profile written in the file.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--i2t", help="Captioner: registered name, hub id or local folder (default blip-large).")
+@click.option("--i2t", help="Captioner: registered name (cmcodec captioners), hub id, local folder, or api:MODEL "
+              "for a chat-completions server (default blip-large).")
 @click.option("--i2t-path", type=click.Path(file_okay=False, path_type=Path), help="Local folder of the captioner.")
+@click.option("--api-base", metavar="URL", help=API_BASE_HELP)
 @click.option("--words", type=int, help="Caption word budget (default from the profile: 20).")
 @click.option("--ref-codec", type=click.Choice(["av1", "hevc", "j2k", "vvc"]), help="Image-reference codec.")
 @click.option("--device", help="cuda, cuda:1, cpu, ... (default: cuda when present).")
@@ -170,7 +191,8 @@ def main() -> None:
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_bytes: int | None,
            caption: str | None, caption_file: Path | None, profile: str, seed: int, i2t: str | None,
-           i2t_path: Path | None, words: int | None, ref_codec: str | None, device: str | None, batch_size: int,
+           i2t_path: Path | None, api_base: str | None, words: int | None, ref_codec: str | None,
+           device: str | None, batch_size: int,
            compile_mode: str, offline: bool, force: bool) -> None:
     """Encode an image (or a folder of images) to .cmc."""
     _offline(offline)
@@ -182,6 +204,7 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
     try:
         if caption is not None and caption_file is not None:
             raise ConfigError("give --caption or --caption-file, not both")
+        _api_base(api_base, (i2t,))
         captions: dict[str, str] | None = None
         if input.is_dir():
             if output is None:
@@ -437,6 +460,7 @@ def _named_paths(values: tuple[str, ...], what: str) -> dict[str, str]:
               help="Evaluation folder (files, caches, tables); reruns resume.")
 @click.option("--i2t", "i2ts", multiple=True, help="Captioner (repeatable; default blip-large).")
 @click.option("--i2t-path", "i2t_paths", multiple=True, help="NAME=DIR: local folder of a captioner.")
+@click.option("--api-base", metavar="URL", help=API_BASE_HELP)
 @click.option("--profile", "profiles", multiple=True, help="Decoder profile (repeatable; default sd-turbo).")
 @click.option("--model-path", "model_paths", multiple=True, help="PROFILE=DIR: local folder of a profile's model.")
 @click.option("--modes", default="text,pixel,image,full", show_default=True)
@@ -453,7 +477,8 @@ def _named_paths(values: tuple[str, ...], what: str) -> dict[str, str]:
 @click.option("--words", type=int, default=20, show_default=True, help="Caption word budget.")
 @click.option("--device", help="cuda, cpu, ... (default: cuda when present).")
 @click.option("--offline", is_flag=True, help="Never contact the model hub.")
-def evaluate(gt: Path, output: Path, i2ts: tuple[str, ...], i2t_paths: tuple[str, ...], profiles: tuple[str, ...],
+def evaluate(gt: Path, output: Path, i2ts: tuple[str, ...], i2t_paths: tuple[str, ...], api_base: str | None,
+             profiles: tuple[str, ...],
              model_paths: tuple[str, ...], modes: str, captions: Path | None, results: Path | None, fr: str, nr: str,
              metric_weights: Path | None, categories: Path | None, words: int, device: str | None,
              offline: bool) -> None:
@@ -467,6 +492,7 @@ def evaluate(gt: Path, output: Path, i2ts: tuple[str, ...], i2t_paths: tuple[str
     from .distributed import is_main
 
     try:
+        _api_base(api_base, i2ts)
         device = dist_device(device)  # under accelerate launch / torchrun: this process's GPU (issue 6)
         mode_list = [m.strip() for m in modes.split(",") if m.strip()]
         bad = [m for m in mode_list if m not in ev.MODES]
@@ -550,6 +576,30 @@ def profiles(as_json: bool) -> None:
                           for m, c in p.modes.items())
         click.echo(f"{p.id:>3}  {p.name:<14} {p.model or '(no model)'}, {p.long_side} px\n"
                    f"     {p.description}\n     {modes}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--words", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Word budget the prompts are shown for.")
+def captioners(as_json: bool, words: int) -> None:
+    """List the captioners (I2T rows): hub id, size, dtype on a GPU, licence and prompt; refused ones with why."""
+    from .models import i2t
+
+    rows = [*i2t.CAPTIONERS.values(), i2t.API_CAPTIONER]
+    out = [{"name": r.name, "model": r.model or None, "kind": r.kind, "size": r.size, "dtype": r.dtype,
+            "licence": r.licence, "origin": r.origin, "prompt": i2t.prompt_for(r, words) or None,
+            "default": r.name == i2t.DEFAULT_CAPTIONER} for r in rows]
+    refused = [{"name": n, "model": m, "refused": why} for n, (m, why) in i2t.REFUSED.items()]
+    if as_json:
+        click.echo(json.dumps({"captioners": out, "refused": refused}, indent=2, ensure_ascii=False))
+        return
+    for d in out:
+        click.echo(f"{d['name']:<23} {d['model'] or '(OpenAI-compatible server, --api-base)'}, {d['size']}, "
+                   f"{d['dtype']}, {d['licence']}; {d['origin']}" + (" (default)" if d["default"] else ""))
+        click.echo(f"  prompt: {d['prompt']}" if d["prompt"] else "  prompt: none (plain captioning head)")
+    for d in refused:
+        click.echo(f"{d['name']:<23} {d['model']}: refused, {d['refused']}")
 
 
 if __name__ == "__main__":

@@ -388,8 +388,8 @@ def caption_many(images: Sequence[object], options: EncodeOptions | None = None,
                 yield i, e
         if not loaded:
             continue
-        try:
-            texts: list[str | CmcodecError] = list(i2t_backend.caption_batch(
+        try:  # a server captioner answers per image: one failure leaves the others their captions
+            texts: list[str | CmcodecError] = list(i2t_backend.caption_each(
                 [im for _, im in loaded], model=opts.i2t, words=opts.caption_words or 20, device=opts.device,
                 accel=opts.accel))
         except CmcodecError as e:

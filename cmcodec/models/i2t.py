@@ -6,36 +6,82 @@ local folder is accepted too; its kind is read from its config (chat template pr
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
 
-from ..core.errors import ConfigError, ModelError
+from ..core.errors import CmcodecError, ConfigError, ModelError
+from . import api_i2t
 from .loading import EAGER, Accel, load_error, locate, pick_device, pick_dtype
 
 
 @dataclass(frozen=True)
 class Captioner:
-    """A registered captioner: hub id, prompting kind and prompt (with {words})."""
+    """A registered captioner (one row per variant, one loader for all): hub id, how it is prompted, and what
+    it costs. ``prompt`` may hold {words} (the word budget) and {aspects} (CMC-Bench's extra aspects)."""
 
     name: str
     model: str
-    kind: str  # "caption" (plain captioning head) or "chat" (vision-language model with a chat template)
+    kind: str  # "caption" (captioning head, optional text prompt), "chat" (VLM with a chat template), "api"
     prompt: str = ""
+    size: str = ""  # parameters as the model card gives them
+    dtype: str = "fp16"  # precision on a GPU: what the model was trained and published in (CPU runs float32)
+    licence: str = ""
+    origin: str = ""  # why it is in the line-up
 
 
 WORD_PROMPT = ("Describe this image in one sentence of at most {words} words, naming the main subjects, "
                "their colours and layout, and the setting.")
+# CMC-Bench's I2T prompt (its script-i2t.py): a paragraph of the word budget, one more aspect per 10 words,
+# appended without a space as that script does (the prompt is reproduced, not improved).
+CMCBENCH_PROMPT = "Generate an informative paragraph in {words} words based on the image.{aspects}"
+CMCBENCH_ASPECTS = ("Considering Light and Color", ", Clarity", ", Dense Caption", ", and Region Semantic")
+
+
+def prompt_for(row: Captioner, words: int) -> str:
+    """The row's prompt for a word budget."""
+    return row.prompt.format(words=words, aspects="".join(CMCBENCH_ASPECTS[:words // 10]))
+
+
+CMCB = "CMC-Bench"
 CAPTIONERS: dict[str, Captioner] = {c.name: c for c in (
-    Captioner("blip-large", "Salesforce/blip-image-captioning-large", "caption"),
-    Captioner("blip-base", "Salesforce/blip-image-captioning-base", "caption"),
-    Captioner("blip2-opt-2.7b", "Salesforce/blip2-opt-2.7b", "caption"),
-    Captioner("florence-2-large", "florence-community/Florence-2-large", "caption", "<MORE_DETAILED_CAPTION>"),
-    Captioner("qwen2-vl-2b", "Qwen/Qwen2-VL-2B-Instruct", "chat", WORD_PROMPT),
-    Captioner("qwen2.5-vl-3b", "Qwen/Qwen2.5-VL-3B-Instruct", "chat", WORD_PROMPT),
+    Captioner("blip-large", "Salesforce/blip-image-captioning-large", "caption", size="0.47B",
+              licence="BSD-3-Clause", origin="fast"),
+    Captioner("blip-base", "Salesforce/blip-image-captioning-base", "caption", size="0.25B",
+              licence="BSD-3-Clause", origin="fast"),
+    Captioner("blip2-opt-2.7b", "Salesforce/blip2-opt-2.7b", "caption", size="3.9B", licence="MIT",
+              origin="BLIP-2"),
+    Captioner("florence-2-large", "florence-community/Florence-2-large", "caption", "<MORE_DETAILED_CAPTION>",
+              size="0.77B", licence="MIT", origin="small captioner"),
+    Captioner("qwen2-vl-2b", "Qwen/Qwen2-VL-2B-Instruct", "chat", WORD_PROMPT, size="2.2B", dtype="bf16",
+              licence="Apache-2.0", origin="small VLM"),
+    Captioner("qwen2.5-vl-3b", "Qwen/Qwen2.5-VL-3B-Instruct", "chat", WORD_PROMPT, size="3.8B", dtype="bf16",
+              licence="Qwen Research License", origin="small VLM"),
+    Captioner("llava-1.5-7b", "llava-hf/llava-1.5-7b-hf", "chat", CMCBENCH_PROMPT, size="7.1B",
+              licence="Llama 2 Community License", origin=CMCB),
+    Captioner("llava-next-mistral-7b", "llava-hf/llava-v1.6-mistral-7b-hf", "chat", CMCBENCH_PROMPT, size="7.6B",
+              licence="Apache-2.0", origin=CMCB + " (LLaVA-NeXT)"),
+    Captioner("instructblip-vicuna-7b", "Salesforce/instructblip-vicuna-7b", "caption", CMCBENCH_PROMPT,
+              size="7.9B", licence="non-commercial (Vicuna / LLaMA terms)", origin=CMCB),
+    Captioner("smolvlm2-2.2b", "HuggingFaceTB/SmolVLM2-2.2B-Instruct", "chat", WORD_PROMPT, size="2.2B",
+              dtype="bf16", licence="Apache-2.0", origin="small VLM"),
+    Captioner("internvl3-1b", "OpenGVLab/InternVL3-1B-hf", "chat", WORD_PROMPT, size="0.9B", dtype="bf16",
+              licence="MIT (Qwen2.5 LLM: Apache-2.0)", origin="small VLM"),
 )}
+# CMC-Bench's GPT-4o row: any model behind an OpenAI-compatible server (models/api_i2t.py).
+API_CAPTIONER = Captioner("api:MODEL", "", "api", CMCBENCH_PROMPT, size="(server)", dtype="(server)",
+                          licence="the server's terms", origin=CMCB + " (GPT-4o); vLLM, Ollama, LM Studio")
+# CMC-Bench captioners whose checkpoints load only with their authors' model code: cmcodec never runs remote
+# code (trust_remote_code), so they are refused by name and hub id with the reason.
+REFUSED: dict[str, tuple[str, str]] = {
+    "sharegpt4v": ("Lin-Chen/ShareGPT4V-7B", "its checkpoint (model_type share4v) loads only with the ShareGPT4V "
+                   "repository's own model code"),
+    "mplug-owl2": ("MAGAer13/mplug-owl2-llama2-7b", "it loads only with trust_remote_code (the mPLUG-Owl2 "
+                   "repository's model code)"),
+}
 DEFAULT_CAPTIONER = "blip-large"
 
 _CACHE: dict[tuple, Any] = {}
@@ -43,10 +89,16 @@ _LOCK = threading.Lock()
 
 
 def _captioner(model: str | None) -> Captioner:
-    """Registered row for a name, else an ad-hoc row for a hub id or folder."""
+    """Registered row for a name, else an ad-hoc row for a hub id or folder; refused models raise ModelError."""
     model = model or DEFAULT_CAPTIONER
     if model in CAPTIONERS:
         return CAPTIONERS[model]
+    for name, (hub_id, why) in REFUSED.items():
+        if model.lower() in (name, hub_id.lower()):
+            raise ModelError(f"captioner {name} ({hub_id}) is not supported: {why}, and cmcodec never runs "
+                             f"remote code; choose one of {', '.join(CAPTIONERS)} or api:MODEL")
+    if api_i2t.is_api(model):
+        return Captioner(model, api_i2t.model_name(model), "api", API_CAPTIONER.prompt)
     return Captioner(model, model, "auto", WORD_PROMPT)
 
 
@@ -54,6 +106,8 @@ def load(model: str | None = None, device: str | None = None, dtype: str | None 
          model_path: str | None = None, accel: Accel = EAGER) -> tuple[Any, Any, Captioner, str]:
     """(processor, model, row, device), cached; ``accel.compile`` compiles the token decoder (BLIP-class)."""
     row = _captioner(model)
+    if row.kind == "api":
+        raise ConfigError(f"captioner {row.name} runs on a server: there is no local model to load")
     loc = locate("I2T", row.model, model_path, "--i2t-path")  # before heavy imports: fail fast
     try:
         import torch  # noqa: F401
@@ -61,7 +115,7 @@ def load(model: str | None = None, device: str | None = None, dtype: str | None 
     except ImportError as e:
         raise ModelError(f"captioning needs transformers and torch: pip install 'cmcodec[neural]' ({e})") from None
     dev = pick_device(device)
-    torch_dtype = pick_dtype(dev, dtype)
+    torch_dtype = pick_dtype(dev, dtype or (row.dtype if dev.startswith("cuda") else None))
     key = (loc, dev, str(torch_dtype), accel.compile)
     with _LOCK:
         if key not in _CACHE:
@@ -79,8 +133,7 @@ def load(model: str | None = None, device: str | None = None, dtype: str | None 
                                       f"found {type(net).__name__}")
                 _compile_steps(dec, accel.compile)
             if row.kind == "auto":
-                row = Captioner(row.name, row.model, "chat" if getattr(proc, "chat_template", None) else "caption",
-                                row.prompt)
+                row = dataclasses.replace(row, kind="chat" if getattr(proc, "chat_template", None) else "caption")
             _CACHE[key] = (proc, net, row, dev)
         return _CACHE[key]
 
@@ -114,13 +167,39 @@ def _compile_steps(dec: Any, mode: str) -> None:
 def caption_batch(images: list[Image.Image], *, model: str | None = None, words: int = 20,
                   device: str | None = None, dtype: str | None = None, model_path: str | None = None,
                   max_new_tokens: int | None = None, accel: Accel = EAGER) -> list[str]:
-    """Captions of several images, each cut to at most ``words`` words (CMC-Bench's word budget)."""
+    """Captions of several images, each cut to at most ``words`` words (CMC-Bench's word budget); the first
+    failure raises (caption_each keeps going)."""
+    out = caption_each(images, model=model, words=words, device=device, dtype=dtype, model_path=model_path,
+                       max_new_tokens=max_new_tokens, accel=accel)
+    for t in out:
+        if isinstance(t, CmcodecError):
+            raise t
+    return out  # type: ignore[return-value]
+
+
+def caption_each(images: list[Image.Image], *, model: str | None = None, words: int = 20,
+                 device: str | None = None, dtype: str | None = None, model_path: str | None = None,
+                 max_new_tokens: int | None = None, accel: Accel = EAGER) -> list[str | CmcodecError]:
+    """Caption or CmcodecError per image: a local model captions the batch in one call (one error fails it
+    all); an api: captioner asks once per image, so one failed image leaves the others their captions."""
+    row = _captioner(model)
+    new = max_new_tokens or max(8, int(words * 2))
+    if row.kind == "api":
+        if model_path:
+            raise ConfigError(f"--i2t-path does not apply to the server captioner {row.name}")
+        texts = api_i2t.caption_each(images, model=row.model, prompt=prompt_for(row, words), max_tokens=new)
+        return [t if isinstance(t, CmcodecError) else _clean(t, words) for t in texts]
+    return list(_caption_local(images, model, words, device, dtype, model_path, new, accel))
+
+
+def _caption_local(images: list[Image.Image], model: str | None, words: int, device: str | None,
+                   dtype: str | None, model_path: str | None, new: int, accel: Accel) -> list[str]:
+    """One generate call over the batch of a local transformers model."""
     import torch
 
     proc, net, row, dev = load(model, device, dtype, model_path, accel)
     rgb = [im.convert("RGB") for im in images]
-    new = max_new_tokens or max(8, int(words * 2))
-    prompt = row.prompt.format(words=words)
+    prompt = prompt_for(row, words)
     pre = _image_kwargs(proc, dev)
     if row.kind == "chat":
         tok = getattr(proc, "tokenizer", None)

@@ -1,0 +1,56 @@
+"""Captioner rows: the line-up and its listing, refusals, and one tiny-model test per family."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import HOUSE
+from PIL import Image
+
+from cmcodec.core.errors import ModelError
+from cmcodec.models import i2t
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cmcodec.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_captioners_lists_every_row_with_its_costs() -> None:
+    r = run("captioners", "--json", "--words", "20")
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    rows = {d["name"]: d for d in got["captioners"]}
+    assert list(rows) == [*i2t.CAPTIONERS, "api:MODEL"]
+    for name in ("llava-1.5-7b", "llava-next-mistral-7b", "instructblip-vicuna-7b", "smolvlm2-2.2b", "internvl3-1b"):
+        d = rows[name]
+        assert d["model"] == i2t.CAPTIONERS[name].model and d["size"].endswith("B") and d["licence"]
+        assert d["dtype"] in ("fp16", "bf16") and d["prompt"]
+    assert rows["llava-1.5-7b"]["model"] == "llava-hf/llava-1.5-7b-hf"
+    assert rows["instructblip-vicuna-7b"]["prompt"] == ("Generate an informative paragraph in 20 words based on the "
+                                                        "image.Considering Light and Color, Clarity")
+    assert rows["smolvlm2-2.2b"]["dtype"] == "bf16" and rows["blip-large"]["default"]
+    assert {d["name"] for d in got["refused"]} == {"sharegpt4v", "mplug-owl2"}
+    text = run("captioners").stdout
+    assert "llava-hf/llava-v1.6-mistral-7b-hf, 7.6B, fp16, Apache-2.0" in text
+    assert "mplug-owl2" in text and "refused" in text
+
+
+def test_cmcbench_prompt_adds_an_aspect_per_ten_words() -> None:
+    row = i2t.CAPTIONERS["llava-1.5-7b"]
+    assert i2t.prompt_for(row, 5) == "Generate an informative paragraph in 5 words based on the image."
+    assert i2t.prompt_for(row, 40).endswith("image.Considering Light and Color, Clarity, Dense Caption, and Region "
+                                            "Semantic")
+
+
+@pytest.mark.parametrize("name", ["sharegpt4v", "Lin-Chen/ShareGPT4V-7B", "mplug-owl2", "MAGAer13/mplug-owl2-llama2-7b"])
+def test_remote_code_captioners_are_refused_by_name(name: str) -> None:
+    with pytest.raises(ModelError, match=r"is not supported: .* cmcodec never runs remote code"):
+        i2t.caption(Image.open(HOUSE), model=name)
+
+
+def test_refusal_is_a_one_line_cli_error(tmp_path) -> None:
+    r = run("encode", str(HOUSE), "-o", str(tmp_path / "h.cmc"), "--i2t", "mplug-owl2")
+    assert r.returncode == 7 and r.stderr.count("\n") == 1 and "trust_remote_code" in r.stderr

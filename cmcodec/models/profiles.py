@@ -6,7 +6,7 @@ Rows are plain data: no model is loaded at import time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ..core.errors import ProfileError
@@ -162,6 +162,20 @@ PROFILES_BY_NAME: dict[str, Profile] = {p.name: p for p in PROFILES}
 DEFAULT_PROFILE = "sd-turbo"
 if {p.id: p.name for p in PROFILES} != PROFILE_NAMES or len(PROFILES_BY_NAME) != len(PROFILES):
     raise RuntimeError("profile rows and core.ids.PROFILE_NAMES disagree: every row needs its own id there (spec §4.4)")
+
+
+# Profile fields that decide a file's decoded pixels (spec §4.4: changing one of a row that has an id needs a
+# new id instead). description and name do not; neither do the encoder defaults, which decide what is written
+# and never how a written file decodes.
+DECODE_FIELDS: tuple[str, ...] = ("model", "vae", "modes", "long_side", "multiple_of", "scheduler",
+                                  "scheduler_kwargs", "load_kwargs")
+
+
+def decode_fields(p: Profile) -> dict[str, Any]:
+    """The pixel-deciding fields of a row as plain JSON data (pinned by fixtures/golden/profiles.json)."""
+    out = {f: getattr(p, f) for f in DECODE_FIELDS}
+    out["modes"] = {m: asdict(mc) for m, mc in p.modes.items()}
+    return out
 
 
 def get_profile(key: str | int | Profile | None) -> Profile:

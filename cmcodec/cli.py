@@ -403,15 +403,21 @@ def _info_dict(path: Path, verify: bool = False) -> dict:
 @click.option("--offline", is_flag=True, help="Never contact the model hub.")
 @click.option("--fast", is_flag=True, help="Conventional codecs at faster, weaker settings (said in the output "
               "and results.json); the default is each codec's strongest documented settings.")
+@click.option("--report-image", help="Image (file name) whose crops report.html shows (default: the first).")
+@click.option("--report-targets", default="0.002,0.005,0.02", show_default=True,
+              help="Target bpp values of report.html's crops, comma-separated.")
+@click.option("--report-region", help="X,Y,W,H of the crops (default: the most detailed 160-px square).")
 def rd_curve(images: Path, output: Path, codecs: str, scales: str, profiles: str, modes: str, metric_names: str,
              metric_weights: Path | None, bpp_range: str, points: int, targets: str | None, anchor: str,
-             captions: Path | None, model_paths: tuple[str, ...], jobs: int, offline: bool, fast: bool) -> None:
-    """Rate-distortion curves of conventional codecs and cmcodec modes, with BD-rates and plots."""
+             captions: Path | None, model_paths: tuple[str, ...], jobs: int, offline: bool, fast: bool,
+             report_image: str | None, report_targets: str, report_region: str | None) -> None:
+    """Rate-distortion curves of conventional codecs and cmcodec modes, with BD-rates, plots and report.html."""
     _offline(offline)
     _quiet_libraries()
     from tqdm import tqdm
 
     from .bench import rd
+    from .bench import report as report_mod
 
     def split(v: str) -> list[str]:
         return [] if v.strip().lower() == "none" else [x.strip() for x in v.split(",") if x.strip()]
@@ -427,8 +433,14 @@ def rd_curve(images: Path, output: Path, codecs: str, scales: str, profiles: str
                        anchor=anchor, metric_weights=str(metric_weights) if metric_weights else None,
                        captions=_read_captions(captions) if captions else {},
                        model_paths=_named_paths(model_paths, "--model-path"), jobs=jobs, fast=fast)
+        shown = report_mod.pick_image(plan.files, report_image)  # the report's options fail before the sweep
+        crop_targets = report_mod.parse_targets(report_targets)
+        region = report_mod.parse_region(report_region) if report_region else None
         result = rd.run(plan, output, lambda desc, n: tqdm(total=n, desc=desc, unit="unit", file=sys.stderr),
                         lambda msg: click.echo(f"cmcodec: {msg}", err=True))
+        page = None if result is None else report_mod.write_report(
+            output, result, rd.load_points(output), image=shown, targets=crop_targets, region=region,
+            weights_dir=plan.metric_weights, captions=plan.captions, model_paths=plan.model_paths)
     except CmcodecError as e:
         _fail(e)
     if result is None:  # not the main rank: rank 0 merged every process's points and wrote the results
@@ -439,6 +451,7 @@ def rd_curve(images: Path, output: Path, codecs: str, scales: str, profiles: str
     if result["failed_units"]:
         click.echo(f"{len(result['failed_units'])} units failed (listed in results.json; a rerun retries them)")
     click.echo((output / "bd_rate.md").read_text())
+    click.echo(f"report: {page}")
 
 
 def _named_paths(values: tuple[str, ...], what: str) -> dict[str, str]:

@@ -17,7 +17,8 @@ number (``n_images``). A point behind fewer than half of the curve's images is k
 Every finished (image, curve) unit is appended to ``points.jsonl`` in the output folder, so a rerun skips
 it (resume); a unit that fails is retried once at once and, failing again, recorded with its error (and
 rerun by the next run). ``jobs`` > 1 runs units in worker processes. ``run`` is the whole command: sweep,
-then ``finish`` writes the per-image CSV, the aggregated JSON, plots and the BD-rate table.
+then ``finish`` writes the per-image CSV, the aggregated JSON and the BD-rate table (``report`` draws the
+plots and writes report.html).
 """
 
 from __future__ import annotations
@@ -488,55 +489,10 @@ def write_csv(rows: list[dict], path: Path) -> None:
             w.writerow(r)
 
 
-def plot(curves: dict[str, dict], labels: dict[str, str], metric_names: list[str], out: Path,
-         rate_key: str = "bpp") -> list[Path]:
-    """One panel per metric, log bpp axis; PNG and SVG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    mets = [m for m in metric_names if any(m in c["metrics"] for c in curves.values())]
-    if not mets:
-        return []
-    cols = min(3, len(mets))
-    rows = math.ceil(len(mets) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.2 * rows), squeeze=False)
-    cmap = plt.get_cmap("tab10")
-    codecs = sorted({c["codec"] for c in curves.values()})
-    for ax, m in zip(axes.flat, mets):
-        for name, c in sorted(curves.items()):
-            if m not in c["metrics"] or not c[rate_key]:
-                continue
-            style = {1: "-", 2: "--", 4: "-.", 8: ":"}.get(c["scale"], "-")
-            marker = "*" if c["mode"] else "o"
-            color = cmap(codecs.index(c["codec"]) % 10)
-            ax.plot(c[rate_key], c["metrics"][m], style, marker=marker, ms=4, lw=1.3, color=color,
-                    label=labels.get(name, name))
-            few = [i for i, f in enumerate(c.get("few_images", [])) if f]  # hollow: few images behind it
-            ax.plot([c[rate_key][i] for i in few], [c["metrics"][m][i] for i in few], "o", ms=6, mfc="white",
-                    color=color)
-        ax.set_xscale("log")
-        ax.set_xlabel("bits per pixel (whole file)" if rate_key == "bpp" else "bits per pixel (without headers)")
-        ax.set_title(m)
-        ax.grid(True, which="both", alpha=0.3)
-    for ax in list(axes.flat)[len(mets):]:
-        ax.axis("off")
-    handles, texts = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, texts, loc="lower center", ncol=min(6, max(1, len(texts))), fontsize=7)
-    fig.tight_layout(rect=(0, 0.04 + 0.025 * math.ceil(len(texts) / 6), 1, 1))
-    paths = []
-    for ext in ("png", "svg"):
-        p = out / f"rd_{rate_key}.{ext}"
-        fig.savefig(p, dpi=110)
-        paths.append(p)
-    plt.close(fig)
-    return paths
-
-
 def finish(out: Path, curves_def: list[Curve], metric_names: list[str], anchor: str, settings: dict,
            skipped_metrics: dict[str, str], lower_better: dict[str, bool]) -> dict:
-    """Write points.csv, results.json, plots and the BD-rate table from points.jsonl."""
+    """Write points.csv, results.json and the BD-rate table from points.jsonl (the plots and report.html:
+    ``report.write_report``)."""
     from .. import __version__
     from ..media.fileio import write_bytes
     from . import metrics
@@ -576,8 +532,6 @@ def finish(out: Path, curves_def: list[Curve], metric_names: list[str], anchor: 
               "failed_units": failed_units,
               "headers": {b.name: b.headers for b in refcodecs.CODECS.values()}}
     write_bytes(out / "results.json", json.dumps(result, indent=1).encode(), force=True)
-    plot(curves, labels, metric_names, out, "bpp")
-    plot(curves, labels, metric_names, out, "bpp_no_headers")
     write_bytes(out / "bd_rate.md", bd_table(bd, anchor, labels).encode(), force=True)
     return result
 

@@ -1,0 +1,683 @@
+"""Plots and the HTML report of an rd-curve run: what a reader looks at first.
+
+Plots (matplotlib, Agg; PNG and SVG; log bpp axis), one panel per metric:
+
+- ``rd_<rate>.{png,svg}``: each conventional codec as its *envelope* over its scale variants (for every
+  rate, the best of the variants' curves, interpolated linearly in log bpp; each measured point on the
+  envelope is drawn with the marker of the scale that made it), and cmcodec's modes as thick lines with
+  large stars. ``<rate>`` is ``bpp`` (whole files) or ``bpp_no_headers``.
+- ``rd_<rate>_scales.{png,svg}``: the detail, one row per codec: every scale variant, the envelope in
+  grey beneath them.
+
+A point that fewer than all of the run's images reached is drawn hollow, and faint as well where so few
+did that the BD-rates leave it out (results.json: ``n_images`` and ``few_images`` per point).
+
+``report.html`` (beside results.json; plain HTML with relative links into ``report_files/``, readable
+from the disk without a server): the plots, the BD-rate table, and for a few targets side-by-side crops
+of one region of one image: the original, each codec's best scale variant at that rate, and each
+cmcodec mode, with bytes and metric values under each. The crops come from coding that image again:
+a codec's variant is the one whose curve *for that image* is best at the target (interpolated in log
+bpp on the report's first metric), coded at the setting of its measured point nearest the target; a
+cmcodec mode is coded with its rate control at the target's byte budget. Metrics under a crop are those
+of the whole decoded image against the original, computed afresh; the bytes are those of the file just
+coded (a difference from the sweep's own file is said under the crop).
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+import math
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from ..core import refcodecs
+from ..core.errors import CmcodecError, ConfigError
+
+REPORT_FILE = "report.html"
+FILES_DIR = "report_files"
+DEFAULT_TARGETS = (0.002, 0.005, 0.02)
+CROP_SIDE = 160  # shown at ZOOM: a dozen tiles fit a wide screen in three rows; 40 crops stay under a few MB
+ZOOM = 2  # nearest-neighbour, so that the codecs' own pixels are seen
+DETAIL_STRIDE = 16  # the highest-detail search visits windows on this grid (pixels)
+NEAR_FACTOR = 1.5  # a measured point farther than this factor from a target does not stand for it
+
+SCALE_MARKERS = {1: "o", 2: "s", 4: "^", 8: "D"}
+RATE_LABELS = {"bpp": "bits per pixel (whole file)", "bpp_no_headers": "bits per pixel (without headers)"}
+CMC_COLORS = ("#000000", "#d62728", "#9400d3", "#008b8b")  # kept out of the codecs' tab10 cycle below
+CODEC_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+                "#aec7e8", "#ffbb78")
+
+
+# --- reading results.json ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Point:
+    """One aggregated point of a curve."""
+
+    rate: float
+    value: float
+    images: int  # images behind the point
+    scale: int = 1
+    few: bool = False  # behind too few images for the BD-rates (results.json's few_images)
+
+
+def lower_better_of(names: Iterable[str]) -> dict[str, bool]:
+    """Whether lower is better, per metric, as pyiqa declares it (no model is built)."""
+    from pyiqa.default_model_configs import DEFAULT_CONFIGS
+
+    return {n: bool(DEFAULT_CONFIGS.get(n, {}).get("lower_better", False)) for n in names}
+
+
+def series(curve: dict, metric: str, rate_key: str = "bpp") -> list[Point]:
+    """The curve's points for one metric, sorted by rate (points without that metric are left out)."""
+    rates = curve.get(rate_key) or []
+    vals = curve.get("metrics", {}).get(metric) or []
+    counts = curve.get("n_images") or [curve.get("images", 0)] * len(rates)
+    few = curve.get("few_images") or [False] * len(rates)
+    pts = [Point(r, v, n, curve.get("scale", 1), bool(f)) for r, v, n, f in zip(rates, vals, counts, few)
+           if r is not None and v is not None and r > 0]
+    return sorted(pts, key=lambda p: p.rate)
+
+
+def _interp(pts: list[Point], x: float, sign: float) -> float | None:
+    """sign * value of the polyline through pts (log rate) at log rate x; None outside its range."""
+    xs = [math.log(p.rate) for p in pts]
+    if not pts or x < xs[0] - 1e-12 or x > xs[-1] + 1e-12:
+        return None
+    for i in range(len(xs) - 1):
+        if xs[i] <= x <= xs[i + 1]:
+            if xs[i + 1] == xs[i]:
+                return max(pts[i].value * sign, pts[i + 1].value * sign)
+            f = (x - xs[i]) / (xs[i + 1] - xs[i])
+            return sign * (pts[i].value + f * (pts[i + 1].value - pts[i].value))
+    return sign * pts[0].value
+
+
+def envelope(variants: dict[int, list[Point]], lower_better: bool) -> list[Point | tuple[float, float]]:
+    """Best quality reached at each rate or below by any of several curves, interpolated in log rate.
+
+    Returns, sorted by rate, the measured points that lie on it (a ``Point``, with its scale) and the
+    corners between them (a ``(rate, value)`` pair, no marker): where the best curve changes, where a
+    curve starts or ends, and where a curve regains the level of a cheaper point after a stretch that
+    the cheaper point beats (drawn flat: more bits for less quality is never a codec's best at a rate).
+    """
+    sign = -1.0 if lower_better else 1.0
+    curves = {k: v for k, v in variants.items() if v}
+    if not curves:
+        return []
+    eps = 1e-9  # in log rate: a curve that starts or ends makes a step, not a slope across the gap
+
+    def best(x: float) -> tuple[float, int] | None:
+        cands = [(_interp(pts, x, sign), k) for k, pts in curves.items()]
+        cands = [(v, k) for v, k in cands if v is not None]
+        return max(cands) if cands else None
+
+    xs = sorted({math.log(p.rate) for pts in curves.values() for p in pts})
+    grid = set(xs)
+    for pts in curves.values():
+        grid |= {math.log(pts[0].rate) - eps, math.log(pts[-1].rate) + eps}
+    for a, b in itertools.pairwise(xs):  # inside each interval every curve is a straight line: add their crossings
+        lines = []
+        for pts in curves.values():
+            va, vb = _interp(pts, a + eps, sign), _interp(pts, b - eps, sign)
+            if va is not None and vb is not None:
+                lines.append((va, vb))
+        for i in range(len(lines)):
+            for j in range(i + 1, len(lines)):
+                d0, d1 = lines[i][0] - lines[j][0], lines[i][1] - lines[j][1]
+                if d0 * d1 < 0:
+                    grid.add(a + (b - a) * d0 / (d0 - d1))
+    poly = []  # (log rate, signed value, point or None) of the pointwise best
+    for x in sorted(grid):
+        bx = best(x)
+        if bx is not None:
+            on = [p for p in curves[bx[1]] if abs(math.log(p.rate) - x) < eps / 2]
+            poly.append((x, bx[0], on[0] if on else None))
+    out: list[Point | tuple[float, float]] = []
+    top = -math.inf
+    for i, (x, v, p) in enumerate(poly):
+        if i and poly[i - 1][1] < top < v:  # regains the level of a cheaper point inside this segment
+            x0, v0 = poly[i - 1][:2]
+            out.append((math.exp(x0 + (x - x0) * (top - v0) / (v - v0)), sign * top))
+        if v > top:
+            top = v
+            if p is None and out and abs(x - math.log(_rate(out[-1]))) < 4 * eps:
+                continue  # a corner on top of the last one
+            out.append(p if p is not None else (math.exp(x), sign * v))
+    return out
+
+
+def _rate(e: Point | tuple[float, float]) -> float:
+    return e.rate if isinstance(e, Point) else e[0]
+
+
+def codec_groups(curves: dict[str, dict]) -> tuple[dict[str, dict[int, str]], list[str]]:
+    """({baseline codec: {scale: curve name}}, [cmcodec curve names]) in a stable order."""
+    groups: dict[str, dict[int, str]] = defaultdict(dict)
+    cmc = []
+    for name, c in curves.items():
+        if c.get("mode"):
+            cmc.append(name)
+        else:
+            groups[c["codec"]][int(c.get("scale", 1))] = name
+    order = [b for b in refcodecs.CODECS if b in groups] + sorted(set(groups) - set(refcodecs.CODECS))
+    return {g: dict(sorted(groups[g].items())) for g in order}, sorted(cmc)
+
+
+def _codec_label(codec: str) -> str:
+    b = refcodecs.CODECS.get(codec)
+    return b.label if b else codec
+
+
+# --- plots -------------------------------------------------------------------------------------------------
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _draw_points(ax, pts: list[Point], color: str, total: int, marker: str | None = None, ms: float = 5,
+                 zorder: float = 3) -> None:
+    """Markers of measured points: filled when every image is behind them, hollow otherwise, and faint
+    too when so few are that the BD-rates leave the point out."""
+    for p in pts:
+        full = p.images >= total
+        ax.plot([p.rate], [p.value], marker or SCALE_MARKERS.get(p.scale, "o"), ms=ms, color=color,
+                mfc=color if full else "white", mew=1.2, zorder=zorder, ls="none", alpha=0.45 if p.few else 1.0)
+
+
+def _metric_list(curves: dict[str, dict], metric_names: list[str]) -> list[str]:
+    return [m for m in metric_names if any(c.get("metrics", {}).get(m) for c in curves.values())]
+
+
+def _axes(plt, n: int, cols: int, w: float, h: float):
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(w * cols, h * rows), squeeze=False)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    return fig, axes
+
+
+def _finish_axis(ax, metric: str, rate_key: str, lower_better: bool) -> None:
+    ax.set_xscale("log")
+    ax.set_xlabel(RATE_LABELS.get(rate_key, rate_key))
+    ax.set_ylabel(metric + (" (lower is better)" if lower_better else ""))
+    ax.grid(True, which="both", alpha=0.3)
+
+
+def _legend_extras(plt, total: int) -> list:
+    from matplotlib.lines import Line2D
+
+    hs = [Line2D([], [], color="0.3", marker=m, ls="none", label=f"scale 1/{k}" if k > 1 else "full size")
+          for k, m in SCALE_MARKERS.items()]
+    hs.append(Line2D([], [], color="0.3", marker="o", mfc="white", ls="none",
+                     label=f"hollow: fewer than all {total} images"))
+    hs.append(Line2D([], [], color="0.3", marker="o", mfc="white", ls="none", alpha=0.45,
+                     label="faint: too few for BD-rates"))
+    return hs
+
+
+def _save(fig, out: Path, stem: str) -> list[Path]:
+    import matplotlib
+
+    from ..media.fileio import atomic_path
+
+    paths = []
+    for ext in ("png", "svg"):
+        p = out / f"{stem}.{ext}"
+        with atomic_path(p, force=True) as tmp, matplotlib.rc_context({"svg.fonttype": "none"}):
+            fig.savefig(tmp, dpi=110, format=ext)  # SVG text stays text: searchable and smaller
+        paths.append(p)
+    return paths
+
+
+def plot_overview(curves: dict[str, dict], labels: dict[str, str], metric_names: list[str], out: Path,
+                  rate_key: str, lower_better: dict[str, bool], total: int) -> list[Path]:
+    """``rd_<rate>``: codec envelopes over their scales and cmcodec modes, one panel per metric."""
+    plt = _plt()
+    from matplotlib.lines import Line2D
+
+    mets = _metric_list(curves, metric_names)
+    if not mets:
+        return []
+    groups, cmc = codec_groups(curves)
+    cols = min(3, len(mets))
+    fig, axes = _axes(plt, len(mets), cols, 5.6, 4.4)
+    handles = []
+    for gi, codec in enumerate(groups):
+        color = CODEC_COLORS[gi % len(CODEC_COLORS)]
+        handles.append(Line2D([], [], color=color, lw=1.4, label=f"{_codec_label(codec)} (best scale)"))
+    for ci, name in enumerate(cmc):
+        handles.append(Line2D([], [], color=CMC_COLORS[ci % len(CMC_COLORS)], lw=2.8, marker="*", ms=11,
+                              label=labels.get(name, name)))
+    for ax, m in zip(axes.flat, mets):
+        lb = lower_better.get(m, False)
+        for gi, variants in enumerate(groups.values()):
+            color = CODEC_COLORS[gi % len(CODEC_COLORS)]
+            env = envelope({k: series(curves[n], m, rate_key) for k, n in variants.items()}, lb)
+            if not env:
+                continue
+            xy = [(p.rate, p.value) if isinstance(p, Point) else p for p in env]
+            ax.plot([x for x, _ in xy], [y for _, y in xy], "-", lw=1.4, color=color, zorder=2)
+            _draw_points(ax, [p for p in env if isinstance(p, Point)], color, total)
+        for ci, name in enumerate(cmc):
+            color = CMC_COLORS[ci % len(CMC_COLORS)]
+            pts = series(curves[name], m, rate_key)
+            if pts:
+                ax.plot([p.rate for p in pts], [p.value for p in pts], "-", lw=2.8, color=color, zorder=4)
+                _draw_points(ax, pts, color, total, marker="*", ms=11, zorder=5)
+        _finish_axis(ax, m, rate_key, lb)
+        ax.set_title(m)
+    handles += _legend_extras(plt, total)
+    ncol = min(5, len(handles))
+    fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.035 * math.ceil(len(handles) / ncol) + 0.01, 1, 1))
+    paths = _save(fig, out, f"rd_{rate_key}")
+    plt.close(fig)
+    return paths
+
+
+def plot_scales(curves: dict[str, dict], labels: dict[str, str], metric_names: list[str], out: Path,
+                rate_key: str, lower_better: dict[str, bool], total: int) -> list[Path]:
+    """``rd_<rate>_scales``: one row per codec (its scale variants over the envelope), one column per metric."""
+    plt = _plt()
+
+    mets = _metric_list(curves, metric_names)
+    groups, _ = codec_groups(curves)
+    if not mets or not groups:
+        return []
+    fig, axes = plt.subplots(len(groups), len(mets), figsize=(4.2 * len(mets), 3.0 * len(groups)),
+                             squeeze=False)
+    styles = {1: "-", 2: "--", 4: "-.", 8: ":"}
+    for row, (codec, variants) in zip(axes, groups.items()):
+        for ax, m in zip(row, mets):
+            lb = lower_better.get(m, False)
+            per = {k: series(curves[n], m, rate_key) for k, n in variants.items()}
+            env = envelope(per, lb)
+            if env:
+                xy = [(p.rate, p.value) if isinstance(p, Point) else p for p in env]
+                ax.plot([x for x, _ in xy], [y for _, y in xy], "-", lw=5, color="0.85", zorder=1,
+                        label="envelope")
+            for i, (k, pts) in enumerate(per.items()):
+                if not pts:
+                    continue
+                color = CODEC_COLORS[i % len(CODEC_COLORS)]
+                ax.plot([p.rate for p in pts], [p.value for p in pts], styles.get(k, "-"), lw=1.2, color=color,
+                        label=labels.get(variants[k], variants[k]), zorder=2)
+                _draw_points(ax, pts, color, total, ms=4)
+            _finish_axis(ax, m, rate_key, lb)
+            ax.set_title(f"{_codec_label(codec)}: {m}", fontsize=10)
+            ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    paths = _save(fig, out, f"rd_{rate_key}_scales")
+    plt.close(fig)
+    return paths
+
+
+def plot_all(curves: dict[str, dict], labels: dict[str, str], metric_names: list[str], out: Path,
+             lower_better: dict[str, bool], total: int) -> list[Path]:
+    """Every figure, for both rates."""
+    paths = []
+    for rk in ("bpp", "bpp_no_headers"):
+        paths += plot_overview(curves, labels, metric_names, out, rk, lower_better, total)
+        paths += plot_scales(curves, labels, metric_names, out, rk, lower_better, total)
+    return paths
+
+
+# --- crops -------------------------------------------------------------------------------------------------
+
+
+def pick_image(files: list[Path], name: str | None) -> Path | None:
+    """The image whose crops the report shows: the one named, or the first (None when there are none)."""
+    if name is None:
+        return files[0] if files else None
+    for f in files:
+        if f.name == name:
+            return f
+    some = ", ".join(f.name for f in files[:5]) + (", ..." if len(files) > 5 else "")
+    raise ConfigError(f"report image {name!r}: expected one of the run's file names ({some})")
+
+
+def parse_targets(text: str) -> list[float]:
+    """'0.002,0.005' -> sorted positive bpp values."""
+    try:
+        ts = sorted(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        ts = []
+    if not ts or any(not (t > 0 and math.isfinite(t)) for t in ts):
+        raise ConfigError(f"report targets: expected positive bpp values like 0.002,0.005, found {text!r}")
+    return ts
+
+
+def parse_region(text: str) -> tuple[int, int, int, int]:
+    """'X,Y,W,H' -> box (left, top, right, bottom)."""
+    try:
+        x, y, w, h = (int(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"report region: expected X,Y,W,H in pixels, found {text!r}") from None
+    if w <= 0 or h <= 0 or x < 0 or y < 0:
+        raise ConfigError(f"report region: expected X,Y >= 0 and W,H > 0, found {text!r}")
+    return x, y, x + w, y + h
+
+
+def detail_region(img: Image.Image, side: int = CROP_SIDE, stride: int = DETAIL_STRIDE) -> tuple[int, int, int, int]:
+    """The side x side square (on a stride grid) with the most detail: the largest mean gradient magnitude
+    of the luma, where coding artefacts show first."""
+    import numpy as np
+
+    w, h = img.size
+    side = min(side, w, h)
+    y = np.asarray(img.convert("L"), dtype=np.float64)
+    g = np.zeros_like(y)
+    g[:, 1:] += np.abs(np.diff(y, axis=1))
+    g[1:, :] += np.abs(np.diff(y, axis=0))
+    ii = np.pad(g.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    best, box = -1.0, (0, 0, side, side)
+    for top in range(0, h - side + 1, stride):
+        for left in range(0, w - side + 1, stride):
+            s = ii[top + side, left + side] - ii[top, left + side] - ii[top + side, left] + ii[top, left]
+            if s > best:
+                best, box = s, (left, top, left + side, top + side)
+    return box
+
+
+@dataclass
+class Crop:
+    """One tile of the crop grid."""
+
+    target: float | None
+    key: str  # codec or cmcodec curve name ('original' for the reference)
+    label: str
+    curve: str = ""
+    file: str = ""  # relative to the report
+    bytes: int | None = None
+    bpp: float | None = None
+    setting: int | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    note: str = ""
+
+
+def _safe(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "_", s).strip("_")
+
+
+def code_baseline(ref: Image.Image, codec: str, scale: int, setting: int,
+                  effort: str = "best") -> tuple[bytes, Image.Image]:
+    """Code ref with a conventional codec at a scale, setting and effort as the sweep does (Lanczos down,
+    code, decode, Lanczos back up); (stream, decoded image at ref's size)."""
+    from . import baselines
+
+    b = refcodecs.get(codec)
+    w, h = ref.size
+    small = baselines.downscale(ref, scale)
+    data = b.encode(small, setting, effort)
+    out = b.decode(data)
+    out = out.crop((0, 0, *small.size)) if out.size != small.size else out
+    if out.size != (w, h):
+        out = out.resize((w, h), Image.LANCZOS)
+    return data, out.convert("RGB")
+
+
+def _nearest(rows: list[dict], target: float) -> dict | None:
+    """The measured row whose bpp is nearest target in log, if within NEAR_FACTOR."""
+    rows = [r for r in rows if r.get("bpp") and r.get("setting") is not None]
+    if not rows:
+        return None
+    r = min(rows, key=lambda r: abs(math.log(r["bpp"] / target)))
+    return r if abs(math.log(r["bpp"] / target)) <= math.log(NEAR_FACTOR) else None
+
+
+def _image_curve(rows: list[dict], metric: str) -> list[Point]:
+    """One image's measured points on one curve, as a polyline (mean of rows at the same rate)."""
+    by: dict[float, list[float]] = defaultdict(list)
+    for r in rows:
+        if r.get("bpp") and r.get(metric) is not None:
+            by[r["bpp"]].append(r[metric])
+    return [Point(b, sum(v) / len(v), 1) for b, v in sorted(by.items())]
+
+
+def best_variant(per_scale: dict[int, list[dict]], target: float, metric: str, lower_better: bool) -> int | None:
+    """The scale whose curve for this image is best at target (interpolated in log bpp); a scale that does not
+    span the target competes only if a measured point lies within NEAR_FACTOR of it."""
+    sign = -1.0 if lower_better else 1.0
+    x = math.log(target)
+    cands = []
+    for k, rows in per_scale.items():
+        pts = _image_curve(rows, metric)
+        v = _interp(pts, x, sign)
+        if v is None:
+            near = _nearest(rows, target)
+            if near is None or near.get(metric) is None:
+                continue
+            v = near[metric]
+        cands.append((sign * v, -k, k))
+    return max(cands)[2] if cands else None
+
+
+def make_crops(image: Path, rows: list[dict], curves: dict[str, dict], labels: dict[str, str], targets: list[float],
+               metric_names: list[str], lower_better: dict[str, bool], files: Path, region: tuple | None = None,
+               weights_dir: str | None = None, captions: dict[str, str] | None = None,
+               model_paths: dict[str, str] | None = None,
+               effort: str = "best") -> tuple[list[Crop], tuple[int, int, int, int]]:
+    """Code the image again at each target with each codec's best variant and each cmcodec mode; save crops."""
+    from ..media.fileio import atomic_path
+    from ..media.images import load_image
+    from . import rd
+
+    ref = load_image(image)
+    w, h = ref.size
+    box = region or detail_region(ref)
+    if box[2] > w or box[3] > h:
+        raise ConfigError(f"report region {box}: expected it inside the {w}x{h} image {image.name}")
+    loaded = rd.load_metrics(tuple(metric_names), weights_dir)[0]
+    mets = [m for m in metric_names if m in loaded]
+    primary = mets[0] if mets else None
+    files.mkdir(parents=True, exist_ok=True)
+
+    def save(img: Image.Image, name: str) -> str:
+        p = files / f"{_safe(name)}.png"
+        with atomic_path(p, force=True) as tmp:
+            img.crop(box).save(tmp, "PNG")
+        return f"{files.name}/{p.name}"
+
+    crops = [Crop(None, "original", "original", file=save(ref, "original"))]
+    mine = [r for r in rows if r.get("image") == image.name and "skipped" not in r]
+    groups, cmc = codec_groups(curves)
+    by_curve: dict[str, list[dict]] = defaultdict(list)
+    for r in mine:
+        by_curve[r["curve"]].append(r)
+    for t in targets:
+        for codec, variants in groups.items():
+            c = Crop(t, codec, _codec_label(codec))
+            crops.append(c)
+            per = {k: by_curve.get(n, []) for k, n in variants.items()}
+            k = best_variant(per, t, primary, lower_better.get(primary, False)) if primary else None
+            row = _nearest(per.get(k, []), t) if k is not None else None
+            if row is None:
+                c.note = f"no point of {image.name} within a factor {NEAR_FACTOR} of {t} bpp"
+                continue
+            c.curve, c.label, c.setting = variants[k], labels.get(variants[k], variants[k]), int(row["setting"])
+            try:
+                data, out = code_baseline(ref, codec, k, c.setting, effort)
+            except (CmcodecError, ValueError) as e:
+                c.note = f"coding again failed: {e}"
+                continue
+            _fill(c, data, out, ref, loaded, row, save, f"{t}_{variants[k]}")
+        for name in cmc:
+            cv = curves[name]
+            c = Crop(t, name, labels.get(name, name), curve=name)
+            crops.append(c)
+            budget = int(t * w * h / 8)
+            c.setting = budget
+            cap = (captions or {}).get(image.name) or (captions or {}).get(image.stem)
+            try:
+                from .. import codec as cmc_codec
+
+                data = cmc_codec.encode(ref, mode=cv["mode"], profile=cv["codec"], max_bytes=budget, caption=cap)
+                mp = (model_paths or {}).get(cv["codec"], (model_paths or {}).get("*"))
+                out = cmc_codec.decode(data, cmc_codec.DecodeOptions(model_path=mp)).convert("RGB")
+            except CmcodecError as e:
+                c.note = f"not coded at {budget} bytes: {e}"
+                continue
+            if out.size != ref.size:
+                out = out.resize(ref.size, Image.LANCZOS)
+            row = next((r for r in by_curve.get(name, []) if r.get("setting") == budget), None)
+            _fill(c, data, out, ref, loaded, row, save, f"{t}_{name}")
+    return crops, box
+
+
+def _fill(c: Crop, data: bytes, out: Image.Image, ref: Image.Image, loaded: dict[str, Any], row: dict | None,
+          save, name: str) -> None:
+    w, h = ref.size
+    c.bytes, c.bpp = len(data), len(data) * 8 / (w * h)
+    c.metrics = {n: float(m(out, ref)) for n, m in loaded.items()}
+    c.file = save(out, name)
+    if row is not None and row.get("bytes") not in (None, len(data)):
+        c.note = f"the sweep's file had {row['bytes']} bytes"
+
+
+# --- HTML --------------------------------------------------------------------------------------------------
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:1.5em;max-width:1600px;color:#222}
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em}
+table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ccc;padding:.25em .5em;text-align:right}
+th:first-child,td:first-child{text-align:left}.note{color:#777;font-size:.85em}
+.plot img{max-width:100%;height:auto;border:1px solid #eee}
+.grid{display:flex;flex-wrap:wrap;gap:.8em;align-items:flex-start}
+figure.crop{margin:0;width:var(--w);font-size:.8em}
+figure.crop img{width:var(--w);height:var(--h);image-rendering:pixelated;display:block;border:1px solid #ccc}
+figure.crop .missing{width:var(--w);height:var(--h);background:#f3f3f3;display:flex;align-items:center;
+justify-content:center;text-align:center;color:#888;border:1px dashed #ccc}
+figure.crop figcaption div{margin-top:.15em}
+"""
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.4g}"
+
+
+def bd_table_html(result: dict, labels: dict[str, str]) -> str:
+    """BD-rate table of results.json as HTML."""
+    bd = result.get("bd_rate", {})
+    mets = sorted({m for v in bd.values() for m in v})
+    anchor = result.get("anchor", "")
+    head = "".join(f"<th>{html.escape(m)}</th>" for m in mets)
+    out = [f"<p>BD-rate (%) against <b>{html.escape(labels.get(anchor, anchor))}</b>: the rate change at equal "
+           "quality (negative: fewer bits). n/a says why.</p>",
+           f'<table class="bd"><thead><tr><th>curve</th>{head}</tr></thead><tbody>']
+    for name in sorted(bd, key=lambda n: (n.startswith("cmc:"), n)):
+        cells = []
+        for m in mets:
+            e = bd[name].get(m, {})
+            if e.get("bd_rate") is None:
+                cells.append(f'<td class="na">n/a <span class="note">{html.escape(e.get("note", ""))}</span></td>')
+            else:
+                note = f' <span class="note">{html.escape(e["note"])}</span>' if e.get("note") else ""
+                cells.append(f'<td>{e["bd_rate"]:+.1f}{note}</td>')
+        out.append(f'<tr data-curve="{html.escape(name)}"><td>{html.escape(labels.get(name, name))}</td>'
+                   + "".join(cells) + "</tr>")
+    out.append("</tbody></table>")
+    return "\n".join(out)
+
+
+def _crop_html(c: Crop) -> str:
+    attrs = (f'data-target="{c.target if c.target is not None else ""}" data-key="{html.escape(c.key)}"'
+             f' data-curve="{html.escape(c.curve)}"')
+    if c.file:
+        body = f'<img src="{html.escape(c.file)}" alt="{html.escape(c.label)}">'
+    else:
+        body = f'<div class="missing">{html.escape(c.note or "not coded")}</div>'
+    lines = [f"<b>{html.escape(c.label)}</b>"]  # one <div> per line below the tile
+    if c.bytes is not None:
+        lines.append(f'<span class="bytes">{c.bytes} bytes</span>, {c.bpp:.4f} bpp'
+                     + (f", setting {c.setting}" if c.setting is not None else ""))
+        lines.append(", ".join(f"{html.escape(n)} {_fmt(v)}" for n, v in c.metrics.items()))
+        if c.note:
+            lines.append(f'<span class="note">{html.escape(c.note)}</span>')
+    return (f'<figure class="crop" {attrs}>{body}<figcaption>' + "".join(f"<div>{x}</div>" for x in lines)
+            + "</figcaption></figure>")
+
+
+def render(result: dict, plots: list[str], crops: list[Crop], box: tuple[int, int, int, int] | None,
+           image_name: str | None, region_rule: str, zoom: int = ZOOM) -> str:
+    """The report page (plain HTML, relative links, no script)."""
+    labels = {n: c.get("label", n) for n, c in result.get("curves", {}).items()}
+    s = result.get("settings", {})
+    title = f"rd-curve report: {result.get('name', '')}"
+    parts = [f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+             f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>"]
+    facts = [f"{s.get('n_images', '?')} images from <code>{html.escape(str(s.get('images', '')))}</code>",
+             f"targets {', '.join(str(t) for t in s.get('targets_bpp', []))} bpp",
+             f"metrics {', '.join(s.get('metrics', []))}"]
+    parts.append("<p>" + "; ".join(facts) + ".</p>")
+    vers = ", ".join(f"{html.escape(k)} {html.escape(str(v))}" for k, v in result.get("versions", {}).items())
+    parts.append(f'<p class="note">{vers}</p>')
+    parts.append("<h2>Rate-distortion</h2><p>Each conventional codec is drawn as the best of its scale variants "
+                 "at each rate (the marker says which scale made each point); cmcodec modes are the thick lines "
+                 "with stars. Hollow markers: fewer than all images reached that point (faint: too few to enter the "
+                 "BD-rates). The per-scale curves are in the detail figures.</p>")
+    for p in plots:
+        svg = p[:-4] + ".svg"
+        parts.append(f'<p class="plot"><a href="{html.escape(svg)}"><img src="{html.escape(p)}" '
+                     f'alt="{html.escape(p)}"></a></p>')
+    parts.append("<h2>BD-rate</h2>" + bd_table_html(result, labels))
+    if crops:
+        x0, y0, x1, y1 = box
+        w, h = (x1 - x0) * zoom, (y1 - y0) * zoom
+        parts.append(f"<h2>Crops of {html.escape(image_name or '')}</h2>"
+                     f"<p>Region x={x0}, y={y0}, {x1 - x0}x{y1 - y0} px "
+                     f"({html.escape(region_rule)}), shown at {zoom}x with square pixels. Each codec is shown at "
+                     "its best scale for this image at the target rate, coded again at the setting of the sweep's "
+                     "point nearest the target; cmcodec modes at the target's byte budget. Metrics are of the "
+                     "whole decoded image.</p>")
+        style = f'style="--w:{w}px;--h:{h}px"'
+        orig = [c for c in crops if c.target is None]
+        for tg in sorted({c.target for c in crops if c.target is not None}):
+            row = [replace(c, target=tg) for c in orig] + [c for c in crops if c.target == tg]
+            parts.append(f'<h3>{tg} bpp</h3><div class="grid" data-target="{tg}" {style}>'
+                         + "".join(_crop_html(c) for c in row) + "</div>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def write_report(out: Path, result: dict, rows: list[dict], metric_names: list[str] | None = None,
+                 lower_better: dict[str, bool] | None = None, image: Path | None = None,
+                 targets: list[float] | None = None, region: tuple[int, int, int, int] | None = None,
+                 weights_dir: str | None = None, captions: dict[str, str] | None = None,
+                 model_paths: dict[str, str] | None = None) -> Path:
+    """Plots and report.html for a finished run (result: the results.json dict, rows: points.jsonl rows;
+    metric_names default to the run's, lower_better to pyiqa's declarations)."""
+    from ..media.fileio import write_bytes
+
+    settings = result.get("settings", {})
+    names = list(metric_names if metric_names is not None else settings.get("metrics", []))
+    curves = result.get("curves", {})
+    labels = {n: c.get("label", n) for n, c in curves.items()}
+    lb = {**lower_better_of(names), **(lower_better or {})}
+    total = int(settings.get("n_images") or max((c.get("images", 0) for c in curves.values()), default=0))
+    paths = plot_all(curves, labels, names, out, lb, total)
+    pngs = [p.name for p in paths if p.suffix == ".png"]
+    crops: list[Crop] = []
+    box = None
+    if image is not None:
+        crops, box = make_crops(image, rows, curves, labels, list(targets or DEFAULT_TARGETS), names, lb,
+                                out / FILES_DIR, region, weights_dir, captions, model_paths,
+                                settings.get("effort", "best"))
+    rule = "given" if region else f"the {CROP_SIDE}-px square with the largest mean luma gradient"
+    page = render(result, pngs, crops, box, image.name if image else None, rule)
+    write_bytes(out / REPORT_FILE, page.encode(), force=True)
+    return out / REPORT_FILE

@@ -1,0 +1,238 @@
+"""rd-curve's plots and report.html: the envelope over scales, the crop region, the page's contents, and the
+page in a real headless browser (Chromium through selenium and the system chromedriver)."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import HOUSE, PARROTS
+from PIL import Image
+
+from cmcodec.bench import report
+from cmcodec.bench.report import Point
+from cmcodec.core.errors import ConfigError
+
+TARGETS = (0.3, 1.0)
+
+
+# --- the envelope ------------------------------------------------------------------------------------------
+
+def _pts(scale: int, xy: list[tuple[float, float]], n: int = 2) -> list[Point]:
+    return [Point(r, v, n, scale) for r, v in xy]
+
+
+def _corners(env: list) -> list[tuple[float, float]]:
+    """Unmarked corners of an envelope, less those that only make a step at a point's rate."""
+    rates = [p.rate for p in env if isinstance(p, Point)]
+    return [c for c in env if not isinstance(c, Point) and all(abs(math.log(c[0] / r)) > 1e-6 for r in rates)]
+
+
+def test_envelope_takes_the_best_scale_at_each_rate_with_the_crossing() -> None:
+    full = _pts(1, [(0.01, 20.0), (0.04, 30.0)])
+    half = _pts(2, [(0.005, 19.0), (0.01, 22.0), (0.04, 26.0)])
+    env = report.envelope({1: full, 2: half}, lower_better=False)
+    marked = [(p.rate, p.value, p.scale) for p in env if isinstance(p, Point)]
+    assert marked == [(0.005, 19.0, 2), (0.01, 22.0, 2), (0.04, 30.0, 1)]
+    (xr, xv), = _corners(env)  # where full size overtakes half size
+    # lines in log rate from 0.01 to 0.04: 20 + 10 f and 22 + 4 f meet at f = 1/3
+    assert xr == pytest.approx(0.01 * 4 ** (1 / 3)) and xv == pytest.approx(20 + 10 / 3)
+
+
+def test_envelope_of_a_lower_is_better_metric_drops_what_a_cheaper_point_beats() -> None:
+    a = _pts(1, [(0.01, 0.30), (0.02, 0.20), (0.1, 0.10)])
+    b = _pts(4, [(0.005, 0.31), (0.02, 0.15), (0.03, 0.16)])  # b's last point: more bits, worse quality
+    env = report.envelope({1: a, 4: b}, lower_better=True)
+    marked = [(p.rate, p.value, p.scale) for p in env if isinstance(p, Point)]
+    assert marked == [(0.005, 0.31, 4), (0.02, 0.15, 4), (0.1, 0.10, 1)]
+    # at 0.01 b (interpolated: 0.23) beats a's point; a regains b's 0.15 halfway from 0.02 to 0.1 in log rate
+    (r1, v1), (r2, v2) = _corners(env)
+    assert (r1, v1) == pytest.approx((0.01, 0.23)) and (r2, v2) == pytest.approx((0.02 * 5 ** 0.5, 0.15))
+    values = [p.value if isinstance(p, Point) else p[1] for p in env]
+    assert values == sorted(values, reverse=True)  # never worse at a higher rate
+    assert report.envelope({1: [], 2: []}, False) == []
+
+
+def test_envelope_steps_where_a_variant_starts() -> None:
+    a = _pts(1, [(0.01, 20.0), (0.1, 30.5)])
+    b = _pts(2, [(0.05, 29.0), (0.2, 31.0)])  # starts above a: a step up at 0.05, not a slope from 0.01
+    env = report.envelope({1: a, 2: b}, lower_better=False)
+    xy = [(p.rate, p.value) if isinstance(p, Point) else p for p in env]
+    before = max((c for c in xy if c[0] < 0.05), key=lambda c: c[0])
+    assert before[0] == pytest.approx(0.05) and before[1] == pytest.approx(20 + 10.5 * math.log(5) / math.log(10))
+    assert [(p.rate, p.scale) for p in env if isinstance(p, Point)] == [(0.01, 1), (0.05, 2), (0.1, 1), (0.2, 2)]
+
+
+def test_series_reads_counts_and_skips_missing_values() -> None:
+    c = {"scale": 2, "bpp": [0.02, 0.01, 0.04], "metrics": {"psnr": [24.0, 22.0, None]}, "n_images": [3, 1, 2]}
+    assert report.series(c, "psnr") == [Point(0.01, 22.0, 1, 2), Point(0.02, 24.0, 3, 2)]
+
+
+def test_detail_region_finds_the_textured_square() -> None:
+    rng = np.random.default_rng(0)
+    a = np.full((200, 300, 3), 128, np.uint8)
+    a[100:180, 200:280] = rng.integers(0, 255, (80, 80, 3), dtype=np.uint8)
+    box = report.detail_region(Image.fromarray(a), side=64, stride=8)
+    assert box[0] >= 200 and box[2] <= 280 and box[1] >= 100 and box[3] <= 180
+    assert report.detail_region(Image.fromarray(a[:40, :50]), side=64) == (0, 0, 40, 40)  # capped to the image
+    assert report.parse_region("10,20,30,40") == (10, 20, 40, 60)
+    with pytest.raises(ConfigError, match="X,Y,W,H"):
+        report.parse_region("10,20")
+
+
+# --- one real run ------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    src = tmp_path_factory.mktemp("imgs")
+    shutil.copy(PARROTS, src)
+    shutil.copy(HOUSE, src)
+    out = tmp_path_factory.mktemp("run") / "rd"
+    cmd = [sys.executable, "-m", "cmcodec.cli", "rd-curve", str(src), "-o", str(out), "--codecs", "jpeg,av1",
+           "--scales", "1,1/2", "--metrics", "psnr", "--targets", "0.1,0.3,1,3", "--anchor", "av1",
+           "--report-image", PARROTS.name, "--report-targets", ",".join(map(str, TARGETS))]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert f"report: {out / 'report.html'}" in r.stdout
+    return out
+
+
+class _Page(HTMLParser):
+    """The figures, images and BD-rate rows of report.html."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.figures: list[dict] = []
+        self.bd_rows: list[str] = []
+        self.imgs: list[str] = []
+        self._fig: dict | None = None
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        a = dict(attrs)
+        if tag == "figure":
+            self._fig = {**a, "img": None, "text": ""}
+        elif tag == "img":
+            self.imgs.append(a["src"])
+            if self._fig is not None:
+                self._fig["img"] = a["src"]
+        elif tag == "tr" and "data-curve" in a:
+            self.bd_rows.append(a["data-curve"])
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "figure" and self._fig is not None:
+            self.figures.append(self._fig)
+            self._fig = None
+
+    def handle_data(self, data: str) -> None:
+        if self._fig is not None:
+            self._fig["text"] += data + " "
+
+
+def _page(out: Path) -> _Page:
+    p = _Page()
+    p.feed((out / "report.html").read_text())
+    return p
+
+
+def test_report_has_the_bd_table_and_one_crop_per_codec_mode_and_target(run: Path) -> None:
+    res = json.loads((run / "results.json").read_text())
+    page = _page(run)
+    assert sorted(page.bd_rows) == sorted(res["bd_rate"])  # one row per curve
+    keys = ["jpeg", "av1", "cmc:classic:image", "cmc:classic:pixel"]
+    w, h = Image.open(PARROTS).size
+    rows = [json.loads(x) for x in (run / "points.jsonl").read_text().splitlines()]
+    for t in TARGETS:
+        figs = [f for f in page.figures if f["data-target"] == str(t)]
+        assert [f["data-key"] for f in figs] == ["original", *keys], t
+        for f in figs:
+            assert f["img"], f  # every codec and mode reached these targets on this image
+            crop = Image.open(run / f["img"])
+            assert crop.size == (min(report.CROP_SIDE, w, h),) * 2
+            if f["data-key"] == "original":
+                continue
+            n = int(f["text"].split(" bytes")[0].split()[-1])  # "... 1234 bytes, 0.4 bpp, setting 5 ..."
+            assert "psnr" in f["text"]
+            if f["data-key"].startswith("cmc:"):
+                assert 0 < n <= t * w * h / 8  # a mode never exceeds its budget
+            else:  # coded again at the sweep's setting: the same file, near the target
+                setting = int(f["text"].split("setting ")[1].split()[0])
+                sweep = [r for r in rows if r["image"] == PARROTS.name and r["curve"] == f["data-curve"]
+                         and r.get("setting") == setting]
+                assert sweep and sweep[0]["bytes"] == n, f
+                assert abs(math.log(n * 8 / (w * h) / t)) < math.log(report.NEAR_FACTOR)
+    for p in page.imgs:
+        assert (run / p).is_file(), p
+
+
+def test_plots_show_envelopes_and_a_detail_figure(run: Path) -> None:
+    for stem in ("rd_bpp", "rd_bpp_no_headers", "rd_bpp_scales", "rd_bpp_no_headers_scales"):
+        for ext in ("png", "svg"):
+            assert (run / f"{stem}.{ext}").stat().st_size > 0, (stem, ext)
+    overview = (run / "rd_bpp.svg").read_text()
+    assert "JPEG (best scale)" in overview and "cmcodec classic image" in overview
+    assert "JPEG @1/2" not in overview  # variants only in the detail figure
+    assert "JPEG @1/2" in (run / "rd_bpp_scales.svg").read_text()
+
+
+# --- in a browser ------------------------------------------------------------------------------------------
+
+def _browser():
+    """A headless Chromium driven by selenium through the system chromedriver, or pytest.skip with the reason."""
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError as e:
+        pytest.skip(f"selenium is not installed ({e})")
+    binary = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+    driver = shutil.which("chromedriver")
+    if binary is None or driver is None:
+        pytest.skip("no Chromium with chromedriver here (Debian: apt-get install chromium chromium-driver)")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = binary
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+        opts.add_argument(a)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(driver), options=opts)
+
+
+def page_problems(browser, path: Path) -> list[str]:
+    """Console errors and images not displayed (zero natural width) of a page opened from the disk."""
+    browser.get(path.resolve().as_uri())
+    browser.execute_async_script(  # every image has loaded or failed
+        "const done = arguments[arguments.length - 1];"
+        "Promise.all(Array.from(document.images).map(i => i.complete ? 0 : new Promise(r => "
+        "{i.onload = r; i.onerror = r;}))).then(done);")
+    imgs = browser.execute_script(
+        "return Array.from(document.images).map(i => [i.getAttribute('src'), i.naturalWidth, i.naturalHeight]);")
+    problems = [f"console {e['level']}: {e['message']}" for e in browser.get_log("browser")
+                if e["level"] in ("SEVERE", "ERROR")]
+    problems += [f"image not displayed: {src}" for src, w, h in imgs if not (w > 0 and h > 0)]
+    if not imgs:
+        problems.append("no image on the page")
+    return problems
+
+
+def test_report_loads_in_a_headless_browser(run: Path, tmp_path: Path) -> None:
+    browser = _browser()
+    try:
+        assert page_problems(browser, run / "report.html") == []
+        n = len(_page(run).imgs)
+        assert n == 4 + len(TARGETS) * (1 + 4)  # plots; per target the original and 2 codecs + 2 modes
+        # the check itself fails on a broken link: the same page beside the run, one crop's file missing
+        page = (run / "report.html").read_text()
+        victim = next(s for s in _page(run).imgs if s.startswith(report.FILES_DIR))
+        broken = run / "broken.html"
+        broken.write_text(page.replace(f'src="{victim}"', 'src="report_files/missing.png"', 1))
+        found = page_problems(browser, broken)
+        assert "image not displayed: report_files/missing.png" in found
+        assert any(p.startswith("console SEVERE") and "missing.png" in p for p in found), found
+        broken.unlink()
+    finally:
+        browser.quit()

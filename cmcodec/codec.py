@@ -7,6 +7,7 @@ BudgetError names the smallest file that could be made.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -21,16 +22,29 @@ from .models.profiles import Profile, get_profile
 
 MODES_AUTO = ("auto", *ids.MODES)
 MIN_CAPTION_WORDS = 6  # pixel/full modes shrink guidance before cutting the caption below this
-# Pixel-map ladder, best first (block, luma bits, chroma drop): rate control walks down it (spec §7).
+# Pixel-map ladder (spec §7: block, luma bits, chroma drop), finest first: rate control takes the finest map
+# that fits beside the caption. The rows are the size/PSNR Pareto front of every pmap1 setting (blocks 8..256,
+# 3..7 bits, each chroma drop) over Kodak 1, 5, 13 and 23, plus 16/7/0 to close the gap before block 8 (no
+# step grows the map by more than 1.4x, so a budget between two rows is at least 70% spent) and 512 / 1024
+# blocks for the smallest files of large images. Measured mean bytes at 768x512: 7408 first, 2699 at 8/4/0,
+# 1536 at 16/6/0, 318 at 32/5/0, 93 at 64/5/0, 19 at 128/4/0, 3 at 256/3/3.
 PIXEL_LADDER: tuple[tuple[int, int, int], ...] = (
-    (32, 6, 2), (32, 5, 2), (64, 6, 2), (64, 5, 2), (64, 4, 2), (128, 5, 2), (128, 4, 2),
-    (128, 4, 3), (256, 4, 3), (512, 3, 3), (1024, 3, 3),
+    (8, 7, 0), (8, 6, 0), (8, 6, 1), (8, 5, 0), (8, 5, 1), (8, 4, 0), (8, 4, 1),
+    (16, 7, 0), (16, 6, 0), (16, 6, 1), (16, 5, 0), (16, 5, 1), (16, 4, 0), (16, 4, 1), (16, 3, 0),
+    (32, 6, 0), (32, 5, 0), (32, 5, 1), (32, 4, 0), (32, 4, 1), (32, 3, 0),
+    (64, 6, 0), (64, 5, 0), (64, 5, 1), (64, 4, 0), (64, 5, 2), (64, 4, 1), (64, 3, 0),
+    (128, 6, 0), (128, 5, 0), (128, 6, 2), (128, 4, 0), (128, 4, 1), (128, 3, 0), (128, 4, 3),
+    (256, 6, 1), (256, 6, 2), (256, 4, 0), (256, 4, 1), (256, 3, 0), (256, 4, 3), (256, 3, 3),
+    (512, 3, 3), (1024, 3, 3),
 )
-# auto mode (neural profiles): full from 0.01 bpp, pixel from 0.0015 bpp, text below.
-AUTO_FULL_BPP = 0.01
-AUTO_PIXEL_BPP = 0.0015
-AUTO_CLASSIC_IMAGE_BPP = 0.006
 REF_BITS_PER_PIXEL = 0.4  # starting guess of reference bits per reference pixel at low quality
+REF_GROW_SLACK = 15  # percent of a budget the best-quality reference may leave unused before it grows
+# CLIP BPE tokens per caption word: 95th percentile 1.47 (median 1.24) over CMC-Bench's 1000 GPT-4V captions,
+# rounded up; it bounds how many words rate control asks of the captioner (caption_word_limit)
+TOKENS_PER_WORD = 1.5
+SPECIAL_TOKENS = 2  # start and end of text, counted in Profile.prompt_tokens
+# Coded bytes per caption word: 24.4 bytes per 20-word caption with wlm2 (README, benchmarks/textcode_bench.py)
+BYTES_PER_WORD = 1.22
 
 
 @dataclass(frozen=True)
@@ -135,9 +149,10 @@ def _fit_caption(caption: str, build: Callable[[str], bytes], budget: int | None
 
 
 def _ref_search(img: Image.Image, codec: guidance.RefCodec, target: int,
-                build: Callable[[Section], bytes]) -> bytes | None:
-    """Best-quality reference whose whole file fits target bytes: long side from a size guess, then
-    bisection of the quality setting; the long side shrinks while even the worst quality is too big."""
+                build: Callable[[Section], bytes]) -> tuple[bytes, Section] | None:
+    """Best-quality reference whose whole file fits target bytes, with its section: long side from a size
+    guess, then bisection of the quality setting; the long side shrinks while even the worst quality is too
+    big, and grows while the best quality leaves more than REF_GROW_SLACK of the target unused."""
     w, h = img.size
     longest = min(2040, max(8, (max(w, h) + 7) // 8 * 8))
     px = max(64.0, target * 8 / REF_BITS_PER_PIXEL)
@@ -145,23 +160,40 @@ def _ref_search(img: Image.Image, codec: guidance.RefCodec, target: int,
     long_side = max(8, min(longest, long_side // 8 * 8))
     sid = ids.SECTION_IDS["image_ref"]
 
-    def make(ls: int, q: int) -> bytes:
-        return build(Section(sid, *guidance.encode_image_ref_ex(img, codec, ls, q)))
+    def make(ls: int, q: int) -> tuple[bytes, Section]:
+        sec = Section(sid, *guidance.encode_image_ref_ex(img, codec, ls, q))
+        return build(sec), sec
+
+    def at(ls: int) -> tuple[bytes, Section] | None:
+        """Best quality at long side ls whose file fits (None: not even the worst quality does)."""
+        best = make(ls, codec.ref_quality[1])
+        if len(best[0]) > target:
+            return None
+        lo, hi = codec.ref_quality[0] - 1, codec.ref_quality[1]  # larger q: smaller file; hi fits, lo untried
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            d = make(ls, mid)
+            if len(d[0]) <= target:
+                best, hi = d, mid
+            else:
+                lo = mid
+        return best
 
     while long_side >= 8:
-        best = make(long_side, codec.ref_quality[1])
-        if len(best) <= target:
-            lo, hi = codec.ref_quality  # larger q: smaller file; hi fits
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                d = make(long_side, mid)
-                if len(d) <= target:
-                    best, hi = d, mid
-                else:
-                    lo = mid
-            return best
+        got = at(long_side)
+        if got is not None:
+            break
         long_side = (long_side * 3 // 4) // 8 * 8
-    return None
+    else:
+        return None
+    # the best quality fits with bytes to spare: a larger reference spends them (spec §8.2 sizes)
+    while len(got[0]) < target * (100 - REF_GROW_SLACK) // 100 and long_side < longest:
+        long_side = min(longest, (long_side * 4 // 3 + 7) // 8 * 8)
+        bigger = at(long_side)
+        if bigger is None or len(bigger[0]) <= len(got[0]):
+            break
+        got = bigger
+    return got
 
 
 @dataclass(frozen=True)
@@ -176,39 +208,82 @@ class _Job:
     options: EncodeOptions
     packer: _Packer
 
+    def caption_share(self) -> int:
+        """Bytes of a guided mode's budget the caption may take before the guidance is sized: the profile's
+        caption_pct, and never so few that fewer than MIN_CAPTION_WORDS words remain."""
+        if self.budget is None:
+            raise RuntimeError("caption_share needs a budget")
+        share = self.budget * self.prof.encoder.caption_pct // 100
+        least = textcode.size(" ".join(self.caption.split()[:MIN_CAPTION_WORDS])) if self.caption else 0
+        return max(share, least)
+
 
 def _encode_text(job: _Job) -> bytes:
     """Text mode: the longest word prefix of the caption that fits."""
     got = _fit_caption(job.caption, job.packer.pack, job.budget)
     if got is None:
-        raise BudgetError(f"text mode cannot fit {job.budget} bytes: the smallest file is "
-                          f"{len(job.packer.pack(''))} bytes")
+        raise _budget_error(job)
     return got[0]
 
 
+def _pixel_section(img: Image.Image, p: tuple[int, int, int]) -> Section:
+    """The pixel-map section of one ladder entry."""
+    return Section(ids.SECTION_IDS["pixel_map"], 0, guidance.encode_pixel_map(img, guidance.PixelParams(*p)))
+
+
+def _pixel_ladder(w: int, h: int) -> list[tuple[int, int, int]]:
+    """PIXEL_LADDER without the blocks too small for this size (the grid limit, spec §7.2)."""
+    fits = [p for p in PIXEL_LADDER
+            if math.prod(guidance.grid_size(w, h, p[0], check=False)) <= guidance.MAX_MAP_CELLS]
+    return fits or [PIXEL_LADDER[-1]]
+
+
 def _encode_pixel(job: _Job) -> bytes:
-    """Pixel mode: walk the pixel-map ladder down from the profile's default until map and caption fit."""
-    img, opts, enc, budget = job.img, job.options, job.prof.encoder, job.budget
+    """Pixel mode: the caption's share first, then the finest pixel map that fits beside it, then the
+    caption grows into what the map left (spec §7 maps only; no new format)."""
+    img, opts, enc, budget, pack = job.img, job.options, job.prof.encoder, job.budget, job.packer.pack
     w, h = img.size
     pinned = opts.pixel_block is not None or opts.pixel_bits is not None
     default = (opts.pixel_block or enc.pixel_block, opts.pixel_bits or enc.pixel_bits, 2)
-    ladder = [default] if pinned or budget is None else \
-        [default, *(p for p in PIXEL_LADDER if _coarser(p, default))]
-    smallest = None
-    if not pinned:  # blocks too small for this image's size would exceed the grid limit (spec §7.2)
-        fits = [p for p in ladder if math.prod(guidance.grid_size(w, h, p[0], check=False))
-                <= guidance.MAX_MAP_CELLS]
-        ladder = fits or ladder[-1:]
-    for i, (block, bits, drop) in enumerate(ladder):
-        section = Section(ids.SECTION_IDS["pixel_map"], 0,
-                          guidance.encode_pixel_map(img, guidance.PixelParams(block, bits, drop)))
-        last = i == len(ladder) - 1
-        got = _fit_caption(job.caption, lambda c, s=section: job.packer.pack(c, s), budget,
-                           0 if last else MIN_CAPTION_WORDS)
-        if got is not None:
-            return got[0]
-        smallest = len(job.packer.pack("", section))
-    raise BudgetError(f"pixel mode cannot fit {budget} bytes: the smallest file is {smallest} bytes")
+    if pinned or budget is None:
+        section = _pixel_section(img, default)
+        got = _fit_caption(job.caption, lambda c: pack(c, section), budget)
+        if got is None:
+            raise _budget_error(job)
+        return got[0]
+    ladder = _pixel_ladder(w, h)
+    first = textcode.trim_to_bytes(job.caption, job.caption_share()) if job.caption else ""
+    sections: dict[int, Section] = {}
+
+    def size(i: int, caption: str) -> int:
+        if i not in sections:
+            sections[i] = _pixel_section(img, ladder[i])
+        return len(pack(caption, sections[i]))
+
+    # sizes fall along the ladder (almost always; a finer neighbour is checked below): bisect for the first
+    # entry that fits beside the caption's share, then the shorter captions before the coarser maps
+    chosen = None
+    for cap in dict.fromkeys((first, "")):
+        lo, hi = 0, len(ladder)  # entries < lo do not fit (as far as bisection saw); entries >= hi fit
+        if size(len(ladder) - 1, cap) > budget:
+            continue
+        hi = len(ladder) - 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if size(mid, cap) <= budget:
+                hi = mid
+            else:
+                lo = mid + 1
+        while hi > 0 and size(hi - 1, cap) <= budget:
+            hi -= 1
+        chosen = hi
+        break
+    if chosen is None:
+        raise _budget_error(job)
+    got = _fit_caption(job.caption, lambda c: pack(c, sections[chosen]), budget)
+    if got is None:  # the empty caption fitted with this map
+        raise RuntimeError("pixel map chosen without room for its caption")
+    return got[0]
 
 
 def _ref_codec(opts: EncodeOptions) -> guidance.RefCodec:
@@ -231,8 +306,8 @@ def _encode_unbudgeted_ref(job: _Job, codec: guidance.RefCodec, caption: str | N
     w, h = job.img.size
     target = max(16, int((job.options.ref_bpp or job.prof.encoder.ref_bpp) * w * h / 8))
     base = len(job.packer.pack(caption, Section(ids.SECTION_IDS["image_ref"], codec.ref_id, b"")))
-    data = _ref_search(job.img, codec, target + base, lambda s: job.packer.pack(caption, s))
-    return data if data is not None else _smallest_ref(job, codec, caption)
+    got = _ref_search(job.img, codec, target + base, lambda s: job.packer.pack(caption, s))
+    return got[0] if got is not None else _smallest_ref(job, codec, caption)
 
 
 def _encode_image(job: _Job) -> bytes:
@@ -240,26 +315,46 @@ def _encode_image(job: _Job) -> bytes:
     codec = _ref_codec(job.options)
     if job.budget is None:
         return _encode_unbudgeted_ref(job, codec, None)
-    data = _ref_search(job.img, codec, job.budget, lambda s: job.packer.pack(None, s))
-    if data is None:
-        raise BudgetError(f"image mode cannot fit {job.budget} bytes: the smallest file is "
-                          f"{len(_smallest_ref(job, codec, None))} bytes")
-    return data
+    got = _ref_search(job.img, codec, job.budget, lambda s: job.packer.pack(None, s))
+    if got is None:
+        raise _budget_error(job)
+    return got[0]
 
 
 def _encode_full(job: _Job) -> bytes:
-    """Full mode: caption first, up to 30% of the budget, then the reference gets the rest."""
+    """Full mode: the caption's share of the budget first (the profile's caption_pct; halved, then none, when
+    no reference fits beside it), the best reference in the rest, then the caption grows into what is left."""
     codec = _ref_codec(job.options)
-    budget = job.budget
+    budget, pack = job.budget, job.packer.pack
     if budget is None:
         return _encode_unbudgeted_ref(job, codec, job.caption)
-    for share in (0.3, 0.15, 0.0):
-        c = textcode.trim_to_bytes(job.caption, int(budget * share)) if share else ""
-        data = _ref_search(job.img, codec, budget, lambda s, c=c: job.packer.pack(c, s))
-        if data is not None:
-            return data
-    raise BudgetError(f"full mode cannot fit {budget} bytes: the smallest file is "
-                      f"{len(_smallest_ref(job, codec, ''))} bytes")
+    share = job.caption_share()
+    for cap_bytes in dict.fromkeys((share, share // 2, 0)):
+        c = textcode.trim_to_bytes(job.caption, cap_bytes) if cap_bytes else ""
+        got = _ref_search(job.img, codec, budget, lambda s, c=c: pack(c, s))
+        if got is not None:
+            grown = _fit_caption(job.caption, lambda c, s=got[1]: pack(c, s), budget)
+            return grown[0] if grown is not None else got[0]
+    raise _budget_error(job)
+
+
+def _smallest(job: _Job) -> int:
+    """Bytes of the smallest file this mode can make for this image: no caption, the coarsest guidance."""
+    pack, opts, enc = job.packer.pack, job.options, job.prof.encoder
+    if job.mode == "text":
+        return len(pack(""))
+    if job.mode == "pixel":
+        if opts.pixel_block is not None or opts.pixel_bits is not None:
+            entry = (opts.pixel_block or enc.pixel_block, opts.pixel_bits or enc.pixel_bits, 2)
+        else:
+            entry = _pixel_ladder(*job.img.size)[-1]
+        return len(pack("", _pixel_section(job.img, entry)))
+    return len(_smallest_ref(job, _ref_codec(opts), "" if job.mode == "full" else None))
+
+
+def _budget_error(job: _Job) -> BudgetError:
+    """The error of a mode that cannot fit its budget, naming the smallest file it could make."""
+    return BudgetError(f"{job.mode} mode cannot fit {job.budget} bytes: the smallest file is {_smallest(job)} bytes")
 
 
 _MODE_ENCODERS: dict[str, Callable[[_Job], bytes]] = {
@@ -269,24 +364,37 @@ if set(_MODE_ENCODERS) != set(ids.MODES):
     raise RuntimeError("codec._MODE_ENCODERS and core.ids.MODES disagree: every mode needs one encoder")
 
 
-def _coarser(p: tuple[int, int, int], ref: tuple[int, int, int]) -> bool:
-    """Ladder entries below the default: larger blocks, or the same block with fewer bits."""
-    return p[0] > ref[0] or (p[0] == ref[0] and (p[1], -p[2]) < (ref[1], -ref[2]))
-
-
 def _auto_modes(prof: Profile, budget: int | None, w: int, h: int) -> list[str]:
-    """Modes to try for --mode auto, best first (spec-independent encoder policy, see README)."""
-    bpp = None if budget is None else budget * 8 / (w * h)
-    classic = not prof.model
-    if classic:
-        order = ["image", "pixel"] if bpp is None or bpp >= AUTO_CLASSIC_IMAGE_BPP else ["pixel"]
-    elif bpp is None or bpp >= AUTO_FULL_BPP:
-        order = ["full", "pixel", "text"]
-    elif bpp >= AUTO_PIXEL_BPP:
-        order = ["pixel", "text"]
-    else:
-        order = ["text"]
-    return [m for m in order if m in prof.modes]
+    """Modes --mode auto tries, best first: the profile's auto_ladder from the first row whose bpp the
+    budget reaches (compared in whole bytes, as --bpp is), the modes the profile does not decode skipped."""
+    rows = prof.encoder.auto_ladder
+    start = 0
+    if budget is not None:
+        start = next((i for i, (bpp, _) in enumerate(rows) if bpp <= 0 or budget >= _budget(w, h, bpp, None)),
+                     len(rows))
+    return [m for _, m in rows[start:] if m in prof.modes]
+
+
+def caption_word_limit(prof: Profile, mode: str) -> int:
+    """Most caption words the profile's text encoder reads whole in this mode's prompt template, by
+    TOKENS_PER_WORD (the decoder's tokenizer is not at hand when encoding)."""
+    template = prof.mode(mode).prompt.replace("{caption}", "")
+    fixed = SPECIAL_TOKENS + math.ceil(len(re.findall(r"[A-Za-z]+", template)) * TOKENS_PER_WORD) \
+        + len(re.findall(r"[^A-Za-z\s]", template))
+    return max(1, math.floor((prof.prompt_tokens - fixed) / TOKENS_PER_WORD))
+
+
+def _words_to_ask(prof: Profile, mode: str, budget: int | None, opts: EncodeOptions) -> int:
+    """Words asked of the captioner: the option, else the profile's default without a budget, else as many
+    as the caption's part of the budget affords (text: all of it; pixel and full: caption_pct) up to the
+    prompt limit, never fewer than the default (rate control trims)."""
+    default = prof.encoder.caption_words
+    if opts.caption_words:
+        return opts.caption_words
+    if budget is None:
+        return default
+    part = budget if mode == "text" else budget * prof.encoder.caption_pct // 100
+    return max(default, min(caption_word_limit(prof, mode), math.floor(part / BYTES_PER_WORD)))
 
 
 def encode_result(image: object, *, mode: str = "text", caption: str | None = None, bpp: float | None = None,
@@ -307,7 +415,7 @@ def encode_result(image: object, *, mode: str = "text", caption: str | None = No
         prof.mode(m)  # a profile that cannot decode the mode is refused before any work
     if not modes:
         raise ProfileError(f"profile {prof.name} decodes no mode")
-    words = opts.caption_words or prof.encoder.caption_words
+    words = _words_to_ask(prof, modes[0], budget, opts) if modes else 0
     cap_text: str | None = None
     errors = []
     for m in modes:
@@ -355,6 +463,27 @@ def encode(image: object, *, mode: str = "text", caption: str | None = None, bpp
     """
     return encode_result(image, mode=mode, caption=caption, bpp=bpp, max_bytes=max_bytes, profile=profile,
                          seed=seed, options=options).data
+
+
+def smallest_size(image: object, *, mode: str = "text", profile: str | int | Profile | None = None,
+                  max_bytes: int | None = None, options: EncodeOptions | None = None) -> int:
+    """Bytes of the smallest file ``encode`` can make of this image in this mode (auto: in any mode it may
+    use under max_bytes), as a BudgetError names it: what a budget must at least be."""
+    opts = options or EncodeOptions()
+    if mode not in MODES_AUTO:
+        raise ConfigError(f"unknown mode {mode!r}: expected one of {', '.join(MODES_AUTO)}")
+    prof = get_profile(profile)
+    img = load_image(image, opts.limits)
+    w, h = img.size
+    if mode == "auto":
+        modes = _auto_modes(prof, max_bytes, w, h)
+    else:
+        prof.mode(mode)
+        modes = [mode]
+    if not modes:
+        raise ProfileError(f"profile {prof.name} decodes no mode")
+    return min(_smallest(_Job(img, m, "", max_bytes, prof, opts, _Packer(m, w, h, prof, 0, opts.caption_coder)))
+               for m in modes)
 
 
 def _uses_caption(prof: Profile, mode: str) -> bool:

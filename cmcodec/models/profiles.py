@@ -28,14 +28,27 @@ class ModeConfig:
     smooth: float = 0.0  # Gaussian radius, in output pixels per guidance pixel
 
 
+# --mode auto of the neural rows: full from 0.01 bpp, pixel from 0.0015 bpp, text below (README, Budgets)
+AUTO_NEURAL: tuple[tuple[float, str], ...] = ((0.01, "full"), (0.0015, "pixel"), (0.0, "text"))
+# ... and of rows without a generative model: image from 0.006 bpp, pixel below
+AUTO_CLASSIC: tuple[tuple[float, str], ...] = ((0.006, "image"), (0.0, "pixel"))
+
+
 @dataclass(frozen=True)
 class EncoderDefaults:
     """What the encoder writes for this profile unless rate control or options say otherwise."""
 
-    caption_words: int = 20
-    pixel_block: int = 64
+    caption_words: int = 20  # words asked of the captioner without a budget (CMC-Bench's word budget)
+    pixel_block: int = 64  # pixel map without a budget
     pixel_bits: int = 5
-    ref_bpp: float = 0.02
+    ref_bpp: float = 0.02  # image reference without a budget
+    # Percent of a pixel- or full-mode budget the caption may take before the guidance is sized; the
+    # guidance (pixel map, image reference) gets the rest, and the caption then grows into what it leaves.
+    caption_pct: int = 30
+    # --mode auto: (lowest bpp, mode) rows, highest first; auto starts at the first row the budget reaches
+    # and falls to the next rows' modes when a mode cannot fit (no budget: from the first row); modes the
+    # profile does not decode are skipped
+    auto_ladder: tuple[tuple[float, str], ...] = AUTO_NEURAL
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,9 @@ class Profile:
     load_kwargs: dict[str, Any] = field(default_factory=dict)  # extra from_pretrained arguments
     vae: str | None = None  # hub id of a tiny autoencoder (AutoencoderTiny) that replaces the model's own
     encoder: EncoderDefaults = EncoderDefaults()
+    # Tokens of prompt the binding text encoder reads, its special tokens included (CLIP: 77); rate control
+    # grows a caption no further than this (codec.caption_word_limit)
+    prompt_tokens: int = 77
 
     def mode(self, mode: str) -> ModeConfig:
         """Settings of a mode, or ProfileError if this profile cannot decode it."""
@@ -115,6 +131,7 @@ PROFILES: tuple[Profile, ...] = (
         name="classic",
         description="no neural model: pixel and image modes by classical upsampling and deblocking",
         model=None,
+        encoder=EncoderDefaults(auto_ladder=AUTO_CLASSIC),
         modes={
             "pixel": ModeConfig("classic", upsample="bicubic", smooth=0.35),
             "image": ModeConfig("classic", upsample="lanczos", smooth=0.0),
@@ -188,3 +205,21 @@ def get_profile(key: str | int | Profile | None) -> Profile:
     if p is None:
         raise ProfileError(f"unknown profile {key!r}: expected one of {', '.join(PROFILES_BY_NAME)}")
     return p
+
+
+def _check_rows() -> None:
+    """Each row's encoder data is usable: raised at import, so a bad row fails every test at once."""
+    for p in PROFILES:
+        e = p.encoder
+        if not 0 <= e.caption_pct <= 100:
+            raise RuntimeError(f"profile {p.name}: caption_pct must be 0..100; found {e.caption_pct}")
+        bpps = [b for b, _ in e.auto_ladder]
+        if not bpps or bpps != sorted(bpps, reverse=True) or bpps[-1] != 0.0:
+            raise RuntimeError(f"profile {p.name}: auto_ladder needs bpp thresholds from highest down to 0.0")
+        if not any(m in p.modes for _, m in e.auto_ladder):  # modes the row cannot decode are skipped
+            raise RuntimeError(f"profile {p.name}: auto_ladder names no mode the row decodes")
+        if p.prompt_tokens < 3:
+            raise RuntimeError(f"profile {p.name}: prompt_tokens must leave room for a caption")
+
+
+_check_rows()

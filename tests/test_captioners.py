@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-from conftest import HOUSE
+from conftest import HOUSE, PARROTS
 from PIL import Image
 
 from cmcodec.core.errors import ModelError
@@ -54,3 +55,47 @@ def test_remote_code_captioners_are_refused_by_name(name: str) -> None:
 def test_refusal_is_a_one_line_cli_error(tmp_path) -> None:
     r = run("encode", str(HOUSE), "-o", str(tmp_path / "h.cmc"), "--i2t", "mplug-owl2")
     assert r.returncode == 7 and r.stderr.count("\n") == 1 and "trust_remote_code" in r.stderr
+
+
+FAMILIES = {  # registered row -> tiny builder of its family, the class transformers' Auto mapping picks
+    "llava-1.5-7b": ("make_tiny_llava", "LlavaForConditionalGeneration"),
+    "llava-next-mistral-7b": ("make_tiny_llava_next", "LlavaNextForConditionalGeneration"),
+    "instructblip-vicuna-7b": ("make_tiny_instructblip", "InstructBlipForConditionalGeneration"),
+    "smolvlm2-2.2b": ("make_tiny_smolvlm", "SmolVLMForConditionalGeneration"),
+    "internvl3-1b": ("make_tiny_internvl", "InternVLForConditionalGeneration"),
+}
+
+
+@pytest.fixture(scope="session")
+def lineup_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """$CMCODEC_MODEL_DIR holding each family's tiny model under its row's hub id (org--name), built once."""
+    pytest.importorskip("transformers")
+    import tiny_models
+
+    root = tmp_path_factory.mktemp("lineup")
+    for name, (builder, _) in FAMILIES.items():
+        getattr(tiny_models, builder)(root / i2t.CAPTIONERS[name].model.replace("/", "--"))
+    return root
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_tiny_captioner_of_each_family(name: str, lineup_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cmcodec import codec
+    from cmcodec.models.loading import ENV_MODEL_DIR
+
+    monkeypatch.setenv(ENV_MODEL_DIR, str(lineup_dir))
+    folder = lineup_dir / i2t.CAPTIONERS[name].model.replace("/", "--")
+    assert (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
+    imgs = [Image.open(PARROTS).convert("RGB"), Image.open(HOUSE).convert("RGB")]
+    batch = i2t.caption_batch(imgs, model=name, words=5, device="cpu")
+    single = [i2t.caption(im, model=name, words=5, device="cpu") for im in imgs]
+    assert batch == single  # left padding and one image per prompt: batching changes no caption
+    assert all(0 < len(c.split()) <= 5 for c in batch)
+    _, net, row, dev = i2t.load(name, "cpu")
+    assert row == i2t.CAPTIONERS[name] and dev == "cpu" and str(net.dtype) == "torch.float32"
+    assert type(net).__name__ == FAMILIES[name][1]
+    opts = codec.EncodeOptions(i2t=name, caption_words=5, device="cpu")
+    a = codec.encode_result(HOUSE, mode="text", options=opts)
+    b = codec.encode_result(HOUSE, mode="text", options=opts)
+    assert a.data == b.data and a.caption == single[1]  # same image, same file
+    assert codec.validate(a.data).mode == "text"

@@ -207,7 +207,8 @@ def _caption_local(images: list[Image.Image], model: str | None, words: int, dev
             tok.padding_side = "left"
         msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
         text = proc.apply_chat_template(msgs, add_generation_prompt=True)
-        inputs = proc(text=[text] * len(rgb), images=rgb, return_tensors="pt", padding=True, **pre)
+        # one image per prompt, as a list per prompt (processors of several images per prompt need the nesting)
+        inputs = proc(text=[text] * len(rgb), images=[[im] for im in rgb], return_tensors="pt", padding=True, **pre)
     elif prompt:
         inputs = proc(text=[prompt] * len(rgb), images=rgb, return_tensors="pt", **pre)
     else:

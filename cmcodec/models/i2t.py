@@ -69,7 +69,7 @@ CAPTIONERS: dict[str, Captioner] = {c.name: c for c in (
     Captioner("smolvlm2-2.2b", "HuggingFaceTB/SmolVLM2-2.2B-Instruct", "chat", WORD_PROMPT, size="2.2B",
               dtype="bf16", licence="Apache-2.0", origin="small VLM"),
     Captioner("internvl3-1b", "OpenGVLab/InternVL3-1B-hf", "chat", WORD_PROMPT, size="0.9B", dtype="bf16",
-              licence="MIT (Qwen2.5 LLM: Apache-2.0)", origin="small VLM"),
+              licence="Apache-2.0", origin="small VLM"),
 )}
 # CMC-Bench's GPT-4o row: any model behind an OpenAI-compatible server (models/api_i2t.py).
 API_CAPTIONER = Captioner("api:MODEL", "", "api", CMCBENCH_PROMPT, size="(server)", dtype="(server)",

@@ -113,3 +113,40 @@ def test_hevc_parameter_set_rebuild_matches_x265(size: tuple[int, int]) -> None:
     img = Image.open(PARROTS).convert("RGB").resize(size)
     for q in (20, 51):
         assert av_encode(img, "hevc", q).startswith(guidance.hevc_parameter_sets(*size))
+
+
+# sha256 of the decoded reference pixels (RGB, row-major) of each golden file with an image reference:
+# the codec table may be reorganised, but the normative decode of a file never changes (spec §8)
+GOLDEN_REF_PIXELS = {
+    "full_hevc_realvis.cmc": (1, (128, 86), "69563d1a580cbef44a3c2c23382173b9e46ec492fa5cb842ee689ed4aaa4cde4"),
+    "full_j2k.cmc": (2, (80, 54), "db70c521c0cb16f824795d7d022a65276e148454f69a67168a331fe88e255bd1"),
+    "image_av1_classic.cmc": (0, (40, 26), "2e0b034385748bce3234a2cb9ac5a728643dfef1bb29aa094b569b841be93f27"),
+    "image_av1s_classic.cmc": (4, (192, 128), "b3bbeca9dd8ddf47414d80f10a2a6ecc4655a60755f806319f0f330c92b9cbff"),
+    "image_hevcs_classic.cmc": (5, (192, 128), "646930dbb7fd0aa7efee270dd9081a3c21c9af7180acefdb29eee4e2df50e51b"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN_REF_PIXELS))
+def test_golden_image_references_decode_to_the_same_pixels(name: str) -> None:
+    import hashlib
+
+    from conftest import GOLDEN
+
+    from cmcodec.core.bitstream import read_header
+
+    h = read_header((GOLDEN / name).read_bytes())
+    (s,) = [s for s in h.sections if s.name == "image_ref"]
+    coder, size, digest = GOLDEN_REF_PIXELS[name]
+    img = guidance.decode_image_ref(s.payload, s.coder_id, h.width, h.height)
+    assert (s.coder_id, img.size) == (coder, size)
+    assert hashlib.sha256(np.asarray(img.convert("RGB")).tobytes()).hexdigest() == digest
+
+
+def test_image_reference_coders_are_rows_of_the_one_codec_table() -> None:
+    from cmcodec.core import ids, refcodecs
+
+    assert {n: refcodecs.CODECS[n] for n in ("j2k", "hevc", "av1", "vvc")} == guidance.REF_CODECS
+    for n, c in guidance.REF_CODECS.items():
+        assert ids.IMAGE_CODERS[c.ref_id] == n and c.efforts[refcodecs.REF_EFFORT]
+    assert ids.IMAGE_CODERS[guidance.AV1S_ID] == "av1s" and ids.IMAGE_CODERS[guidance.HEVCS_ID] == "hevcs"
+    assert refcodecs.CODECS["jpeg"].ref_id is None

@@ -252,10 +252,10 @@ def test_aggregation_keeps_partial_curves_with_image_counts() -> None:
 
 def test_anchor_settings_are_the_documented_strongest_ones() -> None:
     best = {n: dict(c.efforts["best"].options) for n, c in baselines.CODECS.items()}
-    assert best["vvc"] == {"preset": "slower", "qpa": "0"}
+    assert best["vvc"] == {"preset": "medium", "qpa": "0"}  # slower: not affordable here (the row says why)
     assert best["hevc"]["preset"] == "slow" and best["hevc"]["tune"] == "psnr"
     assert int(best["av1"]["preset"]) <= 4 and "tune=1" in best["av1"]["svtav1-params"]
-    assert best["avif"]["speed"] <= 2 and best["jpeg"] == {"optimize": True}
+    assert best["avif"]["speed"] <= 4 and best["jpeg"] == {"optimize": True}
     assert best["webp"]["method"] == 6 and best["jxl"]["effort"] >= 9 and best["heif"]["preset"] == "slow"
     for c in baselines.CODECS.values():
         assert c.efforts["best"].why and c.efforts["fast"].why

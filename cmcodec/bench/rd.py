@@ -209,8 +209,9 @@ def _baseline_rows(u: Unit, path: Path, ref: Image.Image, loaded: dict[str, Any]
             r["failed_settings"] = sorted(pic.failed)
         if not rows:
             return [{"skipped": "no target is reachable", "failed_settings": sorted(pic.failed)}]
-    for r in rows:
-        r["encodes"] = len(pic.done) + len(pic.failed)
+    total = round(sum(e.seconds for e in pic.done.values()), 3)
+    for r in rows:  # the search's cost: every encode of the unit, chosen or not
+        r["encodes"], r["unit_encode_s"] = len(pic.done) + len(pic.failed), total
     return rows
 
 

@@ -362,8 +362,9 @@ def _interp(x: float, xs: list[float], ys: list[float]) -> float:
 
 
 def image_curve_at(rows: list[dict], target: float, keys: list[str]) -> dict[str, float] | None:
-    """One image's curve (its rows on one curve) at a target bpp: each key interpolated linearly in log bpp
-    (bpp_no_headers in log too); None when the target lies outside its points by more than 10%."""
+    """One image's curve (its rows on one curve) at a target bpp: each key interpolated linearly in log bpp,
+    the end value held up to 10% beyond either end (the share of bits without headers likewise, in log);
+    None when the target lies further outside its points."""
     pts = sorted(rows, key=lambda r: r["bpp"])
     lo, hi = pts[0]["bpp"], pts[-1]["bpp"]
     if not lo / baselines.REACH <= target <= hi * baselines.REACH:
@@ -371,8 +372,9 @@ def image_curve_at(rows: list[dict], target: float, keys: list[str]) -> dict[str
     lx = [math.log(r["bpp"]) for r in pts]
     x = math.log(target)
     out = {k: _interp(x, lx, [r[k] for r in pts]) for k in keys if all(k in r for r in pts)}
-    if all(r.get("bpp_no_headers", 0) > 0 for r in pts):
-        out["bpp_no_headers"] = math.exp(_interp(x, lx, [math.log(r["bpp_no_headers"]) for r in pts]))
+    if all(r.get("bpp_no_headers", 0) > 0 for r in pts):  # the share without headers, in log (held beyond the ends)
+        out["bpp_no_headers"] = target * math.exp(_interp(x, lx, [math.log(r["bpp_no_headers"] / r["bpp"])
+                                                                  for r in pts]))
     return out
 
 

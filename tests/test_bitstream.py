@@ -170,6 +170,27 @@ def test_newer_version_is_reported_as_such() -> None:
         read_header(w.to_bytes() + b"\x00\x00\x00")
 
 
+def test_a_new_version_is_one_row_of_the_format_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    # spec §2: everything after the version field belongs to the version; FORMATS drives reader and writer
+    seen = []
+
+    def read_v2(r: bitstream.BitReader, limits: bitstream.Limits):
+        seen.append("read")
+        return bitstream._read_v1(r, limits)
+
+    monkeypatch.setitem(bitstream.FORMATS, 2, bitstream._Format(write=bitstream._write_v1, read=read_v2))
+    monkeypatch.setattr(bitstream, "VERSION", 2)
+    data = pack(mode="pixel", width=640, height=480, profile_id=1, seed=5,
+                sections=[Section(1, 0, b"map"), Section(0, 2, b"cap")])
+    assert data[1] >> 7 == 0  # version_minus_1 = 1 is ue(v) 010
+    h = read_header(data)
+    assert (h.version, h.mode, h.seed, seen) == (2, "pixel", 5, ["read"])
+    assert [(s.coder_id, s.payload) for s in h.sections] == [(0, b"map"), (2, b"cap")]
+    monkeypatch.delitem(bitstream.FORMATS, 2)
+    with pytest.raises(UnsupportedVersionError, match="found 2"):
+        read_header(data)
+
+
 def test_unknown_profile_and_coder_rejected() -> None:
     data = pack(mode="text", width=8, height=8, profile_id=99, sections=[Section(0, 0, b"")])
     with pytest.raises(UnknownSectionError, match="unknown decoder profile id 99"):

@@ -26,6 +26,21 @@ def test_pixel_map_roundtrip_is_exact_on_the_grid(block: int, bits: int, drop: i
     assert out.size == img.size
 
 
+@pytest.mark.parametrize("grey,bits", [(128, 6), (0, 6), (255, 3)])
+def test_flat_pixel_map_decodes_although_its_stream_is_all_dropped_zeros(grey: int, bits: int) -> None:
+    # A flat image codes every residual as 0, which the arithmetic coder writes as zero bits; the encoder drops
+    # trailing zero bytes, so the decoder reads far more bits past the end than the payload holds. That is a
+    # valid stream (spec §6.4): a reader that refused it by its overrun refused files its own encoder wrote.
+    img = Image.new("RGB", (1024, 1024), (grey,) * 3)
+    p = guidance.PixelParams(8, bits, 0)
+    data = guidance.encode_pixel_map(img, p)
+    assert len(data) <= 5  # 128 x 128 cells, three planes
+    _, grid = guidance.decode_pixel_map(data, 1024, 1024)
+    levels = 1 << bits
+    want = (grey * levels // 256 * 256 + 128) // levels
+    assert grid.shape == (128, 128, 3) and (grid[..., 0] == want).all()
+
+
 def test_pixel_map_is_cheaper_than_8_bits_per_block() -> None:
     img = Image.open(PARROTS).resize((768, 512))  # a 12 x 8 grid of 64-px blocks
     data = guidance.encode_pixel_map(img, guidance.PixelParams(64, 5, 2))

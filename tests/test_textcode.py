@@ -84,7 +84,7 @@ def test_corrupt_streams_raise_caption_error_or_decode(model: str) -> None:
             textcode.decode(bytes(b), cid)
         except CaptionDecodeError:
             pass
-    for n in range(64):  # random garbage: terminates (EOS, limit or overrun), never loops or crashes
+    for n in range(64):  # random garbage: terminates (EOS or the caption limit, spec §6.4), never loops or crashes
         try:
             textcode.decode(bytes(rng.randrange(256) for _ in range(n)), cid)
         except CmcodecError:

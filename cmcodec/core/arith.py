@@ -87,7 +87,8 @@ class Encoder:
 
 
 class Decoder:
-    """Arithmetic decoder over bytes; bits past the end read as zero."""
+    """Arithmetic decoder over bytes; bits past the end read as zero, and reading them is no error: they are
+    the zero bytes the encoder dropped (spec §6.4). Callers bound their work by what they decode."""
 
     def __init__(self, data: bytes) -> None:
         self.data = data
@@ -106,11 +107,6 @@ class Decoder:
         if p >= self.nbits:
             return 0
         return (self.data[p >> 3] >> (7 - (p & 7))) & 1
-
-    @property
-    def overrun_bits(self) -> int:
-        """How many bits were read past the end of the data (a corrupt stream reads many)."""
-        return max(0, self.pos - self.nbits)
 
     def target(self, total: int) -> int:
         """The cumulative count in [0, total) that the next symbol's interval must contain."""

@@ -1,12 +1,27 @@
-"""Container read/write for .cmc files, exactly as spec/bitstream.md defines (version 1).
+"""Container read/write for .cmc files, exactly as spec/bitstream.md defines; no torch, no models.
 
-Pure Python, no torch, no models: ``read_header`` parses and checks the whole container.
+Byte layout (spec §1)::
+
+    magic 0xCC (§2) | version_minus_1 ue(v) (§2) | the version's header fields | zero padding to a byte
+    | section payloads (§4) | check: CRC-8 when the file has at most 256 bytes, else CRC-32 (§5)
+
+Version 1 header fields (§3, bit-packed, MSB first)::
+
+    mode u(2) | large_size u(1) | width-1, height-1 u(12) each (u(16) if large_size)
+    | profile_id ue(v) (§4.4) | params_present u(1) [ seed ue(v), coder_id ue(v) per implied section (§4.2) ]
+    | extra_present u(1) [ count-1 ue(v), per extra section: type ue(v), required u(1), coder ue(v) (§4.5) ]
+    | length ue(v) of every section but the last (§4.3)
+
+The magic byte and the version come first and are read before the check, so a newer file is reported as a
+newer version, not as corrupt (§2). Everything after the version field belongs to that version: ``FORMATS``
+maps each version to its reader and writer, so a version 2 is one added row. ``read_header`` runs the steps
+in spec order: magic, version, check, the version's fields, sections.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from . import ids
@@ -20,26 +35,30 @@ from .errors import (
     UnknownSectionError,
     UnsupportedVersionError,
 )
+from .limits import MAX_CAPTION_CHARS
 
-MAGIC = 0xCC  # spec §2
-VERSION = 1  # highest container version this reader understands
+MAGIC = 0xCC  # spec §2: not a valid first byte of UTF-8 text or of the common image formats
 CRC8_MAX_FILE = 256  # spec §5: files of at most 256 bytes end in CRC-8, larger ones in CRC-32
-CRC32_MIN_FILE = 260
+CRC32_MIN_FILE = 260  # spec §5: a 257-byte body gets a 4-byte check, so 257..259-byte files cannot exist
 MAX_UE_BITS = 32  # spec §3: an ue(v) field never has more than 32 leading zero bits
-MAX_SEED = 2**32 - 1
-MAX_EXTRA_SECTIONS = 16
+MAX_SEED = 2**32 - 1  # spec §3 field 9: the seed of a 32-bit generator
+MAX_EXTRA_SECTIONS = 16  # spec §3 field 12: bounds the header a reader parses
+SMALL_SIDE_BITS, LARGE_SIDE_BITS = 12, 16  # spec §3 fields 5-6: width-1 and height-1, by large_size
+SMALL_SIDE_MAX = 1 << SMALL_SIDE_BITS  # 4096: sides up to this take the 12-bit fields (the 6-byte design point)
+LARGE_SIDE_MAX = 1 << LARGE_SIDE_BITS  # 65536: the largest side a version-1 file can record
+MIN_FILE = 3  # magic, one header byte, a CRC-8: the smallest file a version-1 writer can produce
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Reader limits (issue 7); raise them for trusted input only."""
+    """Reader limits, checked before anything is allocated (spec §3); raise them for trusted input only."""
 
     max_width: int = 16384
     max_height: int = 16384
     max_pixels: int = 16384 * 16384
     max_section_bytes: int = 16 * 1024 * 1024
     max_file_bytes: int = 64 * 1024 * 1024
-    max_caption_chars: int = 4096  # spec §6.1 caps it at 4096; a reader may lower it
+    max_caption_chars: int = MAX_CAPTION_CHARS  # spec §6.1 caps it; a reader may lower it
 
 
 DEFAULT_LIMITS = Limits()
@@ -191,6 +210,146 @@ class BitReader:
         return self.pos >> 3
 
 
+# --- one container version: its fields after the version number -------------------------------------
+
+@dataclass(frozen=True)
+class _Fields:
+    """What a version's header says (everything but magic and version), as the writer gets it and the
+    reader returns it. layout: (type id, coder id, required) of every section in file order."""
+
+    mode: str
+    width: int
+    height: int
+    profile_id: int
+    seed: int
+    layout: tuple[tuple[int, int, bool], ...]
+    lengths: tuple[int, ...]  # payload bytes of every section but the last (spec §4.3)
+
+
+@dataclass(frozen=True)
+class _Format:
+    """A row of FORMATS: how one version's fields are written and read."""
+
+    write: Callable[[BitWriter, _Fields], None]
+    read: Callable[[BitReader, Limits], _Fields]
+
+
+def _write_v1(w: BitWriter, f: _Fields) -> None:
+    """Version-1 header fields 3-14 (spec §3)."""
+    implied = ids.MODE_SECTIONS[f.mode]
+    main, extra = f.layout[: len(implied)], f.layout[len(implied):]
+    w.u(ids.MODE_IDS[f.mode], 2)
+    large = f.width > SMALL_SIDE_MAX or f.height > SMALL_SIDE_MAX  # one canonical header per size (§3)
+    bits = LARGE_SIDE_BITS if large else SMALL_SIDE_BITS
+    w.u(int(large), 1)
+    w.u(f.width - 1, bits)
+    w.u(f.height - 1, bits)
+    w.ue(f.profile_id)
+    params = f.seed != 0 or any(c != 0 for _, c, _ in main)
+    w.u(int(params), 1)
+    if params:
+        w.ue(f.seed)
+        for _, c, _ in main:
+            w.ue(c)
+    w.u(int(bool(extra)), 1)
+    if extra:
+        w.ue(len(extra) - 1)
+        for t, c, req in extra:
+            w.ue(t)
+            w.u(int(req), 1)
+            w.ue(c)
+    for n in f.lengths:
+        w.ue(n)
+
+
+def _read_v1(r: BitReader, limits: Limits) -> _Fields:
+    """Version-1 header fields 3-14 (spec §3), each checked as soon as it is read."""
+    mode = ids.MODE_NAMES[r.u(2)]
+    width, height = _read_size(r, limits)
+    profile_id = _read_profile(r)
+    implied = ids.MODE_SECTIONS[mode]
+    seed, coders = _read_params(r, len(implied))
+    layout = [(t, c, True) for t, c in zip(implied, coders, strict=True)]
+    layout += _read_extra(r, implied)
+    lengths = _read_lengths(r, layout, limits)
+    return _Fields(mode, width, height, profile_id, seed, tuple(layout), lengths)
+
+
+def _read_size(r: BitReader, limits: Limits) -> tuple[int, int]:
+    """Fields 4-6: the large-size flag and the dimensions, canonical (§3) and within the limits."""
+    large = r.u(1)
+    bits = LARGE_SIDE_BITS if large else SMALL_SIDE_BITS
+    width, height = r.u(bits) + 1, r.u(bits) + 1
+    if large and width <= SMALL_SIDE_MAX and height <= SMALL_SIDE_MAX:
+        raise FormatError(f"corrupt .cmc header: large-size flag set for dimensions that fit in "
+                          f"{SMALL_SIDE_BITS} bits")
+    if width > limits.max_width or height > limits.max_height or width * height > limits.max_pixels:
+        raise LimitError(
+            f"image {width}x{height} exceeds the limits ({limits.max_width}x{limits.max_height}, "
+            f"{limits.max_pixels} pixels)"
+        )
+    return width, height
+
+
+def _read_profile(r: BitReader) -> int:
+    """Field 7: a registered decoder profile id (§4.4: a reader never substitutes another)."""
+    profile_id = r.ue("profile id")
+    if profile_id not in ids.PROFILE_NAMES:
+        raise UnknownSectionError(
+            f"unknown decoder profile id {profile_id}: expected one of {sorted(ids.PROFILE_NAMES)}"
+        )
+    return profile_id
+
+
+def _read_params(r: BitReader, n_implied: int) -> tuple[int, list[int]]:
+    """Fields 8-10: seed and the implied sections' coder ids (0 and coder 0 when absent)."""
+    if not r.u(1):
+        return 0, [0] * n_implied
+    seed = r.ue("seed")
+    if seed > MAX_SEED:
+        raise FormatError(f"corrupt .cmc header: seed {seed} above {MAX_SEED}")
+    return seed, [r.ue("coder id") for _ in range(n_implied)]
+
+
+def _read_extra(r: BitReader, implied: tuple[int, ...]) -> list[tuple[int, int, bool]]:
+    """Fields 11-13: extra sections (§4.5), no type twice."""
+    if not r.u(1):
+        return []
+    n_extra = r.ue("section count") + 1
+    if n_extra > MAX_EXTRA_SECTIONS:
+        raise FormatError(f"corrupt .cmc header: {n_extra} extra sections, at most {MAX_EXTRA_SECTIONS}")
+    seen, out = set(implied), []
+    for _ in range(n_extra):
+        t = r.ue("section type")
+        req = bool(r.u(1))
+        c = r.ue("coder id")
+        if t in seen:
+            raise FormatError(f"corrupt .cmc header: section type {t} appears twice")
+        seen.add(t)
+        out.append((t, c, req))
+    return out
+
+
+def _read_lengths(r: BitReader, layout: list[tuple[int, int, bool]], limits: Limits) -> tuple[int, ...]:
+    """Field 14: the length of every section but the last, each within the section limit."""
+    lengths = []
+    for t, _, _ in layout[:-1]:
+        n = r.ue("section length")
+        if n > limits.max_section_bytes:
+            raise LimitError(
+                f"section {ids.SECTION_TYPES.get(t, t)} of {n} bytes exceeds the limit of "
+                f"{limits.max_section_bytes}"
+            )
+        lengths.append(n)
+    return tuple(lengths)
+
+
+VERSION = 1  # what pack writes: the newest version in FORMATS
+FORMATS: dict[int, _Format] = {1: _Format(write=_write_v1, read=_read_v1)}
+if max(FORMATS) != VERSION:
+    raise RuntimeError("bitstream.VERSION must be the newest row of FORMATS")
+
+
 # --- write ------------------------------------------------------------------------------------------
 
 def pack(
@@ -203,45 +362,30 @@ def pack(
     sections: Sequence[Section],
     extra: Sequence[Section] = (),
 ) -> bytes:
-    """Build a v1 container: the mode's implied sections in spec order, then optional extra ones."""
+    """Build a container of the current VERSION: the mode's implied sections in spec order, then
+    optional extra ones."""
     if mode not in ids.MODE_IDS:
         raise ValueError(f"unknown mode {mode!r}")
     implied = ids.MODE_SECTIONS[mode]
     if tuple(s.type_id for s in sections) != implied:
         raise ValueError(f"mode {mode} needs sections {implied}, got {[s.type_id for s in sections]}")
-    if not (1 <= width <= 65536 and 1 <= height <= 65536):
-        raise ValueError(f"dimensions {width}x{height} outside 1..65536")
+    if not (1 <= width <= LARGE_SIDE_MAX and 1 <= height <= LARGE_SIDE_MAX):
+        raise ValueError(f"dimensions {width}x{height} outside 1..{LARGE_SIDE_MAX}")
     if not 0 <= seed <= MAX_SEED:
         raise ValueError(f"seed {seed} outside 0..{MAX_SEED}")
+    if len(extra) > MAX_EXTRA_SECTIONS:
+        raise ValueError(f"{len(extra)} extra sections, at most {MAX_EXTRA_SECTIONS}")
+    for s in extra:
+        if s.type_id in implied:
+            raise ValueError(f"extra section repeats implied type {s.type_id}")
+    everything = [*sections, *extra]
+    fields = _Fields(mode, width, height, profile_id, seed,
+                     tuple((s.type_id, s.coder_id, s.required) for s in everything),
+                     tuple(len(s.payload) for s in everything[:-1]))
     w = BitWriter()
     w.u(MAGIC, 8)
     w.ue(VERSION - 1)
-    w.u(ids.MODE_IDS[mode], 2)
-    large = width > 4096 or height > 4096
-    w.u(int(large), 1)
-    w.u(width - 1, 16 if large else 12)
-    w.u(height - 1, 16 if large else 12)
-    w.ue(profile_id)
-    params = seed != 0 or any(s.coder_id != 0 for s in sections)
-    w.u(int(params), 1)
-    if params:
-        w.ue(seed)
-        for s in sections:
-            w.ue(s.coder_id)
-    w.u(int(bool(extra)), 1)
-    if extra:
-        if len(extra) > MAX_EXTRA_SECTIONS:
-            raise ValueError("too many extra sections")
-        w.ue(len(extra) - 1)
-        for s in extra:
-            if s.type_id in implied:
-                raise ValueError(f"extra section repeats implied type {s.type_id}")
-            w.ue(s.type_id)
-            w.u(int(s.required), 1)
-            w.ue(s.coder_id)
-    everything = [*sections, *extra]
-    for s in everything[:-1]:
-        w.ue(len(s.payload))
+    FORMATS[VERSION].write(w, fields)
     return seal(w.to_bytes() + b"".join(s.payload for s in everything))
 
 
@@ -254,26 +398,23 @@ def seal(body: bytes) -> bytes:
 
 # --- read -------------------------------------------------------------------------------------------
 
-def _check(data: bytes) -> tuple[bytes, str]:
-    """Verify the trailing check (spec §5); returns the body and the check name."""
-    n = len(data)
-    if n <= CRC8_MAX_FILE:
-        body, want, got = data[:-1], data[-1], crc8(data[:-1])
-        kind, fmt = "crc8", "0x{:02x}"
-    elif n >= CRC32_MIN_FILE:
-        body, want, got = data[:-4], int.from_bytes(data[-4:], "big"), zlib.crc32(data[:-4])
-        kind, fmt = "crc32", "0x{:08x}"
-    else:
-        raise TruncatedError(f"corrupt or truncated .cmc file: no valid length is {n} bytes (257..259)")
-    if want != got:
-        raise IntegrityError(
-            f"corrupt or truncated .cmc file: {kind} expected {fmt.format(got)}, found {fmt.format(want)}"
-        )
-    return body, kind
-
-
 def read_header(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Header:
-    """Parse and check a whole container (magic, version, fields, sections, check); no model is loaded."""
+    """Parse and check a whole container (magic, version, check, fields, sections); no model is loaded."""
+    data = _read_magic(data, limits)
+    version = _read_version(data)
+    body, check = _check(data)
+    r = BitReader(body, 1)
+    r.ue("version")
+    f = FORMATS[version].read(r, limits)
+    header_bytes = r.byte_align()
+    sections, skipped = _split_sections(body, header_bytes, f.layout, f.lengths, limits)
+    return Header(version=version, mode=f.mode, width=f.width, height=f.height, profile_id=f.profile_id,
+                  seed=f.seed, sections=sections, file_size=len(data), header_bytes=header_bytes, check=check,
+                  skipped=skipped)
+
+
+def _read_magic(data: bytes, limits: Limits) -> bytes:
+    """The input as bytes, if it starts with the magic byte (§2) and its size is plausible."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"read_header takes bytes, not {type(data).__name__}")
     data = bytes(data)
@@ -286,64 +427,44 @@ def read_header(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Header:
         )
     if len(data) > limits.max_file_bytes:
         raise LimitError(f".cmc file of {len(data)} bytes exceeds the limit of {limits.max_file_bytes}")
-    if len(data) < 3:
-        raise TruncatedError(f"truncated .cmc file: expected at least 3 bytes, found {len(data)}")
-    # Version first, so that a newer file gets a version error rather than a CRC error (spec §2).
-    r = BitReader(data, 1, len(data))
-    version = r.ue("version") + 1
-    if version > VERSION:
+    if len(data) < MIN_FILE:
+        raise TruncatedError(f"truncated .cmc file: expected at least {MIN_FILE} bytes, found {len(data)}")
+    return data
+
+
+def _read_version(data: bytes) -> int:
+    """The version field, read before the check so that a newer file is named as such (§2)."""
+    version = BitReader(data, 1).ue("version") + 1
+    if version not in FORMATS:
         raise UnsupportedVersionError(
-            f"unsupported .cmc version: this reader handles up to {VERSION}, found {version}"
+            f"unsupported .cmc version: this reader handles up to {max(FORMATS)}, found {version}"
         )
-    body, check = _check(data)
-    r = BitReader(body, 1)
-    r.ue("version")
-    mode = ids.MODE_NAMES[r.u(2)]
-    large = r.u(1)
-    bits = 16 if large else 12
-    width, height = r.u(bits) + 1, r.u(bits) + 1
-    if large and width <= 4096 and height <= 4096:
-        raise FormatError("corrupt .cmc header: large-size flag set for dimensions that fit in 12 bits")
-    if width > limits.max_width or height > limits.max_height or width * height > limits.max_pixels:
-        raise LimitError(
-            f"image {width}x{height} exceeds the limits ({limits.max_width}x{limits.max_height}, "
-            f"{limits.max_pixels} pixels)"
+    return version
+
+
+def _check(data: bytes) -> tuple[bytes, str]:
+    """Verify the trailing check (spec §5); returns the body and the check name."""
+    n = len(data)
+    if n <= CRC8_MAX_FILE:
+        body, want, got = data[:-1], data[-1], crc8(data[:-1])
+        kind, fmt = "crc8", "0x{:02x}"
+    elif n >= CRC32_MIN_FILE:
+        body, want, got = data[:-4], int.from_bytes(data[-4:], "big"), zlib.crc32(data[:-4])
+        kind, fmt = "crc32", "0x{:08x}"
+    else:
+        raise TruncatedError(f"corrupt or truncated .cmc file: no valid length is {n} bytes "
+                             f"({CRC8_MAX_FILE + 1}..{CRC32_MIN_FILE - 1})")
+    if want != got:
+        raise IntegrityError(
+            f"corrupt or truncated .cmc file: {kind} expected {fmt.format(got)}, found {fmt.format(want)}"
         )
-    profile_id = r.ue("profile id")
-    if profile_id not in ids.PROFILE_NAMES:
-        raise UnknownSectionError(
-            f"unknown decoder profile id {profile_id}: expected one of {sorted(ids.PROFILE_NAMES)}"
-        )
-    implied = ids.MODE_SECTIONS[mode]
-    seed, coders = 0, [0] * len(implied)
-    if r.u(1):
-        seed = r.ue("seed")
-        if seed > MAX_SEED:
-            raise FormatError(f"corrupt .cmc header: seed {seed} above {MAX_SEED}")
-        coders = [r.ue("coder id") for _ in implied]
-    layout: list[tuple[int, int, bool]] = [(t, c, True) for t, c in zip(implied, coders)]
-    if r.u(1):
-        n_extra = r.ue("section count") + 1
-        if n_extra > MAX_EXTRA_SECTIONS:
-            raise FormatError(f"corrupt .cmc header: {n_extra} extra sections, at most {MAX_EXTRA_SECTIONS}")
-        for _ in range(n_extra):
-            t = r.ue("section type")
-            req = bool(r.u(1))
-            c = r.ue("coder id")
-            if any(t == lt for lt, _, _ in layout):
-                raise FormatError(f"corrupt .cmc header: section type {t} appears twice")
-            layout.append((t, c, req))
-    lengths = []
-    for t, _, _ in layout[:-1]:
-        n = r.ue("section length")
-        if n > limits.max_section_bytes:
-            raise LimitError(
-                f"section {ids.SECTION_TYPES.get(t, t)} of {n} bytes exceeds the limit of "
-                f"{limits.max_section_bytes}"
-            )
-        lengths.append(n)
-    pos = r.byte_align()
-    header_bytes = pos
+    return body, kind
+
+
+def _split_sections(body: bytes, pos: int, layout: tuple[tuple[int, int, bool], ...], lengths: tuple[int, ...],
+                    limits: Limits) -> tuple[tuple[Section, ...], tuple[int, ...]]:
+    """Payloads after the header (§4.3: the last one runs to the check): known sections with known
+    coders, unknown optional types skipped (§4.5), anything else refused."""
     remaining = len(body) - pos - sum(lengths)
     if remaining < 0:
         raise TruncatedError(
@@ -351,9 +472,8 @@ def read_header(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Header:
         )
     if remaining > limits.max_section_bytes:
         raise LimitError(f"last section of {remaining} bytes exceeds the limit of {limits.max_section_bytes}")
-    lengths.append(remaining)
     sections, skipped = [], []
-    for (t, c, req), n in zip(layout, lengths):
+    for (t, c, req), n in zip(layout, (*lengths, remaining), strict=True):
         payload = body[pos : pos + n]
         pos += n
         if t not in ids.SECTION_TYPES:
@@ -372,19 +492,7 @@ def read_header(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Header:
                 f"{', '.join(f'{k}={v}' for k, v in known.items())}"
             )
         sections.append(Section(t, c, payload, req))
-    return Header(
-        version=version,
-        mode=mode,
-        width=width,
-        height=height,
-        profile_id=profile_id,
-        seed=seed,
-        sections=tuple(sections),
-        file_size=len(data),
-        header_bytes=header_bytes,
-        check=check,
-        skipped=tuple(skipped),
-    )
+    return tuple(sections), tuple(skipped)
 
 
 _SIGNATURES = {

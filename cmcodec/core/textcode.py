@@ -12,12 +12,11 @@ from collections.abc import Callable
 
 from . import ids
 from .errors import CaptionDecodeError, LimitError
-
-MAX_CAPTION_CHARS = 4096  # issue 7: caption length limit, for encoding and decoding
+from .limits import MAX_CAPTION_BYTES, MAX_CAPTION_CHARS
 
 
 def _check_len(text: str, limit: int = MAX_CAPTION_CHARS) -> None:
-    """Enforce the caption length limit (spec §6.1: at most 4096; a reader may set a lower one)."""
+    """Enforce the caption length limit (spec §6.1: at most MAX_CAPTION_CHARS; a reader may set a lower one)."""
     limit = min(limit, MAX_CAPTION_CHARS)
     if len(text) > limit:
         raise LimitError(f"caption of {len(text)} characters exceeds the limit of {limit}")
@@ -43,8 +42,8 @@ def _brotli_decode(data: bytes) -> str:
 
     try:
         d = brotli.Decompressor()
-        out = d.process(data, output_buffer_limit=4 * MAX_CAPTION_CHARS + 1)
-        if len(out) > 4 * MAX_CAPTION_CHARS or not d.is_finished():
+        out = d.process(data, output_buffer_limit=MAX_CAPTION_BYTES + 1)
+        if len(out) > MAX_CAPTION_BYTES or not d.is_finished():
             raise CaptionDecodeError("corrupt caption: brotli stream is incomplete or too long")
         return out.decode("utf-8")
     except (brotli.error, UnicodeDecodeError) as e:

@@ -20,6 +20,7 @@ from importlib import resources
 
 from . import arith
 from .errors import CaptionDecodeError, CmcodecError
+from .limits import MAX_CAPTION_CHARS
 
 FIXED: tuple[str, ...] = (
     "<eos>", "<word>", "<num>", "<char>", " ", ",", ".", ";", ":", "!", "?", "'", '"', "-", "(", ")", "/",
@@ -29,7 +30,6 @@ FIXED: tuple[str, ...] = (
 EOS, ESC_WORD, ESC_NUM, ESC_CHAR = 0, 1, 2, 3
 CASE_NAMES: tuple[str, ...] = ("lower", "cap", "upper", "mixed")
 LETTERS = "abcdefghijklmnopqrstuvwxyz$"
-MAX_CHARS = 4096
 MAX_CODEPOINT = 0x110000
 
 # model id -> SHA-256 of its file in cmcodec/core/data (a retrained model gets a new id; old ids stay)
@@ -245,7 +245,9 @@ class WordModel:
         return enc.finish()
 
     def decode(self, data: bytes) -> str:
-        """Inverse of encode; corrupt input raises CaptionDecodeError."""
+        """Inverse of encode. Input that breaks a rule (the caption limit, an empty spelled word) raises
+        CaptionDecodeError; every symbol but the end adds a character, so the caption limit bounds the work
+        whatever the payload's length (spec §6.1, §6.4)."""
         dec = arith.Decoder(data)
         out: list[str] = []
         n = 0
@@ -262,7 +264,7 @@ class WordModel:
                         break
                     letters.append(ch)
                     prev2, prev = prev, ch
-                    if len(letters) > MAX_CHARS:
+                    if len(letters) > MAX_CAPTION_CHARS:
                         raise CaptionDecodeError("corrupt caption: spelled word exceeds the caption limit")
                 if not letters:
                     raise CaptionDecodeError("corrupt caption: empty spelled word")
@@ -271,7 +273,7 @@ class WordModel:
                 digits = [str(dec.decode_uniform(10))]
                 while (d := dec.decode_uniform(11)) != 10:
                     digits.append(str(d))
-                    if len(digits) > MAX_CHARS:
+                    if len(digits) > MAX_CAPTION_CHARS:
                         raise CaptionDecodeError("corrupt caption: number exceeds the caption limit")
                 text, kind = "".join(digits), "num"
             elif s == ESC_CHAR:
@@ -292,10 +294,8 @@ class WordModel:
             sp = arith.decode_cum(dec, self.space.get(prev_cls + "|" + tok.cls, _EVEN))
             out.append(" " + text if sp else text)
             n += len(text) + sp
-            if n > MAX_CHARS:
-                raise CaptionDecodeError(f"corrupt caption: decodes to more than {MAX_CHARS} characters")
-            if dec.overrun_bits > 8 * len(data) + 256:
-                raise CaptionDecodeError("corrupt caption: the coded data ends before the end-of-caption symbol")
+            if n > MAX_CAPTION_CHARS:
+                raise CaptionDecodeError(f"corrupt caption: decodes to more than {MAX_CAPTION_CHARS} characters")
             prev_cls = tok.cls
             a, b = b, s
         return "".join(out)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,12 +16,293 @@ import click
 
 from . import __version__
 from .core import ids
+from .core.bitstream import MAX_SEED
 from .core.errors import CmcodecError, ConfigError
 from .core.ids import IMAGE_SUFFIXES
 from .models.loading import COMPILE_MODES
 
 if TYPE_CHECKING:
     from .models.loading import Accel
+
+
+# ---- one vocabulary for every command -------------------------------------------------------------------
+# Lists: a list option is repeatable and each value may also be a comma list (`--codecs jpeg,av1` is
+# `--codecs jpeg --codecs av1`); `none` alone means the empty list. Model folders: `NAME=DIR` for one
+# name, a bare `DIR` for every name (key "*"), repeatable. Names from registries are click Choices built
+# from the registry itself, resolved when first needed so that `--help` and `info` load nothing heavy.
+
+
+class RegistryChoice(click.Choice):
+    """A click Choice whose names come from a registry, read on first use (never a copied list).
+
+    ``extra`` accepts values outside the registry (a hub id, a folder, ``api:MODEL``); ``metavar`` stands in
+    for the list in usage lines where listing it would import a heavy library (pyiqa).
+    """
+
+    def __init__(self, names: Callable[[], Iterable[str]], what: str, extra: Callable[[str], bool] | None = None,
+                 metavar: str | None = None, local: str | None = None) -> None:
+        self._names, self.what, self._extra, self._metavar, self.local = names, what, extra, metavar, local
+        self.case_sensitive = True
+        self._cache: tuple[str, ...] | None = None
+
+    @property
+    def choices(self) -> tuple[str, ...]:  # type: ignore[override]
+        if self._cache is None:
+            self._cache = tuple(self._names())
+        return self._cache
+
+    @choices.setter
+    def choices(self, value: Iterable[str]) -> None:
+        self._cache = tuple(value)
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str | None:
+        return self._metavar or super().get_metavar(param, ctx)
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        if isinstance(value, str) and self._extra is not None and value not in self.choices and self._extra(value):
+            return value
+        if isinstance(value, str) and value in self.choices:
+            return value
+        if self.local and ctx is not None and value in (ctx.params.get(self.local) or {}):
+            return value  # a name that the eager NAME=DIR option (self.local) gave a folder
+        self.fail(f"unknown {self.what} {value!r}: expected one of {', '.join(self.choices)}"
+                  + (" (or " + self._extra.__doc__ + ")" if self._extra is not None and self._extra.__doc__ else ""),
+                  param, ctx)
+
+
+class ListOf(click.ParamType):
+    """Comma-separated values of an item type; with ``multiple=True`` and the ``_flat`` callback, repeatable."""
+
+    def __init__(self, item: click.ParamType) -> None:
+        self.item = item
+        self.name = f"{item.name}[,...]"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str | None:
+        inner = self.item.get_metavar(param, ctx) if isinstance(self.item, click.Choice) else self.item.name.upper()
+        return f"{inner}[,...]"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> list:
+        if isinstance(value, list):
+            return value
+        parts = [x.strip() for x in str(value).split(",")]
+        if [x.lower() for x in parts] == ["none"]:
+            return []
+        if any(not x for x in parts):
+            self.fail(f"expected a comma list of {self.item.name} values, found an empty item in {value!r}",
+                      param, ctx)
+        return [self.item.convert(x, param, ctx) for x in parts]
+
+
+def _flat(ctx: click.Context, param: click.Parameter, value: tuple[list, ...]) -> list:
+    """Callback of a repeatable ListOf option: one flat list in the given order, duplicates dropped."""
+    out: list = []
+    for part in value or ():
+        for x in part if isinstance(part, list) else [part]:
+            if x not in out:
+                out.append(x)
+    return out
+
+
+def list_option(*decls: str, item: click.ParamType, help: str, default: Sequence[str] | None = None,
+                all_by_default: str | None = None) -> Callable[[Callable], Callable]:
+    """A list option as every command spells it (see the rule above). all_by_default: not given means None
+    (the command takes every registered name), shown in --help as that text."""
+
+    def flat(ctx: click.Context, param: click.Parameter, value: tuple[list, ...]) -> list | None:
+        return None if all_by_default and not value else _flat(ctx, param, value)
+
+    return click.option(*decls, type=ListOf(item), multiple=True, callback=flat,
+                        default=list(default) if default is not None else None,
+                        show_default=all_by_default or (",".join(default) if default else False),
+                        help=help + " Comma list or repeated; 'none' for none.")
+
+
+class NamedDir(click.ParamType):
+    """``NAME=DIR`` (a local folder for one name) or ``DIR`` (for every name); the folder must exist."""
+
+    name = "[NAME=]DIR"
+
+    def __init__(self, names: RegistryChoice | None = None) -> None:
+        self.names = names
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, str]:
+        if isinstance(value, tuple):
+            return value
+        text = str(value)
+        name, sep, path = text.partition("=")
+        if not sep or Path(text).is_dir():  # a folder whose own name holds '=' is still a bare DIR
+            name, path = "*", text
+        if not name or not path:
+            self.fail(f"expected NAME=DIR or DIR, found {text!r}", param, ctx)
+        if name != "*" and self.names is not None:
+            name = self.names.convert(name, param, ctx)
+        if not Path(path).is_dir():
+            self.fail(f"{path!r} is not an existing folder (expected NAME=DIR or DIR)", param, ctx)
+        return name, path
+
+
+def _dirs(ctx: click.Context, param: click.Parameter, value: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    """Callback of a model-folder option: {name: folder}, '*' for a bare DIR; a name given twice is refused."""
+    out: dict[str, str] = {}
+    for name, path in value or ():
+        if name in out and out[name] != path:
+            raise click.BadParameter(f"{'a bare DIR' if name == '*' else name!r} given twice ({out[name]}, {path})",
+                                     ctx, param)
+        out[name] = path
+    return out
+
+
+def dirs_option(*decls: str, names: RegistryChoice | None, help: str) -> Callable[[Callable], Callable]:
+    """A model-folder option as every command spells it: repeatable NAME=DIR or DIR (see the rule above).
+
+    names=None: any NAME, which then names a local model (eager, so a name option later may use it)."""
+    return click.option(*decls, type=NamedDir(names), multiple=True, callback=_dirs, is_eager=names is None,
+                        help=help + " NAME=DIR for one name, DIR for all; repeatable.")
+
+
+def model_dir(dirs: dict[str, str], name: str | None) -> str | None:
+    """The folder a dirs_option gives for name (its own entry, else the bare DIR, else None)."""
+    return dirs.get(name or "", dirs.get("*"))
+
+
+def _profile_names() -> Iterable[str]:
+    return ids.PROFILE_NAMES.values()
+
+
+def _captioner_names() -> Iterable[str]:
+    from .models.i2t import CAPTIONERS
+
+    return CAPTIONERS
+
+
+def _other_captioner(v: str) -> bool:
+    """a hub id ORG/NAME, a local folder, or api:MODEL"""
+    return (v.startswith("api:") and len(v) > 4) or Path(v).is_dir() or (v.count("/") == 1 and " " not in v
+                                                                         and not v.startswith("/"))
+
+
+def _codec_names() -> Iterable[str]:
+    from .core.refcodecs import CODECS
+
+    return CODECS
+
+
+def _ref_codec_names() -> Iterable[str]:
+    from .core.refcodecs import REF_CODECS
+
+    return REF_CODECS
+
+
+def _metric_names(kind: str | None = None) -> Callable[[], Iterable[str]]:
+    def names() -> Iterable[str]:
+        from pyiqa.default_model_configs import DEFAULT_CONFIGS
+
+        return [n for n, c in DEFAULT_CONFIGS.items() if kind is None or c.get("metric_mode") == kind]
+
+    return names
+
+
+def _scale_names() -> Iterable[str]:
+    from .bench.baselines import SCALES
+
+    return SCALES
+
+
+PROFILE = RegistryChoice(_profile_names, "profile")
+CAPTIONER = RegistryChoice(_captioner_names, "captioner", _other_captioner, local="i2t_paths")
+CODEC = RegistryChoice(_codec_names, "codec")
+REF_CODEC = RegistryChoice(_ref_codec_names, "image-reference codec")
+METRIC = RegistryChoice(_metric_names(), "pyiqa metric", metavar="METRIC")
+FR_METRIC = RegistryChoice(_metric_names("FR"), "full-reference pyiqa metric", metavar="FR_METRIC")
+NR_METRIC = RegistryChoice(_metric_names("NR"), "no-reference pyiqa metric", metavar="NR_METRIC")
+SCALE = RegistryChoice(_scale_names, "scale")
+MODE = click.Choice(ids.MODES)
+POSITIVE = click.FloatRange(min=0, min_open=True)
+
+
+class BppRange(click.ParamType):
+    """``LO:HI`` with 0 < LO < HI (bits per pixel)."""
+
+    name = "LO:HI"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> tuple[float, float]:
+        if isinstance(value, tuple):
+            return value
+        lo, sep, hi = str(value).partition(":")
+        try:
+            a, b = float(lo), float(hi)
+        except ValueError:
+            a = b = math.nan
+        if not sep or not 0 < a < b < math.inf:
+            self.fail(f"expected LO:HI with 0 < LO < HI bits per pixel, found {value!r}", param, ctx)
+        return a, b
+
+
+def _exit_codes() -> list[tuple[int, str]]:
+    """(exit code, what it means) from the error classes of core.errors, then the signal codes."""
+    from .core import errors
+
+    by_code: dict[int, list[str]] = {}
+    for obj in vars(errors).values():
+        if isinstance(obj, type) and issubclass(obj, CmcodecError):
+            first = (obj.__doc__ or obj.__name__).strip().splitlines()[0].rstrip(".")
+            if obj is CmcodecError:
+                first = "a failure of some files of a folder run, or another cmcodec error"
+            names = by_code.setdefault(obj.exit_code, [])
+            if obj.__base__ is CmcodecError or obj is CmcodecError or not names:
+                names.append(f"{first} ({obj.__name__})")
+    rows = [(0, "success")] + [(c, "; ".join(v)) for c, v in sorted(by_code.items())]
+    if 2 in by_code:
+        rows = [(c, v + "; or a usage error (unknown option, bad value)" if c == 2 else v) for c, v in rows]
+    return [*rows, (130, "interrupted (Ctrl-C)"), (143, "terminated (SIGTERM)")]
+
+
+def _exit_codes_epilog() -> str:
+    """The exit-code table of --help (click keeps lines of a \b paragraph as they are)."""
+    return "\b\nExit codes:\n" + "\n".join(f"  {c:>3}  {v}" for c, v in _exit_codes())
+
+
+class _Command(click.Command):
+    """Every command: the exit-code table under its help."""
+
+    def __init__(self, *a: object, **kw: object) -> None:
+        kw.setdefault("epilog", _exit_codes_epilog())
+        super().__init__(*a, **kw)  # type: ignore[arg-type]
+
+
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+class _Group(click.Group):
+    """The cmcodec group: misuse is one line on stderr and exit 2 (click's usage text is in --help)."""
+
+    command_class = _Command
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, **kw: object) -> None:
+        try:
+            rv = super().main(args, prog_name or "cmcodec", standalone_mode=False, **kw)  # type: ignore[arg-type]
+        except _NO_ARGS_IS_HELP as e:  # `cmcodec` alone (click >= 8.2): the help, as click prints it
+            click.echo(e.ctx.get_help() if e.ctx is not None else "")
+            sys.exit(0)
+        except click.UsageError as e:
+            where = e.ctx.command_path if e.ctx is not None else "cmcodec"
+            click.echo(f"cmcodec: error: {e.format_message()} (see {where} --help)".replace("\n", " "), err=True)
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            click.echo(f"cmcodec: error: {e.format_message()}".replace("\n", " "), err=True)
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            click.echo("cmcodec: interrupted", err=True)
+            sys.exit(130)
+        if isinstance(rv, int) and rv:
+            sys.exit(rv)
+        sys.exit(0)
+
+
+def _default_captioner() -> str:
+    from .models.i2t import DEFAULT_CAPTIONER
+
+    return DEFAULT_CAPTIONER
 
 
 def _fail(e: CmcodecError) -> None:
@@ -153,7 +435,7 @@ def _read_captions(path: Path) -> dict[str, str]:
     return read_csv_pairs(path, "name", "text")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]}, epilog=_exit_codes_epilog())
 @click.version_option(__version__, prog_name="cmcodec")
 def main() -> None:
     """Cross-modality image compression: caption + tiny guidance, decoded by text-to-image diffusion."""
@@ -169,20 +451,25 @@ def main() -> None:
 @main.command()
 @click.argument("input", type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output .cmc file (a folder for folder input).")
-@click.option("--mode", type=click.Choice(["auto", *ids.MODES]), default="text", show_default=True)
-@click.option("--bpp", type=float, help="Budget in bits per pixel of the original image (whole file).")
-@click.option("--max-bytes", type=int, help="Budget in bytes (whole file); never exceeded.")
+@click.option("--mode", type=click.Choice(["auto", *ids.MODES]), default="text", show_default=True,
+              help="What the file carries: text (caption), pixel (caption + pixel map), image (reference "
+              "picture), full (reference + caption); auto picks by budget.")
+@click.option("--bpp", type=POSITIVE, help="Budget in bits per pixel of the original image (whole file).")
+@click.option("--max-bytes", type=click.IntRange(min=1), help="Budget in bytes (whole file); never exceeded.")
 @click.option("--caption", help="Use this caption; no I2T model is loaded.")
 @click.option("--caption-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Caption text file, or for folders a CSV with columns name,text.")
-@click.option("--profile", default="sd-turbo", show_default=True, help="Decoder profile written in the file.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--i2t", help="Captioner: registered name (cmcodec captioners), hub id, local folder, or api:MODEL "
-              "for a chat-completions server (default blip-large).")
-@click.option("--i2t-path", type=click.Path(file_okay=False, path_type=Path), help="Local folder of the captioner.")
+@click.option("--profile", type=PROFILE, default="sd-turbo", show_default=True,
+              help="Decoder profile written in the file (see cmcodec profiles).")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
+              help="Diffusion seed written in the file (the decoder's noise).")
+@click.option("--i2t", type=CAPTIONER, help="Captioner: registered name, hub id ORG/NAME, local folder or api:MODEL "
+              "for a chat-completions server (default blip-large; see cmcodec captioners).")
+@dirs_option("--i2t-path", "i2t_paths", names=None,
+             help="Local folder of a captioner's model (a NAME not registered names a local captioner).")
 @click.option("--api-base", metavar="URL", help=API_BASE_HELP)
-@click.option("--words", type=int, help="Caption word budget (default from the profile: 20).")
-@click.option("--ref-codec", type=click.Choice(["av1", "hevc", "j2k", "vvc"]), help="Image-reference codec.")
+@click.option("--words", type=click.IntRange(min=1), help="Caption word budget (default from the profile: 20).")
+@click.option("--ref-codec", type=REF_CODEC, help="Image-reference codec (default: the best one installed).")
 @click.option("--device", help="cuda, cuda:1, cpu, ... (default: cuda when present).")
 @_speed_options("Images captioned per I2T call (folder input).",
                 "torch.compile the captioner's token decoder (BLIP-class; reduce-overhead adds CUDA graphs); the "
@@ -191,7 +478,7 @@ def main() -> None:
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_bytes: int | None,
            caption: str | None, caption_file: Path | None, profile: str, seed: int, i2t: str | None,
-           i2t_path: Path | None, api_base: str | None, words: int | None, ref_codec: str | None,
+           i2t_paths: dict[str, str], api_base: str | None, words: int | None, ref_codec: str | None,
            device: str | None, batch_size: int,
            compile_mode: str, offline: bool, force: bool) -> None:
     """Encode an image (or a folder of images) to .cmc."""
@@ -220,7 +507,7 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
             items = [(input, output or input.with_suffix(".cmc"))]
             if caption_file is not None:
                 caption = caption_file.read_text(encoding="utf-8-sig").strip()
-        i2t_model = str(i2t_path) if i2t_path else i2t
+        i2t_model = model_dir(i2t_paths, i2t or _default_captioner()) or i2t
     except CmcodecError as e:
         _fail(e)
 
@@ -277,18 +564,17 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output image (a folder for folder input).")
 @click.option("--device", help="cuda, cuda:1, cpu, ... (default: cuda when present).")
 @click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32"]), help="Model precision.")
-@click.option("--model-path", type=click.Path(file_okay=False, path_type=Path),
-              help="Local folder holding the profile's T2I model (the profile itself comes from the file).")
-@click.option("--vae-path", type=click.Path(file_okay=False, path_type=Path),
-              help="Local folder holding the tiny autoencoder of a *-taesd profile.")
+@dirs_option("--model-path", "model_paths", names=PROFILE,
+             help="Local folder of a profile's T2I model (each file names its profile).")
+@dirs_option("--vae-path", "vae_paths", names=PROFILE, help="Local folder of a *-taesd profile's tiny autoencoder.")
 @_speed_options("Files of one profile, mode and size decoded per pipeline call (folder input).",
                 "torch.compile the UNet and autoencoder (reduce-overhead adds CUDA graphs); the first batch of "
                 "each shape pays about a minute of compile time.")
 @click.option("--channels-last", is_flag=True, help="channels_last memory format for the convolutions.")
 @click.option("--offline", is_flag=True, help="Never contact the model hub.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
-def decode(input: Path, output: Path | None, device: str | None, dtype: str | None, model_path: Path | None,
-           vae_path: Path | None, batch_size: int, compile_mode: str, channels_last: bool, offline: bool,
+def decode(input: Path, output: Path | None, device: str | None, dtype: str | None, model_paths: dict[str, str],
+           vae_paths: dict[str, str], batch_size: int, compile_mode: str, channels_last: bool, offline: bool,
            force: bool) -> None:
     """Decode a .cmc file (or a folder of them) to an image."""
     _offline(offline)
@@ -333,10 +619,8 @@ def decode(input: Path, output: Path | None, device: str | None, dtype: str | No
         # PNG encoding and fsync run in writer threads, overlapping the next batch on the GPU (issue 6)
         pending: deque[tuple[int, Future[str]]] = deque()
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-            opts = codec.DecodeOptions(device=dist_device(device), dtype=dtype,
-                                       model_path=str(model_path) if model_path else None,
-                                       vae_path=str(vae_path) if vae_path else None,
-                                       accel=_accel(compile_mode, channels_last))
+            opts = codec.DecodeOptions(device=dist_device(device), dtype=dtype, model_path=model_paths or None,
+                                       vae_path=vae_paths or None, accel=_accel(compile_mode, channels_last))
             for j, res in codec.decode_many(datas(), opts, batch_size=batch_size):
                 yield from refused
                 refused.clear()
@@ -382,35 +666,40 @@ def _info_dict(path: Path, verify: bool = False) -> dict:
 @click.argument("images", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Results folder (points.jsonl, points.csv, results.json, plots, bd_rate.md); reruns resume.")
-@click.option("--codecs", default="jpeg,webp,avif,jxl,j2k,heif,hevc,av1,vvc", show_default=True,
-              help="Conventional codecs, comma-separated ('none' for none).")
-@click.option("--scales", default="1,1/2,1/4,1/8", show_default=True,
-              help="Code at these fractions of each side, then upscale back.")
-@click.option("--profiles", default="classic", show_default=True, help="cmcodec profiles ('none' for none).")
-@click.option("--modes", default="image,pixel", show_default=True, help="cmcodec modes for those profiles.")
-@click.option("--metrics", "metric_names", default="psnr,ssim,ms_ssim,lpips,dists,topiq_fr,piqe,niqe,musiq,"
-              "clipiqa,topiq_nr", show_default=True, help="pyiqa metrics; those without weights are skipped.")
+@list_option("--codecs", item=CODEC, all_by_default="every registered codec",
+             help="Conventional codecs (those not installed here are skipped with the reason).")
+@list_option("--scales", item=SCALE, default=["1", "1/2", "1/4", "1/8"],
+             help="Code at these fractions of each side, then upscale back.")
+@list_option("--profiles", item=PROFILE, default=["classic"], help="cmcodec profiles.")
+@list_option("--modes", item=MODE, default=["image", "pixel"], help="cmcodec modes for those profiles.")
+@list_option("--metrics", "metric_names", item=METRIC, default=["psnr", "ssim", "ms_ssim", "lpips", "dists",
+             "topiq_fr", "piqe", "niqe", "musiq", "clipiqa", "topiq_nr"],
+             help="pyiqa metrics; those without weights are skipped with the reason.")
 @click.option("--metric-weights", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder of local metric weights (topiq-fr.pth, topiq-nr.pth, ...).")
-@click.option("--bpp-range", default="0.0005:0.2", show_default=True, help="Target bpp range lo:hi.")
-@click.option("--points", type=int, default=10, show_default=True, help="Targets in the range, log-spaced.")
-@click.option("--targets", help="Explicit target bpp values, comma-separated (instead of the range).")
-@click.option("--anchor", default="av1", show_default=True, help="Anchor curve of the BD-rate table.")
+@click.option("--bpp-range", type=BppRange(), default="0.0005:0.2", show_default=True,
+              help="Target bpp range LO:HI (0 < LO < HI), --points values log-spaced in it.")
+@click.option("--points", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Targets in the range, log-spaced.")
+@list_option("--targets", item=POSITIVE, help="Explicit target bpp values (instead of the range).")
+@click.option("--anchor", help="Anchor curve of the BD-rate table: a curve of this run (av1, av1@1/2, "
+              "cmc:PROFILE:MODE; default: av1 when measured, else the first curve).")
 @click.option("--captions", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Captions CSV (name,text) for the cmcodec modes that carry one.")
-@click.option("--model-path", "model_paths", multiple=True, help="PROFILE=DIR: local folder of a profile's model.")
-@click.option("-j", "--jobs", type=int, default=1, show_default=True, help="Worker processes.")
+@dirs_option("--model-path", "model_paths", names=PROFILE, help="Local folder of a profile's T2I model.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
 @click.option("--offline", is_flag=True, help="Never contact the model hub.")
 @click.option("--fast", is_flag=True, help="Conventional codecs at faster, weaker settings (said in the output "
               "and results.json); the default is each codec's strongest documented settings.")
 @click.option("--report-image", help="Image (file name) whose crops report.html shows (default: the first).")
-@click.option("--report-targets", default="0.002,0.005,0.02", show_default=True,
-              help="Target bpp values of report.html's crops, comma-separated.")
+@list_option("--report-targets", item=POSITIVE, default=["0.002", "0.005", "0.02"],
+             help="Target bpp values of report.html's crops.")
 @click.option("--report-region", help="X,Y,W,H of the crops (default: the most detailed 160-px square).")
-def rd_curve(images: Path, output: Path, codecs: str, scales: str, profiles: str, modes: str, metric_names: str,
-             metric_weights: Path | None, bpp_range: str, points: int, targets: str | None, anchor: str,
-             captions: Path | None, model_paths: tuple[str, ...], jobs: int, offline: bool, fast: bool,
-             report_image: str | None, report_targets: str, report_region: str | None) -> None:
+def rd_curve(images: Path, output: Path, codecs: list[str] | None, scales: list[str], profiles: list[str],
+             modes: list[str], metric_names: list[str], metric_weights: Path | None, bpp_range: tuple[float, float],
+             points: int, targets: list[float], anchor: str | None, captions: Path | None, model_paths: dict[str, str],
+             jobs: int, offline: bool, fast: bool, report_image: str | None, report_targets: list[float],
+             report_region: str | None) -> None:
     """Rate-distortion curves of conventional codecs and cmcodec modes, with BD-rates, plots and report.html."""
     _offline(offline)
     _quiet_libraries()
@@ -419,22 +708,25 @@ def rd_curve(images: Path, output: Path, codecs: str, scales: str, profiles: str
     from .bench import rd
     from .bench import report as report_mod
 
-    def split(v: str) -> list[str]:
-        return [] if v.strip().lower() == "none" else [x.strip() for x in v.split(",") if x.strip()]
-
     try:
-        if targets:
-            tg = sorted(float(x) for x in split(targets))
-        else:
-            lo, _, hi = bpp_range.partition(":")
-            tg = rd.targets_from_range(float(lo), float(hi), points)
-        plan = rd.Plan(files=_files(images, IMAGE_SUFFIXES), codecs=split(codecs), scales=split(scales),
-                       profiles=split(profiles), modes=split(modes), metrics=tuple(split(metric_names)), targets=tg,
-                       anchor=anchor, metric_weights=str(metric_weights) if metric_weights else None,
-                       captions=_read_captions(captions) if captions else {},
-                       model_paths=_named_paths(model_paths, "--model-path"), jobs=jobs, fast=fast)
+        if codecs is None:
+            codecs = list(_codec_names())
+        if not (codecs and scales) and not (profiles and modes):
+            raise ConfigError("nothing to measure: expected at least one codec and scale, or one profile and mode; "
+                              f"found codecs {','.join(codecs) or 'none'}, scales {','.join(scales) or 'none'}, "
+                              f"profiles {','.join(profiles) or 'none'}, modes {','.join(modes) or 'none'}")
+        if not metric_names:
+            raise ConfigError("--metrics none: expected at least one metric to draw curves of")
+        if not report_targets:
+            raise ConfigError("--report-targets none: expected at least one bpp value for report.html's crops")
+        tg = sorted(targets) if targets else rd.targets_from_range(*bpp_range, points)
+        plan = rd.Plan(files=_files(images, IMAGE_SUFFIXES), codecs=codecs, scales=scales, profiles=profiles,
+                       modes=modes, metrics=tuple(metric_names), targets=tg, anchor=anchor,
+                       metric_weights=str(metric_weights) if metric_weights else None,
+                       captions=_read_captions(captions) if captions else {}, model_paths=model_paths, jobs=jobs,
+                       fast=fast)
         shown = report_mod.pick_image(plan.files, report_image)  # the report's options fail before the sweep
-        crop_targets = report_mod.parse_targets(report_targets)
+        crop_targets = sorted(report_targets)
         region = report_mod.parse_region(report_region) if report_region else None
         result = rd.run(plan, output, lambda desc, n: tqdm(total=n, desc=desc, unit="unit", file=sys.stderr),
                         lambda msg: click.echo(f"cmcodec: {msg}", err=True))
@@ -454,46 +746,38 @@ def rd_curve(images: Path, output: Path, codecs: str, scales: str, profiles: str
     click.echo(f"report: {page}")
 
 
-def _named_paths(values: tuple[str, ...], what: str) -> dict[str, str]:
-    """NAME=DIR options to a dict (a bare DIR applies to every name: key '*')."""
-    out = {}
-    for v in values:
-        name, sep, path = v.partition("=")
-        if not sep:
-            name, path = "*", v
-        if not Path(path).is_dir():
-            raise ConfigError(f"{what} {v!r}: expected NAME=DIR with an existing folder")
-        out[name] = path
-    return out
-
-
 @main.command()
 @click.argument("gt", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Evaluation folder (files, caches, tables); reruns resume.")
-@click.option("--i2t", "i2ts", multiple=True, help="Captioner (repeatable; default blip-large).")
-@click.option("--i2t-path", "i2t_paths", multiple=True, help="NAME=DIR: local folder of a captioner.")
+@list_option("--i2t", "i2ts", item=CAPTIONER, default=["blip-large"],
+             help="Captioners: registered names, hub ids ORG/NAME, local folders, api:MODEL, or a NAME given by "
+             "--i2t-path.")
+@dirs_option("--i2t-path", "i2t_paths", names=None,
+             help="Local folder of a captioner's model (a NAME not registered names a local captioner).")
 @click.option("--api-base", metavar="URL", help=API_BASE_HELP)
-@click.option("--profile", "profiles", multiple=True, help="Decoder profile (repeatable; default sd-turbo).")
-@click.option("--model-path", "model_paths", multiple=True, help="PROFILE=DIR: local folder of a profile's model.")
-@click.option("--modes", default="text,pixel,image,full", show_default=True)
+@list_option("--profiles", "--profile", "profiles", item=PROFILE, default=["sd-turbo"], help="Decoder profiles.")
+@dirs_option("--model-path", "model_paths", names=PROFILE, help="Local folder of a profile's T2I model.")
+@list_option("--modes", item=MODE, default=list(ids.MODES), help="Modes to run and score.")
 @click.option("--captions", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Captions CSV in CMC-Bench's format (,name,text): no captioner is run.")
 @click.option("--results", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Score an existing result folder (one subfolder per mode) instead of running the codec.")
-@click.option("--fr", default="topiq_fr", show_default=True, help="Full-reference metric (consistency).")
-@click.option("--nr", default="topiq_nr", show_default=True, help="No-reference metric (perception).")
+@click.option("--fr", type=FR_METRIC, default="topiq_fr", show_default=True,
+              help="Full-reference pyiqa metric (consistency).")
+@click.option("--nr", type=NR_METRIC, default="topiq_nr", show_default=True,
+              help="No-reference pyiqa metric (perception).")
 @click.option("--metric-weights", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder with local metric weights (topiq-fr.pth, topiq-nr.pth as CMC-Bench distributes).")
 @click.option("--categories", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="CSV name,category (default: file-name prefixes NSI_, SCI_, AIGI_).")
-@click.option("--words", type=int, default=20, show_default=True, help="Caption word budget.")
+@click.option("--words", type=click.IntRange(min=1), default=20, show_default=True, help="Caption word budget.")
 @click.option("--device", help="cuda, cpu, ... (default: cuda when present).")
 @click.option("--offline", is_flag=True, help="Never contact the model hub.")
-def evaluate(gt: Path, output: Path, i2ts: tuple[str, ...], i2t_paths: tuple[str, ...], api_base: str | None,
-             profiles: tuple[str, ...],
-             model_paths: tuple[str, ...], modes: str, captions: Path | None, results: Path | None, fr: str, nr: str,
-             metric_weights: Path | None, categories: Path | None, words: int, device: str | None,
+def evaluate(gt: Path, output: Path, i2ts: list[str], i2t_paths: dict[str, str], api_base: str | None,
+             profiles: list[str], model_paths: dict[str, str], modes: list[str], captions: Path | None,
+             results: Path | None, fr: str, nr: str, metric_weights: Path | None, categories: Path | None, words: int,
+             device: str | None,
              offline: bool) -> None:
     """CMC-Bench-style scoring: every captioner x profile x mode, FR and NR metrics, Overall, leaderboard."""
     _offline(offline)
@@ -507,10 +791,10 @@ def evaluate(gt: Path, output: Path, i2ts: tuple[str, ...], i2t_paths: tuple[str
     try:
         _api_base(api_base, i2ts)
         device = dist_device(device)  # under accelerate launch / torchrun: this process's GPU (issue 6)
-        mode_list = [m.strip() for m in modes.split(",") if m.strip()]
-        bad = [m for m in mode_list if m not in ev.MODES]
-        if bad:
-            raise ConfigError(f"unknown mode(s) {', '.join(bad)}: expected some of {', '.join(ev.MODES)}")
+        mode_list = modes
+        for what, v in (("--modes", modes), ("--profiles", profiles), ("--i2t", i2ts)):
+            if not v:
+                raise ConfigError(f"{what} none: expected at least one")
         gt_files = ev.image_files(gt)
         if not gt_files:
             raise ConfigError(f"{gt}: expected ground-truth images, found none")
@@ -530,9 +814,8 @@ def evaluate(gt: Path, output: Path, i2ts: tuple[str, ...], i2t_paths: tuple[str
         else:
             summaries = ev.run_combinations(
                 gt_files, output, mode_list, scorer, cats,
-                list(i2ts or ("blip-large",)) if not captions else [captions.stem], list(profiles or ("sd-turbo",)),
-                ev.read_captions(captions) if captions else None, _named_paths(i2t_paths, "--i2t-path"),
-                _named_paths(model_paths, "--model-path"), words, device, bar,
+                i2ts if not captions else [captions.stem], profiles,
+                ev.read_captions(captions) if captions else None, i2t_paths, model_paths, words, device, bar,
                 lambda msg: click.echo(f"cmcodec: {msg}", err=True))
         if is_main():  # every process holds the merged summaries; one writes them
             ev.write_reports(summaries, output, fr, nr)
@@ -545,7 +828,8 @@ def evaluate(gt: Path, output: Path, i2ts: tuple[str, ...], i2t_paths: tuple[str
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a JSON list with one object per file read (also for a single file).")
 @click.option("--verify", is_flag=True, help="Also decode the pixel map and reference picture (still no model).")
 def info(files: tuple[Path, ...], as_json: bool, verify: bool) -> None:
     """Show what a .cmc file holds (no model is loaded, torch is not imported)."""
@@ -557,7 +841,7 @@ def info(files: tuple[Path, ...], as_json: bool, verify: bool) -> None:
             click.echo(f"cmcodec: error: {f}: {e}", err=True)
             failed = e.exit_code
     if as_json:
-        click.echo(json.dumps(out[0] if len(files) == 1 and out else out, indent=2, ensure_ascii=False))
+        click.echo(json.dumps(out, indent=2, ensure_ascii=False))  # always a list, one object per file read
     else:
         for d in out:
             click.echo(f"{d['file']}: cmc v{d['version']}, {d['mode']} mode, {d['width']}x{d['height']}, "
@@ -573,7 +857,7 @@ def info(files: tuple[Path, ...], as_json: bool, verify: bool) -> None:
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list with one object per profile.")
 def profiles(as_json: bool) -> None:
     """List the decoder profiles (stable ids written into files)."""
     import dataclasses

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from PIL import Image
@@ -69,11 +69,22 @@ class DecodeOptions:
     """Decoder runtime settings; none of them changes what a file means (the profile comes from the file)."""
 
     device: str | None = None
-    model_path: str | None = None  # local folder of the profile's T2I model
+    # local folder of the profile's T2I model, or {profile name or '*' (any): folder}, as the CLI's NAME=DIR
+    model_path: str | Mapping[str, str] | None = None
     dtype: str | None = None
-    vae_path: str | None = None  # local folder of a *-taesd profile's tiny autoencoder
+    vae_path: str | Mapping[str, str] | None = None  # the same for a *-taesd profile's tiny autoencoder
     accel: Accel = EAGER  # channels_last, torch.compile
     limits: Limits = DEFAULT_LIMITS
+
+    def folders(self, prof: Profile) -> tuple[str | None, str | None]:
+        """(model folder, autoencoder folder) for prof."""
+
+        def pick(paths: str | Mapping[str, str] | None) -> str | None:
+            if paths is None or isinstance(paths, str):
+                return paths
+            return paths.get(prof.name, paths.get("*"))
+
+        return pick(self.model_path), pick(self.vae_path)
 
 
 @dataclass(frozen=True)
@@ -583,9 +594,10 @@ def decode(data: bytes, options: DecodeOptions | None = None) -> Image.Image:
         return init
     from .models import t2i
 
+    model_path, vae_path = opts.folders(prof)
     return t2i.generate(prof, header.mode, caption=caption, init=init, width=header.width,
-                        height=header.height, seed=header.seed, device=opts.device, model_path=opts.model_path,
-                        dtype=opts.dtype, vae_path=opts.vae_path, accel=opts.accel)
+                        height=header.height, seed=header.seed, device=opts.device, model_path=model_path,
+                        dtype=opts.dtype, vae_path=vae_path, accel=opts.accel)
 
 
 def decode_many(datas: Iterable[bytes], options: DecodeOptions | None = None, *,
@@ -609,8 +621,8 @@ def decode_many(datas: Iterable[bytes], options: DecodeOptions | None = None, *,
         items = [(cap, init, h.width, h.height, h.seed) for _, h, cap, init in batch]
         try:
             out: list[Image.Image | CmcodecError] = list(t2i.generate_batch(
-                prof, mode, items, device=opts.device, model_path=opts.model_path, dtype=opts.dtype,
-                vae_path=opts.vae_path, accel=opts.accel))
+                prof, mode, items, device=opts.device, model_path=opts.folders(prof)[0], dtype=opts.dtype,
+                vae_path=opts.folders(prof)[1], accel=opts.accel))
         except CmcodecError as e:
             out = [e] * len(batch)
         except RuntimeError as e:  # torch.cuda.OutOfMemoryError is one

@@ -28,7 +28,7 @@ def test_encode_info_decode_classic(tmp_path: Path) -> None:
     out = tmp_path / "p.cmc"
     r = run("encode", str(PARROTS), "-o", str(out), "--mode", "pixel", "--profile", "classic")
     assert r.returncode == 0, r.stderr
-    info = json.loads(run("info", str(out), "--json").stdout)
+    [info] = json.loads(run("info", str(out), "--json").stdout)
     assert info["mode"] == "pixel" and info["width"] == 192 and info["bytes"] == out.stat().st_size
     r = run("decode", str(out), "-o", str(tmp_path / "p.png"))
     assert r.returncode == 0, r.stderr
@@ -92,7 +92,7 @@ def test_captions_csv_for_folders(tmp_path: Path) -> None:
     csv.write_text(",name,text\n0,b.png,A red house with white windows.\n", encoding="utf-8")
     r = run("encode", str(src), "-o", str(tmp_path / "out"), "--caption-file", str(csv))
     assert r.returncode == 0, r.stderr
-    info = json.loads(run("info", str(tmp_path / "out/b.cmc"), "--json").stdout)
+    [info] = json.loads(run("info", str(tmp_path / "out/b.cmc"), "--json").stdout)
     assert info["caption"] == "A red house with white windows."
     # 6 bytes with the coder a v1 header implies (wlm1); naming wlm2 costs a byte, taken only when it pays
     coder = info["sections"][0]["coder"]
@@ -200,3 +200,142 @@ def test_shard_takes_every_world_size_th_item(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert distributed.shard([1, 2, 3, 4, 5]) == [2, 4] and not distributed.is_main()
     assert distributed.tag() == "[rank 1/2] "
+
+
+# ---- one vocabulary ------------------------------------------------------------------------------------------
+
+
+def _commands():
+    from cmcodec.cli import main
+
+    return sorted(main.commands.items())
+
+
+def test_every_option_of_every_command_has_help() -> None:
+    missing = [f"{name} {p.opts[0]}" for name, cmd in _commands() for p in cmd.params
+               if isinstance(p, __import__("click").Option) and not (p.help or "").strip()]
+    assert missing == []
+
+
+def test_lists_and_model_folders_are_spelled_one_way() -> None:
+    import click
+
+    from cmcodec.cli import ListOf, NamedDir
+
+    for name, cmd in _commands():
+        for p in cmd.params:
+            if not isinstance(p, click.Option):
+                continue
+            if p.multiple:  # a repeatable option is a list or a set of model folders, nothing else
+                assert isinstance(p.type, ListOf | NamedDir), f"{name} {p.opts[0]}"
+            if p.opts[0].endswith("-path"):  # every model location is [NAME=]DIR
+                assert isinstance(p.type, NamedDir) and p.multiple, f"{name} {p.opts[0]}"
+            if p.opts[0] in ("--profile", "--profiles", "--codecs", "--modes", "--metrics", "--fr", "--nr", "--i2t",
+                             "--ref-codec", "--scales"):  # names from registries are choices
+                t = p.type.item if isinstance(p.type, ListOf) else p.type
+                assert isinstance(t, click.Choice), f"{name} {p.opts[0]}"
+
+
+def test_list_and_folder_helpers(tmp_path: Path) -> None:
+    import click
+    from click.testing import CliRunner
+
+    from cmcodec.cli import CODEC, PROFILE, dirs_option, list_option
+
+    @click.command()
+    @list_option("--codecs", item=CODEC, default=["jpeg"], help="x")
+    @dirs_option("--model-path", "paths", names=PROFILE, help="x")
+    def cmd(codecs: list[str], paths: dict[str, str]) -> None:
+        click.echo(json.dumps([codecs, paths]))
+
+    def out(*a: str) -> list:
+        r = CliRunner().invoke(cmd, list(a))
+        assert r.exit_code == 0, r.output
+        return json.loads(r.output)
+
+    d = str(tmp_path)
+    assert out() == [["jpeg"], {}]
+    assert out("--codecs", "av1,webp", "--codecs", "jpeg") == out("--codecs", "av1", "--codecs", "webp,jpeg")
+    assert out("--codecs", "none")[0] == []
+    assert out("--model-path", d)[1] == {"*": d}
+    assert out("--model-path", f"sd15={d}", "--model-path", d)[1] == {"sd15": d, "*": d}
+    for bad, why in ((["--codecs", "jpeg,,av1"], "empty item"), (["--codecs", "gif"], "unknown codec 'gif'"),
+                     (["--model-path", f"nope={d}"], "unknown profile 'nope'"),
+                     (["--model-path", str(tmp_path / "absent")], "not an existing folder"),
+                     (["--model-path", f"sd15={d}", "--model-path", f"sd15={tmp_path.parent}"], "given twice")):
+        r = CliRunner().invoke(cmd, bad)
+        assert r.exit_code == 2 and why in r.output, (bad, r.output)
+
+
+def test_exit_codes_in_help_come_from_the_error_classes() -> None:
+    from cmcodec.core import errors
+
+    codes = {c.exit_code for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.CmcodecError)}
+    assert {1, 2, 3, 8, 9, 10} <= codes
+    for args in (["--help"], ["decode", "--help"], ["rd-curve", "--help"]):
+        text = run(*args).stdout
+        table = text[text.index("Exit codes:"):]
+        shown = {int(line.split()[0]) for line in table.splitlines()[1:] if line.strip()}
+        assert codes | {0, 130, 143} == shown, args
+        assert "(OutputExistsError)" in table and "(ConfigError)" in table
+
+
+def test_python_dash_m_cmcodec_runs_the_cli() -> None:
+    r = subprocess.run([sys.executable, "-m", "cmcodec", "info", str(GOLDEN / "text_wlm1.cmc"), "--json"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert [d["mode"] for d in json.loads(r.stdout)] == ["text"]
+    r = subprocess.run([sys.executable, "-m", "cmcodec", "--version"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.startswith("cmcodec, version ")
+
+
+def test_info_json_is_always_a_list(tmp_path: Path) -> None:
+    one = json.loads(run("info", str(GOLDEN / "text_wlm1.cmc"), "--json").stdout)
+    two = json.loads(run("info", str(GOLDEN / "text_wlm1.cmc"), str(GOLDEN / "pixel_classic.cmc"), "--json").stdout)
+    assert isinstance(one, list) and len(one) == 1 and [d["mode"] for d in two] == ["text", "pixel"]
+    r = run("info", str(GOLDEN / "text_wlm1.cmc"), str(PARROTS), "--json")  # a bad file: the list of the good ones
+    assert r.returncode == 3 and [d["mode"] for d in json.loads(r.stdout)] == ["text"]
+
+
+IMAGES = PARROTS.parent
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["rd-curve", str(IMAGES), "-o", "{tmp}/r", "--bpp-range", "a:b"], "expected LO:HI"),
+    (["rd-curve", str(IMAGES), "-o", "{tmp}/r", "--bpp-range", "0.2:0.1"], "expected LO:HI"),
+    (["rd-curve", str(IMAGES), "-o", "{tmp}/r", "--codecs", "none", "--profiles", "none"], "nothing to measure"),
+    (["rd-curve", str(IMAGES), "-o", "{tmp}/r", "--codecs", "jpeg", "--profiles", "none", "--metrics", "psnr",
+      "--targets", "1", "--anchor", "av2"], "unknown --anchor 'av2'"),
+    (["rd-curve", str(IMAGES), "-o", "{tmp}/r", "--codecs", "jpeg2"], "unknown codec 'jpeg2'"),
+    (["rd-curve", str(IMAGES), "-o", "{tmp}/r", "--scales", "1/3"], "unknown scale '1/3'"),
+    (["rd-curve", str(IMAGES), "-o", "{tmp}/r", "--points", "0"], "--points"),
+    (["rd-curve", str(IMAGES), "-o", "{tmp}/r", "--targets", "0,1"], "--targets"),
+    (["rd-curve", str(IMAGES), "-o", "{tmp}/r", "--jobs", "0"], "--jobs"),
+    (["rd-curve", str(IMAGES), "-o", "{tmp}/r", "--metrics", "psnr2"], "unknown pyiqa metric 'psnr2'"),
+    (["encode", str(PARROTS), "-o", "{tmp}/x.cmc", "--profile", "sd-turbo2"], "unknown profile 'sd-turbo2'"),
+    (["encode", str(PARROTS), "-o", "{tmp}/x.cmc", "--bpp", "0"], "--bpp"),
+    (["encode", str(PARROTS), "-o", "{tmp}/x.cmc", "--max-bytes", "0"], "--max-bytes"),
+    (["encode", str(PARROTS), "-o", "{tmp}/x.cmc", "--seed", "-1"], "--seed"),
+    (["encode", str(PARROTS), "-o", "{tmp}/x.cmc", "--words", "0"], "--words"),
+    (["encode", str(PARROTS), "-o", "{tmp}/x.cmc", "--i2t", "no such captioner"], "unknown captioner"),
+    (["encode", str(PARROTS), "-o", "{tmp}/x.cmc", "--ref-codec", "jpeg"], "unknown image-reference codec"),
+    (["encode", str(PARROTS), "-o", "{tmp}/x.cmc", "--i2t-path", "{tmp}/absent"], "not an existing folder"),
+    (["decode", str(GOLDEN / "text_wlm1.cmc"), "--model-path", "sd16={tmp}"], "unknown profile 'sd16'"),
+    (["evaluate", str(IMAGES), "-o", "{tmp}/e", "--fr", "piqe"], "unknown full-reference pyiqa metric 'piqe'"),
+    (["evaluate", str(IMAGES), "-o", "{tmp}/e", "--modes", "txt"], "'txt' is not one of"),
+    (["evaluate", str(IMAGES), "-o", "{tmp}/e", "--modes", "none"], "--modes none"),
+    (["encode", "--no-such-option", str(PARROTS)], "No such option"),
+    (["no-such-command"], "No such command"),
+    (["decode", "{tmp}/absent.cmc"], "does not exist"),
+])
+def test_misuse_is_a_one_line_error(tmp_path: Path, args: list[str], says: str) -> None:
+    from click.testing import CliRunner
+
+    from cmcodec.cli import main
+
+    # in this process (the group's own main, as the console script runs it): pyiqa is imported once, not per case
+    r = CliRunner().invoke(main, [a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert r.exit_code == 2, (r.exit_code, r.stderr, r.exception)
+    assert r.stderr.startswith("cmcodec: error: ") and r.stderr.strip().count("\n") == 0, r.stderr
+    assert says in r.stderr and "Traceback" not in r.stderr
+    assert not list(tmp_path.iterdir())  # nothing was written

@@ -550,7 +550,7 @@ class Plan:
     modes: list[str]
     metrics: tuple[str, ...]
     targets: list[float]
-    anchor: str = "av1"
+    anchor: str | None = None  # a curve name; None: av1 when measured, else the first curve
     metric_weights: str | None = None
     captions: dict[str, str] = field(default_factory=dict)
     model_paths: dict[str, str] = field(default_factory=dict)
@@ -579,6 +579,10 @@ def run(plan: Plan, output: Path, bar: Bar, warn: Callable[[str], None]) -> dict
     curves = make_curves(use_codecs, plan.scales, plan.profiles, plan.modes)
     if not curves:
         raise ConfigError("expected at least one codec or cmcodec profile to sweep, found none usable")
+    names_of = [c.name for c in curves]
+    anchor = plan.anchor or ("av1" if "av1" in names_of else names_of[0])
+    if anchor not in names_of:  # an anchor asked for by name is never replaced silently
+        raise ConfigError(f"unknown --anchor {anchor!r}: expected a curve of this run, one of {', '.join(names_of)}")
     loaded, skipped = load_metrics(plan.metrics, plan.metric_weights)  # the units' cache key: loaded once
     for n, why in skipped.items():
         warn(f"skipping metric {n}: {why}")
@@ -601,7 +605,6 @@ def run(plan: Plan, output: Path, bar: Bar, warn: Callable[[str], None]) -> dict
                 "codecs": use_codecs, "scales": plan.scales, "profiles": plan.profiles, "modes": plan.modes,
                 "metrics": names, "metric_weights": plan.metric_weights, "jobs": plan.jobs, "effort": effort,
                 "sweep_s_this_run": round(time.perf_counter() - t0, 1)}
-    anchor = plan.anchor if plan.anchor in {c.name for c in curves} else curves[0].name
     result = finish(output, curves, names, anchor, settings, skipped, {n: m.lower_better for n, m in loaded.items()})
     for f in result["failed_units"]:
         warn(f"unit failed after {f['attempts']} attempts: {f['image']} on {f['curve']}: {f['why']}")

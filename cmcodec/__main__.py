@@ -1,0 +1,6 @@
+"""``python -m cmcodec``: the command line (cmcodec.cli)."""
+
+from .cli import main
+
+if __name__ == "__main__":
+    main(prog_name="cmcodec")

@@ -40,6 +40,9 @@ from .core.errors import (
     UnknownSectionError,
     UnsupportedVersionError,
 )
+from .pillow_plugin import plugin_options, register
+
+register()  # Image.open / Image.save know .cmc once cmcodec is imported (cmcodec.pillow_plugin)
 
 __all__ = [
     "BudgetError",
@@ -63,6 +66,7 @@ __all__ = [
     "decode",
     "encode",
     "encode_result",
+    "plugin_options",
     "read_header",
 ]
 

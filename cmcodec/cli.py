@@ -177,8 +177,10 @@ def _captioner_names() -> Iterable[str]:
 
 def _other_captioner(v: str) -> bool:
     """a hub id ORG/NAME, a local folder, or api:MODEL"""
-    return (v.startswith("api:") and len(v) > 4) or Path(v).is_dir() or (v.count("/") == 1 and " " not in v
-                                                                         and not v.startswith("/"))
+    from .models.i2t import REFUSED  # refused by name: the model layer says why (exit 7), not a usage error
+
+    return (v.startswith("api:") and len(v) > 4) or Path(v).is_dir() or v in REFUSED or (
+        v.count("/") == 1 and " " not in v and not v.startswith("/"))
 
 
 def _codec_names() -> Iterable[str]:

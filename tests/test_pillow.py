@@ -78,7 +78,7 @@ def test_foreign_and_broken_files_fail_as_pillow_users_expect(tmp_path: Path) ->
     with pytest.raises(cmcodec.FormatError, match="corrupt or truncated") as e:
         Image.open(bad)
     assert isinstance(e.value, OSError)  # `except OSError`, as around any Image.open, catches it too
-    with pytest.raises(OSError, match="unknown CMC save option.*bbp"):
+    with pytest.raises(OSError, match=r"unknown CMC save option.*bbp"):
         Image.open(PARROTS).save(tmp_path / "y.cmc", bbp=0.1)
     with pytest.raises(cmcodec.BudgetError, match="smallest file is"):
         Image.open(PARROTS).save(tmp_path / "z.cmc", mode="text", caption="x", max_bytes=3)

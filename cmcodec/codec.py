@@ -430,20 +430,17 @@ def encode_result(image: object, *, mode: str = "text", caption: str | None = No
     cap_text: str | None = None
     errors = []
     for m in modes:
-        if m in ("text", "pixel", "full"):
-            if caption is not None:
-                text = textcode.normalize(caption).strip()
-            elif _uses_caption(prof, m):
-                if cap_text is None:
-                    from .models import i2t as i2t_backend
-
-                    cap_text = textcode.normalize(i2t_backend.caption(img, model=opts.i2t, words=words,
-                                                                      device=opts.device, accel=opts.accel))
-                text = cap_text
-            else:
-                text = ""  # the profile's decoder ignores captions: store none
+        if not _uses_caption(prof, m):
+            text = ""  # the mode, or the profile's decoder in it, reads no caption: a given one is not stored
+        elif caption is not None:
+            text = textcode.normalize(caption).strip()
         else:
-            text = ""
+            if cap_text is None:
+                from .models import i2t as i2t_backend
+
+                cap_text = textcode.normalize(i2t_backend.caption(img, model=opts.i2t, words=words,
+                                                                  device=opts.device, accel=opts.accel))
+            text = cap_text
         job = _Job(img, m, text, budget, prof, opts, _Packer(m, w, h, prof, seed, opts.caption_coder))
         try:
             data = _MODE_ENCODERS[m](job)

@@ -153,3 +153,11 @@ def test_reference_grows_on_smooth_pictures() -> None:
     smallest = codec.smallest_size(img, mode="image", profile="classic")
     n = len(codec.encode(img, mode="image", profile="classic", bpp=0.01))
     assert smallest + FILL * (budget - smallest) <= n <= budget, (n, budget)
+
+
+@pytest.mark.parametrize("mode", ["pixel", "full"])
+def test_classic_stores_no_caption_it_would_ignore(mode: str) -> None:
+    """The classic decoder reads no caption: a given one would only take bytes from the guidance."""
+    with_cap = codec.encode_result(_large(), mode=mode, profile="classic", caption=CAP, bpp=0.005)
+    assert with_cap.caption == ""
+    assert with_cap.data == codec.encode(_large(), mode=mode, profile="classic", bpp=0.005)

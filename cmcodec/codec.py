@@ -24,18 +24,18 @@ MODES_AUTO = ("auto", *ids.MODES)
 MIN_CAPTION_WORDS = 6  # pixel/full modes shrink guidance before cutting the caption below this
 # Pixel-map ladder (spec §7: block, luma bits, chroma drop), finest first: rate control takes the finest map
 # that fits beside the caption. The rows are the size/PSNR Pareto front of every pmap1 setting (blocks 8..256,
-# 3..7 bits, each chroma drop) over Kodak 1, 5, 13 and 23, plus 16/7/0 to close the gap before block 8 (no
-# step grows the map by more than 1.4x, so a budget between two rows is at least 70% spent) and 512 / 1024
-# blocks for the smallest files of large images. Measured mean bytes at 768x512: 7408 first, 2699 at 8/4/0,
-# 1536 at 16/6/0, 318 at 32/5/0, 93 at 64/5/0, 19 at 128/4/0, 3 at 256/3/3.
+# 3..7 bits, each chroma drop) over Kodak 1, 5, 13 and 23, with rows of equal PSNR between them (chroma drop
+# 1; 16/7/0 before block 8) so that no step grows the mean map by more than 1.4x (a budget between two rows
+# is then mostly spent), and 512 / 1024 blocks for the smallest files of large images. Mean bytes at
+# 768x512: 7408 first, 2699 at 8/4/0, 1536 at 16/6/0, 318 at 32/5/0, 93 at 64/5/0, 19 at 128/4/0, 3 at 256/3/3.
 PIXEL_LADDER: tuple[tuple[int, int, int], ...] = (
-    (8, 7, 0), (8, 6, 0), (8, 6, 1), (8, 5, 0), (8, 5, 1), (8, 4, 0), (8, 4, 1),
-    (16, 7, 0), (16, 6, 0), (16, 6, 1), (16, 5, 0), (16, 5, 1), (16, 4, 0), (16, 4, 1), (16, 3, 0),
-    (32, 6, 0), (32, 5, 0), (32, 5, 1), (32, 4, 0), (32, 4, 1), (32, 3, 0),
-    (64, 6, 0), (64, 5, 0), (64, 5, 1), (64, 4, 0), (64, 5, 2), (64, 4, 1), (64, 3, 0),
-    (128, 6, 0), (128, 5, 0), (128, 6, 2), (128, 4, 0), (128, 4, 1), (128, 3, 0), (128, 4, 3),
-    (256, 6, 1), (256, 6, 2), (256, 4, 0), (256, 4, 1), (256, 3, 0), (256, 4, 3), (256, 3, 3),
-    (512, 3, 3), (1024, 3, 3),
+    (8, 7, 0), (8, 7, 1), (8, 6, 0), (8, 6, 1), (8, 5, 0), (8, 5, 1), (8, 4, 0), (8, 4, 1),
+    (16, 7, 0), (16, 7, 1), (16, 6, 0), (16, 6, 1), (16, 5, 0), (16, 5, 1), (16, 4, 0), (16, 4, 1), (16, 3, 0),
+    (32, 6, 0), (32, 6, 1), (32, 5, 0), (32, 5, 1), (32, 4, 0), (32, 4, 1), (32, 3, 0),
+    (64, 6, 0), (64, 6, 1), (64, 5, 0), (64, 5, 1), (64, 4, 0), (64, 5, 2), (64, 4, 1), (64, 3, 0),
+    (128, 6, 0), (128, 6, 1), (128, 5, 0), (128, 6, 2), (128, 5, 1), (128, 4, 0), (128, 4, 1), (128, 3, 0),
+    (128, 4, 3), (256, 6, 1), (256, 6, 2), (256, 5, 1), (256, 4, 0), (256, 4, 1), (256, 3, 0), (256, 4, 3),
+    (256, 3, 3), (512, 3, 3), (1024, 3, 3),
 )
 REF_BITS_PER_PIXEL = 0.4  # starting guess of reference bits per reference pixel at low quality
 REF_GROW_SLACK = 15  # percent of a budget the best-quality reference may leave unused before it grows

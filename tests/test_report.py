@@ -25,54 +25,43 @@ TARGETS = (0.3, 1.0)
 
 # --- the envelope ------------------------------------------------------------------------------------------
 
-def _pts(scale: int, xy: list[tuple[float, float]], n: int = 2) -> list[Point]:
-    return [Point(r, v, n, scale) for r, v in xy]
+def _pts(scale: int, xy: list[tuple[float, float]], n: int = 4) -> list[Point]:
+    return [Point(r, v, n, scale, target=r) for r, v in xy]
 
 
-def _corners(env: list) -> list[tuple[float, float]]:
-    """Unmarked corners of an envelope, less those that only make a step at a point's rate."""
-    rates = [p.rate for p in env if isinstance(p, Point)]
-    return [c for c in env if not isinstance(c, Point) and all(abs(math.log(c[0] / r)) > 1e-6 for r in rates)]
-
-
-def test_envelope_takes_the_best_scale_at_each_rate_with_the_crossing() -> None:
-    full = _pts(1, [(0.01, 20.0), (0.04, 30.0)])
-    half = _pts(2, [(0.005, 19.0), (0.01, 22.0), (0.04, 26.0)])
+def test_envelope_takes_the_best_scale_at_each_target() -> None:
+    full = _pts(1, [(0.01, 20.0), (0.02, 25.0), (0.04, 30.0)])
+    half = _pts(2, [(0.005, 19.0), (0.01, 22.0), (0.02, 24.0), (0.04, 26.0)])
     env = report.envelope({1: full, 2: half}, lower_better=False)
-    marked = [(p.rate, p.value, p.scale) for p in env if isinstance(p, Point)]
-    assert marked == [(0.005, 19.0, 2), (0.01, 22.0, 2), (0.04, 30.0, 1)]
-    (xr, xv), = _corners(env)  # where full size overtakes half size
-    # lines in log rate from 0.01 to 0.04: 20 + 10 f and 22 + 4 f meet at f = 1/3
-    assert xr == pytest.approx(0.01 * 4 ** (1 / 3)) and xv == pytest.approx(20 + 10 / 3)
-
-
-def test_envelope_of_a_lower_is_better_metric_drops_what_a_cheaper_point_beats() -> None:
-    a = _pts(1, [(0.01, 0.30), (0.02, 0.20), (0.1, 0.10)])
-    b = _pts(4, [(0.005, 0.31), (0.02, 0.15), (0.03, 0.16)])  # b's last point: more bits, worse quality
-    env = report.envelope({1: a, 4: b}, lower_better=True)
-    marked = [(p.rate, p.value, p.scale) for p in env if isinstance(p, Point)]
-    assert marked == [(0.005, 0.31, 4), (0.02, 0.15, 4), (0.1, 0.10, 1)]
-    # at 0.01 b (interpolated: 0.23) beats a's point; a regains b's 0.15 halfway from 0.02 to 0.1 in log rate
-    (r1, v1), (r2, v2) = _corners(env)
-    assert (r1, v1) == pytest.approx((0.01, 0.23)) and (r2, v2) == pytest.approx((0.02 * 5 ** 0.5, 0.15))
-    values = [p.value if isinstance(p, Point) else p[1] for p in env]
-    assert values == sorted(values, reverse=True)  # never worse at a higher rate
+    assert [(p.rate, p.value, p.scale) for p in env] == [(0.005, 19.0, 2), (0.01, 22.0, 2), (0.02, 25.0, 1),
+                                                          (0.04, 30.0, 1)]
+    env = report.envelope({1: full, 2: half}, lower_better=True)  # a lower-is-better metric takes the minimum
+    assert [(p.value, p.scale) for p in env] == [(19.0, 2), (20.0, 1), (24.0, 2), (26.0, 2)]
     assert report.envelope({1: [], 2: []}, False) == []
 
 
-def test_envelope_steps_where_a_variant_starts() -> None:
-    a = _pts(1, [(0.01, 20.0), (0.1, 30.5)])
-    b = _pts(2, [(0.05, 29.0), (0.2, 31.0)])  # starts above a: a step up at 0.05, not a slope from 0.01
-    env = report.envelope({1: a, 2: b}, lower_better=False)
-    xy = [(p.rate, p.value) if isinstance(p, Point) else p for p in env]
-    before = max((c for c in xy if c[0] < 0.05), key=lambda c: c[0])
-    assert before[0] == pytest.approx(0.05) and before[1] == pytest.approx(20 + 10.5 * math.log(5) / math.log(10))
-    assert [(p.rate, p.scale) for p in env if isinstance(p, Point)] == [(0.01, 1), (0.05, 2), (0.1, 1), (0.2, 2)]
+def test_envelope_prefers_points_behind_more_images() -> None:
+    # at 0.005 only two of four images reach the full-size curve: their easy-image mean must not win
+    full = _pts(1, [(0.005, 30.0)], n=2) + _pts(1, [(0.01, 31.0)])
+    quarter = _pts(4, [(0.005, 24.0), (0.01, 25.0)])
+    env = report.envelope({1: full, 4: quarter}, lower_better=False)
+    assert [(p.rate, p.value, p.scale, p.images) for p in env] == [(0.005, 24.0, 4, 4), (0.01, 31.0, 1, 4)]
 
 
-def test_series_reads_counts_and_skips_missing_values() -> None:
-    c = {"scale": 2, "bpp": [0.02, 0.01, 0.04], "metrics": {"psnr": [24.0, 22.0, None]}, "n_images": [3, 1, 2]}
-    assert report.series(c, "psnr") == [Point(0.01, 22.0, 1, 2), Point(0.02, 24.0, 3, 2)]
+def test_envelope_on_the_no_header_axis_follows_the_targets() -> None:
+    c1 = {"scale": 1, "target_bpp": [0.01, 0.02], "bpp_no_headers": [0.006, 0.016], "n_images": [3, 3],
+          "metrics": {"psnr": [21.0, 24.0]}}
+    c2 = {"scale": 2, "target_bpp": [0.01, 0.02], "bpp_no_headers": [0.008, 0.018], "n_images": [3, 3],
+          "metrics": {"psnr": [22.0, 23.5]}}
+    env = report.envelope({1: report.series(c1, "psnr", "bpp_no_headers"),
+                           2: report.series(c2, "psnr", "bpp_no_headers")}, False)
+    assert [(p.rate, p.scale, p.target) for p in env] == [(0.008, 2, 0.01), (0.016, 1, 0.02)]
+
+
+def test_series_reads_counts_flags_and_skips_missing_values() -> None:
+    c = {"scale": 2, "target_bpp": [0.02, 0.01, 0.04], "bpp": [0.02, 0.01, 0.04],
+         "metrics": {"psnr": [24.0, 22.0, None]}, "n_images": [3, 1, 2], "few_images": [False, True, False]}
+    assert report.series(c, "psnr") == [Point(0.01, 22.0, 1, 2, True, 0.01), Point(0.02, 24.0, 3, 2, False, 0.02)]
 
 
 def test_detail_region_finds_the_textured_square() -> None:

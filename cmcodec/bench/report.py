@@ -2,12 +2,12 @@
 
 Plots (matplotlib, Agg; PNG and SVG; log bpp axis), one panel per metric:
 
-- ``rd_<rate>.{png,svg}``: each conventional codec as its *envelope* over its scale variants (for every
-  rate, the best of the variants' curves, interpolated linearly in log bpp; each measured point on the
-  envelope is drawn with the marker of the scale that made it), and cmcodec's modes as thick lines with
-  large stars. ``<rate>`` is ``bpp`` (whole files) or ``bpp_no_headers``.
-- ``rd_<rate>_scales.{png,svg}``: the detail, one row per codec: every scale variant, the envelope in
-  grey beneath them.
+- ``rd_<rate>.{png,svg}``: each conventional codec once, as the best of its scale variants at each target
+  rate (``envelope``: among the variants behind the most images there; each point drawn with the marker
+  of the scale that made it), and cmcodec's modes as thick lines with large stars. ``<rate>`` is ``bpp``
+  (whole files) or ``bpp_no_headers``.
+- ``rd_<rate>_scales.{png,svg}``: the detail, one row per codec: every scale variant, the best-scale line
+  in grey beneath them.
 
 A point that fewer than all of the run's images reached is drawn hollow, and faint as well where so few
 did that the BD-rates leave it out (results.json: ``n_images`` and ``few_images`` per point).
@@ -26,7 +26,6 @@ coded (a difference from the sweep's own file is said under the crop).
 from __future__ import annotations
 
 import html
-import itertools
 import math
 import re
 from collections import defaultdict
@@ -50,9 +49,9 @@ NEAR_FACTOR = 1.5  # a measured point farther than this factor from a target doe
 
 SCALE_MARKERS = {1: "o", 2: "s", 4: "^", 8: "D"}
 RATE_LABELS = {"bpp": "bits per pixel (whole file)", "bpp_no_headers": "bits per pixel (without headers)"}
-CMC_COLORS = ("#000000", "#d62728", "#9400d3", "#008b8b")  # kept out of the codecs' tab10 cycle below
+CMC_COLORS = ("#000000", "#d62728", "#8b008b", "#006400")  # thick lines with stars, out of the codecs' cycle
 CODEC_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
-                "#aec7e8", "#ffbb78")
+                "#9467bd", "#aec7e8")
 
 
 # --- reading results.json ----------------------------------------------------------------------------------
@@ -67,6 +66,7 @@ class Point:
     images: int  # images behind the point
     scale: int = 1
     few: bool = False  # behind too few images for the BD-rates (results.json's few_images)
+    target: float = 0.0  # the target bpp it stands for (its rate on the whole-file axis)
 
 
 def lower_better_of(names: Iterable[str]) -> dict[str, bool]:
@@ -82,8 +82,9 @@ def series(curve: dict, metric: str, rate_key: str = "bpp") -> list[Point]:
     vals = curve.get("metrics", {}).get(metric) or []
     counts = curve.get("n_images") or [curve.get("images", 0)] * len(rates)
     few = curve.get("few_images") or [False] * len(rates)
-    pts = [Point(r, v, n, curve.get("scale", 1), bool(f)) for r, v, n, f in zip(rates, vals, counts, few)
-           if r is not None and v is not None and r > 0]
+    tgs = curve.get("target_bpp") or curve.get("bpp") or []
+    pts = [Point(r, v, n, curve.get("scale", 1), bool(f), t)
+           for r, v, n, f, t in zip(rates, vals, counts, few, tgs) if r is not None and v is not None and r > 0]
     return sorted(pts, key=lambda p: p.rate)
 
 
@@ -101,62 +102,22 @@ def _interp(pts: list[Point], x: float, sign: float) -> float | None:
     return sign * pts[0].value
 
 
-def envelope(variants: dict[int, list[Point]], lower_better: bool) -> list[Point | tuple[float, float]]:
-    """Best quality reached at each rate or below by any of several curves, interpolated in log rate.
-
-    Returns, sorted by rate, the measured points that lie on it (a ``Point``, with its scale) and the
-    corners between them (a ``(rate, value)`` pair, no marker): where the best curve changes, where a
-    curve starts or ends, and where a curve regains the level of a cheaper point after a stretch that
-    the cheaper point beats (drawn flat: more bits for less quality is never a codec's best at a rate).
-    """
+def envelope(variants: dict[int, list[Point]], lower_better: bool) -> list[Point]:
+    """A codec's best over its scale variants at each target rate: among the variants with a point at that
+    target, those behind the most images compete (a mean over the few images that reach a rate is biased
+    towards the easy ones and must not beat a mean over all of them), and the best of those wins.
+    Returns the winning points (each with its scale) in target order."""
     sign = -1.0 if lower_better else 1.0
-    curves = {k: v for k, v in variants.items() if v}
-    if not curves:
-        return []
-    eps = 1e-9  # in log rate: a curve that starts or ends makes a step, not a slope across the gap
-
-    def best(x: float) -> tuple[float, int] | None:
-        cands = [(_interp(pts, x, sign), k) for k, pts in curves.items()]
-        cands = [(v, k) for v, k in cands if v is not None]
-        return max(cands) if cands else None
-
-    xs = sorted({math.log(p.rate) for pts in curves.values() for p in pts})
-    grid = set(xs)
-    for pts in curves.values():
-        grid |= {math.log(pts[0].rate) - eps, math.log(pts[-1].rate) + eps}
-    for a, b in itertools.pairwise(xs):  # inside each interval every curve is a straight line: add their crossings
-        lines = []
-        for pts in curves.values():
-            va, vb = _interp(pts, a + eps, sign), _interp(pts, b - eps, sign)
-            if va is not None and vb is not None:
-                lines.append((va, vb))
-        for i in range(len(lines)):
-            for j in range(i + 1, len(lines)):
-                d0, d1 = lines[i][0] - lines[j][0], lines[i][1] - lines[j][1]
-                if d0 * d1 < 0:
-                    grid.add(a + (b - a) * d0 / (d0 - d1))
-    poly = []  # (log rate, signed value, point or None) of the pointwise best
-    for x in sorted(grid):
-        bx = best(x)
-        if bx is not None:
-            on = [p for p in curves[bx[1]] if abs(math.log(p.rate) - x) < eps / 2]
-            poly.append((x, bx[0], on[0] if on else None))
-    out: list[Point | tuple[float, float]] = []
-    top = -math.inf
-    for i, (x, v, p) in enumerate(poly):
-        if i and poly[i - 1][1] < top < v:  # regains the level of a cheaper point inside this segment
-            x0, v0 = poly[i - 1][:2]
-            out.append((math.exp(x0 + (x - x0) * (top - v0) / (v - v0)), sign * top))
-        if v > top:
-            top = v
-            if p is None and out and abs(x - math.log(_rate(out[-1]))) < 4 * eps:
-                continue  # a corner on top of the last one
-            out.append(p if p is not None else (math.exp(x), sign * v))
+    by_target: dict[float, list[Point]] = defaultdict(list)
+    for pts in variants.values():
+        for p in pts:
+            by_target[p.target].append(p)
+    out = []
+    for t in sorted(by_target):
+        cands = by_target[t]
+        most = max(p.images for p in cands)
+        out.append(max((p for p in cands if p.images == most), key=lambda p: (sign * p.value, -p.scale)))
     return out
-
-
-def _rate(e: Point | tuple[float, float]) -> float:
-    return e.rate if isinstance(e, Point) else e[0]
 
 
 def codec_groups(curves: dict[str, dict]) -> tuple[dict[str, dict[int, str]], list[str]]:
@@ -270,9 +231,8 @@ def plot_overview(curves: dict[str, dict], labels: dict[str, str], metric_names:
             env = envelope({k: series(curves[n], m, rate_key) for k, n in variants.items()}, lb)
             if not env:
                 continue
-            xy = [(p.rate, p.value) if isinstance(p, Point) else p for p in env]
-            ax.plot([x for x, _ in xy], [y for _, y in xy], "-", lw=1.4, color=color, zorder=2)
-            _draw_points(ax, [p for p in env if isinstance(p, Point)], color, total)
+            ax.plot([p.rate for p in env], [p.value for p in env], "-", lw=1.4, color=color, zorder=2)
+            _draw_points(ax, env, color, total)
         for ci, name in enumerate(cmc):
             color = CMC_COLORS[ci % len(CMC_COLORS)]
             pts = series(curves[name], m, rate_key)
@@ -308,9 +268,8 @@ def plot_scales(curves: dict[str, dict], labels: dict[str, str], metric_names: l
             per = {k: series(curves[n], m, rate_key) for k, n in variants.items()}
             env = envelope(per, lb)
             if env:
-                xy = [(p.rate, p.value) if isinstance(p, Point) else p for p in env]
-                ax.plot([x for x, _ in xy], [y for _, y in xy], "-", lw=5, color="0.85", zorder=1,
-                        label="envelope")
+                ax.plot([p.rate for p in env], [p.value for p in env], "-", lw=5, color="0.85", zorder=1,
+                        label="best scale")
             for i, (k, pts) in enumerate(per.items()):
                 if not pts:
                     continue
@@ -507,7 +466,9 @@ def make_crops(image: Path, rows: list[dict], curves: dict[str, dict], labels: d
             k = best_variant(per, t, primary, lower_better.get(primary, False)) if primary else None
             row = _nearest(per.get(k, []), t) if k is not None else None
             if row is None:
-                c.note = f"no point of {image.name} within a factor {NEAR_FACTOR} of {t} bpp"
+                got = [r["bpp"] for rs in per.values() for r in rs if r.get("bpp")]
+                span = f" (its points: {min(got):.4g} to {max(got):.4g} bpp)" if got else ""
+                c.note = f"no point of {image.name} within a factor {NEAR_FACTOR} of {t} bpp{span}"
                 continue
             c.curve, c.label, c.setting = variants[k], labels.get(variants[k], variants[k]), int(row["setting"])
             try:
@@ -677,6 +638,10 @@ def write_report(out: Path, result: dict, rows: list[dict], metric_names: list[s
         crops, box = make_crops(image, rows, curves, labels, list(targets or DEFAULT_TARGETS), names, lb,
                                 out / FILES_DIR, region, weights_dir, captions, model_paths,
                                 settings.get("effort", "best"))
+        used = {Path(c.file).name for c in crops if c.file}
+        for stale in (out / FILES_DIR).glob("*.png"):  # crops of an earlier report (other targets or codecs)
+            if stale.name not in used:
+                stale.unlink()
     rule = "given" if region else f"the {CROP_SIDE}-px square with the largest mean luma gradient"
     page = render(result, pngs, crops, box, image.name if image else None, rule)
     write_bytes(out / REPORT_FILE, page.encode(), force=True)

@@ -202,9 +202,157 @@ def _why(e: BaseException) -> str:
 ARCH = {"sd-turbo": "sd21", "sd15": "sd15", "sdxl-turbo": "sdxl", "realvisxl-v4": "sdxl"}
 
 
+# --- the line-up's other families: real-size architectures built on the GPU with random weights -------------
+# FLUX.1-schnell (12B transformer + 4.7B T5-XXL) and SD 3.5 Large (8B + T5-XXL) are 30+ GB in bf16: saving and
+# reloading them would spend most of a device session on disk traffic, so every family below is built in GPU
+# memory and handed to cmcodec's decode path (t2i.generate_batch) in place of its from_pretrained step; the
+# call path, schedulers, step counts and sizes are the profile rows' own. Speed does not depend on weight values.
+IN_MEMORY = {"flux-schnell": "flux", "sd35-large-turbo": "sd35", "sana-sprint": "sana", "sd15-tile": "sd15-tile",
+             "sd-x4-upscaler": "x4-upscaler"}
+
+
+def _t5_xxl():
+    """T5 v1.1 XXL's encoder (FLUX and SD3 both read it): 24 layers, d_model 4096, gated GELU."""
+    from transformers import T5Config, T5EncoderModel
+
+    return T5EncoderModel(T5Config(vocab_size=32128, d_model=4096, d_ff=10240, d_kv=64, num_heads=64, num_layers=24,
+                                   feed_forward_proj="gated-gelu", is_gated_act=True, dense_act_fn="gelu_new"))
+
+
+def _flow_vae(scaling: float, shift: float):
+    """The 16-channel autoencoder of SD3 and FLUX."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=16, layers_per_block=2,
+                         block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+                         up_block_types=("UpDecoderBlock2D",) * 4, sample_size=1024, scaling_factor=scaling,
+                         shift_factor=shift, use_quant_conv=False, use_post_quant_conv=False)
+
+
+def build_in_memory(arch: str, tok_dir: Path, device: str = "cuda"):
+    """A random-weight pipeline of a real architecture, on the GPU (bf16 for the flow families, fp16 else);
+    device "meta" checks the constructors without memory."""
+    import diffusers
+    import torch
+    from tiny_models import gemma_tokenizer, t5_tokenizer, write_clip_tokenizer
+    from transformers import CLIPTokenizer
+
+    torch.manual_seed(0)
+    write_clip_tokenizer(tok_dir)
+    clip_tok = CLIPTokenizer.from_pretrained(tok_dir)
+    dtype = torch.bfloat16 if arch in ("flux", "sd35", "sana") else torch.float16
+    # schedulers outside the device context: their tables stay on the CPU, as from_pretrained leaves them
+    sched = {"flux": lambda: diffusers.FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=False),
+             "sd35": lambda: diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0),
+             "sana": diffusers.SCMScheduler,
+             "sd15-tile": lambda: diffusers.DPMSolverMultistepScheduler(beta_start=0.00085, beta_end=0.012,
+                                                                        beta_schedule="scaled_linear"),
+             "x4-upscaler": lambda: diffusers.DDIMScheduler(prediction_type="v_prediction")}[arch]()
+    low_res = diffusers.DDPMScheduler()
+    with torch.device(device):
+        if arch == "flux":
+            tr = diffusers.FluxTransformer2DModel(
+                patch_size=1, in_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
+                num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768, guidance_embeds=False,
+                axes_dims_rope=(16, 56, 56)).to(dtype)
+            pipe = diffusers.FluxPipeline(
+                scheduler=sched, vae=_flow_vae(0.3611, 0.1159).to(dtype), text_encoder=_clip_text("L").to(dtype),
+                tokenizer=clip_tok, text_encoder_2=_t5_xxl().to(dtype), tokenizer_2=t5_tokenizer(), transformer=tr)
+        elif arch == "sd35":
+            from transformers import CLIPTextModelWithProjection
+
+            def clip_proj(kind: str):
+                te = _clip_text(kind)
+                return te if kind == "G" else CLIPTextModelWithProjection(te.config)
+
+            tr = diffusers.SD3Transformer2DModel(
+                sample_size=128, patch_size=2, in_channels=16, num_layers=38, attention_head_dim=64,
+                num_attention_heads=38, joint_attention_dim=4096, caption_projection_dim=2432,
+                pooled_projection_dim=2048, out_channels=16, pos_embed_max_size=192, qk_norm="rms_norm").to(dtype)
+            pipe = diffusers.StableDiffusion3Pipeline(
+                scheduler=sched, vae=_flow_vae(1.5305, 0.0609).to(dtype),
+                text_encoder=clip_proj("L").to(dtype), tokenizer=clip_tok, text_encoder_2=clip_proj("G").to(dtype),
+                tokenizer_2=clip_tok, text_encoder_3=_t5_xxl().to(dtype), tokenizer_3=t5_tokenizer(), transformer=tr)
+        elif arch == "sana":
+            from transformers import Gemma2Config, Gemma2Model
+
+            tr = diffusers.SanaTransformer2DModel(
+                in_channels=32, out_channels=32, num_attention_heads=70, attention_head_dim=32, num_layers=20,
+                num_cross_attention_heads=20, cross_attention_head_dim=112, cross_attention_dim=2240,
+                caption_channels=2304, mlp_ratio=2.5, sample_size=32, patch_size=1, norm_elementwise_affine=False,
+                norm_eps=1e-6, qk_norm="rms_norm_across_heads", guidance_embeds=True, guidance_embeds_scale=0.1
+            ).to(dtype)
+            te = Gemma2Model(Gemma2Config(vocab_size=256000, hidden_size=2304, intermediate_size=9216,
+                                          num_hidden_layers=26, num_attention_heads=8, num_key_value_heads=4,
+                                          head_dim=256, pad_token_id=0, bos_token_id=2, eos_token_id=1)).to(dtype)
+            vae = diffusers.AutoencoderDC(  # DC-AE f32c32 (SANA 1.0)
+                encoder_block_types=("ResBlock",) * 3 + ("EfficientViTBlock",) * 3,
+                decoder_block_types=("ResBlock",) * 3 + ("EfficientViTBlock",) * 3,
+                upsample_block_type="interpolate", downsample_block_type="Conv",
+                decoder_norm_types=("batch_norm",) * 3 + ("rms_norm",) * 3,
+                decoder_act_fns=("relu",) * 3 + ("silu",) * 3, scaling_factor=0.41407).to(dtype)
+            pipe = diffusers.SanaSprintPipeline(tokenizer=gemma_tokenizer(), text_encoder=te, vae=vae, transformer=tr,
+                                                scheduler=sched)
+        elif arch == "sd15-tile":
+            unet = diffusers.UNet2DConditionModel(
+                sample_size=64, block_out_channels=(320, 640, 1280, 1280), layers_per_block=2,
+                down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+                up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, cross_attention_dim=768,
+                attention_head_dim=8)
+            pipe = diffusers.StableDiffusionControlNetImg2ImgPipeline(
+                vae=_vae(False), text_encoder=_clip_text("L"), tokenizer=clip_tok, unet=unet,
+                controlnet=diffusers.ControlNetModel.from_unet(unet),
+                scheduler=sched, safety_checker=None, feature_extractor=None, requires_safety_checker=False).to(dtype)
+        elif arch == "x4-upscaler":
+            unet = diffusers.UNet2DConditionModel(
+                sample_size=128, in_channels=7, out_channels=4, block_out_channels=(256, 512, 512, 1024),
+                layers_per_block=2, down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * 3,
+                up_block_types=("CrossAttnUpBlock2D",) * 3 + ("UpBlock2D",), cross_attention_dim=1024,
+                attention_head_dim=8, use_linear_projection=True, only_cross_attention=(True, True, True, False),
+                num_class_embeds=1000)
+            vae = diffusers.AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2,
+                                          block_out_channels=(128, 256, 512),
+                                          down_block_types=("DownEncoderBlock2D",) * 3,
+                                          up_block_types=("UpDecoderBlock2D",) * 3, scaling_factor=0.08333)
+            pipe = diffusers.StableDiffusionUpscalePipeline(
+                vae=vae, text_encoder=_clip_text("H"), tokenizer=clip_tok, unet=unet,
+                low_res_scheduler=low_res, scheduler=sched, max_noise_level=350).to(dtype)
+        else:
+            raise ValueError(arch)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe, str(dtype).removeprefix("torch.")
+
+
+def install_in_memory(profile_name: str, pipe) -> None:
+    """Serve pipe from t2i.load_pipelines for this profile, as from_pretrained would have loaded it (the image
+    pipeline made from_pipe, the way load_pipelines makes it)."""
+    import diffusers
+
+    from cmcodec.models import t2i
+    from cmcodec.models.profiles import get_profile
+
+    prof = get_profile(profile_name)
+    fam = t2i.family(prof)
+    if prof.scheduler:
+        pipe.scheduler = getattr(diffusers, prof.scheduler).from_config(pipe.scheduler.config,
+                                                                         **prof.scheduler_kwargs)
+    text, img = (pipe, None) if fam.text2img else (None, pipe)
+    if fam.img2img:
+        cls = diffusers.AutoPipelineForImage2Image if fam.img2img == "auto" else getattr(diffusers, fam.img2img)
+        img = cls.from_pipe(pipe)
+        img.set_progress_bar_config(disable=True)
+    real = t2i.load_pipelines
+
+    def load(p, *a, **k):
+        return (text, img, "cuda") if p.id == prof.id else real(p, *a, **k)
+
+    load.real = real  # type: ignore[attr-defined]
+    t2i.load_pipelines = load
+
+
 def bench_decode(profile_name: str, variant: str, folder: Path, taesd: Path | None, modes: list[str],
                  batches: list[int], budget_s: float, steps: int | None = None, emit=print,
-                 size: tuple[int, int] = (768, 512)) -> list[dict]:
+                 size: tuple[int, int] = (768, 512), dtype: str | None = None) -> list[dict]:
     """ms per image of cmcodec's T2I decode for one profile and speed-up variant, per mode and batch size;
     steps, when given, replaces every mode's step count (a few-step schedule measured on its own)."""
     from dataclasses import replace
@@ -215,7 +363,8 @@ def bench_decode(profile_name: str, variant: str, folder: Path, taesd: Path | No
     from cmcodec.models.loading import Accel
     from cmcodec.models.profiles import get_profile
 
-    tiny, cl, comp, dtype, attention = VARIANTS[variant]
+    tiny, cl, comp, vdtype, attention = VARIANTS[variant]
+    dtype = dtype or vdtype
     prof = get_profile(profile_name + ("-taesd" if tiny else ""))
     label = variant
     if steps is not None:  # same pipeline cache entry (keyed by profile id): only the call's step count changes
@@ -246,8 +395,10 @@ def bench_decode(profile_name: str, variant: str, folder: Path, taesd: Path | No
                 emit(rows[-1])
                 break
             mc = prof.mode(mode)
-            rows.append({"profile": prof.name, "variant": label, "mode": mode, "batch": b, "steps": mc.steps,
-                         "pipeline": mc.pipeline, "strength": mc.strength if mc.pipeline == "img2img" else None,
+            rows.append({"profile": prof.name, "variant": label, "dtype": dtype, "mode": mode, "batch": b,
+                         "steps": mc.steps,
+                         "pipeline": mc.pipeline, "strength": mc.strength if mc.pipeline == "img2img"
+                         and t2i.family(prof).strength else None,
                          "size": prof.decode_size(w, h), "ms_per_image": round(1000 * s / b, 1),
                          "images_per_s": round(b / s, 2), "peak_gib": round(mem, 2),
                          "first_call_s": round(first, 2), "startup_s": round(max(0.0, first - s), 2),
@@ -367,6 +518,8 @@ def main() -> None:
     ap.add_argument("--encode-variants", default="eager", help=f"captioner speed-ups: {', '.join(ENCODE_VARIANTS)}")
     ap.add_argument("--models", type=Path, default=Path("/tmp/cmcodec-models"))
     ap.add_argument("--budget-s", type=float, default=60, help="stop growing the batch of a mode after this long")
+    ap.add_argument("--max-batch-large", type=int, default=4, help="largest batch of the FLUX / SD 3.5 rows")
+    ap.add_argument("--free-disk", action="store_true", help="delete each saved model folder after its rows")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/gpu_speed/latest.json")
     ap.add_argument("--summarize", type=Path, nargs="+", help="print one table of these runs' JSON files and exit")
     ap.add_argument("--current", default="*", help="with --summarize: decode targets from runs matching this "
@@ -399,15 +552,38 @@ def main() -> None:
     taesd = build_taesd(args.models / "taesd") if any(VARIANTS[v][0] for v in variants) else None
     for name in [p for p in args.profiles.split(",") if p]:
         t0 = time.perf_counter()
+        seed = name == "realvisxl-v4"  # the seed configuration is measured as it is, once
+        if name in IN_MEMORY:
+            from cmcodec.models.profiles import get_profile
+
+            try:
+                pipe, dtype = build_in_memory(IN_MEMORY[name], args.models / "clip-tok")
+                install_in_memory(name, pipe)
+            except Exception as e:  # report, go on with the next profile
+                rec({"profile": name, "variant": "eager", "mode": "build", "batch": 0, "error": _why(e)})
+                t2i_cache_clear()
+                continue
+            builds[IN_MEMORY[name]] = round(time.perf_counter() - t0, 1)
+            modes = [m for m in args.modes.split(",") if m in get_profile(name).modes] or list(get_profile(name).modes)
+            nb = [b for b in batches if b <= args.max_batch_large] if name in ("flux-schnell", "sd35-large-turbo") \
+                else batches
+            bench_decode(name, "eager", args.models, None, modes, nb, args.budget_s, emit=rec, size=size,
+                         dtype=dtype)
+            del pipe
+            t2i_cache_clear()
+            continue
         folder = build_pipeline(ARCH[name], args.models / ARCH[name])
         builds[ARCH[name]] = round(time.perf_counter() - t0, 1)
-        seed = name == "realvisxl-v4"  # the seed configuration is measured as it is, once
         modes = ["full"] if seed else args.modes.split(",")
         for v in ["eager"] if seed else variants:
             for n in [None] if seed else step_list:
                 bench_decode(name, v, folder, taesd, modes, [1] if seed else batches, args.budget_s, n, emit=rec,
                              size=size)
             t2i_cache_clear()
+        if args.free_disk:
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
     result = rec.write(done=True)
     print(f"\n{result['device']}, torch {result['torch']}, diffusers {result['diffusers']}, random weights")
     print_rows(rec.rows)

@@ -874,7 +874,7 @@ def profiles(as_json: bool) -> None:
                           + (f" strength {c.strength}" if c.pipeline == "img2img" else "")
                           for m, c in p.modes.items())
         click.echo(f"{p.id:>3}  {p.name:<14} {p.model or '(no model)'}, {p.long_side} px\n"
-                   f"     {p.description}\n     {modes}")
+                   f"     {p.description}\n     {modes}\n     licence: {p.license}")
 
 
 @main.command()

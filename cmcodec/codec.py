@@ -160,12 +160,13 @@ def _fit_caption(caption: str, build: Callable[[str], bytes], budget: int | None
 
 
 def _ref_search(img: Image.Image, codec: guidance.RefCodec, target: int,
-                build: Callable[[Section], bytes]) -> tuple[bytes, Section] | None:
+                build: Callable[[Section], bytes], max_scale: float = 1.0) -> tuple[bytes, Section] | None:
     """Best-quality reference whose whole file fits target bytes, with its section: long side from a size
     guess, then bisection of the quality setting; the long side shrinks while even the worst quality is too
-    big, and grows while the best quality leaves more than REF_GROW_SLACK of the target unused."""
+    big, and grows while the best quality leaves more than REF_GROW_SLACK of the target unused. max_scale caps
+    the long side at that fraction of the image's (the profile's ref_max_scale)."""
     w, h = img.size
-    longest = min(2040, max(8, (max(w, h) + 7) // 8 * 8))
+    longest = min(2040, max(8, (math.ceil(max(w, h) * max_scale) + 7) // 8 * 8))
     px = max(64.0, target * 8 / REF_BITS_PER_PIXEL)
     long_side = int(math.sqrt(px * max(w, h) / min(w, h)))
     long_side = max(8, min(longest, long_side // 8 * 8))
@@ -317,7 +318,8 @@ def _encode_unbudgeted_ref(job: _Job, codec: guidance.RefCodec, caption: str | N
     w, h = job.img.size
     target = max(16, int((job.options.ref_bpp or job.prof.encoder.ref_bpp) * w * h / 8))
     base = len(job.packer.pack(caption, Section(ids.SECTION_IDS["image_ref"], codec.ref_id, b"")))
-    got = _ref_search(job.img, codec, target + base, lambda s: job.packer.pack(caption, s))
+    got = _ref_search(job.img, codec, target + base, lambda s: job.packer.pack(caption, s),
+                     job.prof.encoder.ref_max_scale)
     return got[0] if got is not None else _smallest_ref(job, codec, caption)
 
 
@@ -326,7 +328,8 @@ def _encode_image(job: _Job) -> bytes:
     codec = _ref_codec(job.options)
     if job.budget is None:
         return _encode_unbudgeted_ref(job, codec, None)
-    got = _ref_search(job.img, codec, job.budget, lambda s: job.packer.pack(None, s))
+    got = _ref_search(job.img, codec, job.budget, lambda s: job.packer.pack(None, s),
+                     job.prof.encoder.ref_max_scale)
     if got is None:
         raise _budget_error(job)
     return got[0]
@@ -342,7 +345,7 @@ def _encode_full(job: _Job) -> bytes:
     share = job.caption_share()
     for cap_bytes in dict.fromkeys((share, share // 2, 0)):
         c = textcode.trim_to_bytes(job.caption, cap_bytes) if cap_bytes else ""
-        got = _ref_search(job.img, codec, budget, lambda s, c=c: pack(c, s))
+        got = _ref_search(job.img, codec, budget, lambda s, c=c: pack(c, s), job.prof.encoder.ref_max_scale)
         if got is not None:
             grown = _fit_caption(job.caption, lambda c, s=got[1]: pack(c, s), budget)
             return grown[0] if grown is not None else got[0]
@@ -441,6 +444,10 @@ def encode_result(image: object, *, mode: str = "text", caption: str | None = No
                 cap_text = textcode.normalize(i2t_backend.caption(img, model=opts.i2t, words=words,
                                                                   device=opts.device, accel=opts.accel))
             text = cap_text
+        if text:  # never more than the profile's text encoder reads: no pipeline cuts the prompt
+            from .models.t2i import fit_prompt
+
+            text = fit_prompt(prof, m, text, fallback_words=caption_word_limit(prof, m))
         job = _Job(img, m, text, budget, prof, opts, _Packer(m, w, h, prof, seed, opts.caption_coder))
         try:
             data = _MODE_ENCODERS[m](job)

@@ -47,6 +47,22 @@ def tiny_qwen2vl(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_qwen2vl(tmp_path_factory.mktemp("models") / "tiny-qwen2vl")
 
 
+@pytest.fixture(scope="session")
+def tiny_family(tmp_path_factory: pytest.TempPathFactory):
+    """Folder of a tiny pipeline of one decoder family (tiny_models.TINY_FAMILIES), built once per session."""
+    pytest.importorskip("diffusers")
+    from tiny_models import TINY_FAMILIES
+
+    built: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in built:
+            built[name] = TINY_FAMILIES[name](tmp_path_factory.mktemp("models") / f"tiny-{name}")
+        return built[name]
+
+    return get
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip slow / gpu / weights tests unless asked for."""
     import importlib.util

@@ -48,8 +48,8 @@ def test_offline_never_opens_a_connection(monkeypatch: pytest.MonkeyPatch) -> No
 def test_a_file_can_only_name_registered_profiles() -> None:
     ok = bitstream.pack(mode="text", width=64, height=64, profile_id=4, sections=[bitstream.Section(0, 2, b"x")])
     assert cmcodec.read_header(ok).profile_name == "realvisxl-v4"
-    bad = bitstream.pack(mode="text", width=64, height=64, profile_id=9, sections=[bitstream.Section(0, 2, b"x")])
-    with pytest.raises(FormatError, match="unknown decoder profile id 9"):  # before any model is looked up
+    bad = bitstream.pack(mode="text", width=64, height=64, profile_id=99, sections=[bitstream.Section(0, 2, b"x")])
+    with pytest.raises(FormatError, match="unknown decoder profile id 99"):  # before any model is looked up
         cmcodec.decode(bad)
 
 

@@ -331,3 +331,218 @@ def make_tiny_internvl(folder: Path) -> Path:
         text_config={**_llama(vocab), "model_type": "qwen2"}, downsample_ratio=0.5, image_token_id=vocab["<IMG_CONTEXT>"])
     torch.manual_seed(0)
     return _save(InternVLForConditionalGeneration(cfg), proc, folder)
+# --- the decoder families beyond SD 1.x (one factory each; shapes after diffusers' own pipeline tests) -------
+
+WORDS = ["a", "photo", "of", "the", "red", "house", "with", "white", "windows", "blue", "sky", "green", "tree",
+         "and", "on", "in", "high", "quality", "sharp", "detailed", "photograph", "make", "it", ","]
+
+
+def _clip_pair(folder: Path, hidden: int = 16, projection: bool = False):
+    """A CLIP text encoder (with projection for SDXL's / SD3's second encoder) and the character tokenizer."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    tok_dir = folder.parent / (folder.name + "-tok")
+    vocab_size = write_clip_tokenizer(tok_dir)
+    cfg = CLIPTextConfig(bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=hidden,
+                         intermediate_size=2 * hidden, num_attention_heads=2, num_hidden_layers=2,
+                         vocab_size=vocab_size, max_position_embeddings=77, projection_dim=hidden)
+    enc = CLIPTextModelWithProjection(cfg) if projection else CLIPTextModel(cfg)
+    return enc, CLIPTokenizer.from_pretrained(tok_dir)
+
+
+def t5_tokenizer():
+    """A word-level T5 tokenizer (sentencepiece unigram pieces written here, no model file)."""
+    from transformers import T5TokenizerFast
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [("\u2581" + w, -1.0) for w in WORDS] + \
+        [(c, -5.0) for c in CHARS]
+    return T5TokenizerFast(vocab=pieces, extra_ids=0)
+
+
+def _t5(vocab: int, d_model: int = 32):
+    from transformers import T5Config, T5EncoderModel
+
+    return T5EncoderModel(T5Config(vocab_size=vocab, d_model=d_model, d_ff=2 * d_model, d_kv=8, num_layers=1,
+                                   num_heads=2, decoder_start_token_id=0))
+
+
+def _kl_vae(latent_channels: int = 4, blocks: int = 4, **kw):
+    """A tiny AutoencoderKL downsampling 2^(blocks-1) times."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(block_out_channels=(4,) * blocks, in_channels=3, out_channels=3,
+                         latent_channels=latent_channels, norm_num_groups=2, layers_per_block=1,
+                         down_block_types=("DownEncoderBlock2D",) * blocks,
+                         up_block_types=("UpDecoderBlock2D",) * blocks, **kw)
+
+
+def make_tiny_sdxl_edm(folder: Path) -> Path:
+    """A tiny SDXL-layout pipeline with Playground v2.5's EDM DPM-Solver scheduler and latent statistics."""
+    import torch
+    from diffusers import EDMDPMSolverMultistepScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+
+    torch.manual_seed(0)
+    te, tok = _clip_pair(folder, 16)
+    te2, tok2 = _clip_pair(folder, 16, projection=True)
+    unet = UNet2DConditionModel(
+        block_out_channels=(4, 8), layers_per_block=1, sample_size=32, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
+        addition_time_embed_dim=8, transformer_layers_per_block=(1, 1), projection_class_embeddings_input_dim=6 * 8 + 16,
+        cross_attention_dim=32, norm_num_groups=2)
+    vae = _kl_vae(latents_mean=[0.1, -0.1, 0.05, 0.0], latents_std=[1.1, 0.9, 1.0, 1.2], scaling_factor=0.5)
+    sched = EDMDPMSolverMultistepScheduler(sigma_min=0.002, sigma_max=80.0, sigma_data=0.5, solver_order=2,
+                                           prediction_type="epsilon", final_sigmas_type="zero")
+    StableDiffusionXLPipeline(vae=vae, text_encoder=te, text_encoder_2=te2, tokenizer=tok, tokenizer_2=tok2,
+                              unet=unet, scheduler=sched).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def _sd_unet(in_channels: int = 4):
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        block_out_channels=(4, 8), layers_per_block=1, sample_size=32, in_channels=in_channels, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=16, norm_num_groups=2, attention_head_dim=4)
+
+
+def make_tiny_controlnet(folder: Path) -> Path:
+    """A tiny SD 1.5-layout ControlNet img2img pipeline folder (controlnet/ saved inside, as save_pretrained
+    of the whole pipeline writes it)."""
+    import torch
+    from diffusers import (
+        ControlNetModel,
+        EulerDiscreteScheduler,
+        StableDiffusionControlNetImg2ImgPipeline,
+    )
+
+    torch.manual_seed(0)
+    te, tok = _clip_pair(folder, 16)
+    cn = ControlNetModel(block_out_channels=(4, 8), layers_per_block=1, in_channels=4, cross_attention_dim=16,
+                         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), norm_num_groups=2,
+                         attention_head_dim=4, conditioning_embedding_out_channels=(4, 4, 4, 4))
+    pipe = StableDiffusionControlNetImg2ImgPipeline(
+        vae=_kl_vae(), text_encoder=te, tokenizer=tok, unet=_sd_unet(), controlnet=cn,
+        scheduler=EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear"),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def make_tiny_pix2pix(folder: Path) -> Path:
+    """A tiny InstructPix2Pix folder (UNet with 8 input channels: latents + the encoded condition image)."""
+    import torch
+    from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionInstructPix2PixPipeline
+
+    torch.manual_seed(0)
+    te, tok = _clip_pair(folder, 16)
+    pipe = StableDiffusionInstructPix2PixPipeline(
+        vae=_kl_vae(), text_encoder=te, tokenizer=tok, unet=_sd_unet(8),
+        scheduler=EulerAncestralDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear"),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def make_tiny_upscaler(folder: Path) -> Path:
+    """A tiny SD x4 upscaler folder: the UNet takes latents + the low-resolution image (7 channels) and a noise
+    level class embedding; the autoencoder upsamples 4x."""
+    import torch
+    from diffusers import DDIMScheduler, DDPMScheduler, StableDiffusionUpscalePipeline, UNet2DConditionModel
+
+    torch.manual_seed(0)
+    te, tok = _clip_pair(folder, 16)
+    unet = UNet2DConditionModel(
+        block_out_channels=(4, 8), layers_per_block=1, sample_size=32, in_channels=7, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=16, norm_num_groups=2, attention_head_dim=4, num_class_embeds=351)
+    vae = _kl_vae(blocks=3, scaling_factor=0.08333)
+    pipe = StableDiffusionUpscalePipeline(
+        vae=vae, text_encoder=te, tokenizer=tok, unet=unet, low_res_scheduler=DDPMScheduler(),
+        scheduler=DDIMScheduler(prediction_type="v_prediction"), max_noise_level=350)
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def make_tiny_flux(folder: Path) -> Path:
+    """A tiny FLUX.1-layout folder: CLIP (pooled) + T5 text encoders, a 1+1-block flux transformer over 2x2
+    latent patches, a 16-channel-style autoencoder (here 4 latent channels, 8x downsampling)."""
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+
+    torch.manual_seed(0)
+    te, tok = _clip_pair(folder, 16)
+    tok2 = t5_tokenizer()
+    tr = FluxTransformer2DModel(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1,
+                                attention_head_dim=8, num_attention_heads=2, joint_attention_dim=32,
+                                pooled_projection_dim=16, axes_dims_rope=[2, 2, 4])
+    vae = _kl_vae(shift_factor=0.1, scaling_factor=0.5, use_quant_conv=False, use_post_quant_conv=False)
+    FluxPipeline(scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=vae, text_encoder=te, tokenizer=tok,
+                 text_encoder_2=_t5(len(tok2), 32), tokenizer_2=tok2, transformer=tr
+                 ).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def make_tiny_sd3(folder: Path) -> Path:
+    """A tiny SD3-layout folder: two CLIP encoders with projection + T5, a one-block MMDiT."""
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+
+    torch.manual_seed(0)
+    te, tok = _clip_pair(folder, 16, projection=True)
+    te2, tok2 = _clip_pair(folder, 16, projection=True)
+    tok3 = t5_tokenizer()
+    tr = SD3Transformer2DModel(sample_size=32, patch_size=2, in_channels=4, num_layers=1, attention_head_dim=8,
+                               num_attention_heads=2, caption_projection_dim=16, joint_attention_dim=32,
+                               pooled_projection_dim=32, out_channels=4)
+    vae = _kl_vae(shift_factor=0.1, scaling_factor=0.5, use_quant_conv=False, use_post_quant_conv=False)
+    StableDiffusion3Pipeline(scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=vae, text_encoder=te,
+                             tokenizer=tok, text_encoder_2=te2, tokenizer_2=tok2, text_encoder_3=_t5(len(tok3), 32),
+                             tokenizer_3=tok3, transformer=tr).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def gemma_tokenizer():
+    """A word-level Gemma tokenizer (BPE without merges over words and characters, written here)."""
+    from transformers import GemmaTokenizerFast
+
+    vocab = {t: i for i, t in enumerate(["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "\u2581"] +
+                                         ["\u2581" + w for w in WORDS] + list(CHARS))}
+    return GemmaTokenizerFast(vocab=vocab, merges=[])
+
+
+def make_tiny_sana_sprint(folder: Path) -> Path:
+    """A tiny SANA-Sprint folder: Gemma-2 text encoder, a one-block linear DiT with guidance embedding and QK
+    norm, a DC autoencoder (2 stages), the SCM scheduler."""
+    import torch
+    from diffusers import AutoencoderDC, SanaSprintPipeline, SanaTransformer2DModel, SCMScheduler
+    from transformers import Gemma2Config, Gemma2Model
+
+    torch.manual_seed(0)
+    tok = gemma_tokenizer()
+    te = Gemma2Model(Gemma2Config(head_dim=8, hidden_size=16, intermediate_size=32, num_attention_heads=2,
+                                  num_hidden_layers=1, num_key_value_heads=1, vocab_size=len(tok),
+                                  max_position_embeddings=1024, pad_token_id=0, bos_token_id=2, eos_token_id=1))
+    tr = SanaTransformer2DModel(patch_size=1, in_channels=4, out_channels=4, num_layers=1, num_attention_heads=2,
+                                attention_head_dim=4, num_cross_attention_heads=2, cross_attention_head_dim=4,
+                                cross_attention_dim=8, caption_channels=16, sample_size=32,
+                                qk_norm="rms_norm_across_heads", guidance_embeds=True)
+    vae = AutoencoderDC(in_channels=3, latent_channels=4, attention_head_dim=2,
+                        encoder_block_types=("ResBlock", "EfficientViTBlock"),
+                        decoder_block_types=("ResBlock", "EfficientViTBlock"),
+                        encoder_block_out_channels=(8, 8), decoder_block_out_channels=(8, 8),
+                        encoder_qkv_multiscales=((), (5,)), decoder_qkv_multiscales=((), (5,)),
+                        encoder_layers_per_block=(1, 1), decoder_layers_per_block=(1, 1),
+                        downsample_block_type="conv", upsample_block_type="interpolate",
+                        decoder_norm_types="rms_norm", decoder_act_fns="silu", scaling_factor=0.41407)
+    SanaSprintPipeline(tokenizer=tok, text_encoder=te, vae=vae, transformer=tr, scheduler=SCMScheduler()
+                       ).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+TINY_FAMILIES = {
+    "sdxl-edm": make_tiny_sdxl_edm, "controlnet": make_tiny_controlnet, "pix2pix": make_tiny_pix2pix,
+    "upscale-x4": make_tiny_upscaler, "flux": make_tiny_flux, "sd3": make_tiny_sd3,
+    "sana-sprint": make_tiny_sana_sprint,
+}

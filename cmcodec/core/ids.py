@@ -40,6 +40,17 @@ PROFILE_NAMES: dict[int, str] = {
     4: "realvisxl-v4",
     5: "sd-turbo-taesd",
     6: "sdxl-turbo-taesd",
+    7: "playground-v2.5",
+    8: "playground-v2",
+    9: "ssd-1b",
+    10: "sdxl-base",
+    11: "dreamlike-photoreal-2",
+    12: "instruct-pix2pix",
+    13: "sd15-tile",
+    14: "sd-x4-upscaler",
+    15: "flux-schnell",
+    16: "sd35-large-turbo",
+    17: "sana-sprint",
 }
 
 

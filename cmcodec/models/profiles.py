@@ -17,7 +17,7 @@ from ..core.ids import PROFILE_NAMES
 class ModeConfig:
     """How one mode is decoded: pipeline kind and its numeric settings."""
 
-    pipeline: str  # "text2img", "img2img" or "classic"
+    pipeline: str  # "text2img", "img2img" (any image-conditioned pipeline of the family) or "classic"
     steps: int = 0
     strength: float = 1.0
     guidance_scale: float = 0.0
@@ -26,6 +26,9 @@ class ModeConfig:
     # classic decoding of guidance (also used to build the img2img init image)
     upsample: str = "bicubic"
     smooth: float = 0.0  # Gaussian radius, in output pixels per guidance pixel
+    # further pipeline call arguments of this mode: image_guidance_scale (InstructPix2Pix), noise_level
+    # (x4 upscaler), controlnet_conditioning_scale (ControlNet)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # --mode auto of the neural rows: full from 0.01 bpp, pixel from 0.0015 bpp, text below (README, Budgets)
@@ -49,6 +52,9 @@ class EncoderDefaults:
     # and falls to the next rows' modes when a mode cannot fit (no budget: from the first row); modes the
     # profile does not decode are skipped
     auto_ladder: tuple[tuple[float, str], ...] = AUTO_NEURAL
+    # largest image reference, as a fraction of the image's long side: the x4 upscaler restores 4x, so a
+    # larger reference would only be shrunk again before it (the bytes would be wasted)
+    ref_max_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -67,9 +73,16 @@ class Profile:
     load_kwargs: dict[str, Any] = field(default_factory=dict)  # extra from_pretrained arguments
     vae: str | None = None  # hub id of a tiny autoencoder (AutoencoderTiny) that replaces the model's own
     encoder: EncoderDefaults = EncoderDefaults()
-    # Tokens of prompt the binding text encoder reads, its special tokens included (CLIP: 77); rate control
-    # grows a caption no further than this (codec.caption_word_limit)
+    family: str = "sd"  # pipeline family (cmcodec.models.t2i.FAMILIES): which diffusers classes load and run it
+    controlnet: str | None = None  # hub id of the ControlNet of a "controlnet" family row
+    license: str = ""  # the model's licence as its model card names it (the user must accept it)
+    # Tokens of prompt the binding text encoder reads, its special tokens included (CLIP: 77; T5 / Gemma:
+    # the max_sequence_length the family passes), and the tokenizer subfolder that counts them. The encoder
+    # trims a longer caption at a word boundary (cmcodec.models.t2i.fit_prompt), so no pipeline cuts it;
+    # rate control grows a caption no further than this (codec.caption_word_limit)
     prompt_tokens: int = 77
+    tokenizer: str = "tokenizer"
+    dtype: str | None = None  # GPU precision unless --dtype names one (None: float16); CPUs run float32
 
     def mode(self, mode: str) -> ModeConfig:
         """Settings of a mode, or ProfileError if this profile cannot decode it."""
@@ -116,6 +129,32 @@ def _cfg_modes(steps: int, cfg: float) -> dict[str, ModeConfig]:
     }
 
 
+def _restore_modes(steps: int, cfg: float, strength: float, **extra: Any) -> dict[str, ModeConfig]:
+    """Image and full modes of a restoration decoder (the reference drives it; text and pixel modes have no
+    image good enough for it)."""
+    return {
+        "image": ModeConfig("img2img", steps=steps, strength=strength, guidance_scale=cfg, prompt=_QUALITY,
+                            negative_prompt=_NEG, extra=dict(extra)),
+        "full": ModeConfig("img2img", steps=steps, strength=strength, guidance_scale=cfg, prompt=_QUALITY_FULL,
+                           negative_prompt=_NEG, extra=dict(extra)),
+    }
+
+
+def _fast_modes(steps: int, cfg: float = 0.0, image_steps: int = 2, **extra: Any) -> dict[str, ModeConfig]:
+    """Mode table of the few-step flow models (FLUX.1-schnell, SD 3.5 Turbo, SANA-Sprint): no negative prompt
+    (distilled, no classifier-free guidance). Their img2img starts at step int(steps x (1 - strength)) of the
+    schedule (diffusers' flow pipelines round down the steps skipped, not the steps run): index 0 is pure noise,
+    so the pixel mode takes 5 steps at strength 0.8 (4 run) and the image modes 2 at 0.5 (1 run) or more."""
+    return {
+        "text": ModeConfig("text2img", steps=steps, guidance_scale=cfg),
+        "pixel": ModeConfig("img2img", steps=5, strength=0.8, guidance_scale=cfg, smooth=0.5, extra=dict(extra)),
+        "image": ModeConfig("img2img", steps=image_steps, strength=0.5, guidance_scale=cfg, prompt=_QUALITY,
+                            extra=dict(extra)),
+        "full": ModeConfig("img2img", steps=image_steps, strength=0.5, guidance_scale=cfg, prompt=_QUALITY_FULL,
+                           extra=dict(extra)),
+    }
+
+
 PROFILES: tuple[Profile, ...] = (
     Profile(
         id=0,
@@ -125,6 +164,7 @@ PROFILES: tuple[Profile, ...] = (
         modes=_turbo_modes(),
         scheduler="EulerDiscreteScheduler",
         scheduler_kwargs={"timestep_spacing": "trailing"},
+        license="sai-nc-community (Stability AI non-commercial research community licence)",
     ),
     Profile(
         id=1,
@@ -137,6 +177,7 @@ PROFILES: tuple[Profile, ...] = (
             "image": ModeConfig("classic", upsample="lanczos", smooth=0.0),
             "full": ModeConfig("classic", upsample="lanczos", smooth=0.0),
         },
+        license="none (no model)",
     ),
     Profile(
         id=2,
@@ -146,6 +187,7 @@ PROFILES: tuple[Profile, ...] = (
         modes=_turbo_modes(),
         scheduler="EulerAncestralDiscreteScheduler",
         scheduler_kwargs={"timestep_spacing": "trailing"},
+        license="sai-nc-community (Stability AI non-commercial research community licence)",
     ),
     Profile(
         id=3,
@@ -155,6 +197,7 @@ PROFILES: tuple[Profile, ...] = (
         modes=_cfg_modes(25, 7.5),
         scheduler="DPMSolverMultistepScheduler",
         load_kwargs={"safety_checker": None, "requires_safety_checker": False},
+        license="creativeml-openrail-m",
     ),
     Profile(
         id=4,
@@ -163,15 +206,166 @@ PROFILES: tuple[Profile, ...] = (
         model="SG161222/RealVisXL_V4.0",
         modes=_cfg_modes(40, 7.0),
         long_side=1024,
+        license="openrail++",
     ),
 )
 # Tiny-autoencoder variants: the turbo rows with TAESD / TAESDXL decoding the latents (own ids: other pixels)
 _BASE = {p.name: p for p in PROFILES}
+_TAESD_LICENSE = "; madebyollin/taesd: mit"
 PROFILES += (
     replace(_BASE["sd-turbo"], id=5, name="sd-turbo-taesd", vae="madebyollin/taesd",
-            description="sd-turbo with the tiny autoencoder TAESD: the fastest decoder, slightly softer detail"),
+            description="sd-turbo with the tiny autoencoder TAESD: the fastest decoder, slightly softer detail",
+            license=_BASE["sd-turbo"].license + _TAESD_LICENSE),
     replace(_BASE["sdxl-turbo"], id=6, name="sdxl-turbo-taesd", vae="madebyollin/taesdxl",
-            description="sdxl-turbo with the tiny autoencoder TAESDXL"),
+            description="sdxl-turbo with the tiny autoencoder TAESDXL",
+            license=_BASE["sdxl-turbo"].license + _TAESD_LICENSE.replace("taesd:", "taesdxl:")),
+)
+# CMC-Bench's other decoders that diffusers loads without remote code, restoration decoders for the image and
+# full modes, and today's few-step families. Steps and guidance follow each model card's recommendation.
+PROFILES += (
+    Profile(
+        id=7,
+        name="playground-v2.5",
+        description="Playground v2.5 (SDXL architecture, EDM noise schedule), 1024 px, 30 steps, CFG 3",
+        model="playgroundai/playground-v2.5-1024px-aesthetic",
+        modes=_cfg_modes(30, 3.0),  # scheduler: the model's own EDMDPMSolverMultistepScheduler
+        long_side=1024,
+        license="playground-v2dot5-community",
+    ),
+    Profile(
+        id=8,
+        name="playground-v2",
+        description="Playground v2 (SDXL architecture), 1024 px, 30 steps, CFG 3",
+        model="playgroundai/playground-v2-1024px-aesthetic",
+        modes=_cfg_modes(30, 3.0),
+        long_side=1024,
+        license="playground-v2-community",
+    ),
+    Profile(
+        id=9,
+        name="ssd-1b",
+        description="Segmind SSD-1B (SDXL distilled to 1.3B UNet), 1024 px, 30 steps, CFG 5",
+        model="segmind/SSD-1B",
+        modes=_cfg_modes(30, 5.0),
+        long_side=1024,
+        license="apache-2.0",
+    ),
+    Profile(
+        id=10,
+        name="sdxl-base",
+        description="Stable Diffusion XL 1.0 base, 1024 px, 30 steps, CFG 5",
+        model="stabilityai/stable-diffusion-xl-base-1.0",
+        modes=_cfg_modes(30, 5.0),
+        long_side=1024,
+        license="openrail++",
+    ),
+    Profile(
+        id=11,
+        name="dreamlike-photoreal-2",
+        description="Dreamlike Photoreal 2.0 (SD 1.5 fine-tune), 768 px, 25 DPM-Solver++ steps, CFG 7.5",
+        model="dreamlike-art/dreamlike-photoreal-2.0",
+        modes=_cfg_modes(25, 7.5),
+        long_side=768,
+        scheduler="DPMSolverMultistepScheduler",
+        load_kwargs={"safety_checker": None, "requires_safety_checker": False},
+        license="other (CreativeML OpenRAIL-M with Dreamlike's additions)",
+    ),
+    Profile(
+        id=12,
+        name="instruct-pix2pix",
+        description="InstructPix2Pix: the reference edited by an instruction, 512 px, 20 steps, CFG 7.5, "
+                    "image guidance 1.5",
+        model="timbrooks/instruct-pix2pix",
+        modes={  # no strength: the reference is a condition, image_guidance_scale weighs it
+            "image": ModeConfig("img2img", steps=20, guidance_scale=7.5, negative_prompt=_NEG,
+                                prompt="make it a sharp, detailed, high quality photograph",
+                                extra={"image_guidance_scale": 1.5}),
+            "full": ModeConfig("img2img", steps=20, guidance_scale=7.5, negative_prompt=_NEG,
+                               prompt="make it a sharp, detailed, high quality photograph of {caption}",
+                               extra={"image_guidance_scale": 1.5}),
+        },
+        family="pix2pix",
+        scheduler="EulerAncestralDiscreteScheduler",
+        load_kwargs={"safety_checker": None, "requires_safety_checker": False},
+        license="mit",
+    ),
+    Profile(
+        id=13,
+        name="sd15-tile",
+        description="SD 1.5 with ControlNet 1.1 tile: the reference as img2img start and tile condition, "
+                    "512 px, 20 steps at strength 0.75, CFG 7.5",
+        model="stable-diffusion-v1-5/stable-diffusion-v1-5",
+        controlnet="lllyasviel/control_v11f1e_sd15_tile",
+        modes=_restore_modes(20, 7.5, 0.75, controlnet_conditioning_scale=1.0),
+        family="controlnet",
+        scheduler="DPMSolverMultistepScheduler",
+        load_kwargs={"safety_checker": None, "requires_safety_checker": False},
+        license="creativeml-openrail-m; ControlNet tile: openrail",
+    ),
+    Profile(
+        id=14,
+        name="sd-x4-upscaler",
+        description="SD x4 upscaler: a reference coded at a quarter of the size restored 4x, 768 px out, "
+                    "20 steps, CFG 7.5, noise level 20",
+        model="stabilityai/stable-diffusion-x4-upscaler",
+        modes={
+            "image": ModeConfig("img2img", steps=20, guidance_scale=7.5, prompt=_QUALITY, negative_prompt=_NEG,
+                                extra={"noise_level": 20}),
+            "full": ModeConfig("img2img", steps=20, guidance_scale=7.5, prompt=_QUALITY_FULL,
+                               negative_prompt=_NEG, extra={"noise_level": 20}),
+        },
+        long_side=768,
+        multiple_of=32,  # the input (a quarter of this) stays a multiple of the UNet's 8
+        family="upscale-x4",
+        encoder=EncoderDefaults(ref_max_scale=0.25),
+        license="openrail++",
+    ),
+    Profile(
+        id=15,
+        name="flux-schnell",
+        description="FLUX.1 [schnell] (12B rectified-flow transformer, T5-XXL), 1024 px, 4 steps, no guidance",
+        model="black-forest-labs/FLUX.1-schnell",
+        modes=_fast_modes(4),
+        long_side=1024,
+        multiple_of=16,  # 8x autoencoder, then 2x2 latent patches
+        family="flux",
+        dtype="bfloat16",  # trained in bf16: float16 overflows in its T5 / Gemma activations
+        encoder=EncoderDefaults(caption_words=40),
+        license="apache-2.0",
+        prompt_tokens=256,  # schnell's T5 limit (dev takes 512)
+        tokenizer="tokenizer_2",
+    ),
+    Profile(
+        id=16,
+        name="sd35-large-turbo",
+        description="Stable Diffusion 3.5 Large Turbo (8B MMDiT, CLIP-L/G + T5-XXL), 1024 px, 4 steps, no guidance",
+        model="stabilityai/stable-diffusion-3.5-large-turbo",
+        modes=_fast_modes(4),
+        long_side=1024,
+        multiple_of=16,
+        family="sd3",
+        dtype="bfloat16",  # trained in bf16: float16 overflows in its T5 / Gemma activations
+        encoder=EncoderDefaults(caption_words=40),
+        license="stabilityai-ai-community",
+        prompt_tokens=256,  # T5 reads the caption; the CLIP encoders see its first 77 tokens by design
+        tokenizer="tokenizer_3",
+    ),
+    Profile(
+        id=17,
+        name="sana-sprint",
+        description="SANA-Sprint 1.6B (linear DiT, Gemma-2 text encoder, 32x DC-AE), 1024 px, 2 steps",
+        model="Efficient-Large-Model/Sana_Sprint_1.6B_1024px_diffusers",
+        # guidance is an embedding input of the distilled model, not CFG. Its SCM schedule has a fixed middle
+        # step (intermediate_timesteps) only at 2 steps; the image modes take an even 4-step schedule instead
+        modes=_fast_modes(2, 4.5, image_steps=4, intermediate_timesteps=None),
+        long_side=1024,
+        multiple_of=32,
+        family="sana-sprint",
+        dtype="bfloat16",  # trained in bf16: float16 overflows in its T5 / Gemma activations
+        encoder=EncoderDefaults(caption_words=40),
+        license="NSCL v2-custom (NVIDIA); Gemma terms of use",
+        prompt_tokens=300,
+    ),
 )
 
 PROFILES_BY_ID: dict[int, Profile] = {p.id: p for p in PROFILES}
@@ -188,10 +382,18 @@ DECODE_FIELDS: tuple[str, ...] = ("model", "vae", "modes", "long_side", "multipl
                                   "scheduler_kwargs", "load_kwargs")
 
 
+# pixel-deciding fields added after the first pins, with their defaults: written only where a row sets them,
+# so the rows pinned before them keep their pins
+LATER_DECODE_FIELDS: dict[str, Any] = {"family": "sd", "controlnet": None, "prompt_tokens": 77, "dtype": None}
+LATER_MODE_FIELDS: dict[str, Any] = {"extra": {}}
+
+
 def decode_fields(p: Profile) -> dict[str, Any]:
     """The pixel-deciding fields of a row as plain JSON data (pinned by fixtures/golden/profiles.json)."""
     out = {f: getattr(p, f) for f in DECODE_FIELDS}
-    out["modes"] = {m: asdict(mc) for m, mc in p.modes.items()}
+    out.update({f: getattr(p, f) for f, d in LATER_DECODE_FIELDS.items() if getattr(p, f) != d})
+    out["modes"] = {m: {k: v for k, v in asdict(mc).items() if LATER_MODE_FIELDS.get(k, object()) != v}
+                    for m, mc in p.modes.items()}
     return out
 
 

@@ -1,20 +1,68 @@
-"""Text-to-image decoding through diffusers AutoPipelines (safetensors only, no remote code)."""
+"""Text-to-image decoding through diffusers pipelines (safetensors only, no remote code).
+
+A profile row names its pipeline family; FAMILIES says, per family, which diffusers classes load and run it
+and how the decoded guidance image and the prompt reach the pipeline call (a family is a row, not a class).
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
 
 from ..core.errors import ModelError
-from .loading import EAGER, Accel, load_error, locate, pick_device, pick_dtype
+from .loading import EAGER, ENV_MODEL_DIR, Accel, load_error, locate, pick_device, pick_dtype
 from .profiles import Profile
 
 _CACHE: dict[tuple, Any] = {}
 _LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Family:
+    """How one pipeline family is loaded and called."""
+
+    loader: str  # diffusers class whose from_pretrained loads the model folder
+    text2img: str | None  # class of the text mode ("auto": AutoPipelineForText2Image), None: the family has none
+    img2img: str | None  # class of the image-conditioned modes, made from_pipe of the loaded one; None: the loaded
+    init_args: tuple[str, ...] = ("image",)  # call arguments that receive the guidance image
+    strength: bool = True  # the image pipeline starts from the noised guidance (img2img): it takes strength
+    negative: bool = True  # takes negative_prompt (the distilled flow models have no classifier-free guidance)
+    sequence_length: bool = False  # takes max_sequence_length: the profile's prompt_tokens is passed
+    init_divisor: int = 1  # the guidance image is given at the generation size divided by this
+    controlnet: bool = False  # loads the profile's ControlNet beside the model
+    extra: tuple[tuple[str, Any], ...] = ()  # fixed call arguments of every call of the family
+
+
+FAMILIES: dict[str, Family] = {
+    # SD 1.x / 2.x and SDXL (any scheduler, EDM ones included): AutoPipelines map the folder's own class
+    "sd": Family("AutoPipelineForText2Image", "auto", "auto"),
+    "flux": Family("AutoPipelineForText2Image", "auto", "auto", negative=False, sequence_length=True),
+    "sd3": Family("AutoPipelineForText2Image", "auto", "auto", negative=False, sequence_length=True),
+    # AutoPipelines do not map SANA-Sprint. Resolution binning off: decode_size already gives the size, a
+    # multiple of the autoencoder's 32, so the generation size is the profile's, as for every other family
+    "sana-sprint": Family("SanaSprintPipeline", "SanaSprintPipeline", "SanaSprintImg2ImgPipeline", negative=False,
+                          sequence_length=True, extra=(("use_resolution_binning", False),)),
+    # restoration decoders: image-conditioned only
+    "controlnet": Family("StableDiffusionControlNetImg2ImgPipeline", None, None,
+                         init_args=("image", "control_image"), controlnet=True),
+    "pix2pix": Family("StableDiffusionInstructPix2PixPipeline", None, None, strength=False),
+    "upscale-x4": Family("StableDiffusionUpscalePipeline", None, None, strength=False, init_divisor=4),
+}
+
+
+def family(profile: Profile) -> Family:
+    """The family row of a neural profile."""
+    try:
+        return FAMILIES[profile.family]
+    except KeyError:
+        raise ModelError(f"profile {profile.name} names pipeline family {profile.family!r}: expected one of "
+                         f"{', '.join(FAMILIES)}") from None
 
 
 def _dtype_kw(version: str, dtype: Any) -> dict[str, Any]:
@@ -26,61 +74,81 @@ def _dtype_kw(version: str, dtype: Any) -> dict[str, Any]:
 def load_pipelines(profile: Profile, device: str | None = None, dtype: str | None = None,
                    model_path: str | None = None, vae_path: str | None = None,
                    accel: Accel = EAGER) -> tuple[Any, Any, str]:
-    """(text2img, img2img, device) for a profile, cached; img2img shares the text2img components."""
+    """(text2img, image pipeline, device) for a profile, cached; the image pipeline shares the components of
+    the text one. text2img is None for the families that only restore a guidance image."""
     if not profile.model:
         raise ModelError(f"profile {profile.name} has no generative model")
+    fam = family(profile)
     loc = locate("T2I", profile.model, model_path, "--model-path")  # before heavy imports: fail fast
     vae_loc = locate("autoencoder", profile.vae, vae_path, "--vae-path") if profile.vae else None
+    # a folder saved with save_pretrained from the whole pipeline holds its ControlNet; else the profile's own
+    cn_loc = None
+    if fam.controlnet and not os.path.isdir(os.path.join(loc, "controlnet")):
+        if not profile.controlnet:
+            raise ModelError(f"profile {profile.name} is a ControlNet row without a controlnet model")
+        cn_loc = locate("ControlNet", profile.controlnet, None, "--model-path (a pipeline folder with controlnet/)")
     try:
         import diffusers
         import torch
-        from diffusers import AutoPipelineForImage2Image, AutoPipelineForText2Image
     except ImportError as e:
         raise ModelError(
             f"profile {profile.name} needs diffusers and torch: pip install 'cmcodec[neural]' ({e})"
         ) from None
     dev = pick_device(device)
-    torch_dtype = pick_dtype(dev, dtype)
-    key = (profile.id, loc, vae_loc, dev, str(torch_dtype), accel)
+    torch_dtype = pick_dtype(dev, dtype or (profile.dtype if dev.startswith("cuda") else None))
+    key = (profile.id, loc, vae_loc, cn_loc, dev, str(torch_dtype), accel)
     with _LOCK:
         if key in _CACHE:
             return _CACHE[key]
+        dkw = _dtype_kw(diffusers.__version__, torch_dtype)
         extra: dict[str, Any] = {}
         if vae_loc:
             try:
-                extra["vae"] = diffusers.AutoencoderTiny.from_pretrained(
-                    vae_loc, **_dtype_kw(diffusers.__version__, torch_dtype), use_safetensors=True)
+                extra["vae"] = diffusers.AutoencoderTiny.from_pretrained(vae_loc, **dkw, use_safetensors=True)
             except Exception as e:  # same contract as the pipeline below: one line, how to supply it
                 raise load_error("autoencoder", profile.vae or "", vae_loc, e, "--vae-path") from None
+        if cn_loc:
+            try:
+                extra["controlnet"] = diffusers.ControlNetModel.from_pretrained(cn_loc, **dkw, use_safetensors=True)
+            except Exception as e:
+                raise load_error("ControlNet", profile.controlnet or "", cn_loc, e, "--model-path") from None
         try:
-            # use_safetensors=True: never unpickle; no custom_pipeline: never run remote code (issue 7)
-            t2i = AutoPipelineForText2Image.from_pretrained(loc, **_dtype_kw(diffusers.__version__, torch_dtype),
-                                                            use_safetensors=True, **profile.load_kwargs, **extra)
+            # use_safetensors=True: never unpickle; no custom_pipeline: never run remote code
+            pipe = getattr(diffusers, fam.loader).from_pretrained(loc, **dkw, use_safetensors=True,
+                                                                  **profile.load_kwargs, **extra)
         except Exception as e:  # diffusers raises OSError, ValueError, HF hub errors, ...: all mean "cannot load"
             raise load_error("T2I", profile.model, loc, e, "--model-path") from None
         if profile.scheduler:
             cls = getattr(diffusers, profile.scheduler)
-            t2i.scheduler = cls.from_config(t2i.scheduler.config, **profile.scheduler_kwargs)
-        t2i = t2i.to(dev)
-        _accelerate(t2i, accel, torch)
-        t2i.set_progress_bar_config(disable=True)
-        i2i = AutoPipelineForImage2Image.from_pipe(t2i)
-        i2i.set_progress_bar_config(disable=True)
-        _CACHE[key] = (t2i, i2i, dev)
+            pipe.scheduler = cls.from_config(pipe.scheduler.config, **profile.scheduler_kwargs)
+        pipe = pipe.to(dev)
+        _accelerate(pipe, accel, torch)
+        pipe.set_progress_bar_config(disable=True)
+        t2i, img = (pipe, None) if fam.text2img else (None, pipe)
+        if fam.img2img:
+            cls = diffusers.AutoPipelineForImage2Image if fam.img2img == "auto" else getattr(diffusers, fam.img2img)
+            img = cls.from_pipe(pipe)
+            img.set_progress_bar_config(disable=True)
+        _CACHE[key] = (t2i, img, dev)
         return _CACHE[key]
 
 
+def _denoiser(pipe: Any) -> Any:
+    """The pipeline's denoising network: a UNet, or the transformer of the DiT families."""
+    return pipe.unet if getattr(pipe, "unet", None) is not None else pipe.transformer
+
+
 def _accelerate(pipe: Any, accel: Accel, torch: Any) -> None:
-    """Apply channels_last and torch.compile to the UNet and autoencoder in place (components are shared
-    with the img2img pipeline made from this one)."""
-    nets = [pipe.unet, pipe.vae]
+    """Apply channels_last and torch.compile to the denoiser and autoencoder in place (components are shared
+    with the image pipeline made from this one)."""
+    net = _denoiser(pipe)
     if accel.channels_last:
-        for net in nets:
-            net.to(memory_format=torch.channels_last)
+        for m in (net, pipe.vae):
+            m.to(memory_format=torch.channels_last)
     if accel.compile:
         # dynamic=False: one graph per batch shape; the first call of each shape pays the compile time
-        for net in (pipe.unet, pipe.vae.decoder, pipe.vae.encoder):
-            net.compile(mode=accel.compile, dynamic=False)
+        for m in (net, pipe.vae.decoder, pipe.vae.encoder):
+            m.compile(mode=accel.compile, dynamic=False)
 
 
 def generate(profile: Profile, mode: str, *, caption: str, init: Image.Image | None, width: int, height: int,
@@ -99,12 +167,13 @@ def generate_batch(profile: Profile, mode: str, items: list[tuple[str, Image.Ima
     import torch
 
     mc = profile.mode(mode)
-    t2i, i2i, _ = load_pipelines(profile, device, dtype, model_path, vae_path, accel)
+    fam = family(profile)
+    t2i, img, _ = load_pipelines(profile, device, dtype, model_path, vae_path, accel)
     sizes = {profile.decode_size(w, h) for _, _, w, h, _ in items}
     if len(sizes) != 1:
         raise ValueError("generate_batch takes items of one generation size")
     (gw, gh), = sizes
-    prompts = [mc.prompt.format(caption=c).strip(" ,") or "a photograph" for c, *_ in items]
+    prompts = [prompt_of(mc.prompt, c) for c, *_ in items]
     # initial noise from CPU generators, one per image: identical pixels for a file on any batch
     gens = [torch.Generator("cpu").manual_seed(s) for *_, s in items]
     kw: dict[str, Any] = {
@@ -113,18 +182,41 @@ def generate_batch(profile: Profile, mode: str, items: list[tuple[str, Image.Ima
         "guidance_scale": mc.guidance_scale,
         "generator": gens,
         "output_type": "pt",  # to 8 bits on the device, below: only bytes cross to the CPU
+        **dict(fam.extra),
+        **mc.extra,
     }
-    if mc.guidance_scale > 1 and mc.negative_prompt:
+    if fam.negative and mc.guidance_scale > 1 and mc.negative_prompt:
         kw["negative_prompt"] = [mc.negative_prompt] * len(items)
+    if fam.sequence_length:
+        kw["max_sequence_length"] = profile.prompt_tokens
     with torch.inference_mode():
         if mc.pipeline == "text2img":
+            if t2i is None:
+                raise ModelError(f"profile {profile.name} has no text-to-image pipeline")
             out = t2i(height=gh, width=gw, **kw).images
         else:
-            inits = _map(lambda i: i.convert("RGB").resize((gw, gh), Image.Resampling.LANCZOS),
+            iw, ih = gw // fam.init_divisor, gh // fam.init_divisor
+            inits = _map(lambda i: i.convert("RGB").resize((iw, ih), Image.Resampling.LANCZOS),
                          [i for _, i, *_ in items])
-            out = i2i(image=inits, strength=mc.strength, **kw).images
+            if fam.strength:
+                kw["strength"] = mc.strength
+            if fam.init_divisor == 1 and "height" in _call_args(img):  # the size the pipeline generates at
+                kw.update(height=gh, width=gw)
+            out = img(**{a: inits for a in fam.init_args}, **kw).images
         pixels = _to_uint8(out, torch)
     return _map(lambda a, wh: _fit(Image.fromarray(a), wh), list(pixels), [(w, h) for _, _, w, h, _ in items])
+
+
+def _call_args(pipe: Any) -> set[str]:
+    """Names the pipeline's __call__ takes."""
+    import inspect
+
+    return set(inspect.signature(pipe.__call__).parameters)
+
+
+def prompt_of(template: str, caption: str) -> str:
+    """The prompt a mode's template makes of a caption (an empty caption leaves a generic prompt)."""
+    return template.format(caption=caption).strip(" ,") or "a photograph"
 
 
 def _to_uint8(images: Any, torch: Any) -> Any:
@@ -146,3 +238,85 @@ def _map(fn: Any, *args: list) -> list:
         return [fn(*a) for a in zip(*args)]
     with ThreadPoolExecutor(max_workers=min(n, os.cpu_count() or 1)) as ex:
         return list(ex.map(fn, *args))
+
+
+# --- prompt length (the encoder trims; no pipeline truncates a caption) ---------------------------------------
+SPECIAL_TOKENS = 2  # CLIP adds start and end, T5 an end, Gemma a start: 2 covers each
+_TOKENIZERS: dict[tuple, Any] = {}
+
+
+def prompt_fits_surely(prompt: str, limit: int) -> bool:
+    """True when no sub-word tokenizer can make more than limit tokens of prompt: each token holds at least one
+    byte of its UTF-8 text (byte-level BPE and byte fallback included), plus the special tokens."""
+    return len(prompt.encode("utf-8")) + SPECIAL_TOKENS <= limit
+
+
+def estimate_tokens(prompt: str) -> int:
+    """Conservative token count without a tokenizer, specials included: a word of n letters counts ceil(n / 3)
+    tokens (CLIP's, T5's and Gemma's vocabularies hold common English words whole and split rare ones into
+    pieces of 3-4 letters), every digit and punctuation mark one more."""
+    n = SPECIAL_TOKENS
+    for word in prompt.split():
+        letters = re.sub(r"[^A-Za-z]", "", word)
+        n += (len(letters) + 2) // 3 + sum(1 for ch in word if not ch.isascii() or not ch.isalpha())
+    return n
+
+
+def tokenizer_of(profile: Profile, model_path: str | None = None) -> Any | None:
+    """The tokenizer of the profile's binding text encoder, loaded alone from wherever its model is (local
+    folder, $CMCODEC_MODEL_DIR, Hugging Face cache or hub), or None when it cannot be had (then callers use
+    estimate_tokens). Cached per process, failures too: a missing model is looked for once."""
+    key = (profile.id, profile.model, profile.tokenizer, model_path, os.environ.get(ENV_MODEL_DIR),
+           os.environ.get("HF_HOME"))
+    if key not in _TOKENIZERS:
+        tok = None
+        if profile.model:
+            try:
+                loc = locate("T2I", profile.model, model_path, "--model-path")
+                from transformers import AutoTokenizer
+
+                tok = AutoTokenizer.from_pretrained(loc, subfolder=profile.tokenizer)
+            except Exception:  # ModelError (no model), ImportError, OSError (no tokenizer files): estimate instead
+                tok = None
+        _TOKENIZERS[key] = tok
+    return _TOKENIZERS[key]
+
+
+def count_tokens(profile: Profile, prompt: str, model_path: str | None = None) -> int:
+    """Tokens of prompt for the profile's binding text encoder, special tokens included (estimated without
+    a tokenizer)."""
+    tok = tokenizer_of(profile, model_path)
+    if tok is None:
+        return estimate_tokens(prompt)
+    return len(tok(prompt, add_special_tokens=True, truncation=False)["input_ids"])
+
+
+def fit_prompt(profile: Profile, mode: str, caption: str, model_path: str | None = None,
+               fallback_words: int | None = None) -> str:
+    """The longest word prefix of caption whose prompt (the mode's template filled in) the profile's text
+    encoder reads whole: CLIP at most 77 tokens, T5 and Gemma the profile's prompt_tokens. Token-exact with the
+    profile's own tokenizer; with none at hand, the first fallback_words words (the encoder's word limit from
+    measured tokens per word) or, without that, by the conservative estimate_tokens."""
+    mc = profile.mode(mode)
+    limit = profile.prompt_tokens
+    if not profile.model or mc.pipeline == "classic" or "{caption}" not in mc.prompt:
+        return caption
+    if prompt_fits_surely(prompt_of(mc.prompt, caption), limit):
+        return caption  # short captions never need the tokenizer (nor a model lookup)
+    words = caption.split()
+    if fallback_words is not None and tokenizer_of(profile, model_path) is None:
+        return caption if len(words) <= fallback_words else " ".join(words[:fallback_words]).rstrip(",;:")
+
+    def fits(n: int) -> bool:
+        return count_tokens(profile, prompt_of(mc.prompt, " ".join(words[:n]).rstrip(",;:")), model_path) <= limit
+
+    if fits(len(words)):
+        return caption
+    lo, hi = 0, len(words) - 1  # prefixes of lo words fit (0 words: the template alone), len(words) does not
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return " ".join(words[:lo]).rstrip(",;:")

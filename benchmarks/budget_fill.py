@@ -39,7 +39,7 @@ def run(images: list[Path]) -> list[dict]:
         w, h = img.size
         for mode, profile in CASES:
             for bpp in BPPS:
-                budget = codec._budget(w, h, bpp, None)
+                budget = codec.budget_bytes(w, h, bpp)
                 smallest = codec.smallest_size(img, mode=mode, profile=profile, max_bytes=budget)
                 row = {"image": path.name, "mode": mode, "profile": profile, "bpp": bpp, "budget": budget,
                        "smallest": smallest}

@@ -10,6 +10,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 from PIL import Image
 
@@ -97,13 +98,15 @@ class EncodeResult:
     header: bitstream.Header
 
 
-def _budget(width: int, height: int, bpp: float | None, max_bytes: int | None) -> int | None:
-    """Byte budget from --bpp and/or --max-bytes (the smaller wins)."""
+def budget_bytes(width: int, height: int, bpp: float | None, max_bytes: int | None = None) -> int | None:
+    """Byte budget from --bpp and/or --max-bytes (the smaller wins; None: no budget). Exact: bpp is taken as
+    the decimal it was written as (its shortest repr), so 0.29 bpp of 800 pixels is 29 bytes, not the 28
+    that float arithmetic gives."""
     out = None
     if bpp is not None:
-        if not bpp > 0:
-            raise ConfigError(f"--bpp must be positive; found {bpp}")
-        out = math.floor(bpp * width * height / 8)
+        if not (bpp > 0 and math.isfinite(bpp)):
+            raise ConfigError(f"--bpp must be a positive number; found {bpp}")
+        out = math.floor(Fraction(repr(float(bpp))) * width * height / 8)
     if max_bytes is not None:
         if max_bytes < 1:
             raise ConfigError(f"--max-bytes must be at least 1; found {max_bytes}")
@@ -384,7 +387,7 @@ def _auto_modes(prof: Profile, budget: int | None, w: int, h: int) -> list[str]:
     rows = prof.encoder.auto_ladder
     start = 0
     if budget is not None:
-        start = next((i for i, (bpp, _) in enumerate(rows) if bpp <= 0 or budget >= _budget(w, h, bpp, None)),
+        start = next((i for i, (bpp, _) in enumerate(rows) if bpp <= 0 or budget >= budget_bytes(w, h, bpp)),
                      len(rows))
     return [m for _, m in rows[start:] if m in prof.modes]
 
@@ -423,7 +426,7 @@ def encode_result(image: object, *, mode: str = "text", caption: str | None = No
     prof = get_profile(profile)
     img = load_image(image, opts.limits)
     w, h = img.size
-    budget = _budget(w, h, bpp, max_bytes)
+    budget = budget_bytes(w, h, bpp, max_bytes)
     modes = _auto_modes(prof, budget, w, h) if mode == "auto" else [mode]
     for m in modes:
         prof.mode(m)  # a profile that cannot decode the mode is refused before any work

@@ -42,7 +42,7 @@ def _check_fill(img: Image.Image, mode: str, profile: str, bpp: float, caption: 
     """Encode at bpp; 'refused' when the budget is below the mode's smallest file (then BudgetError is
     required), else 'ran' after checking bytes <= budget and the fill."""
     w, h = img.size
-    budget = codec._budget(w, h, bpp, None)
+    budget = codec.budget_bytes(w, h, bpp)
     smallest = codec.smallest_size(img, mode=mode, profile=profile, max_bytes=budget)
     if budget < smallest:
         with pytest.raises(BudgetError, match=rf"smallest file is {smallest} bytes"):
@@ -115,9 +115,9 @@ def test_full_mode_split_is_the_profile_rule() -> None:
         p = replace(prof, encoder=replace(prof.encoder, caption_pct=pct))
         r = codec.encode_result(img, mode="full", profile=p, caption=long_cap, bpp=0.005)
         sizes[pct] = len(r.header.section("caption").payload)
-        assert len(r.data) <= codec._budget(768, 512, 0.005, None)
+        assert len(r.data) <= codec.budget_bytes(768, 512, 0.005)
     assert sizes[10] < sizes[60], sizes
-    assert sizes[60] <= 0.6 * codec._budget(768, 512, 0.005, None)
+    assert sizes[60] <= 0.6 * codec.budget_bytes(768, 512, 0.005)
 
 
 def test_caption_grows_to_the_prompt_limit(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -140,7 +140,7 @@ def test_caption_grows_to_the_prompt_limit(monkeypatch: pytest.MonkeyPatch) -> N
     assert asked == [20, 20, 50]  # no budget: the profile's 20; 24 bytes afford 20; 491 bytes: the limit
     r = codec.encode_result(img, mode="full", bpp=0.05)
     assert asked[-1] == 44 and len(r.caption.split()) == 44  # the caption fills its share up to the limit
-    assert textcode.size(r.caption) <= codec._budget(768, 512, 0.05, None)
+    assert textcode.size(r.caption) <= codec.budget_bytes(768, 512, 0.05)
 
 
 def test_reference_grows_on_smooth_pictures() -> None:
@@ -149,7 +149,7 @@ def test_reference_grows_on_smooth_pictures() -> None:
 
     ramp = np.stack([*np.meshgrid(np.linspace(0, 255, 768), np.linspace(0, 255, 512)), np.full((512, 768), 90.0)], -1)
     img = Image.fromarray(ramp.astype(np.uint8))
-    budget = codec._budget(768, 512, 0.01, None)
+    budget = codec.budget_bytes(768, 512, 0.01)
     smallest = codec.smallest_size(img, mode="image", profile="classic")
     n = len(codec.encode(img, mode="image", profile="classic", bpp=0.01))
     assert smallest + FILL * (budget - smallest) <= n <= budget, (n, budget)
@@ -161,3 +161,12 @@ def test_classic_stores_no_caption_it_would_ignore(mode: str) -> None:
     with_cap = codec.encode_result(_large(), mode=mode, profile="classic", caption=CAP, bpp=0.005)
     assert with_cap.caption == ""
     assert with_cap.data == codec.encode(_large(), mode=mode, profile="classic", bpp=0.005)
+
+
+def test_budget_bytes_are_exact() -> None:
+    assert codec.budget_bytes(800, 1, 0.29) == 29  # float arithmetic gives 28.999999999999996
+    assert codec.budget_bytes(768, 512, 0.005) == 245 and codec.budget_bytes(768, 512, 0.005, 100) == 100
+    assert codec.budget_bytes(768, 512, None) is None
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(cmcodec.CmcodecError, match="--bpp must be a positive number"):
+            codec.budget_bytes(10, 10, bad)

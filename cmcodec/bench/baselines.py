@@ -71,8 +71,9 @@ def find_setting(size_of: Callable[[int], int], settings: list[int], target_byte
     """Setting (from settings ordered small to large files) whose size is closest to target_bytes, or None when
     the target lies outside the reachable sizes (below the smallest or above the largest by more than 10%).
 
-    The search starts at ``start`` (a predicted setting) or the middle, steps outward by doubling until the
-    target is bracketed, then bisects; a setting whose encode raises SettingFailed is dropped from the
+    The search starts at ``start`` (a predicted setting) or at the smallest file (rd targets are low rates,
+    and small files are the cheapest to code), steps outward by doubling until the target is bracketed,
+    then bisects; a setting whose encode raises SettingFailed is dropped from the
     list and the search goes on without it (a size_of that caches makes repeated probes free).
     """
     usable = list(settings)
@@ -101,7 +102,7 @@ def _search(size_of: Callable[[int], int], settings: list[int], target: float, s
             raise _Dropped(settings[i]) from None
 
     n = len(settings)
-    i = settings.index(start) if start in settings else n // 2
+    i = settings.index(start) if start in settings else 0  # no prediction: from the smallest (cheapest) file up
     lo, hi = -1, n  # invariant (as far as sizes are monotonic): size(lo) <= target < size(hi); -1, n: virtual
     step = 1
     while hi - lo > 1:

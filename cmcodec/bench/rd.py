@@ -268,13 +268,21 @@ def _drop_errors(out: Path) -> None:
                     force=True)
 
 
-def _hints(out: Path) -> dict[str, dict[float, int]]:
-    """Per curve and target, the median setting the finished images chose: where a new image's search starts."""
-    by: dict[str, dict[float, list[int]]] = defaultdict(lambda: defaultdict(list))
-    for r in load_points(out):
-        if "setting" in r and not str(r["curve"]).startswith("cmc:"):
-            by[r["curve"]][r["target_bpp"]].append(r["setting"])
-    return {c: {t: sorted(v)[len(v) // 2] for t, v in per.items()} for c, per in by.items()}
+class _Hints:
+    """Per curve and target, the settings the finished images chose; a new image's search starts at their
+    median (fed by the rows on disk and by each unit as it finishes)."""
+
+    def __init__(self, rows: Iterable[dict]) -> None:
+        self.by: dict[str, dict[float, list[int]]] = defaultdict(lambda: defaultdict(list))
+        self.add(rows)
+
+    def add(self, rows: Iterable[dict]) -> None:
+        for r in rows:
+            if "setting" in r and not str(r["curve"]).startswith("cmc:"):
+                self.by[r["curve"]][r["target_bpp"]].append(r["setting"])
+
+    def of(self, curve: str) -> dict[float, int]:
+        return {t: sorted(v)[len(v) // 2] for t, v in self.by.get(curve, {}).items()}
 
 
 def _run_with_retry(u: Unit) -> list[dict]:
@@ -299,33 +307,41 @@ def sweep(units: list[Unit], out: Path, jobs: int = 1, progress: Callable[[int, 
         _drop_errors(out)
     barrier()
     done = done_units(out)
-    hints = _hints(out)
+    hints = _Hints(load_points(out))
     todo = shard([u for u in units if unit_key(Path(u.image).name, u.curve.name) not in done])
-    for u in todo:
-        if not u.hints and u.curve.name in hints:
-            u.hints = hints[u.curve.name]
     path = rank_path(out / POINTS_FILE)
 
+    def hinted(u: Unit) -> Unit:
+        if not u.hints:
+            u.hints = hints.of(u.curve.name)
+        return u
+
     def write(rows: list[dict]) -> None:
+        hints.add(rows)
         with path.open("a") as f:  # one unit per write: a crash loses at most the unit in flight
             f.write("".join(json.dumps(r) + "\n" for r in rows))
             f.flush()
 
     if jobs <= 1:
         for i, u in enumerate(todo):
-            write(_run_with_retry(u))
+            write(_run_with_retry(hinted(u)))
             if progress:
                 progress(i + 1, len(todo))
     else:
         import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
         with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init) as pool:
-            futs = [pool.submit(_run_with_retry, u) for u in todo]
-            for i, f in enumerate(as_completed(futs)):
-                write(f.result())
-                if progress:
-                    progress(i + 1, len(todo))
+            queue, running, finished = list(todo), set(), 0
+            while queue or running:  # a unit is handed out when a worker frees: it starts from the latest hints
+                while queue and len(running) < 2 * jobs:
+                    running.add(pool.submit(_run_with_retry, hinted(queue.pop(0))))
+                ready, running = wait(running, return_when=FIRST_COMPLETED)
+                for f in ready:
+                    write(f.result())
+                    finished += 1
+                    if progress:
+                        progress(finished, len(todo))
     barrier()
     if is_main():
         merge_lines(out / POINTS_FILE)

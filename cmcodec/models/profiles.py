@@ -248,7 +248,7 @@ PROFILES += (
         model="segmind/SSD-1B",
         modes=_cfg_modes(30, 5.0),
         long_side=1024,
-        license="apache-2.0",
+        license="creativeml-openrail-m (its model card; Segmind announced commercial use)",
     ),
     Profile(
         id=10,

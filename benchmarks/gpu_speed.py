@@ -5,6 +5,9 @@
                                    [--encode-variants eager,compile,static-cache] [--encode-tokens 20,40]
                                    [--models /tmp/cmcodec-models] [--json benchmarks/results/gpu_speed/latest.json]
     python benchmarks/gpu_speed.py --summarize benchmarks/results/gpu_speed/*.json [--current 's4_*']  # one table
+    python benchmarks/gpu_speed.py --profiles sd-turbo,realvisxl-v4,sd15-tile,sd-x4-upscaler,sana-sprint,\
+        sd35-large-turbo,flux-schnell --modes text,full --batches 1,4,8,16 --max-batch-large 8 \
+        --encode-batches "" --free-disk          # the decoder line-up (benchmarks/results/gpu_speed_lineup/)
 
 Speed does not depend on weight values, so each profile's architecture is built from the configuration of
 its real checkpoint (written below: SD 2.1 / SD-Turbo, SD 1.5, SDXL / SDXL-Turbo / RealVisXL, BLIP-large)
@@ -13,7 +16,8 @@ cmcodec's own loaders (``backends.t2i.generate_batch``, ``backends.i2t.caption_b
 downloaded model would be. Tokenizers are small files written here (token ids only; the encoder sizes
 are real). Random captioner weights never emit end-of-sequence, so captions run to their token limit: an
 upper bound on encode time. Quality is not measured (random weights). realvisxl-v4 at 1024 px, 40 steps,
-CFG 7, img2img is CMC-Bench's own decoder: the seed configuration.
+CFG 7, img2img is CMC-Bench's own decoder: the seed configuration. The line-up's other families (FLUX.1-schnell,
+SD 3.5 Large Turbo, SANA-Sprint, ControlNet tile, x4 upscaler) are built in GPU memory instead (IN_MEMORY below).
 
 Speed-ups are measured one at a time as variants of a profile (VARIANTS): dtype, SDPA, channels_last,
 torch.compile (its start-up cost is the first call's time less a steady call), CUDA graphs (compile mode

@@ -389,7 +389,10 @@ def _auto_modes(prof: Profile, budget: int | None, w: int, h: int) -> list[str]:
     if budget is not None:
         start = next((i for i, (bpp, _) in enumerate(rows) if bpp <= 0 or budget >= budget_bytes(w, h, bpp)),
                      len(rows))
-    return [m for _, m in rows[start:] if m in prof.modes]
+    modes = [m for _, m in rows[start:] if m in prof.modes]
+    # a row that decodes none of the low-rate modes (a restoration decoder: image and full only) still tries
+    # its own, so the error names the smallest file it could make
+    return modes or [m for _, m in rows if m in prof.modes]
 
 
 def caption_word_limit(prof: Profile, mode: str) -> int:

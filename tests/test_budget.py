@@ -170,3 +170,12 @@ def test_budget_bytes_are_exact() -> None:
     for bad in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(cmcodec.CmcodecError, match="--bpp must be a positive number"):
             codec.budget_bytes(10, 10, bad)
+
+
+def test_auto_on_a_row_without_low_rate_modes_names_its_smallest_file() -> None:
+    prof = get_profile("classic")
+    image_only = replace(prof, modes={"image": prof.modes["image"]})
+    smallest = codec.smallest_size(PARROTS, mode="image", profile=image_only)
+    with pytest.raises(BudgetError, match=rf"image mode cannot fit 10 bytes: the smallest file is {smallest}"):
+        codec.encode(PARROTS, mode="auto", profile=image_only, max_bytes=10)
+    assert codec.encode_result(PARROTS, mode="auto", profile=image_only, bpp=0.05).mode == "image"

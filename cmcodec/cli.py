@@ -9,6 +9,7 @@ import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,7 +18,7 @@ import click
 from . import __version__
 from .core import ids
 from .core.bitstream import MAX_SEED
-from .core.errors import CmcodecError, ConfigError
+from .core.errors import CmcodecError, ConfigError, OutputExistsError
 from .core.ids import IMAGE_SUFFIXES
 from .models.loading import COMPILE_MODES
 
@@ -356,46 +357,93 @@ def _files(folder: Path, suffixes: set[str]) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
 
 
-Result = tuple[int, "str | CmcodecError"]  # (index into the items, report line or that item's error)
+@dataclass
+class Done:
+    """A file's outcome that is not an error: the report line, its --json record and its status."""
+
+    line: str
+    record: dict
+    status: str = "written"  # written, redone (an output that did not verify was replaced), skipped
 
 
-def _run_many(items: list[tuple[Path, Path]], work: Callable[[Path, Path], str], what: str) -> None:
-    """Run work on each (input, output) in turn (see _report)."""
+Result = tuple[int, "Done | CmcodecError"]  # (index into the items, the outcome or that item's error)
+# --json: one object per file with these keys (None where a value does not apply), in the order of the items
+JSON_FIELDS = ("input", "output", "status", "bytes", "bpp", "mode", "profile", "seconds", "error")
 
-    def results(its: list[tuple[Path, Path]]) -> Iterator[Result]:
-        """One work call per item."""
-        for i, (src, dst) in enumerate(its):
-            try:
-                yield i, work(src, dst)
-            except CmcodecError as e:
-                yield i, e
 
-    _report(items, results, what)
+def _record(src: Path, dst: Path, status: str, **values: object) -> dict:
+    """A --json record (JSON_FIELDS)."""
+    rec = dict.fromkeys(JSON_FIELDS)
+    rec.update(input=str(src), output=str(dst), status=status, **values)
+    return rec
+
+
+def _no_input_overwritten(items: list[tuple[Path, Path]]) -> None:
+    """Refuse, --force or not, an output that is an input of this run (the file itself or another one's)."""
+    inputs = {src.resolve(): src for src, _ in items}
+    for src, dst in items:
+        hit = inputs.get(dst.resolve())
+        if hit is not None:
+            raise OutputExistsError(f"{dst}: output would overwrite its own input" if hit == src else
+                                    f"{dst}: output would overwrite {hit}, an input of this run")
+
+
+def _plan(src: Path, dst: Path, force: bool, folder: bool, verify: Callable[[Path, Path], dict | None]) -> \
+        tuple[str, dict | None]:
+    """What to do for one output: ("written", None) for a new path or --force; in a folder run an output
+    that exists is ("skipped", its record values) when verify accepts it, else ("redone", None); a single
+    file's existing output without --force is an OutputExistsError."""
+    if force or not dst.exists():
+        return "written", None
+    if not folder:
+        raise OutputExistsError(f"{dst} exists: expected a new path (use --force to overwrite)")
+    got = verify(src, dst)
+    return ("skipped", got) if got is not None else ("redone", None)
 
 
 def _report(items: list[tuple[Path, Path]], results: Callable[[list[tuple[Path, Path]]], Iterator[Result]],
-            what: str) -> None:
-    """Show a progress bar over this process's share of items while results(share) yields (index, line or
-    error), in any order; go on past failures; list them; exit non-zero if any."""
+            what: str, as_json: bool = False) -> None:
+    """Show a progress bar over this process's share of items while results(share) yields (index, outcome or
+    error), in any order; go on past failures; count written, redone, skipped and failed files (folder runs);
+    --json prints one record per file; list failures; exit non-zero if any."""
     from tqdm import tqdm
 
     from .distributed import shard, tag
 
     single = len(items) == 1
-    items = shard(items)  # under accelerate launch / torchrun: this process's share (issue 6)
+    items = shard(items)  # under accelerate launch / torchrun: this process's share
     failed: list[tuple[Path, str]] = []
+    records: list[dict | None] = [None] * len(items)
+    counts = dict.fromkeys(("written", "redone", "skipped"), 0)
+
+    def dump() -> None:
+        if as_json:
+            click.echo(json.dumps([r for r in records if r is not None], indent=2, ensure_ascii=False))
+
     with tqdm(total=len(items), desc=tag() + what, unit="file", disable=len(items) < 2, file=sys.stderr) as bar:
         for i, res in results(items):
             bar.update(1)
             if isinstance(res, CmcodecError):
+                records[i] = _record(*items[i], "failed", error=str(res))
                 if single:
+                    dump()
                     _fail(res)
                 failed.append((items[i][0], str(res)))
                 bar.write(f"cmcodec: error: {res}", file=sys.stderr)
-            elif len(items) < 2:
-                click.echo(res)
+                continue
+            records[i] = res.record
+            counts[res.status] += 1
+            if as_json or res.status == "skipped":
+                continue
+            if len(items) < 2:
+                click.echo(res.line)
             else:
-                bar.write(res)
+                bar.write(res.line)
+    dump()
+    if not single:
+        click.echo(f"cmcodec: {tag()}{what}: {counts['written']} written, {counts['redone']} redone (an output that "
+                   f"did not verify), {counts['skipped']} skipped (output exists and verifies), {len(failed)} failed",
+                   err=True)
     if failed:
         click.echo(f"cmcodec: {tag()}{len(failed)} of {len(items)} files failed:", err=True)
         for src, msg in failed:
@@ -403,8 +451,8 @@ def _report(items: list[tuple[Path, Path]], results: Callable[[list[tuple[Path, 
         sys.exit(1)
 
 
-def _result(i: int, fut: Future[str]) -> Result:
-    """(index, line) of a finished writer task, or (index, its CmcodecError)."""
+def _result(i: int, fut: Future[Done]) -> Result:
+    """(index, outcome) of a finished writer task, or (index, its CmcodecError)."""
     try:
         return i, fut.result()
     except CmcodecError as e:
@@ -430,6 +478,13 @@ def _speed_options(batch_help: str, compile_help: str) -> Callable[[Callable], C
     return add
 
 
+DECODED_SUFFIX = ".decoded.png"  # decode's default: NAME.png may be the very image that was encoded
+FORCE_HELP = ("Overwrite existing outputs (a folder run redoes every file). An input of the run is never "
+              "overwritten.")
+JSON_HELP = ("Print a JSON list, one object per file: " + ", ".join(JSON_FIELDS) + " (status: written, redone, "
+             "skipped or failed; seconds: from the file's start, batched work shared, to its output written).")
+
+
 def _read_captions(path: Path) -> dict[str, str]:
     """Captions by image name from a CMC-Bench-style CSV (columns name,text)."""
     from .media.fileio import read_csv_pairs
@@ -452,7 +507,8 @@ def main() -> None:
 
 @main.command()
 @click.argument("input", type=click.Path(exists=True, path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output .cmc file (a folder for folder input).")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Output .cmc file (default NAME.cmc beside the image; a folder for folder input).")
 @click.option("--mode", type=click.Choice(["auto", *ids.MODES]), default="text", show_default=True,
               help="What the file carries: text (caption), pixel (caption + pixel map), image (reference "
               "picture), full (reference + caption); auto picks by budget.")
@@ -477,25 +533,32 @@ def main() -> None:
                 "torch.compile the captioner's token decoder (BLIP-class; reduce-overhead adds CUDA graphs); the "
                 "first captions pay about two minutes of compile time.")
 @click.option("--offline", is_flag=True, help="Never contact the model hub.")
-@click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
+@click.option("-f", "--force", is_flag=True, help=FORCE_HELP)
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_bytes: int | None,
            caption: str | None, caption_file: Path | None, profile: str, seed: int, i2t: str | None,
            i2t_paths: dict[str, str], api_base: str | None, words: int | None, ref_codec: str | None,
-           device: str | None, batch_size: int,
-           compile_mode: str, offline: bool, force: bool) -> None:
-    """Encode an image (or a folder of images) to .cmc."""
+           device: str | None, batch_size: int, compile_mode: str, offline: bool, force: bool,
+           as_json: bool) -> None:
+    """Encode an image (or a folder of images) to .cmc.
+
+    A folder run resumes: an output that exists and verifies (a .cmc that reads and validates, with this
+    run's mode and profile) is skipped, one that does not verify is redone; --force redoes all."""
     _offline(offline)
     _quiet_libraries()
+    import time
+
     from . import codec
     from .distributed import device as dist_device
-    from .media.fileio import write_bytes
+    from .media.fileio import read_input, write_bytes
 
     try:
         if caption is not None and caption_file is not None:
             raise ConfigError("give --caption or --caption-file, not both")
         _api_base(api_base, (i2t,))
         captions: dict[str, str] | None = None
-        if input.is_dir():
+        folder = input.is_dir()
+        if folder:
             if output is None:
                 raise ConfigError("folder input needs -o OUTPUT_FOLDER")
             if output.exists() and not output.is_dir():
@@ -509,45 +572,64 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
             items = [(input, output or input.with_suffix(".cmc"))]
             if caption_file is not None:
                 caption = caption_file.read_text(encoding="utf-8-sig").strip()
+        _no_input_overwritten(items)
         i2t_model = model_dir(i2t_paths, i2t or _default_captioner()) or i2t
     except CmcodecError as e:
         _fail(e)
 
-    from .media.fileio import check_output
     from .models.profiles import get_profile
 
-    def work(src: Path, dst: Path, cap: str | None) -> str:
+    def verify(src: Path, dst: Path) -> dict | None:
+        """Record values of an existing output that validates; another run's settings are refused."""
+        try:
+            data = read_input(dst)
+            h = codec.validate(data)
+        except CmcodecError:
+            return None
+        if (mode != "auto" and h.mode != mode) or h.profile_name != profile:
+            raise OutputExistsError(f"{dst} exists from another run (mode {h.mode}, profile {h.profile_name}; this "
+                                    f"run asks mode {mode}, profile {profile}): use --force to redo it")
+        return {"bytes": len(data), "bpp": h.bpp, "mode": h.mode, "profile": h.profile_name}
+
+    def work(src: Path, dst: Path, cap: str | None, status: str, t0: float) -> Done:
         if captions is not None:
             cap = captions.get(src.name)
             if cap is None:
                 raise ConfigError(f"{src.name}: no caption for it in {caption_file}")
         r = codec.encode_result(src, mode=mode, caption=cap, bpp=bpp, max_bytes=max_bytes, profile=profile,
                                 seed=seed, options=enc_opts)
-        write_bytes(dst, r.data, force, (src,))
+        write_bytes(dst, r.data, status != "written" or force, (src,))
         h = r.header
-        return (f"{src} -> {dst}: {len(r.data)} bytes, {h.bpp:.5f} bpp, mode {r.mode}, profile {h.profile_name}"
+        line = (f"{src} -> {dst}: {len(r.data)} bytes, {h.bpp:.5f} bpp, mode {r.mode}, profile {h.profile_name}"
                 + (f", caption {r.caption!r}" if r.caption else ""))
+        return Done(line, _record(src, dst, status, bytes=len(r.data), bpp=h.bpp, mode=r.mode,
+                                  profile=h.profile_name, seconds=round(time.perf_counter() - t0, 4)), status)
 
     def results(its: list[tuple[Path, Path]]) -> Iterator[Result]:
         """Captions batch_size at a time (one I2T call), then each file coded with its caption."""
         for start in range(0, len(its), batch_size):
-            todo: list[int] = []
+            t0 = time.perf_counter()  # seconds of a file: from its batch's start (captioning shared) to written
+            todo: dict[int, str] = {}
             for i in range(start, min(start + batch_size, len(its))):
                 try:
-                    check_output(its[i][1], force, (its[i][0],))
-                    todo.append(i)
+                    status, got = _plan(*its[i], force, folder, verify)
                 except CmcodecError as e:
                     yield i, e
+                    continue
+                if got is not None:
+                    yield i, Done("", _record(*its[i], status, **got), status)
+                else:
+                    todo[i] = status
             caps: dict[int, str | CmcodecError] = {}
             if auto_caption and len(todo) > 1:
                 for k, c in codec.caption_many([its[i][0] for i in todo], enc_opts, batch_size=batch_size):
-                    caps[todo[k]] = c
-            for i in todo:
+                    caps[list(todo)[k]] = c
+            for i, status in todo.items():
                 c = caps.get(i, caption)
                 try:
                     if isinstance(c, CmcodecError):
                         raise c
-                    yield i, work(*its[i], c)
+                    yield i, work(*its[i], c, status, t0)
                 except CmcodecError as e:
                     yield i, e
 
@@ -558,12 +640,14 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
         auto_caption = caption is None and captions is None and codec.needs_captioner(mode, profile)
     except CmcodecError as e:
         _fail(e)
-    _report(items, results, "encode")
+    _report(items, results, "encode", as_json)
 
 
 @main.command()
 @click.argument("input", type=click.Path(exists=True, path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output image (a folder for folder input).")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Output image (default NAME.decoded.png beside NAME.cmc; a folder for folder input, files "
+              "NAME.png).")
 @click.option("--device", help="cuda, cuda:1, cpu, ... (default: cuda when present).")
 @click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32"]), help="Model precision.")
 @dirs_option("--model-path", "model_paths", names=PROFILE,
@@ -574,69 +658,108 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
                 "each shape pays about a minute of compile time.")
 @click.option("--channels-last", is_flag=True, help="channels_last memory format for the convolutions.")
 @click.option("--offline", is_flag=True, help="Never contact the model hub.")
-@click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
+@click.option("-f", "--force", is_flag=True, help=FORCE_HELP)
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 def decode(input: Path, output: Path | None, device: str | None, dtype: str | None, model_paths: dict[str, str],
            vae_paths: dict[str, str], batch_size: int, compile_mode: str, channels_last: bool, offline: bool,
-           force: bool) -> None:
-    """Decode a .cmc file (or a folder of them) to an image."""
+           force: bool, as_json: bool) -> None:
+    """Decode a .cmc file (or a folder of them) to an image.
+
+    A single file decodes to NAME.decoded.png beside it by default (never the encoder's input NAME.png). A
+    folder run resumes: an output that exists and verifies (an image that opens, at the file's size) is
+    skipped, one that does not is redone; --force redoes all. No output may be an input of the run."""
     _offline(offline)
     _quiet_libraries()
+    import time
+
     from . import codec
     from .distributed import device as dist_device
-    from .media.fileio import check_output, read_input, save_image
+    from .media.fileio import read_input, save_image
 
     try:
-        if input.is_dir():
+        folder = input.is_dir()
+        if folder:
             if output is None:
                 raise ConfigError("folder input needs -o OUTPUT_FOLDER")
             items = [(p, output / (p.stem + ".png")) for p in _files(input, {".cmc"})]
             if not items:
                 raise ConfigError(f"{input}: no .cmc files found")
         else:
-            items = [(input, output or input.with_suffix(".png"))]
+            items = [(input, output or input.with_suffix(DECODED_SUFFIX))]
+        _no_input_overwritten(items)
     except CmcodecError as e:
         _fail(e)
 
+    def verify(src: Path, dst: Path) -> dict | None:
+        """Record values for an existing output image that opens fully at the size the file's header gives."""
+        from PIL import Image
+
+        from .core.bitstream import read_header
+
+        try:
+            data = read_input(src)
+            h = read_header(data)
+            with Image.open(dst) as im:
+                im.load()  # the whole image: a truncated or corrupt one fails here
+                ok = im.size == (h.width, h.height)
+        except (CmcodecError, OSError, SyntaxError, ValueError):
+            return None
+        return {"bytes": len(data), "bpp": h.bpp, "mode": h.mode, "profile": h.profile_name} if ok else None
+
     def results(its: list[tuple[Path, Path]]) -> Iterator[Result]:
         """decode_many over the files whose output may be written; each image saved as it comes."""
-        ready: list[int] = []  # item index of each file handed to decode_many, in order
-        refused: list[Result] = []
+        ready: list[tuple[int, str, float, object]] = []  # (item, status, start, header) per file handed over
+        early: list[Result] = []  # refusals and skips, reported between decoded files
 
         def datas() -> Iterator[bytes]:
+            from .core.bitstream import read_header
+
             for i, (src, dst) in enumerate(its):
+                t0 = time.perf_counter()
                 try:
-                    check_output(dst, force, (src,))
+                    status, got = _plan(src, dst, force, folder, verify)
+                    if got is not None:
+                        early.append((i, Done("", _record(src, dst, status, **got), status)))
+                        continue
                     data = read_input(src)
                 except CmcodecError as e:
-                    refused.append((i, e))
+                    early.append((i, e))
                     continue
-                ready.append(i)
+                try:
+                    h = read_header(data)
+                except CmcodecError:
+                    h = None  # decode_many reports the error for this file
+                ready.append((i, status, t0, h))
                 yield data
 
-        def save(i: int, img: object) -> str:
+        def save(k: int, img: object) -> Done:
+            i, status, t0, h = ready[k]
             src, dst = its[i]
-            save_image(img, dst, force, (src,))
-            return f"{src} -> {dst}: {img.size[0]}x{img.size[1]}"  # type: ignore[attr-defined]
+            save_image(img, dst, force or status == "redone", (src,))
+            return Done(f"{src} -> {dst}: {img.size[0]}x{img.size[1]}",  # type: ignore[attr-defined]
+                        _record(src, dst, status, bytes=src.stat().st_size, bpp=h.bpp if h else None,
+                                mode=h.mode if h else None, profile=h.profile_name if h else None,
+                                seconds=round(time.perf_counter() - t0, 4)), status)
 
-        # PNG encoding and fsync run in writer threads, overlapping the next batch on the GPU (issue 6)
-        pending: deque[tuple[int, Future[str]]] = deque()
+        # PNG encoding and fsync run in writer threads, overlapping the next batch on the GPU
+        pending: deque[tuple[int, Future[Done]]] = deque()
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
             opts = codec.DecodeOptions(device=dist_device(device), dtype=dtype, model_path=model_paths or None,
                                        vae_path=vae_paths or None, accel=_accel(compile_mode, channels_last))
             for j, res in codec.decode_many(datas(), opts, batch_size=batch_size):
-                yield from refused
-                refused.clear()
+                yield from early
+                early.clear()
                 if isinstance(res, CmcodecError):
-                    yield ready[j], res
+                    yield ready[j][0], res
                     continue
-                pending.append((ready[j], pool.submit(save, ready[j], res)))
+                pending.append((ready[j][0], pool.submit(save, j, res)))
                 while pending and (pending[0][1].done() or len(pending) > 2 * batch_size):
                     yield _result(*pending.popleft())
             while pending:
                 yield _result(*pending.popleft())
-        yield from refused
+        yield from early
 
-    _report(items, results, "decode")
+    _report(items, results, "decode", as_json)
 
 
 def _info_dict(path: Path, verify: bool = False) -> dict:

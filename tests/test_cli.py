@@ -342,3 +342,102 @@ def test_misuse_is_a_one_line_error(tmp_path: Path, args: list[str], says: str) 
     assert r.stderr.startswith("cmcodec: error: ") and r.stderr.strip().count("\n") == 0, r.stderr
     assert says in r.stderr and "Traceback" not in r.stderr
     assert not list(tmp_path.iterdir())  # nothing was written
+
+
+# ---- safe outputs, resumed folder runs, --json ---------------------------------------------------------------
+
+
+def test_decode_default_output_is_never_the_encoders_input(tmp_path: Path) -> None:
+    photo = tmp_path / "photo.png"
+    shutil.copy(PARROTS, photo)
+    assert run("encode", str(photo), "--mode", "pixel", "--profile", "classic").returncode == 0
+    r = run("decode", str(tmp_path / "photo.cmc"))  # the plain round trip, no -o
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "photo.decoded.png").is_file() and photo.read_bytes() == PARROTS.read_bytes()
+    for force in ((), ("--force",)):  # onto the file it decodes from: refused, --force or not
+        r = run("decode", str(tmp_path / "photo.cmc"), "-o", str(tmp_path / "photo.cmc"), *force)
+        assert r.returncode == 10 and "its own input" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_an_input_of_the_run_is_never_an_output(tmp_path: Path) -> None:
+    from cmcodec.cli import _no_input_overwritten
+    from cmcodec.core.errors import OutputExistsError
+
+    a, b = tmp_path / "a.cmc", tmp_path / "b.cmc"
+    _no_input_overwritten([(a, tmp_path / "a.png"), (b, tmp_path / "b.png")])
+    with pytest.raises(OutputExistsError, match=r"would overwrite .*a.cmc, an input of this run"):
+        _no_input_overwritten([(a, tmp_path / "a.png"), (b, tmp_path / "sub/../a.cmc")])
+    with pytest.raises(OutputExistsError, match="its own input"):
+        _no_input_overwritten([(a, a)])
+
+
+def _folder(tmp_path: Path, n: int) -> Path:
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(n):
+        shutil.copy(PARROTS if i % 2 else HOUSE, src / f"p{i}.png")
+    return src
+
+
+def test_folder_encode_and_decode_resume(tmp_path: Path) -> None:
+    src = _folder(tmp_path, 4)
+    out = tmp_path / "cmc"
+    args = ["encode", str(src), "-o", str(out), "--mode", "pixel", "--profile", "classic"]
+    r = run(*args, "--json")
+    assert r.returncode == 0, r.stderr
+    first = {d["input"]: d for d in json.loads(r.stdout)}
+    # an interrupted run: one output missing, one damaged (atomic writes never leave one, a disk might)
+    (out / "p1.cmc").unlink()
+    good = (out / "p2.cmc").read_bytes()
+    (out / "p2.cmc").write_bytes(good[:-2])
+    stamp = (out / "p0.cmc").stat().st_mtime_ns
+    r = run(*args, "--json")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert [d["status"] for d in rows] == ["skipped", "written", "redone", "skipped"]
+    assert "1 written, 1 redone (an output that did not verify), 2 skipped" in r.stderr
+    assert (out / "p0.cmc").stat().st_mtime_ns == stamp and (out / "p2.cmc").read_bytes() == good
+    assert all(d["bytes"] == first[d["input"]]["bytes"] for d in rows)
+    r = run(*args, "--force", "--json")
+    assert [d["status"] for d in json.loads(r.stdout)] == ["written"] * 4
+    # another run's settings are not silently taken as done
+    r = run("encode", str(src), "-o", str(out), "--mode", "image", "--profile", "classic")
+    assert r.returncode == 1 and "exists from another run (mode pixel" in r.stderr and "use --force" in r.stderr
+
+    dec = tmp_path / "png"
+    r = run("decode", str(out), "-o", str(dec))
+    assert r.returncode == 0 and "4 written" in r.stderr
+    (dec / "p3.png").write_bytes((dec / "p3.png").read_bytes()[:200])  # truncated: does not open fully
+    (dec / "p0.png").unlink()
+    shutil.copy(HOUSE, dec / "p1.png")  # opens fully, but not at p1's size (p1 is the parrots, 192x128)
+    r = run("decode", str(out), "-o", str(dec), "--json")
+    assert r.returncode == 0, r.stderr
+    got = [d["status"] for d in json.loads(r.stdout)]
+    assert got == ["written", "redone", "skipped", "redone"]
+    from PIL import Image
+
+    for i in range(4):
+        with Image.open(dec / f"p{i}.png") as im:
+            assert im.size == Image.open(src / f"p{i}.png").size
+
+
+def test_json_summary_of_encode_and_decode(tmp_path: Path) -> None:
+    r = run("encode", str(PARROTS), "-o", str(tmp_path / "p.cmc"), "--mode", "pixel", "--profile", "classic",
+            "--json")
+    assert r.returncode == 0, r.stderr
+    [rec] = json.loads(r.stdout)
+    from cmcodec.cli import JSON_FIELDS
+
+    assert tuple(rec) == JSON_FIELDS
+    h = cmcodec.read_header((tmp_path / "p.cmc").read_bytes())
+    assert rec["bytes"] == (tmp_path / "p.cmc").stat().st_size and rec["bpp"] == h.bpp
+    assert (rec["status"], rec["mode"], rec["profile"], rec["error"]) == ("written", "pixel", "classic", None)
+    assert rec["seconds"] >= 0
+    r = run("decode", str(tmp_path / "p.cmc"), "--json")
+    assert r.returncode == 0, r.stderr
+    [rec] = json.loads(r.stdout)
+    assert rec["output"] == str(tmp_path / "p.decoded.png") and rec["bpp"] == h.bpp and rec["mode"] == "pixel"
+    r = run("decode", str(tmp_path / "p.cmc"), "--json")  # exists: a single file is refused, as a record too
+    assert r.returncode == 10
+    [rec] = json.loads(r.stdout)
+    assert rec["status"] == "failed" and "exists" in rec["error"]

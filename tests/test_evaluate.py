@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -39,17 +40,21 @@ def test_pairing_is_by_name_not_listing_order(tmp_path: Path) -> None:
         ev.pair_by_name(gt, [*res[1:], tmp_path / "d.png"], "x")
 
 
+TOPIQ_FR, TOPIQ_NR = ev.Axis("topiq_fr", False, 0, 1, True), ev.Axis("topiq_nr", False, 0, 1, True)
+
+
 def test_overall_and_categories() -> None:
     per_mode = {"text": [{"name": "NSI_a", "fr": 0.4, "nr": 0.6, "bpp": 0.001},
                          {"name": "SCI_b", "fr": 0.2, "nr": 0.2, "bpp": 0.003}],
                 "full": [{"name": "NSI_a", "fr": 0.8, "nr": 0.5, "bpp": 0.02},
                          {"name": "SCI_b", "fr": 0.6, "nr": 0.3, "bpp": 0.02}]}
-    s = ev.summarize(per_mode, fr_lower=False, nr_lower=False)
+    s = ev.summarize(per_mode, TOPIQ_FR, TOPIQ_NR)
     assert s["modes"]["text"]["fr"] == pytest.approx(0.3) and s["modes"]["text"]["bpp"] == pytest.approx(0.002)
+    assert s["overall_rule"] == "cmc-bench"  # CMC-Bench's own pair: its formula on the raw scores
     assert s["overall"] == pytest.approx(2 / 3 * (0.3 + 0.7) / 2 + 1 / 3 * (0.4 + 0.4) / 2)
     assert set(s["categories"]) == {"NSI", "SCI"}
     assert s["categories"]["NSI"]["modes"]["text"]["fr"] == pytest.approx(0.4)
-    flipped = ev.summarize(per_mode, fr_lower=False, nr_lower=True)
+    flipped = ev.summarize(per_mode, TOPIQ_FR, ev.Axis("topiq_nr", True, 0, 1))
     assert flipped["overall"] == pytest.approx(2 / 3 * 0.5 - 1 / 3 * 0.4)
 
 
@@ -123,7 +128,7 @@ def test_missing_metric_weights_is_a_clear_error(gt: Path, tmp_path: Path) -> No
 def test_category_table_overrides_prefixes() -> None:
     per_mode = {"text": [{"name": "img1", "fr": 0.1, "nr": 0.2, "bpp": 0.001},
                          {"name": "img2", "fr": 0.3, "nr": 0.4, "bpp": 0.001}]}
-    s = ev.summarize(per_mode, False, False, categories={"img1": "faces", "img2": "scenes"})
+    s = ev.summarize(per_mode, TOPIQ_FR, TOPIQ_NR, categories={"img1": "faces", "img2": "scenes"})
     assert set(s["categories"]) == {"faces", "scenes"}
     assert ev.category("NSI_x") == "NSI" and ev.category("photo") == "all"
 
@@ -147,3 +152,35 @@ def test_local_metric_weights_are_passed_to_pyiqa(tmp_path: Path, monkeypatch: p
     loaded, skipped = metrics.load(["topiq_fr", "psnr"], weights_dir=tmp_path)
     assert not skipped and seen["topiq_fr"] == {"pretrained_model_path": str(tmp_path / "topiq-fr.pth")}
     assert seen["psnr"] == {} and loaded["topiq_fr"].mode == "FR"
+
+
+def test_overall_normalises_other_pairs_by_the_stated_rule() -> None:
+    psnr, piqe = ev.Axis.of("psnr", False), ev.Axis.of("piqe", True)
+    assert (psnr.lo, psnr.hi, psnr.approx, psnr.unit) == (0, 40, True, "dB")
+    assert (piqe.lo, piqe.hi, piqe.unit) == (0, 100, "0..100, lower better")
+    per_mode = {"text": [{"name": "a", "fr": 20.0, "nr": 60.0, "bpp": 0.001}],
+                "full": [{"name": "a", "fr": 48.0, "nr": 20.0, "bpp": 0.02}]}
+    s = ev.summarize(per_mode, psnr, piqe)
+    assert s["overall_rule"] == "normalised" and "pyiqa's stated range" in s["overall_text"]
+    assert s["modes"]["text"]["fr_norm"] == pytest.approx(0.5) and s["modes"]["full"]["fr_norm"] == 1.0  # clipped
+    assert s["modes"]["text"]["nr_norm"] == pytest.approx(0.4)  # lower better: 1 - 60/100
+    assert s["overall"] == pytest.approx(2 / 3 * (0.5 + 1.0) / 2 + 1 / 3 * (0.4 + 0.8) / 2)
+    nameless = ev.Axis("my_metric", False)  # no stated range: no Overall, and the reports say why
+    s = ev.summarize(per_mode, nameless, piqe)
+    assert s["overall_rule"] == "none" and math.isnan(s["overall"]) and "my_metric has no stated score range" in \
+        s["overall_text"]
+
+
+def test_radar_axes_are_normalised_and_labelled_with_units(tmp_path: Path) -> None:
+    per_mode = {"text": [{"name": "a", "fr": 20.0, "nr": 60.0, "bpp": 0.001}],
+                "pixel": [{"name": "a", "fr": 30.0, "nr": 30.0, "bpp": 0.002}]}
+    s = ev.summarize(per_mode, ev.Axis.of("psnr", False), ev.Axis.of("piqe", True))
+    labels, radii = ev.radar_axes(s)
+    assert labels == ["text FR psnr\n20 dB", "pixel FR psnr\n30 dB", "text NR piqe\n60 0..100, lower better",
+                      "pixel NR piqe\n30 0..100, lower better"]
+    assert radii == pytest.approx([0.5, 0.75, 0.4, 0.7])
+    ev.radar(s, "run", tmp_path / "r.png")
+    assert (tmp_path / "r.png").stat().st_size > 0
+    ev.leaderboard({"run": s}, tmp_path, "psnr", "piqe")
+    md = (tmp_path / "leaderboard.md").read_text()
+    assert "text FR (dB)" in md and "text NR (0..100, lower better)" in md and "pyiqa's stated range" in md

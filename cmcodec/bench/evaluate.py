@@ -118,6 +118,10 @@ class Scorer:
                 raise ConfigError(f"metric {name} is {loaded[name].mode}: expected a {want} metric")
         return cls(loaded[fr], loaded[nr])
 
+    def axes(self) -> tuple[Axis, Axis]:
+        """The FR and NR axes (direction and stated range) of the Overall and the radar."""
+        return Axis.of(self.fr.name, self.fr.lower_better), Axis.of(self.nr.name, self.nr.lower_better)
+
     def score(self, out: Image.Image, gt: Image.Image) -> dict[str, float]:
         """FR and NR of one decoded image."""
         return {"fr": round(self.fr(out, gt), 6), "nr": round(self.nr(out), 6)}
@@ -173,22 +177,102 @@ def score_folder(gt_files: list[Path], mode_dir: Path, scorer: Scorer, what: str
     return [done[gt.stem] for gt, _ in pairs]
 
 
-def summarize(per_mode: dict[str, list[dict]], fr_lower: bool, nr_lower: bool,
-              categories: dict[str, str] | None = None) -> dict:
-    """Per mode mean FR, NR and bpp; Overall; the same per content category."""
+# CMC-Bench (Li et al., 2024) combines its fine-tuned TOPIQ pair as they are: both score about 0..1, higher better
+CMC_BENCH_PAIR = ("topiq_fr", "topiq_nr")
+UNITS = {"psnr": "dB", "psnry": "dB"}  # metrics with a physical unit; the rest are scores on pyiqa's stated range
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One metric axis of the Overall and the radar: its direction and pyiqa's stated score range.
+
+    The normalisation rule for a pair other than CMC-Bench's: ``(score - lo) / (hi - lo)`` on the metric's
+    ``score_range`` as pyiqa's DEFAULT_CONFIGS states it (bounds marked ``~`` are approximate), clipped to
+    [0, 1], and ``1 - that`` for lower-better metrics, so that 1 is best on every axis.
+    """
+
+    name: str
+    lower_better: bool
+    lo: float | None = None
+    hi: float | None = None
+    approx: bool = False
+
+    @classmethod
+    def of(cls, name: str, lower_better: bool) -> Axis:
+        """The axis of a pyiqa metric (no score range known: lo = hi = None, and no Overall is formed)."""
+        try:
+            from pyiqa.default_model_configs import DEFAULT_CONFIGS
+
+            text = str(DEFAULT_CONFIGS.get(name, {}).get("score_range", ""))
+        except ImportError:
+            text = ""
+        parts = [x.strip() for x in text.split(",")]
+        try:
+            lo, hi = (float(x.lstrip("~")) for x in parts)
+        except ValueError:
+            return cls(name, lower_better)
+        if not hi > lo:
+            return cls(name, lower_better)
+        return cls(name, lower_better, lo, hi, "~" in text)
+
+    @property
+    def unit(self) -> str:
+        """What a raw score is measured in: a unit, else the stated range."""
+        if self.name in UNITS:
+            return UNITS[self.name]
+        if self.lo is None:
+            return "score"
+        t = "~" if self.approx else ""
+        return f"{t}{self.lo:g}..{t}{self.hi:g}" + (", lower better" if self.lower_better else "")
+
+    def norm(self, v: float) -> float:
+        """The score on [0, 1], 1 best (the rule in the class docstring); nan without a range."""
+        if self.lo is None or self.hi is None or math.isnan(v):
+            return math.nan
+        x = min(1.0, max(0.0, (v - self.lo) / (self.hi - self.lo)))
+        return 1.0 - x if self.lower_better else x
+
+
+def overall_rule(fr: Axis, nr: Axis) -> tuple[str, str]:
+    """(rule id, the sentence the reports print): cmc-bench, normalised, or none (why not combined)."""
+    if (fr.name, nr.name) == CMC_BENCH_PAIR:
+        return "cmc-bench", ("Overall = 2/3 mean FR + 1/3 mean NR over modes, on the raw TOPIQ scores "
+                             "(CMC-Bench's formula)")
+    missing = [a.name for a in (fr, nr) if a.lo is None]
+    if missing:
+        return "none", (f"no Overall: {', '.join(missing)} has no stated score range, so its scale cannot be "
+                        "put beside the other metric's")
+    return "normalised", ("Overall = 2/3 mean FR' + 1/3 mean NR' over modes, each score mapped to [0, 1] "
+                          "on pyiqa's stated range (FR " + f"{fr.name} {fr.unit}, NR {nr.name} {nr.unit}" + "), "
+                          "clipped, 1 = best")
+
+
+def summarize(per_mode: dict[str, list[dict]], fr: Axis, nr: Axis, categories: dict[str, str] | None = None) -> dict:
+    """Per mode mean FR, NR (raw and normalised) and bpp; Overall by overall_rule; the same per category."""
+    rule, sentence = overall_rule(fr, nr)
 
     def table(rows_by_mode: dict[str, list[dict]]) -> dict:
         modes = {}
         for mode, rows in rows_by_mode.items():
             bpps = [r["bpp"] for r in rows if r.get("bpp") is not None]
-            modes[mode] = {"fr": _mean(r["fr"] for r in rows), "nr": _mean(r["nr"] for r in rows),
+            f, n = _mean(r["fr"] for r in rows), _mean(r["nr"] for r in rows)
+            modes[mode] = {"fr": f, "nr": n, "fr_norm": fr.norm(f), "nr_norm": nr.norm(n),
                            "bpp": _mean(bpps) if bpps else None, "images": len(rows)}
-        sf, sn = (-1 if fr_lower else 1), (-1 if nr_lower else 1)
-        overall = (2 / 3 * _mean(sf * m["fr"] for m in modes.values())
-                   + 1 / 3 * _mean(sn * m["nr"] for m in modes.values())) if modes else math.nan
+        if not modes or rule == "none":
+            overall = math.nan
+        elif rule == "cmc-bench":
+            sf, sn = (-1 if fr.lower_better else 1), (-1 if nr.lower_better else 1)
+            overall = (2 / 3 * _mean(sf * m["fr"] for m in modes.values())
+                       + 1 / 3 * _mean(sn * m["nr"] for m in modes.values()))
+        else:
+            overall = (2 / 3 * _mean(m["fr_norm"] for m in modes.values())
+                       + 1 / 3 * _mean(m["nr_norm"] for m in modes.values()))
         return {"modes": modes, "overall": overall}
 
     out = table(per_mode)
+    out["overall_rule"], out["overall_text"] = rule, sentence
+    out["axes"] = {"fr": {"metric": fr.name, "unit": fr.unit, "range": [fr.lo, fr.hi], "lower_better": fr.lower_better},
+                   "nr": {"metric": nr.name, "unit": nr.unit, "range": [nr.lo, nr.hi], "lower_better": nr.lower_better}}
     cats: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for mode, rows in per_mode.items():
         for r in rows:
@@ -204,27 +288,46 @@ def _mean(xs) -> float:
     return sum(xs) / len(xs) if xs else math.nan
 
 
+def radar_axes(summary: dict) -> tuple[list[str], list[float]]:
+    """(label, radius) of each radar axis: FR then NR per mode; the label names the metric and gives the raw
+    mean with its unit, the radius is the normalised score (0 where it is not defined)."""
+    axes = summary.get("axes", {})
+    labels, vals = [], []
+    for kind in ("fr", "nr"):
+        a = axes.get(kind, {})
+        for m, d in summary["modes"].items():
+            labels.append(f"{m} {kind.upper()} {a.get('metric', '')}\n{d[kind]:.4g} {a.get('unit', '')}".rstrip())
+            v = d.get(f"{kind}_norm")
+            vals.append(0.0 if v is None or math.isnan(v) else v)
+    return labels, vals
+
+
 def radar(summary: dict, title: str, path: Path) -> None:
-    """Radar plot of one run: FR and NR per mode (CMC-Bench's figures), each axis min-max over this run."""
+    """Radar plot of one run: FR and NR per mode (CMC-Bench's figures). Every axis is the normalised score
+    (Axis.norm: 0 at the worst end of the metric's stated range, 1 at the best), labelled with the raw mean
+    and its unit, so 20 dB and 40 PIQE points are never drawn on one raw scale."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    modes = list(summary["modes"])
-    labels = [f"{m} FR" for m in modes] + [f"{m} NR" for m in modes]
-    vals = [summary["modes"][m]["fr"] for m in modes] + [summary["modes"][m]["nr"] for m in modes]
+    labels, vals = radar_axes(summary)
     if len(labels) < 3:
         labels, vals = labels * 2, vals * 2  # a polygon needs three axes
     ang = np.linspace(0, 2 * np.pi, len(labels), endpoint=False).tolist()
-    fig, ax = plt.subplots(figsize=(5, 5), subplot_kw={"polar": True})
+    fig, ax = plt.subplots(figsize=(5.5, 5.5), subplot_kw={"polar": True})
     ax.plot([*ang, ang[0]], [*vals, vals[0]], "o-", lw=1.5)
     ax.fill([*ang, ang[0]], [*vals, vals[0]], alpha=0.2)
+    ax.set_ylim(0, 1)
+    ax.set_yticks([0.25, 0.5, 0.75, 1.0])
     ax.set_xticks(ang)
-    ax.set_xticklabels(labels, fontsize=8)
-    ax.set_title(f"{title}\nOverall {summary['overall']:.4g}", fontsize=9)
-    fig.tight_layout()
+    ax.set_xticklabels(labels, fontsize=7)
+    overall = summary["overall"]
+    ax.set_title(f"{title}\nOverall {overall:.4g}" if not math.isnan(overall) else f"{title}\nno Overall",
+                 fontsize=9)
+    fig.text(0.5, 0.01, "radius: score on [0, 1] of the metric's stated range, 1 best", ha="center", fontsize=7)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -233,14 +336,17 @@ def leaderboard(summaries: dict[str, dict], out: Path, fr_name: str, nr_name: st
     """leaderboard.md / .csv / .json of the runs, best Overall first."""
     rows = []
     for name, s in summaries.items():
-        row = {"run": name, "i2t": s.get("i2t"), "profile": s.get("profile"), "overall": s["overall"]}
+        row = {"run": name, "i2t": s.get("i2t"), "profile": s.get("profile"), "overall": s["overall"],
+               "overall_rule": s.get("overall_rule")}
         for m in MODES:
             if m in s["modes"]:
                 d = s["modes"][m]
                 row.update({f"{m}_fr": d["fr"], f"{m}_nr": d["nr"], f"{m}_bpp": d["bpp"]})
         rows.append(row)
     rows.sort(key=lambda r: -r["overall"] if not math.isnan(r["overall"]) else math.inf)
-    (out / "leaderboard.json").write_text(json.dumps({"fr": fr_name, "nr": nr_name, "runs": rows}, indent=1))
+    units = next((s["axes"] for s in summaries.values() if "axes" in s), {})
+    (out / "leaderboard.json").write_text(json.dumps({"fr": fr_name, "nr": nr_name, "axes": units, "runs": rows},
+                                                     indent=1))
     cols: list[str] = []
     for r in rows:
         cols.extend(k for k in r if k not in cols)
@@ -251,11 +357,14 @@ def leaderboard(summaries: dict[str, dict], out: Path, fr_name: str, nr_name: st
     modes = [m for m in MODES if any(f"{m}_fr" in r for r in rows)]
 
     def fmt(v) -> str:
-        return "-" if v is None else f"{v:.4g}"
+        return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4g}"
 
-    lines = [f"Consistency (FR): {fr_name}; perception (NR): {nr_name}; "
-             "Overall = 2/3 mean FR + 1/3 mean NR over modes", "",
-             "| rank | run | Overall | " + " | ".join(f"{m} FR | {m} NR | {m} bpp" for m in modes) + " |",
+    fu, nu = (f" ({units[k]['unit']})" if k in units else "" for k in ("fr", "nr"))
+
+    rules = sorted({s.get("overall_text", "Overall = 2/3 mean FR + 1/3 mean NR over modes")
+                    for s in summaries.values()})
+    lines = [f"Consistency (FR): {fr_name}; perception (NR): {nr_name}; " + "; ".join(rules), "",
+             "| rank | run | Overall | " + " | ".join(f"{m} FR{fu} | {m} NR{nu} | {m} bpp" for m in modes) + " |",
              "|---|---|---|" + "---|---|---|" * len(modes)]
     for i, r in enumerate(rows, 1):
         cells = " | ".join(f"{fmt(r.get(f'{m}_fr'))} | {fmt(r.get(f'{m}_nr'))} | {fmt(r.get(f'{m}_bpp'))}"
@@ -370,7 +479,7 @@ def score_results(gt_files: list[Path], results: Path, modes: list[str], scorer:
         per_mode[m] = score_folder(gt_files, results / m, scorer, str(results / m),
                                    output / results.name / f"{m}.scores.jsonl", b.update)
         b.close()
-    s = summarize(per_mode, scorer.fr.lower_better, scorer.nr.lower_better, categories)
+    s = summarize(per_mode, *scorer.axes(), categories)
     return {results.name: {**s, "i2t": None, "profile": None, "source": str(results)}}
 
 
@@ -400,7 +509,7 @@ def run_combinations(gt_files: list[Path], output: Path, modes: list[str], score
                 per_mode[m] = score_folder(gt_files, d, scorer, str(d), output / run.name / f"{m}.scores.jsonl",
                                            b.update)
                 b.close()
-            s = summarize(per_mode, scorer.fr.lower_better, scorer.nr.lower_better, categories)
+            s = summarize(per_mode, *scorer.axes(), categories)
             summaries[run.name] = {**s, "i2t": i2t, "profile": prof}
     return summaries
 

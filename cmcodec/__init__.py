@@ -2,7 +2,9 @@
 
 Public API: ``encode`` (bytes) and ``encode_result`` (an ``EncodeResult``: the bytes with the mode and caption
 chosen), both tuned by ``EncodeOptions``; ``decode`` tuned by ``DecodeOptions``; ``read_header``; the errors;
-``__version__``. Importing this package never imports torch; neural backends load lazily when a model is used.
+``__version__``; ``plugin_options`` for the Pillow plugin that importing this package registers
+(``Image.open`` / ``Image.save`` of ``.cmc``; cmcodec.pillow_plugin). Importing this package never imports
+torch; neural backends load lazily when a model is used.
 
 Data flow (spec/bitstream.md is the normative description of every byte)::
 

@@ -225,6 +225,15 @@ class Axis:
         t = "~" if self.approx else ""
         return f"{t}{self.lo:g}..{t}{self.hi:g}" + (", lower better" if self.lower_better else "")
 
+    @property
+    def span(self) -> str:
+        """The stated range with the unit where there is one: '~0..~40 dB', '0..100, lower better'."""
+        if self.lo is None:
+            return "no stated range"
+        t = "~" if self.approx else ""
+        unit = f" {UNITS[self.name]}" if self.name in UNITS else ""
+        return f"{t}{self.lo:g}..{t}{self.hi:g}{unit}" + (", lower better" if self.lower_better else "")
+
     def norm(self, v: float) -> float:
         """The score on [0, 1], 1 best (the rule in the class docstring); nan without a range."""
         if self.lo is None or self.hi is None or math.isnan(v):
@@ -243,7 +252,7 @@ def overall_rule(fr: Axis, nr: Axis) -> tuple[str, str]:
         return "none", (f"no Overall: {', '.join(missing)} has no stated score range, so its scale cannot be "
                         "put beside the other metric's")
     return "normalised", ("Overall = 2/3 mean FR' + 1/3 mean NR' over modes, each score mapped to [0, 1] "
-                          "on pyiqa's stated range (FR " + f"{fr.name} {fr.unit}, NR {nr.name} {nr.unit}" + "), "
+                          "on pyiqa's stated range (FR " + f"{fr.name} {fr.span}, NR {nr.name} {nr.span}" + "), "
                           "clipped, 1 = best")
 
 

@@ -107,6 +107,8 @@ class _Page(HTMLParser):
         a = dict(attrs)
         if tag == "figure":
             self._fig = {**a, "img": None, "text": ""}
+        elif tag == "a" and self._fig is not None and "download" in a:
+            self._fig["stream"] = a["href"]
         elif tag == "img":
             self.imgs.append(a["src"])
             if self._fig is not None:
@@ -148,6 +150,7 @@ def test_report_has_the_bd_table_and_one_crop_per_codec_mode_and_target(run: Pat
                 continue
             n = int(f["text"].split(" bytes")[0].split()[-1])  # "... 1234 bytes, 0.4 bpp, setting 5 ..."
             assert "psnr" in f["text"]
+            assert (run / f["stream"]).stat().st_size == n  # the bytes link to the coded file itself
             if f["data-key"].startswith("cmc:"):
                 assert 0 < n <= t * w * h / 8  # a mode never exceeds its budget
             else:  # coded again at the sweep's setting: the same file, near the target
@@ -158,6 +161,24 @@ def test_report_has_the_bd_table_and_one_crop_per_codec_mode_and_target(run: Pat
                 assert abs(math.log(n * 8 / (w * h) / t)) < math.log(report.NEAR_FACTOR)
     for p in page.imgs:
         assert (run / p).is_file(), p
+
+
+def test_writing_the_report_again_decodes_the_kept_streams(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cmcodec.bench import rd
+
+    before = {p.name: p.read_bytes() for p in (run / report.FILES_DIR).iterdir()}
+    code = report.code_baseline
+
+    def decode_only(ref, codec, scale, setting, effort="best", data=None):
+        if data is None:
+            raise AssertionError(f"{codec} at 1/{scale}, setting {setting}: coded again although its stream was kept")
+        return code(ref, codec, scale, setting, effort, data)
+
+    monkeypatch.setattr(report, "code_baseline", decode_only)
+    res = json.loads((run / "results.json").read_text())
+    report.write_report(run, res, rd.load_points(run), image=PARROTS, targets=list(TARGETS))
+    after = {p.name: p.read_bytes() for p in (run / report.FILES_DIR).iterdir()}
+    assert after == before  # the same streams and the same crops
 
 
 def test_plots_show_envelopes_and_a_detail_figure(run: Path) -> None:

@@ -20,12 +20,15 @@ a codec's variant is the one whose curve *for that image* is best at the target 
 bpp on the report's first metric), coded at the setting of its measured point nearest the target; a
 cmcodec mode is coded with its rate control at the target's byte budget. Metrics under a crop are those
 of the whole decoded image against the original, computed afresh; the bytes are those of the file just
-coded (a difference from the sweep's own file is said under the crop).
+coded (a difference from the sweep's own file is said under the crop), which lies in ``report_files/``
+too. A conventional codec's stream is kept under a name that hashes what decides its bytes (codec, scale,
+setting, effort options, library version), so writing the report again decodes it instead of coding anew.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import math
 import re
 from collections import defaultdict
@@ -361,7 +364,8 @@ class Crop:
     key: str  # codec or cmcodec curve name ('original' for the reference)
     label: str
     curve: str = ""
-    file: str = ""  # relative to the report
+    file: str = ""  # the crop's PNG, relative to the report
+    stream: str = ""  # the coded file it was decoded from, relative to the report
     bytes: int | None = None
     bpp: float | None = None
     setting: int | None = None
@@ -373,21 +377,34 @@ def _safe(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "_", s).strip("_")
 
 
-def code_baseline(ref: Image.Image, codec: str, scale: int, setting: int,
-                  effort: str = "best") -> tuple[bytes, Image.Image]:
+def code_baseline(ref: Image.Image, codec: str, scale: int, setting: int, effort: str = "best",
+                  data: bytes | None = None) -> tuple[bytes, Image.Image]:
     """Code ref with a conventional codec at a scale, setting and effort as the sweep does (Lanczos down,
-    code, decode, Lanczos back up); (stream, decoded image at ref's size)."""
+    code, decode, Lanczos back up), or only decode ``data`` when given; (stream, decoded image at ref's size)."""
     from . import baselines
 
     b = refcodecs.get(codec)
     w, h = ref.size
     small = baselines.downscale(ref, scale)
-    data = b.encode(small, setting, effort)
+    if data is None:
+        data = b.encode(small, setting, effort)
     out = b.decode(data)
     out = out.crop((0, 0, *small.size)) if out.size != small.size else out
     if out.size != (w, h):
         out = out.resize((w, h), Image.LANCZOS)
     return data, out.convert("RGB")
+
+
+def stream_name(image: Path, codec: str, scale: int, setting: int, effort: str) -> str:
+    """File name of a conventional codec's stream in the report's folder; the hash covers what decides its
+    bytes (the effort's options, the library's version), so that a changed encoder codes afresh."""
+    import hashlib
+
+    b = refcodecs.get(codec)
+    opts = dict(b.efforts[effort].options) if effort in b.efforts else {}
+    key = json.dumps([codec, scale, setting, effort, opts, b.version()], sort_keys=True, default=str)
+    tag = hashlib.sha256(key.encode()).hexdigest()[:10]
+    return f"{_safe(image.stem)}_{_safe(codec)}_s{scale}_q{setting}_{tag}.{codec}"
 
 
 def _nearest(rows: list[dict], target: float) -> dict | None:
@@ -431,8 +448,9 @@ def make_crops(image: Path, rows: list[dict], curves: dict[str, dict], labels: d
                weights_dir: str | None = None, captions: dict[str, str] | None = None,
                model_paths: dict[str, str] | None = None,
                effort: str = "best") -> tuple[list[Crop], tuple[int, int, int, int]]:
-    """Code the image again at each target with each codec's best variant and each cmcodec mode; save crops."""
-    from ..media.fileio import atomic_path
+    """Code the image again at each target with each codec's best variant and each cmcodec mode; save the
+    crops, and the coded files beside them."""
+    from ..media.fileio import atomic_path, write_bytes
     from ..media.images import load_image
     from . import rd
 
@@ -471,11 +489,15 @@ def make_crops(image: Path, rows: list[dict], curves: dict[str, dict], labels: d
                 c.note = f"no point of {image.name} within a factor {NEAR_FACTOR} of {t} bpp{span}"
                 continue
             c.curve, c.label, c.setting = variants[k], labels.get(variants[k], variants[k]), int(row["setting"])
-            try:
-                data, out = code_baseline(ref, codec, k, c.setting, effort)
+            stream = files / stream_name(image, codec, k, c.setting, effort)
+            try:  # a stream an earlier report coded with the same codec, options and version is decoded again
+                data, out = code_baseline(ref, codec, k, c.setting, effort,
+                                          stream.read_bytes() if stream.is_file() else None)
             except (CmcodecError, ValueError) as e:
                 c.note = f"coding again failed: {e}"
                 continue
+            write_bytes(stream, data, force=True)
+            c.stream = f"{files.name}/{stream.name}"
             _fill(c, data, out, ref, loaded, row, save, f"{t}_{variants[k]}")
         for name in cmc:
             cv = curves[name]
@@ -495,6 +517,9 @@ def make_crops(image: Path, rows: list[dict], curves: dict[str, dict], labels: d
                 continue
             if out.size != ref.size:
                 out = out.resize(ref.size, Image.LANCZOS)
+            stream = files / f"{_safe(image.stem)}_{_safe(name)}_{budget}.cmc"
+            write_bytes(stream, data, force=True)
+            c.stream = f"{files.name}/{stream.name}"
             row = next((r for r in by_curve.get(name, []) if r.get("setting") == budget), None)
             _fill(c, data, out, ref, loaded, row, save, f"{t}_{name}")
     return crops, box
@@ -564,8 +589,10 @@ def _crop_html(c: Crop) -> str:
         body = f'<div class="missing">{html.escape(c.note or "not coded")}</div>'
     lines = [f"<b>{html.escape(c.label)}</b>"]  # one <div> per line below the tile
     if c.bytes is not None:
-        lines.append(f'<span class="bytes">{c.bytes} bytes</span>, {c.bpp:.4f} bpp'
-                     + (f", setting {c.setting}" if c.setting is not None else ""))
+        size = f'<span class="bytes">{c.bytes} bytes</span>'
+        if c.stream:
+            size = f'<a href="{html.escape(c.stream)}" download>{size}</a>'
+        lines.append(f"{size}, {c.bpp:.4f} bpp" + (f", setting {c.setting}" if c.setting is not None else ""))
         lines.append(", ".join(f"{html.escape(n)} {_fmt(v)}" for n, v in c.metrics.items()))
         if c.note:
             lines.append(f'<span class="note">{html.escape(c.note)}</span>')
@@ -604,7 +631,7 @@ def render(result: dict, plots: list[str], crops: list[Crop], box: tuple[int, in
                      f"({html.escape(region_rule)}), shown at {zoom}x with square pixels. Each codec is shown at "
                      "its best scale for this image at the target rate, coded again at the setting of the sweep's "
                      "point nearest the target; cmcodec modes at the target's byte budget. Metrics are of the "
-                     "whole decoded image.</p>")
+                     "whole decoded image; the bytes link to the coded file.</p>")
         style = f'style="--w:{w}px;--h:{h}px"'
         orig = [c for c in crops if c.target is None]
         for tg in sorted({c.target for c in crops if c.target is not None}):
@@ -638,9 +665,9 @@ def write_report(out: Path, result: dict, rows: list[dict], metric_names: list[s
         crops, box = make_crops(image, rows, curves, labels, list(targets or DEFAULT_TARGETS), names, lb,
                                 out / FILES_DIR, region, weights_dir, captions, model_paths,
                                 settings.get("effort", "best"))
-        used = {Path(c.file).name for c in crops if c.file}
-        for stale in (out / FILES_DIR).glob("*.png"):  # crops of an earlier report (other targets or codecs)
-            if stale.name not in used:
+        used = {Path(f).name for c in crops for f in (c.file, c.stream) if f}
+        for stale in (out / FILES_DIR).iterdir():  # files of an earlier report (other targets, codecs, encoders)
+            if stale.is_file() and stale.name not in used:
                 stale.unlink()
     rule = "given" if region else f"the {CROP_SIDE}-px square with the largest mean luma gradient"
     page = render(result, pngs, crops, box, image.name if image else None, rule)

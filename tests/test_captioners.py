@@ -75,6 +75,13 @@ def lineup_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("lineup")
     for name, (builder, _) in FAMILIES.items():
         getattr(tiny_models, builder)(root / i2t.CAPTIONERS[name].model.replace("/", "--"))
+    # llava-1.5-7b-hf's repo holds the image processor's preprocessor_config.json and no processor_config.json
+    # (patch size, feature strategy): its row supplies those
+    from transformers import AutoProcessor
+
+    llava = root / "llava-hf--llava-1.5-7b-hf"
+    AutoProcessor.from_pretrained(llava).image_processor.save_pretrained(llava)
+    (llava / "processor_config.json").unlink()
     return root
 
 
@@ -99,3 +106,10 @@ def test_tiny_captioner_of_each_family(name: str, lineup_dir: Path, monkeypatch:
     b = codec.encode_result(HOUSE, mode="text", options=opts)
     assert a.data == b.data and a.caption == single[1]  # same image, same file
     assert codec.validate(a.data).mode == "text"
+
+
+def test_a_folder_whose_processor_cannot_prepare_images_is_a_one_line_error(lineup_dir: Path) -> None:
+    folder = lineup_dir / "llava-hf--llava-1.5-7b-hf"  # as a bare folder: no row supplies the patch size
+    with pytest.raises(ModelError, match=r"captioner .*llava-1.5-7b-hf: its processor cannot prepare the images "
+                                         r"\(TypeError: .*\); check the model folder's processor files"):
+        i2t.caption(Image.open(HOUSE), model=str(folder), words=5, device="cpu")

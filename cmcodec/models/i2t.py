@@ -31,6 +31,7 @@ class Captioner:
     dtype: str = "fp16"  # precision on a GPU: what the model was trained and published in (CPU runs float32)
     licence: str = ""
     origin: str = ""  # why it is in the line-up
+    processor_kwargs: tuple[tuple[str, Any], ...] = ()  # AutoProcessor.from_pretrained arguments
 
 
 WORD_PROMPT = ("Describe this image in one sentence of at most {words} words, naming the main subjects, "
@@ -45,6 +46,13 @@ def prompt_for(row: Captioner, words: int) -> str:
     """The row's prompt for a word budget."""
     return row.prompt.format(words=words, aspects="".join(CMCBENCH_ASPECTS[:words // 10]))
 
+
+# llava-hf/llava-1.5-7b-hf has held no processor_config.json since its processor upload of Jun 28 2024 (the
+# stored tree pages of its later commits list none), and transformers 5's LlavaProcessor needs these to
+# expand <image> into the vision tower's tokens (None fails): 14 px patches (its config.json vision_config),
+# the CLS token counted and then dropped ("default").
+LLAVA_PROCESSOR = (("patch_size", 14), ("vision_feature_select_strategy", "default"),
+                   ("num_additional_image_tokens", 1))
 
 CMCB = "CMC-Bench"
 CAPTIONERS: dict[str, Captioner] = {c.name: c for c in (
@@ -61,7 +69,7 @@ CAPTIONERS: dict[str, Captioner] = {c.name: c for c in (
     Captioner("qwen2.5-vl-3b", "Qwen/Qwen2.5-VL-3B-Instruct", "chat", WORD_PROMPT, size="3.8B", dtype="bf16",
               licence="Qwen Research License", origin="small VLM"),
     Captioner("llava-1.5-7b", "llava-hf/llava-1.5-7b-hf", "chat", CMCBENCH_PROMPT, size="7.1B",
-              licence="Llama 2 Community License", origin=CMCB),
+              licence="Llama 2 Community License", origin=CMCB, processor_kwargs=LLAVA_PROCESSOR),
     Captioner("llava-next-mistral-7b", "llava-hf/llava-v1.6-mistral-7b-hf", "chat", CMCBENCH_PROMPT, size="7.6B",
               licence="Apache-2.0", origin=CMCB + " (LLaVA-NeXT)"),
     Captioner("instructblip-vicuna-7b", "Salesforce/instructblip-vicuna-7b", "caption", CMCBENCH_PROMPT,
@@ -116,11 +124,11 @@ def load(model: str | None = None, device: str | None = None, dtype: str | None 
         raise ModelError(f"captioning needs transformers and torch: pip install 'cmcodec[neural]' ({e})") from None
     dev = pick_device(device)
     torch_dtype = pick_dtype(dev, dtype or (row.dtype if dev.startswith("cuda") else None))
-    key = (loc, dev, str(torch_dtype), accel.compile)
+    key = (loc, dev, str(torch_dtype), accel.compile, row.processor_kwargs)
     with _LOCK:
         if key not in _CACHE:
             try:
-                proc = AutoProcessor.from_pretrained(loc, trust_remote_code=False)
+                proc = AutoProcessor.from_pretrained(loc, trust_remote_code=False, **dict(row.processor_kwargs))
                 net = AutoModelForImageTextToText.from_pretrained(
                     loc, dtype=torch_dtype, use_safetensors=True, trust_remote_code=False
                 ).to(dev).eval()
@@ -201,18 +209,23 @@ def _caption_local(images: list[Image.Image], model: str | None, words: int, dev
     rgb = [im.convert("RGB") for im in images]
     prompt = prompt_for(row, words)
     pre = _image_kwargs(proc, dev)
-    if row.kind == "chat":
-        tok = getattr(proc, "tokenizer", None)
-        if tok is not None:  # decoder-only generation: pad on the left, so every prompt ends where output starts
-            tok.padding_side = "left"
-        msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-        text = proc.apply_chat_template(msgs, add_generation_prompt=True)
-        # one image per prompt, as a list per prompt (processors of several images per prompt need the nesting)
-        inputs = proc(text=[text] * len(rgb), images=[[im] for im in rgb], return_tensors="pt", padding=True, **pre)
-    elif prompt:
-        inputs = proc(text=[prompt] * len(rgb), images=rgb, return_tensors="pt", **pre)
-    else:
-        inputs = proc(images=rgb, return_tensors="pt", **pre)
+    try:  # a folder or processor that cannot prepare this input: one line naming the captioner, no traceback
+        if row.kind == "chat":
+            tok = getattr(proc, "tokenizer", None)
+            if tok is not None:  # decoder-only generation: pad on the left, so every prompt ends where output starts
+                tok.padding_side = "left"
+            msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+            text = proc.apply_chat_template(msgs, add_generation_prompt=True)
+            # one image per prompt, as a list per prompt (processors of several images per prompt need the nesting)
+            inputs = proc(text=[text] * len(rgb), images=[[im] for im in rgb], return_tensors="pt", padding=True, **pre)
+        elif prompt:
+            inputs = proc(text=[prompt] * len(rgb), images=rgb, return_tensors="pt", **pre)
+        else:
+            inputs = proc(images=rgb, return_tensors="pt", **pre)
+    except (TypeError, ValueError, KeyError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise ModelError(f"captioner {row.name}: its processor cannot prepare the images ({type(e).__name__}: "
+                         f"{first}); check the model folder's processor files") from None
     inputs = {k: (v.to(dev, net.dtype) if v.is_floating_point() else v.to(dev)) for k, v in inputs.items()}
     with torch.inference_mode():
         out = net.generate(**inputs, max_new_tokens=new, do_sample=False, num_beams=1)

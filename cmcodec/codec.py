@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
@@ -18,8 +19,10 @@ from .core import bitstream, guidance, ids, textcode
 from .core.bitstream import DEFAULT_LIMITS, Limits, Section
 from .core.errors import BudgetError, CmcodecError, ConfigError, ModelError, ProfileError
 from .media.images import load_image
-from .models.loading import EAGER, Accel
 from .models.profiles import Profile, get_profile
+
+if TYPE_CHECKING:
+    from .models.loading import Accel
 
 MODES_AUTO = ("auto", *ids.MODES)
 MIN_CAPTION_WORDS = 6  # pixel/full modes shrink guidance before cutting the caption below this
@@ -55,7 +58,7 @@ class EncodeOptions:
 
     i2t: str | None = None  # captioner: registered name, hub id or local folder
     device: str | None = None  # where the captioner runs
-    accel: Accel = EAGER  # captioner speed-ups
+    accel: Accel | None = None  # captioner speed-ups (None: eager)
     caption_words: int | None = None  # words asked of the captioner
     caption_coder: str | None = None  # pin one caption coder (else the smallest file of all wins)
     pixel_block: int | None = None  # pin the pixel map's block (no ladder)
@@ -74,7 +77,7 @@ class DecodeOptions:
     model_path: str | Mapping[str, str] | None = None
     dtype: str | None = None
     vae_path: str | Mapping[str, str] | None = None  # the same for a *-taesd profile's tiny autoencoder
-    accel: Accel = EAGER  # channels_last, torch.compile
+    accel: Accel | None = None  # channels_last, torch.compile (None: eager)
     limits: Limits = DEFAULT_LIMITS
 
     def folders(self, prof: Profile) -> tuple[str | None, str | None]:
@@ -86,6 +89,14 @@ class DecodeOptions:
             return paths.get(prof.name, paths.get("*"))
 
         return pick(self.model_path), pick(self.vae_path)
+
+
+def _accel(opts: EncodeOptions | DecodeOptions) -> Accel:
+    """The options' speed-ups; models.loading is imported only on the neural paths, so a classic decode
+    loads no model code (the layering test checks it)."""
+    from .models.loading import EAGER
+
+    return opts.accel or EAGER
 
 
 @dataclass(frozen=True)
@@ -448,7 +459,7 @@ def encode_result(image: object, *, mode: str = "text", caption: str | None = No
                 from .models import i2t as i2t_backend
 
                 cap_text = textcode.normalize(i2t_backend.caption(img, model=opts.i2t, words=words,
-                                                                  device=opts.device, accel=opts.accel))
+                                                                  device=opts.device, accel=_accel(opts)))
             text = cap_text
         if text:  # never more than the profile's text encoder reads: no pipeline cuts the prompt
             from .models.t2i import fit_prompt
@@ -541,7 +552,7 @@ def caption_many(images: Sequence[object], options: EncodeOptions | None = None,
         try:  # a server captioner answers per image: one failure leaves the others their captions
             texts: list[str | CmcodecError] = list(i2t_backend.caption_each(
                 [im for _, im in loaded], model=opts.i2t, words=opts.caption_words or 20, device=opts.device,
-                accel=opts.accel))
+                accel=_accel(opts)))
         except CmcodecError as e:
             texts = [e] * len(loaded)
         if len(texts) != len(loaded):  # a short answer would silently lose images
@@ -607,7 +618,7 @@ def decode(data: bytes, options: DecodeOptions | None = None) -> Image.Image:
     model_path, vae_path = opts.folders(prof)
     return t2i.generate(prof, header.mode, caption=caption, init=init, width=header.width,
                         height=header.height, seed=header.seed, device=opts.device, model_path=model_path,
-                        dtype=opts.dtype, vae_path=vae_path, accel=opts.accel)
+                        dtype=opts.dtype, vae_path=vae_path, accel=_accel(opts))
 
 
 def decode_many(datas: Iterable[bytes], options: DecodeOptions | None = None, *,
@@ -632,7 +643,7 @@ def decode_many(datas: Iterable[bytes], options: DecodeOptions | None = None, *,
         try:
             out: list[Image.Image | CmcodecError] = list(t2i.generate_batch(
                 prof, mode, items, device=opts.device, model_path=opts.folders(prof)[0], dtype=opts.dtype,
-                vae_path=opts.folders(prof)[1], accel=opts.accel))
+                vae_path=opts.folders(prof)[1], accel=_accel(opts)))
         except CmcodecError as e:
             out = [e] * len(batch)
         except RuntimeError as e:  # torch.cuda.OutOfMemoryError is one

@@ -95,8 +95,8 @@ def main() -> None:
         t0 = time.perf_counter()
         data = [enc(c) for c in test]
         t1 = time.perf_counter()
-        if dec is not None:
-            assert [dec(d) for d in data] == test, name
+        if dec is not None and [dec(d) for d in data] != test:  # a size of a lossy coder is no result
+            raise SystemExit(f"{name} does not round-trip the test captions")
         t2 = time.perf_counter()
         mean = statistics.mean(len(d) for d in data)
         rows.append({"coder": name, "mean_bytes": round(mean, 2), "max_bytes": max(len(d) for d in data),

@@ -17,7 +17,15 @@ from PIL import Image
 
 from .core import bitstream, guidance, ids, textcode
 from .core.bitstream import DEFAULT_LIMITS, Limits, Section
-from .core.errors import BudgetError, CmcodecError, ConfigError, ModelError, ProfileError
+from .core.errors import (
+    BudgetError,
+    CmcodecError,
+    CodecUnavailableError,
+    ConfigError,
+    ModelError,
+    ProfileError,
+    UnknownCoderError,
+)
 from .media.images import load_image
 from .models.profiles import Profile, get_profile
 
@@ -314,10 +322,13 @@ def _encode_pixel(job: _Job) -> bytes:
 
 def _ref_codec(opts: EncodeOptions) -> guidance.RefCodec:
     """The image-reference codec asked for (or the default one), refused when it is not usable here."""
+    if opts.ref_codec and opts.ref_codec not in guidance.REF_CODECS:
+        raise UnknownCoderError(f"unknown image-reference codec {opts.ref_codec!r}: expected one of "
+                                f"{', '.join(guidance.REF_CODECS)}")
     codec = guidance.REF_CODECS[opts.ref_codec] if opts.ref_codec else guidance.default_ref_codec()
     why = codec.available()
-    if why:
-        raise ConfigError(f"image-reference codec {codec.name} is not usable here: {why}")
+    if why:  # the same error (and exit code) as when no default codec is usable
+        raise CodecUnavailableError(f"image-reference codec {codec.name} is not usable here: {why}")
     return codec
 
 

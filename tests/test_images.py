@@ -67,12 +67,40 @@ def test_unreadable_truncated_animated_rejected() -> None:
         load_image("/no/such/file.png")
 
 
-def test_pixel_limits_and_decompression_bomb() -> None:
+def test_pixel_limits_are_checked_from_the_header_before_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
     big = _png(Image.new("L", (3000, 3000)))
-    with pytest.raises(LimitError, match="pixel limit"):
-        load_image(big, Limits(max_pixels=1_000_000))
+    with monkeypatch.context() as m:
+        m.setattr(Image.Image, "load", lambda self: pytest.fail("pixels decoded before the limit check"))
+        with pytest.raises(LimitError, match="3000x3000 exceeds the limits"):
+            load_image(big, Limits(max_pixels=1_000_000))
     with pytest.raises(LimitError, match="exceeds the limits"):
         load_image(Image.new("RGB", (300, 10)), Limits(max_width=256))
+
+
+def test_limits_per_call_leave_pillows_guard_alone_across_threads() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    load_image(_png(Image.new("L", (8, 8))))
+    guard = Image.MAX_IMAGE_PIXELS
+    big, small = _png(Image.new("L", (1200, 1000))), Limits(max_pixels=1_000_000)
+
+    def one(i: int) -> str:
+        try:
+            return f"{load_image(big, small if i % 2 else Limits()).size}"
+        except LimitError:
+            return "refused"
+
+    with ThreadPoolExecutor(8) as ex:
+        got = list(ex.map(one, range(64)))
+    assert got == ["(1200, 1000)", "refused"] * 32
+    assert Image.MAX_IMAGE_PIXELS == guard  # set once, never per call
+
+
+def test_pillows_own_guard_gives_a_limit_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    load_image(_png(Image.new("L", (8, 8))))  # the one-time adjustment has run
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100_000)  # an application's stricter process-wide guard
+    with pytest.raises(LimitError, match="Pillow's pixel limit"):
+        load_image(_png(Image.new("L", (600, 400))))
 
 
 def test_arrays_accepted() -> None:

@@ -61,7 +61,7 @@ def test_decode_many_matches_single_decodes_and_reports_bad_files(tiny_sd: Path)
     assert sorted(got) == list(range(len(batch)))  # every file answered exactly once
     assert isinstance(got[2], CmcodecError)
     assert _px(got[3]).shape == (128, 192, 3)
-    for i, data in zip((0, 1, 4, 5, 6), datas):
+    for i, data in zip((0, 1, 4, 5, 6), datas, strict=True):
         single = cmcodec.decode(data, codec.DecodeOptions(device="cpu", model_path=str(tiny_sd)))
         assert got[i].size == single.size
         # same seed and CPU generator per file; batched arithmetic may move the last bit
@@ -284,6 +284,6 @@ def test_batched_output_is_diffusers_own_pil_output_resized(tiny_sd: Path, mode:
             small = init.resize((gw, gh), Image.Resampling.LANCZOS)
             ref = i2i_pipe(image=[small] * 3, strength=mc.strength, **kw).images
     assert (gw, gh) != (w, h)  # the resize is exercised
-    for a, b in zip(got, ref):
+    for a, b in zip(got, ref, strict=True):
         assert a.size == (w, h)
         assert np.array_equal(_px(a), _px(b.resize((w, h), Image.Resampling.LANCZOS)))

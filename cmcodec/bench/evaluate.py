@@ -429,7 +429,7 @@ def caption_images(gt_files: list[Path], i2t: str, cache: Path, words: int, i2t_
             chunk = todo[k : k + batch]
             texts = i2t_backend.caption_batch([load_image(p) for p in chunk], model=i2t, words=words,
                                               device=device, model_path=i2t_path)
-            for p, t in zip(chunk, texts):
+            for p, t in zip(chunk, texts, strict=True):
                 _append(rank_path(parts), {"name": p.stem, "text": t})
             if progress:
                 progress(len(chunk))

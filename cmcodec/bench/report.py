@@ -87,7 +87,7 @@ def series(curve: dict, metric: str, rate_key: str = "bpp") -> list[Point]:
     few = curve.get("few_images") or [False] * len(rates)
     tgs = curve.get("target_bpp") or curve.get("bpp") or []
     pts = [Point(r, v, n, curve.get("scale", 1), bool(f), t)
-           for r, v, n, f, t in zip(rates, vals, counts, few, tgs) if r is not None and v is not None and r > 0]
+           for r, v, n, f, t in zip(rates, vals, counts, few, tgs, strict=False) if r is not None and v is not None and r > 0]
     return sorted(pts, key=lambda p: p.rate)
 
 
@@ -227,7 +227,7 @@ def plot_overview(curves: dict[str, dict], labels: dict[str, str], metric_names:
     for ci, name in enumerate(cmc):
         handles.append(Line2D([], [], color=CMC_COLORS[ci % len(CMC_COLORS)], lw=2.8, marker="*", ms=11,
                               label=labels.get(name, name)))
-    for ax, m in zip(axes.flat, mets):
+    for ax, m in zip(axes.flat, mets, strict=False):  # the grid may have spare cells
         lb = lower_better.get(m, False)
         for gi, variants in enumerate(groups.values()):
             color = CODEC_COLORS[gi % len(CODEC_COLORS)]
@@ -265,8 +265,8 @@ def plot_scales(curves: dict[str, dict], labels: dict[str, str], metric_names: l
     fig, axes = plt.subplots(len(groups), len(mets), figsize=(4.2 * len(mets), 3.0 * len(groups)),
                              squeeze=False)
     styles = {1: "-", 2: "--", 4: "-.", 8: ":"}
-    for row, (codec, variants) in zip(axes, groups.items()):
-        for ax, m in zip(row, mets):
+    for row, (codec, variants) in zip(axes, groups.items(), strict=True):
+        for ax, m in zip(row, mets, strict=True):
             lb = lower_better.get(m, False)
             per = {k: series(curves[n], m, rate_key) for k, n in variants.items()}
             env = envelope(per, lb)

@@ -67,6 +67,11 @@ class ModelError(CmcodecError):
     exit_code = 7
 
 
+class CaptionModelError(ModelError):
+    """A word language model file that ships with cmcodec is missing or does not match its pinned SHA-256
+    (spec §6.3): the installation is broken, not the input."""
+
+
 class BudgetError(CmcodecError):
     """The requested rate (--bpp / --max-bytes) cannot be met; the message gives the smallest size."""
 
@@ -89,3 +94,7 @@ class ConfigError(CmcodecError):
     """Inconsistent options (for example --bpp together with --max-bytes)."""
 
     exit_code = 2
+
+
+class UnknownCoderError(ConfigError):
+    """A caption coder or conventional codec asked for by a name that is not registered."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .errors import UnknownCoderError
+
 # spec §3: mode, u(2)
 MODE_IDS: dict[str, int] = {"text": 0, "pixel": 1, "image": 2, "full": 3}
 MODE_NAMES: dict[int, str] = {v: k for k, v in MODE_IDS.items()}
@@ -59,7 +61,8 @@ def coder_id(section: str, name: str) -> int:
     for k, v in SECTION_CODERS[section].items():
         if v == name:
             return k
-    raise KeyError(f"unknown {section} coder {name!r}")
+    raise UnknownCoderError(f"unknown {section} coder {name!r}: expected one of "
+                            f"{', '.join(SECTION_CODERS[section].values())}")
 
 # file suffixes that folder runs (encode, rd-curve, evaluate) pick up
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".avif",

@@ -24,7 +24,7 @@ from typing import Any
 from PIL import Image
 
 from . import ids
-from .errors import CodecUnavailableError, ConfigError
+from .errors import CodecUnavailableError, ConfigError, UnknownCoderError
 
 # --- PyAV video codecs (one intra picture) -------------------------------------------------------------
 
@@ -551,4 +551,4 @@ def get(name: str) -> RefCodec:
     try:
         return CODECS[name]
     except KeyError:
-        raise CodecUnavailableError(f"unknown codec {name!r}: expected one of {', '.join(CODECS)}") from None
+        raise UnknownCoderError(f"unknown codec {name!r}: expected one of {', '.join(CODECS)}") from None

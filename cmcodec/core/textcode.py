@@ -11,7 +11,7 @@ import unicodedata
 from collections.abc import Callable
 
 from . import ids
-from .errors import CaptionDecodeError, LimitError
+from .errors import CaptionDecodeError, LimitError, UnknownCoderError
 from .limits import MAX_CAPTION_BYTES, MAX_CAPTION_CHARS
 
 
@@ -71,7 +71,8 @@ CODERS: dict[str, tuple[Callable[[str], bytes], Callable[[bytes], str]]] = {
     "brotli": (_brotli_encode, _brotli_decode),
     "utf8": (lambda t: t.encode("utf-8"), _utf8_decode),
 }
-assert set(CODERS) == set(ids.CAPTION_CODERS.values())
+if set(CODERS) != set(ids.CAPTION_CODERS.values()):  # registry consistency at import (spec §4.6)
+    raise RuntimeError(f"caption coders {sorted(CODERS)} and core.ids.CAPTION_CODERS disagree")
 
 
 def available_coders() -> list[str]:
@@ -91,16 +92,12 @@ def encode_with(text: str, coder: str | None = None) -> tuple[int, bytes]:
     """(coder id, payload): the named coder, or the smallest of the available ones."""
     text = normalize(text)
     _check_len(text)
-    names = [coder] if coder else available_coders()
-    best: tuple[int, bytes] | None = None
+    names = [coder] if coder else available_coders()  # never empty: brotli and utf8 always ship
     for name in names:
         if name not in CODERS:
-            raise KeyError(f"unknown caption coder {name!r}: expected one of {', '.join(CODERS)}")
-        data = CODERS[name][0](text)
-        if best is None or len(data) < len(best[1]):
-            best = (ids.coder_id("caption", name), data)
-    assert best is not None
-    return best
+            raise UnknownCoderError(f"unknown caption coder {name!r}: expected one of {', '.join(CODERS)}")
+    coded = [(ids.coder_id("caption", name), CODERS[name][0](text)) for name in names]
+    return min(coded, key=lambda c: len(c[1]))  # the first of equal sizes, as before
 
 
 def encode(text: str, coder: str | None = None) -> bytes:

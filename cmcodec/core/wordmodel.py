@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from . import arith
-from .errors import CaptionDecodeError, CmcodecError
+from .errors import CaptionDecodeError, CaptionModelError
 from .limits import MAX_CAPTION_CHARS
 
 FIXED: tuple[str, ...] = (
@@ -97,7 +97,7 @@ class _Table:
     def view(self, excl: set[int], esc: int) -> tuple[list[int], list[int], int] | None:
         """(symbols, cumulative counts, total with escape) without excluded symbols; None if none is left."""
         syms, cum = [], [0]
-        for s, c in zip(self.syms, self.counts):
+        for s, c in zip(self.syms, self.counts, strict=True):
             if s not in excl:
                 syms.append(s)
                 cum.append(cum[-1] + c)
@@ -331,13 +331,13 @@ def get_model(model_id: str) -> WordModel:
     with _LOCK:
         if model_id not in _LOADED:
             if not model_available(model_id):
-                raise CmcodecError(
+                raise CaptionModelError(
                     f"caption model {model_id} is not installed (expected cmcodec/core/data/{model_id}.model)"
                 )
             raw = _path(model_id).read_bytes()
             digest = hashlib.sha256(raw).hexdigest()
             if MODELS[model_id] and digest != MODELS[model_id]:
-                raise CmcodecError(f"caption model {model_id}: file hash {digest[:16]}... does not match the "
+                raise CaptionModelError(f"caption model {model_id}: file hash {digest[:16]}... does not match the "
                                    f"pinned {MODELS[model_id][:16]}...; reinstall cmcodec")
             _LOADED[model_id] = WordModel(json.loads(zlib.decompress(raw)))
         return _LOADED[model_id]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -65,33 +65,46 @@ def load_image(src: object, limits: Limits = DEFAULT_LIMITS) -> Image.Image:
                 raise ImageInputError(f"{name}: expected an image file, found {found}")
         else:
             raise ImageInputError(f"expected an image path, bytes, PIL image or array, found {type(src).__name__}")
-        old = Image.MAX_IMAGE_PIXELS
+        _raise_pillow_guard()
         try:
-            Image.MAX_IMAGE_PIXELS = limits.max_pixels
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                img = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
-                n_frames = getattr(img, "n_frames", 1)
-                if n_frames > 1:
-                    raise ImageInputError(f"{name}: animated image with {n_frames} frames; cmcodec codes still "
-                                          "images (extract one frame first)")
-                img.load()
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise LimitError(f"{name}: image exceeds the pixel limit of {limits.max_pixels} ({e})") from None
+            img = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
+            _check_size(name, img.size, limits)  # from the header, before any pixel is decoded
+            n_frames = getattr(img, "n_frames", 1)
+            if n_frames > 1:
+                raise ImageInputError(f"{name}: animated image with {n_frames} frames; cmcodec codes still "
+                                      "images (extract one frame first)")
+            img.load()
+        except Image.DecompressionBombError as e:  # only with limits raised above Pillow's process-wide guard
+            raise LimitError(f"{name}: image exceeds Pillow's pixel limit ({e}); raise PIL.Image.MAX_IMAGE_PIXELS "
+                             "as well to read it") from None
         except UnidentifiedImageError:
             raise ImageInputError(f"{name}: not an image file Pillow can read") from None
         except (OSError, SyntaxError, ValueError) as e:
             raise ImageInputError(f"{name}: unreadable or truncated image ({e})") from None
-        finally:
-            Image.MAX_IMAGE_PIXELS = old
     try:
         img = ImageOps.exif_transpose(img) or img
     except Exception:  # a broken EXIF block must not stop an otherwise readable image
         pass
-    w, h = img.size
+    _check_size(name, img.size, limits)
+    return _flatten(img)
+
+
+def _check_size(name: str, size: tuple[int, int], limits: Limits) -> None:
+    """Refuse an image without pixels or beyond the limits (spec §3's reader limits apply to inputs too)."""
+    w, h = size
     if w < 1 or h < 1:
         raise ImageInputError(f"{name}: image has no pixels ({w}x{h})")
     if w > limits.max_width or h > limits.max_height or w * h > limits.max_pixels:
         raise LimitError(f"{name}: image {w}x{h} exceeds the limits ({limits.max_width}x{limits.max_height}, "
                          f"{limits.max_pixels} pixels)")
-    return _flatten(img)
+
+
+@functools.cache
+def _raise_pillow_guard() -> None:
+    """Pillow's decompression-bomb guard (a process-wide setting) refuses images above 2 x
+    Image.MAX_IMAGE_PIXELS inside Image.open, before cmcodec sees the size. Raise it once so that it never
+    refuses what the default limits allow, never lower it, and never change it per call: the limits
+    argument is checked from the header instead (_check_size), which is thread-safe."""
+    guard = Image.MAX_IMAGE_PIXELS
+    if guard is not None and 2 * guard < DEFAULT_LIMITS.max_pixels:
+        Image.MAX_IMAGE_PIXELS = DEFAULT_LIMITS.max_pixels

@@ -235,7 +235,7 @@ def _map(fn: Any, *args: list) -> list:
     CPU side of a batched decode, run on all cores (measured: half the batched decode time on one thread)."""
     n = len(args[0])
     if n < 2:
-        return [fn(*a) for a in zip(*args)]
+        return [fn(*a) for a in zip(*args, strict=True)]
     with ThreadPoolExecutor(max_workers=min(n, os.cpu_count() or 1)) as ex:
         return list(ex.map(fn, *args))
 

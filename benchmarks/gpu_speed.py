@@ -434,7 +434,7 @@ def bench_encode(folder: Path, variant: str, batches: list[int], tokens: list[in
     from cmcodec.models import i2t
     from cmcodec.models.loading import EAGER, Accel
 
-    # cudagraphs-step is cmcodec's own `encode --compile reduce-overhead` (backends.i2t._compile_steps)
+    # cudagraphs-step is cmcodec's own `encode --compile reduce-overhead` (Accel(compile=...) of models.i2t)
     accel = Accel(compile="reduce-overhead") if variant == "cudagraphs-step" else EAGER
     _, net, _, _ = i2t.load("blip-large", "cuda", "fp16", str(folder), accel)
     if variant == "compile":
@@ -445,10 +445,10 @@ def bench_encode(folder: Path, variant: str, batches: list[int], tokens: list[in
         net.generation_config.cache_implementation = "static"
     elif variant == "static-decoder":  # BLIP's generate delegates to its text decoder: set it there
         net.text_decoder.generation_config.cache_implementation = "static"
-    # cpu-preproc: the image processor resizes and normalizes on the CPU, as before session 4
-    device_preprocess = i2t._image_kwargs
+    # cpu-preproc: the image processor resizes and normalizes on the CPU (i2t.PREPROCESS_ON_DEVICE off)
+    device_preprocess = i2t.PREPROCESS_ON_DEVICE
     if variant == "cpu-preproc":
-        i2t._image_kwargs = lambda proc, dev: {}
+        i2t.PREPROCESS_ON_DEVICE = False
     lengths: list[int] = []  # sequence length of each generate call: a caption that ended early is cheaper
     generate = net.generate
 
@@ -479,8 +479,8 @@ def bench_encode(folder: Path, variant: str, batches: list[int], tokens: list[in
                          "sequence_length": lengths[-1]})
             emit(rows[-1])
     net.generate = generate
-    i2t._CACHE.clear()
-    i2t._image_kwargs = device_preprocess
+    i2t.clear_cache()
+    i2t.PREPROCESS_ON_DEVICE = device_preprocess
     return rows
 
 
@@ -687,7 +687,7 @@ def t2i_cache_clear() -> None:
 
     from cmcodec.models import t2i
 
-    t2i._CACHE.clear()
+    t2i.clear_cache()
     gc.collect()
     torch.cuda.empty_cache()
 

@@ -249,6 +249,23 @@ def test_captioner_preprocesses_on_the_model_device_where_the_backend_can(tiny_b
     on_device = tv(images=imgs, return_tensors="pt", **i2t._image_kwargs(tv, "cpu"))["pixel_values"]
     on_cpu = pil(images=imgs, return_tensors="pt")["pixel_values"]
     assert on_device.shape == on_cpu.shape and (on_device - on_cpu).abs().max() < 0.05
+    i2t.PREPROCESS_ON_DEVICE = False  # the public switch benchmarks/gpu_speed.py's cpu-preproc variant uses
+    try:
+        assert i2t._image_kwargs(tv, "cuda:1") == {}
+    finally:
+        i2t.PREPROCESS_ON_DEVICE = True
+
+
+def test_model_caches_have_a_public_clear(tiny_blip: Path) -> None:
+    from cmcodec.models import i2t, t2i
+
+    first = i2t.load(str(tiny_blip), "cpu")
+    assert i2t.load(str(tiny_blip), "cpu")[1] is first[1]  # cached
+    i2t.clear_cache()
+    assert i2t.load(str(tiny_blip), "cpu")[1] is not first[1]  # loaded again
+    t2i._CACHE[("stale",)] = object()
+    t2i.clear_cache()
+    assert t2i._CACHE == {}
 
 
 def test_compile_for_a_captioner_without_a_token_decoder_is_refused(tiny_qwen2vl: Path) -> None:

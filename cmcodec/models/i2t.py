@@ -94,6 +94,15 @@ DEFAULT_CAPTIONER = "blip-large"
 
 _CACHE: dict[tuple, Any] = {}
 _LOCK = threading.Lock()
+# Image processors of transformers' torchvision backend resize and normalize on the model's device (same
+# captions, less CPU time); False keeps them on the CPU, e.g. to measure what that costs.
+PREPROCESS_ON_DEVICE = True
+
+
+def clear_cache() -> None:
+    """Forget every loaded captioner (the next call loads it again), freeing its memory once unreferenced."""
+    with _LOCK:
+        _CACHE.clear()
 
 
 def _captioner(model: str | None) -> Captioner:
@@ -239,7 +248,7 @@ def _image_kwargs(proc: Any, dev: str) -> dict[str, Any]:
     """device= for image processors of transformers' torchvision backend, which then resize and normalize
     the batch on the model's device instead of the CPU; other processors get nothing."""
     ip = getattr(proc, "image_processor", None)
-    return {"device": dev} if getattr(ip, "backend", None) == "torchvision" else {}
+    return {"device": dev} if PREPROCESS_ON_DEVICE and getattr(ip, "backend", None) == "torchvision" else {}
 
 
 def _clean(text: str, words: int) -> str:

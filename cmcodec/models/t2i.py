@@ -65,6 +65,12 @@ def family(profile: Profile) -> Family:
                          f"{', '.join(FAMILIES)}") from None
 
 
+def clear_cache() -> None:
+    """Forget every loaded pipeline (the next decode loads it again), freeing its memory once unreferenced."""
+    with _LOCK:
+        _CACHE.clear()
+
+
 def _dtype_kw(version: str, dtype: Any) -> dict[str, Any]:
     """diffusers renamed torch_dtype to dtype in 0.42."""
     major, minor = (int(x) for x in version.split(".")[:2])

@@ -92,7 +92,8 @@ def test_limits_per_call_leave_pillows_guard_alone_across_threads() -> None:
 
     with ThreadPoolExecutor(8) as ex:
         got = list(ex.map(one, range(64)))
-    assert got == ["(1200, 1000)", "refused"] * 32
+    want = ["(1200, 1000)", "refused"] * 32
+    assert got == want
     assert Image.MAX_IMAGE_PIXELS == guard  # set once, never per call
 
 

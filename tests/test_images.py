@@ -94,7 +94,8 @@ def test_limits_per_call_leave_pillows_guard_alone_across_threads() -> None:
         got = list(ex.map(one, range(64)))
     want = ["(1200, 1000)", "refused"] * 32
     assert got == want
-    assert Image.MAX_IMAGE_PIXELS == guard  # set once, never per call
+    now = Image.MAX_IMAGE_PIXELS
+    assert now == guard  # set once, never per call
 
 
 def test_pillows_own_guard_gives_a_limit_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -48,7 +48,10 @@ def test_header_accounting_matches_known_structures() -> None:
     img = Image.open(PARROTS).convert("RGB")
     jpeg = baselines.CODECS["jpeg"].encode(img, 50)
     n = baselines.CODECS["jpeg"].header_bytes(jpeg)
-    assert jpeg[n - 2 - 14 : n - 2][:2] == b"\xff\xda" or b"\xff\xda" in jpeg[:n]  # SOS ends the header
+    # the header is everything up to the end of the SOS segment (scan data follows) plus the 2-byte EOI
+    sos = jpeg.rfind(b"\xff\xda", 0, n)
+    assert sos > 0 and sos + 2 + int.from_bytes(jpeg[sos + 2 : sos + 4], "big") == n - 2
+    assert jpeg[-2:] == b"\xff\xd9" and n < len(jpeg) // 2  # EOI counted, the scan data not
     av1 = baselines.CODECS["av1"].encode(img, 50)
     assert 5 < baselines.CODECS["av1"].header_bytes(av1) < 30  # temporal delimiter + sequence header
     hevc = baselines.CODECS["hevc"].encode(img, 40)

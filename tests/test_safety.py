@@ -53,12 +53,49 @@ def test_a_file_can_only_name_registered_profiles() -> None:
         cmcodec.decode(bad)
 
 
-def test_loaders_pass_safe_flags() -> None:
-    import inspect
+def _blip_copy(tiny_blip: Path, folder: Path) -> Path:
+    shutil.copytree(tiny_blip, folder)
+    return folder
 
-    from cmcodec.models import i2t, t2i
 
-    for mod in (i2t, t2i):
-        src = inspect.getsource(mod)
-        assert "use_safetensors=True" in src
-        assert "trust_remote_code=True" not in src and "custom_pipeline" not in src.split('"""')[-1]
+def test_captioner_folder_holding_only_pickles_is_refused(tiny_blip: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    from cmcodec.models import i2t
+
+    folder = _blip_copy(tiny_blip, tmp_path / "pickled-blip")
+    for st in folder.rglob("*.safetensors"):  # the same weights, as a pickle only
+        torch.save(load_file(st), st.with_name("pytorch_model.bin"))
+        st.unlink()
+
+    def no_unpickling(*a, **k):
+        raise AssertionError("torch.load called: a pickle would have been unpickled")
+
+    monkeypatch.setattr(torch, "load", no_unpickling)
+    i2t.clear_cache()
+    with pytest.raises(ModelError, match="cannot load I2T model"):
+        i2t.load(str(folder), "cpu")
+
+
+def test_captioner_folder_asking_for_its_own_code_is_refused(tiny_blip: Path, tmp_path: Path) -> None:
+    import json
+
+    from cmcodec.models import i2t
+
+    folder = _blip_copy(tiny_blip, tmp_path / "remote-code-blip")
+    marker = tmp_path / "code-ran"
+    (folder / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n"
+                                    "from transformers import BlipForConditionalGeneration as Evil\n")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["auto_map"] = {"AutoModelForVision2Seq": "evil.Evil", "AutoModelForImageTextToText": "evil.Evil",
+                       "AutoModel": "evil.Evil"}
+    cfg["architectures"] = ["Evil"]
+    (folder / "config.json").write_text(json.dumps(cfg))
+    i2t.clear_cache()
+    try:
+        i2t.load(str(folder), "cpu")  # may load the registered class, never the folder's own code
+    except ModelError:
+        pass
+    assert not marker.exists(), "the model folder's own Python code was executed"

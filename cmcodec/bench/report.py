@@ -87,7 +87,8 @@ def series(curve: dict, metric: str, rate_key: str = "bpp") -> list[Point]:
     few = curve.get("few_images") or [False] * len(rates)
     tgs = curve.get("target_bpp") or curve.get("bpp") or []
     pts = [Point(r, v, n, curve.get("scale", 1), bool(f), t)
-           for r, v, n, f, t in zip(rates, vals, counts, few, tgs, strict=False) if r is not None and v is not None and r > 0]
+           for r, v, n, f, t in zip(rates, vals, counts, few, tgs, strict=False)
+           if r is not None and v is not None and r > 0]
     return sorted(pts, key=lambda p: p.rate)
 
 

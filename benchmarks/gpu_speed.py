@@ -4,7 +4,7 @@
                                    [--variants eager,channels-last,compile+cl,taesd,...] [--steps 1,2,4]
                                    [--encode-variants eager,compile,static-cache] [--encode-tokens 20,40]
                                    [--models /tmp/cmcodec-models] [--json benchmarks/results/gpu_speed/latest.json]
-    python benchmarks/gpu_speed.py --summarize benchmarks/results/gpu_speed/*.json [--current 's4_*']  # one table
+    python benchmarks/gpu_speed.py --summarize benchmarks/results/gpu_speed/*.json [--current 'threaded_*']  # one table
     python benchmarks/gpu_speed.py --profiles sd-turbo,realvisxl-v4,sd15-tile,sd-x4-upscaler,sana-sprint,\
         sd35-large-turbo,flux-schnell --modes text,full --batches 1,4,8,16 --max-batch-large 8 \
         --encode-batches "" --free-disk          # the decoder line-up (benchmarks/results/gpu_speed_lineup/)
@@ -596,10 +596,10 @@ def main() -> None:
 def print_rows(rows: list[dict]) -> None:
     """The table of rows (with a run column when rows carry one)."""
     run = any("run" in r for r in rows)
-    print(("{:<20}".format("run") if run else "") + f"{'profile':<22}{'variant':<21}{'mode':<8}{'batch':>6}"
+    print(("{:<33}".format("run") if run else "") + f"{'profile':<22}{'variant':<21}{'mode':<8}{'batch':>6}"
           f"{'steps':>6}{'ms/img':>9}{'img/s':>8}{'GiB':>7}{'start s':>8}")
     for r in rows:
-        head = (f"{r['run']:<20}" if run else "") + \
+        head = (f"{r['run']:<33}" if run else "") + \
             f"{r['profile']:<22}{r.get('variant', 'eager'):<21}{r['mode']:<8}{r['batch']:>6}"
         if "error" in r:
             print(f"{head}  {r['error'][:70]}")

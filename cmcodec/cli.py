@@ -915,7 +915,7 @@ def evaluate(gt: Path, output: Path, i2ts: list[str], i2t_paths: dict[str, str],
 
     try:
         _api_base(api_base, i2ts)
-        device = dist_device(device)  # under accelerate launch / torchrun: this process's GPU (issue 6)
+        device = dist_device(device)  # under accelerate launch / torchrun: this process's GPU
         mode_list = modes
         for what, v in (("--modes", modes), ("--profiles", profiles), ("--i2t", i2ts)):
             if not v:

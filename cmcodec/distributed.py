@@ -1,4 +1,5 @@
-"""Sharding folder work across processes (issue 6): one process per GPU, started by ``accelerate launch``
+"""Sharding folder work across processes, for throughput on several GPUs:
+one process per GPU, started by ``accelerate launch``
 or ``torchrun``. Each process takes every WORLD_SIZE-th item; ``accelerate``'s PartialState supplies the
 rank, the device and the barrier. Single-process runs never import torch or accelerate from here."""
 

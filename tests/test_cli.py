@@ -168,7 +168,7 @@ def test_interrupted_folder_run_leaves_no_half_written_file(tmp_path: Path, sig:
 
 
 def test_two_process_sharding_with_torchrun_gloo(tmp_path: Path) -> None:
-    # issue 6: folder decode and rd-curve split across processes (gloo on CPU), results merged in one output
+    # sharding: folder decode and rd-curve split across processes (gloo on CPU), results merged in one output
     pytest.importorskip("accelerate")
     src = tmp_path / "in"
     src.mkdir()

@@ -1,4 +1,4 @@
-"""CMC-Bench-style evaluation (issue 5): I2T x T2I profile x mode, scored by a FR and a NR metric.
+"""CMC-Bench-style evaluation (Li et al., 2024): I2T x T2I profile x mode, scored by a FR and a NR metric.
 
 For a folder of ground-truth images, each combination (captioner, decoder profile) is a *run*; each run
 encodes every image in every mode through the real codec (the .cmc files are kept, so each bpp is a real
@@ -149,7 +149,7 @@ def score_folder(gt_files: list[Path], mode_dir: Path, scorer: Scorer, what: str
                  progress: Callable[[], None] | None = None) -> list[dict]:
     """Score every decoded image of a mode folder against the ground truth, paired by name; per-image
     scores are kept in ``cache`` (JSON lines) and never recomputed. Under several processes each scores
-    its share and rank 0 merges the rows (issue 6)."""
+    its share and rank 0 merges the rows."""
     from ..distributed import merged, rank_path, shard
     from ..media.images import load_image
 
@@ -394,7 +394,7 @@ def caption_images(gt_files: list[Path], i2t: str, cache: Path, words: int, i2t_
                    device: str | None, batch: int = 8, given: dict[str, str] | None = None,
                    progress: Callable[[int], None] | None = None) -> dict[str, str]:
     """Captions of every image: from ``given``, else the cache CSV, else the captioner (batched; under several
-    processes each captions its share, issue 6). New captions go to a JSON-lines file beside the cache as
+    processes each captions its share). New captions go to a JSON-lines file beside the cache as
     they come (a crash keeps them), folded into the CSV at the end."""
     from ..distributed import is_main, merged, rank_path, shard
 
@@ -439,7 +439,7 @@ def caption_images(gt_files: list[Path], i2t: str, cache: Path, words: int, i2t_
 def encode_decode(gt_files: list[Path], run: Run, mode: str, mode_dir: Path, caps: dict[str, str],
                   model_path: str | None, device: str | None, progress: Callable[[], None] | None = None,
                   batch_size: int = 8) -> None:
-    """Encode and decode every image of a run in one mode (this process's share under several, issue 6);
+    """Encode and decode every image of a run in one mode (this process's share under several);
     files already on disk are kept."""
     from .. import codec
     from ..distributed import barrier, shard
@@ -457,7 +457,7 @@ def encode_decode(gt_files: list[Path], run: Run, mode: str, mode_dir: Path, cap
             todo.append(cmc)
         elif progress:
             progress()
-    # decoded in batches of one profile, mode and size (issue 6)
+    # decoded in batches of one profile, mode and size (one pipeline call each)
     for i, img in codec.decode_many((c.read_bytes() for c in todo),
                                     codec.DecodeOptions(device=device, model_path=model_path),
                                     batch_size=batch_size):

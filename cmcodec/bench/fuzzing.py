@@ -1,4 +1,5 @@
-"""Fuzzing support (issue 7): the decoder-side target, a structured mutator, and a timed mutation loop.
+"""Fuzzing support (the reader must refuse any input with a CmcodecError, quickly):
+the decoder-side target, a structured mutator, and a timed mutation loop.
 
 The target is what a reader does with a stranger's file before any model runs: ``codec.validate``
 (header, check, every payload). Its one rule: any input either validates or raises a ``CmcodecError``.

@@ -1,4 +1,4 @@
-"""Image-quality metrics through pyiqa: names, FR/NR, availability, local weights (issue 4, issue 5).
+"""Image-quality metrics through pyiqa: names, FR/NR, availability, local weights (rd-curve and CMC-Bench evaluation).
 
 Nothing is computed by hand. A metric whose weights cannot be loaded (no hub here) is reported with the
 reason and skipped. ``weights_dir`` holds local files named after the metric (``topiq_fr.pth`` or

@@ -156,7 +156,7 @@ def load(model: str | None = None, device: str | None = None, dtype: str | None 
 
 
 def _compile_steps(dec: Any, mode: str) -> None:
-    """torch.compile a token decoder for generate (issue 6): dynamic shapes, one compiled step per call. With
+    """torch.compile a token decoder for generate (encode throughput): dynamic shapes, one compiled step per call. With
     mode reduce-overhead each call is a CUDA-graph step; the logits and KV cache it returns are copied out of
     the graph's memory before the next replay overwrites them (measured on an H100: 88 ms instead of 308 ms
     for a 20-token BLIP-large caption at batch 1)."""

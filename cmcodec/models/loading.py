@@ -37,8 +37,9 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 @dataclass(frozen=True)
 class Accel:
-    """Runtime speed-ups of a decoder (issue 6). They change no profile setting; output pixels can differ in
-    the last bits from eager PyTorch, and two decodes with the same settings on one machine stay identical."""
+    """Runtime speed-ups of a decoder (throughput, not quality). They change no profile setting; output
+    pixels can differ in the last bits from eager PyTorch, and two decodes with the same settings on one
+    machine stay identical."""
 
     channels_last: bool = False  # NHWC memory format for the UNet and autoencoder convolutions
     compile: str | None = None  # torch.compile mode ("reduce-overhead" adds CUDA graphs); None: eager

@@ -1,4 +1,4 @@
-"""Issue 6 on CPU: batched folder encode/decode, runtime speed-ups, tiny-autoencoder profiles, sharded evaluate.
+"""Throughput paths on CPU: batched folder encode/decode, runtime speed-ups, tiny-autoencoder profiles, sharded evaluate.
 
 Speed itself is measured by benchmarks/gpu_speed.py and benchmarks/multi_gpu.py, never here.
 """

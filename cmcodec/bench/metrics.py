@@ -14,10 +14,6 @@ from typing import Any
 
 from PIL import Image
 
-FR_DEFAULT = ("psnr", "ssim", "ms_ssim", "lpips", "dists", "topiq_fr")
-NR_DEFAULT = ("piqe", "niqe", "musiq", "clipiqa", "topiq_nr")
-OFFLINE_OK = ("psnr", "ssim", "ms_ssim", "fsim", "vif", "gmsd", "nlpd", "cw_ssim", "piqe")  # no weights needed
-
 
 @dataclass
 class Metric:

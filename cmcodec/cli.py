@@ -987,14 +987,14 @@ def profiles(as_json: bool) -> None:
     """List the decoder profiles (stable ids written into files)."""
     import dataclasses
 
-    from .models.profiles import PROFILES
+    from .models.profiles import PROFILES, Pipeline
 
     if as_json:
         click.echo(json.dumps([dataclasses.asdict(p) for p in PROFILES], indent=2))
         return
     for p in PROFILES:
-        modes = ", ".join(f"{m}: {c.pipeline}" + (f" {c.steps} steps" if c.steps else "")
-                          + (f" strength {c.strength}" if c.pipeline == "img2img" else "")
+        modes = ", ".join(f"{m}: {c.pipeline.value}" + (f" {c.steps} steps" if c.steps else "")
+                          + (f" strength {c.strength}" if c.pipeline is Pipeline.IMG2IMG else "")
                           for m, c in p.modes.items())
         click.echo(f"{p.id:>3}  {p.name:<14} {p.model or '(no model)'}, {p.long_side} px\n"
                    f"     {p.description}\n     {modes}\n     licence: {p.license}")

@@ -27,7 +27,7 @@ from .core.errors import (
     UnknownCoderError,
 )
 from .media.images import load_image
-from .models.profiles import Profile, get_profile
+from .models.profiles import Pipeline, Profile, get_profile
 
 if TYPE_CHECKING:
     from .models.loading import Accel
@@ -531,7 +531,8 @@ def smallest_size(image: object, *, mode: str = "text", profile: str | int | Pro
 
 def _uses_caption(prof: Profile, mode: str) -> bool:
     """True when this profile's decoder reads a caption in this mode (else none is stored)."""
-    return mode in ("text", "pixel", "full") and mode in prof.modes and prof.modes[mode].pipeline != "classic"
+    return (mode in ("text", "pixel", "full") and mode in prof.modes
+            and prof.modes[mode].pipeline is not Pipeline.CLASSIC)
 
 
 def needs_captioner(mode: str, profile: str | int | Profile | None = None) -> bool:
@@ -620,7 +621,7 @@ def decode(data: bytes, options: DecodeOptions | None = None) -> Image.Image:
     """
     opts = options or DecodeOptions()
     header, prof, caption, init = _prepare(data, opts.limits)
-    if prof.mode(header.mode).pipeline == "classic":
+    if prof.mode(header.mode).pipeline is Pipeline.CLASSIC:
         if init is None:  # the reader implies guidance for classic modes (spec §4.2); a bug if not
             raise RuntimeError(f"{header.mode}-mode file without guidance passed the reader")
         return init
@@ -675,7 +676,7 @@ def decode_many(datas: Iterable[bytes], options: DecodeOptions | None = None, *,
         except CmcodecError as e:
             yield i, e
             continue
-        if prof.mode(header.mode).pipeline == "classic":
+        if prof.mode(header.mode).pipeline is Pipeline.CLASSIC:
             if init is None:  # as in decode
                 raise RuntimeError(f"{header.mode}-mode file without guidance passed the reader")
             yield i, init

@@ -7,17 +7,26 @@ Rows are plain data: no model is loaded at import time.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+from enum import Enum
 from typing import Any
 
 from ..core.errors import ProfileError
 from ..core.ids import PROFILE_NAMES
 
 
+class Pipeline(str, Enum):
+    """How a mode is decoded (a str, so rows and the pinned profiles.json read as plain names)."""
+
+    TEXT2IMG = "text2img"  # diffusion from the caption alone
+    IMG2IMG = "img2img"  # diffusion from the guidance image, strength of it noised
+    CLASSIC = "classic"  # no model: the guidance image upsampled (spec §7.4, §8)
+
+
 @dataclass(frozen=True)
 class ModeConfig:
     """How one mode is decoded: pipeline kind and its numeric settings."""
 
-    pipeline: str  # "text2img", "img2img" (any image-conditioned pipeline of the family) or "classic"
+    pipeline: Pipeline  # IMG2IMG: any image-conditioned pipeline of the family
     steps: int = 0
     strength: float = 1.0
     guidance_scale: float = 0.0
@@ -29,6 +38,9 @@ class ModeConfig:
     # further pipeline call arguments of this mode: image_guidance_scale (InstructPix2Pix), noise_level
     # (x4 upscaler), controlnet_conditioning_scale (ControlNet)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:  # a row written with the plain name gets the enum member (or is refused)
+        object.__setattr__(self, "pipeline", Pipeline(self.pipeline))
 
 
 # --mode auto of the neural rows: full from 0.01 bpp, pixel from 0.0015 bpp, text below (README, Budgets)
@@ -109,22 +121,22 @@ _NEG = "blurry, low quality, jpeg artifacts, distorted"
 def _turbo_modes() -> dict[str, ModeConfig]:
     """Mode table shared by the one-step turbo models (no classifier-free guidance)."""
     return {
-        "text": ModeConfig("text2img", steps=1, guidance_scale=0.0),
-        "pixel": ModeConfig("img2img", steps=4, strength=0.8, guidance_scale=0.0, smooth=0.5),
-        "image": ModeConfig("img2img", steps=2, strength=0.5, guidance_scale=0.0, prompt=_QUALITY),
-        "full": ModeConfig("img2img", steps=2, strength=0.5, guidance_scale=0.0, prompt=_QUALITY_FULL),
+        "text": ModeConfig(Pipeline.TEXT2IMG, steps=1, guidance_scale=0.0),
+        "pixel": ModeConfig(Pipeline.IMG2IMG, steps=4, strength=0.8, guidance_scale=0.0, smooth=0.5),
+        "image": ModeConfig(Pipeline.IMG2IMG, steps=2, strength=0.5, guidance_scale=0.0, prompt=_QUALITY),
+        "full": ModeConfig(Pipeline.IMG2IMG, steps=2, strength=0.5, guidance_scale=0.0, prompt=_QUALITY_FULL),
     }
 
 
 def _cfg_modes(steps: int, cfg: float) -> dict[str, ModeConfig]:
     """Mode table for classic many-step models with classifier-free guidance."""
     return {
-        "text": ModeConfig("text2img", steps=steps, guidance_scale=cfg, negative_prompt=_NEG),
-        "pixel": ModeConfig("img2img", steps=steps, strength=0.8, guidance_scale=cfg, negative_prompt=_NEG,
+        "text": ModeConfig(Pipeline.TEXT2IMG, steps=steps, guidance_scale=cfg, negative_prompt=_NEG),
+        "pixel": ModeConfig(Pipeline.IMG2IMG, steps=steps, strength=0.8, guidance_scale=cfg, negative_prompt=_NEG,
                             smooth=0.5),
-        "image": ModeConfig("img2img", steps=steps, strength=0.5, guidance_scale=cfg, prompt=_QUALITY,
+        "image": ModeConfig(Pipeline.IMG2IMG, steps=steps, strength=0.5, guidance_scale=cfg, prompt=_QUALITY,
                             negative_prompt=_NEG),
-        "full": ModeConfig("img2img", steps=steps, strength=0.5, guidance_scale=cfg, prompt=_QUALITY_FULL,
+        "full": ModeConfig(Pipeline.IMG2IMG, steps=steps, strength=0.5, guidance_scale=cfg, prompt=_QUALITY_FULL,
                            negative_prompt=_NEG),
     }
 
@@ -133,9 +145,9 @@ def _restore_modes(steps: int, cfg: float, strength: float, **extra: Any) -> dic
     """Image and full modes of a restoration decoder (the reference drives it; text and pixel modes have no
     image good enough for it)."""
     return {
-        "image": ModeConfig("img2img", steps=steps, strength=strength, guidance_scale=cfg, prompt=_QUALITY,
+        "image": ModeConfig(Pipeline.IMG2IMG, steps=steps, strength=strength, guidance_scale=cfg, prompt=_QUALITY,
                             negative_prompt=_NEG, extra=dict(extra)),
-        "full": ModeConfig("img2img", steps=steps, strength=strength, guidance_scale=cfg, prompt=_QUALITY_FULL,
+        "full": ModeConfig(Pipeline.IMG2IMG, steps=steps, strength=strength, guidance_scale=cfg, prompt=_QUALITY_FULL,
                            negative_prompt=_NEG, extra=dict(extra)),
     }
 
@@ -146,11 +158,11 @@ def _fast_modes(steps: int, cfg: float = 0.0, image_steps: int = 2, **extra: Any
     schedule (diffusers' flow pipelines round down the steps skipped, not the steps run): index 0 is pure noise,
     so the pixel mode takes 5 steps at strength 0.8 (4 run) and the image modes 2 at 0.5 (1 run) or more."""
     return {
-        "text": ModeConfig("text2img", steps=steps, guidance_scale=cfg),
-        "pixel": ModeConfig("img2img", steps=5, strength=0.8, guidance_scale=cfg, smooth=0.5, extra=dict(extra)),
-        "image": ModeConfig("img2img", steps=image_steps, strength=0.5, guidance_scale=cfg, prompt=_QUALITY,
+        "text": ModeConfig(Pipeline.TEXT2IMG, steps=steps, guidance_scale=cfg),
+        "pixel": ModeConfig(Pipeline.IMG2IMG, steps=5, strength=0.8, guidance_scale=cfg, smooth=0.5, extra=dict(extra)),
+        "image": ModeConfig(Pipeline.IMG2IMG, steps=image_steps, strength=0.5, guidance_scale=cfg, prompt=_QUALITY,
                             extra=dict(extra)),
-        "full": ModeConfig("img2img", steps=image_steps, strength=0.5, guidance_scale=cfg, prompt=_QUALITY_FULL,
+        "full": ModeConfig(Pipeline.IMG2IMG, steps=image_steps, strength=0.5, guidance_scale=cfg, prompt=_QUALITY_FULL,
                            extra=dict(extra)),
     }
 
@@ -173,9 +185,9 @@ PROFILES: tuple[Profile, ...] = (
         model=None,
         encoder=EncoderDefaults(auto_ladder=AUTO_CLASSIC),
         modes={
-            "pixel": ModeConfig("classic", upsample="bicubic", smooth=0.35),
-            "image": ModeConfig("classic", upsample="lanczos", smooth=0.0),
-            "full": ModeConfig("classic", upsample="lanczos", smooth=0.0),
+            "pixel": ModeConfig(Pipeline.CLASSIC, upsample="bicubic", smooth=0.35),
+            "image": ModeConfig(Pipeline.CLASSIC, upsample="lanczos", smooth=0.0),
+            "full": ModeConfig(Pipeline.CLASSIC, upsample="lanczos", smooth=0.0),
         },
         license="none (no model)",
     ),
@@ -277,10 +289,10 @@ PROFILES += (
                     "image guidance 1.5",
         model="timbrooks/instruct-pix2pix",
         modes={  # no strength: the reference is a condition, image_guidance_scale weighs it
-            "image": ModeConfig("img2img", steps=20, guidance_scale=7.5, negative_prompt=_NEG,
+            "image": ModeConfig(Pipeline.IMG2IMG, steps=20, guidance_scale=7.5, negative_prompt=_NEG,
                                 prompt="make it a sharp, detailed, high quality photograph",
                                 extra={"image_guidance_scale": 1.5}),
-            "full": ModeConfig("img2img", steps=20, guidance_scale=7.5, negative_prompt=_NEG,
+            "full": ModeConfig(Pipeline.IMG2IMG, steps=20, guidance_scale=7.5, negative_prompt=_NEG,
                                prompt="make it a sharp, detailed, high quality photograph of {caption}",
                                extra={"image_guidance_scale": 1.5}),
         },
@@ -309,9 +321,9 @@ PROFILES += (
                     "20 steps, CFG 7.5, noise level 20",
         model="stabilityai/stable-diffusion-x4-upscaler",
         modes={
-            "image": ModeConfig("img2img", steps=20, guidance_scale=7.5, prompt=_QUALITY, negative_prompt=_NEG,
+            "image": ModeConfig(Pipeline.IMG2IMG, steps=20, guidance_scale=7.5, prompt=_QUALITY, negative_prompt=_NEG,
                                 extra={"noise_level": 20}),
-            "full": ModeConfig("img2img", steps=20, guidance_scale=7.5, prompt=_QUALITY_FULL,
+            "full": ModeConfig(Pipeline.IMG2IMG, steps=20, guidance_scale=7.5, prompt=_QUALITY_FULL,
                                negative_prompt=_NEG, extra={"noise_level": 20}),
         },
         long_side=768,
@@ -392,8 +404,8 @@ def decode_fields(p: Profile) -> dict[str, Any]:
     """The pixel-deciding fields of a row as plain JSON data (pinned by fixtures/golden/profiles.json)."""
     out = {f: getattr(p, f) for f in DECODE_FIELDS}
     out.update({f: getattr(p, f) for f, d in LATER_DECODE_FIELDS.items() if getattr(p, f) != d})
-    out["modes"] = {m: {k: v for k, v in asdict(mc).items() if LATER_MODE_FIELDS.get(k, object()) != v}
-                    for m, mc in p.modes.items()}
+    out["modes"] = {m: {k: v for k, v in {**asdict(mc), "pipeline": mc.pipeline.value}.items()
+                        if LATER_MODE_FIELDS.get(k, object()) != v} for m, mc in p.modes.items()}
     return out
 
 

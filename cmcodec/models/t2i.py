@@ -17,7 +17,7 @@ from PIL import Image
 
 from ..core.errors import ModelError
 from .loading import EAGER, ENV_MODEL_DIR, Accel, load_error, locate, pick_device, pick_dtype
-from .profiles import Profile
+from .profiles import Pipeline, Profile
 
 _CACHE: dict[tuple, Any] = {}
 _LOCK = threading.Lock()
@@ -196,7 +196,7 @@ def generate_batch(profile: Profile, mode: str, items: list[tuple[str, Image.Ima
     if fam.sequence_length:
         kw["max_sequence_length"] = profile.prompt_tokens
     with torch.inference_mode():
-        if mc.pipeline == "text2img":
+        if mc.pipeline is Pipeline.TEXT2IMG:
             if t2i is None:
                 raise ModelError(f"profile {profile.name} has no text-to-image pipeline")
             out = t2i(height=gh, width=gw, **kw).images

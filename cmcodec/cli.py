@@ -20,6 +20,7 @@ from .core import ids
 from .core.bitstream import MAX_SEED
 from .core.errors import CmcodecError, ConfigError, OutputExistsError
 from .core.ids import IMAGE_SUFFIXES
+from .media.fileio import list_files
 from .models.loading import COMPILE_MODES
 
 if TYPE_CHECKING:
@@ -352,10 +353,6 @@ def _api_base(base: str | None, i2ts: tuple[str | None, ...]) -> None:
     os.environ[api_i2t.ENV_BASE] = base
 
 
-def _files(folder: Path, suffixes: set[str]) -> list[Path]:
-    """Files of a folder with the given suffixes, sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
-
 
 @dataclass
 class Done:
@@ -563,7 +560,7 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
                 raise ConfigError("folder input needs -o OUTPUT_FOLDER")
             if output.exists() and not output.is_dir():
                 raise ConfigError(f"{output}: folder input needs an output folder, found a file")
-            items = [(p, output / (p.stem + ".cmc")) for p in _files(input, IMAGE_SUFFIXES)]
+            items = [(p, output / (p.stem + ".cmc")) for p in list_files(input)]
             if not items:
                 raise ConfigError(f"{input}: no image files found (expected {', '.join(sorted(IMAGE_SUFFIXES))})")
             if caption_file is not None:
@@ -681,7 +678,7 @@ def decode(input: Path, output: Path | None, device: str | None, dtype: str | No
         if folder:
             if output is None:
                 raise ConfigError("folder input needs -o OUTPUT_FOLDER")
-            items = [(p, output / (p.stem + ".png")) for p in _files(input, {".cmc"})]
+            items = [(p, output / (p.stem + ".png")) for p in list_files(input, {".cmc"})]
             if not items:
                 raise ConfigError(f"{input}: no .cmc files found")
         else:
@@ -845,7 +842,7 @@ def rd_curve(images: Path, output: Path, codecs: list[str] | None, scales: list[
         if not report_targets:
             raise ConfigError("--report-targets none: expected at least one bpp value for report.html's crops")
         tg = sorted(targets) if targets else rd.targets_from_range(*bpp_range, points)
-        plan = rd.Plan(files=_files(images, IMAGE_SUFFIXES), codecs=codecs, scales=scales, profiles=profiles,
+        plan = rd.Plan(files=list_files(images), codecs=codecs, scales=scales, profiles=profiles,
                        modes=modes, metrics=tuple(metric_names), targets=tg, anchor=anchor,
                        metric_weights=str(metric_weights) if metric_weights else None,
                        captions=_read_captions(captions) if captions else {}, model_paths=model_paths, jobs=jobs,

@@ -384,10 +384,10 @@ def leaderboard(summaries: dict[str, dict], out: Path, fr_name: str, nr_name: st
 
 
 def image_files(folder: Path) -> list[Path]:
-    """Image files of a folder, sorted by name."""
-    from ..core.ids import IMAGE_SUFFIXES
+    """Image files of a folder, sorted by name (the lister every folder run uses)."""
+    from ..media.fileio import list_files
 
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return list_files(folder)
 
 
 def caption_images(gt_files: list[Path], i2t: str, cache: Path, words: int, i2t_path: str | None,

@@ -11,6 +11,15 @@ from pathlib import Path
 from ..core.errors import ConfigError, LimitError, OutputExistsError
 
 
+def list_files(folder: Path, suffixes: set[str] | None = None) -> list[Path]:
+    """Files of a folder with the given suffixes (default: the image suffixes folder runs pick up), sorted by
+    name: what every folder run (encode, decode, rd-curve, evaluate) takes as its input list."""
+    from ..core.ids import IMAGE_SUFFIXES
+
+    want = IMAGE_SUFFIXES if suffixes is None else suffixes
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in want)
+
+
 def read_input(path: Path, max_bytes: int = 64 * 1024 * 1024) -> bytes:
     """The bytes of an input file, refusing one larger than max_bytes before reading it (spec §3 limits)."""
     try:

@@ -305,7 +305,7 @@ def fit_prompt(profile: Profile, mode: str, caption: str, model_path: str | None
     measured tokens per word) or, without that, by the conservative estimate_tokens."""
     mc = profile.mode(mode)
     limit = profile.prompt_tokens
-    if not profile.model or mc.pipeline == "classic" or "{caption}" not in mc.prompt:
+    if not profile.model or mc.pipeline is Pipeline.CLASSIC or "{caption}" not in mc.prompt:
         return caption
     if prompt_fits_surely(prompt_of(mc.prompt, caption), limit):
         return caption  # short captions never need the tokenizer (nor a model lookup)

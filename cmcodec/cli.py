@@ -464,7 +464,7 @@ def _accel(compile_mode: str | None, channels_last: bool) -> Accel:
 
 
 def _speed_options(batch_help: str, compile_help: str) -> Callable[[Callable], Callable]:
-    """--batch-size and --compile (issue 6), with each command's own help."""
+    """--batch-size and --compile, with each command's own help."""
 
     def add(f: Callable) -> Callable:
         f = click.option("--compile", "compile_mode", type=click.Choice(["none", *COMPILE_MODES]), default="none",
@@ -480,6 +480,11 @@ FORCE_HELP = ("Overwrite existing outputs (a folder run redoes every file). An i
               "overwritten.")
 JSON_HELP = ("Print a JSON list, one object per file: " + ", ".join(JSON_FIELDS) + " (status: written, redone, "
              "skipped or failed; seconds: from the file's start, batched work shared, to its output written).")
+
+
+def _dtype_option(help_text: str) -> Callable[[Callable], Callable]:
+    """--dtype, one spelling for every command that runs a model."""
+    return click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32"]), help=help_text)
 
 
 def _read_captions(path: Path) -> dict[str, str]:
@@ -526,6 +531,8 @@ def main() -> None:
 @click.option("--words", type=click.IntRange(min=1), help="Caption word budget (default from the profile: 20).")
 @click.option("--ref-codec", type=REF_CODEC, help="Image-reference codec (default: the best one installed).")
 @click.option("--device", help="cuda, cuda:1, cpu, ... (default: cuda when present).")
+@_dtype_option("Captioner precision (default: the captioner's own on CUDA, e.g. bfloat16 for Qwen2-VL; "
+               "float32 on CPU).")
 @_speed_options("Images captioned per I2T call (folder input).",
                 "torch.compile the captioner's token decoder (BLIP-class; reduce-overhead adds CUDA graphs); the "
                 "first captions pay about two minutes of compile time.")
@@ -535,7 +542,7 @@ def main() -> None:
 def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_bytes: int | None,
            caption: str | None, caption_file: Path | None, profile: str, seed: int, i2t: str | None,
            i2t_paths: dict[str, str], api_base: str | None, words: int | None, ref_codec: str | None,
-           device: str | None, batch_size: int, compile_mode: str, offline: bool, force: bool,
+           device: str | None, dtype: str | None, batch_size: int, compile_mode: str, offline: bool, force: bool,
            as_json: bool) -> None:
     """Encode an image (or a folder of images) to .cmc.
 
@@ -631,7 +638,8 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
                     yield i, e
 
     try:
-        enc_opts = codec.EncodeOptions(i2t=i2t_model, device=dist_device(device), accel=_accel(compile_mode, False),
+        enc_opts = codec.EncodeOptions(i2t=i2t_model, device=dist_device(device), dtype=dtype,
+                                       accel=_accel(compile_mode, False),
                                        caption_words=words or get_profile(profile).encoder.caption_words,
                                        ref_codec=ref_codec)
         auto_caption = caption is None and captions is None and codec.needs_captioner(mode, profile)
@@ -646,7 +654,7 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
               help="Output image (default NAME.decoded.png beside NAME.cmc; a folder for folder input, files "
               "NAME.png).")
 @click.option("--device", help="cuda, cuda:1, cpu, ... (default: cuda when present).")
-@click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32"]), help="Model precision.")
+@_dtype_option("Model precision (default: float16 on CUDA, float32 on CPU).")
 @dirs_option("--model-path", "model_paths", names=PROFILE,
              help="Local folder of a profile's T2I model (each file names its profile).")
 @dirs_option("--vae-path", "vae_paths", names=PROFILE, help="Local folder of a *-taesd profile's tiny autoencoder.")
@@ -809,6 +817,7 @@ def _info_dict(path: Path, verify: bool = False) -> dict:
 @click.option("--captions", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Captions CSV (name,text) for the cmcodec modes that carry one.")
 @dirs_option("--model-path", "model_paths", names=PROFILE, help="Local folder of a profile's T2I model.")
+@_dtype_option("Model precision of the cmcodec curves (default: float16 on CUDA, float32 on CPU).")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
 @click.option("--offline", is_flag=True, help="Never contact the model hub.")
 @click.option("--fast", is_flag=True, help="Conventional codecs at faster, weaker settings (said in the output "
@@ -820,7 +829,8 @@ def _info_dict(path: Path, verify: bool = False) -> dict:
 def rd_curve(images: Path, output: Path, codecs: list[str] | None, scales: list[str], profiles: list[str],
              modes: list[str], metric_names: list[str], metric_weights: Path | None, bpp_range: tuple[float, float],
              points: int, targets: list[float], anchor: str | None, captions: Path | None, model_paths: dict[str, str],
-             jobs: int, offline: bool, fast: bool, report_image: str | None, report_targets: list[float],
+             dtype: str | None, jobs: int, offline: bool, fast: bool, report_image: str | None,
+             report_targets: list[float],
              report_region: str | None) -> None:
     """Rate-distortion curves of conventional codecs and cmcodec modes, with BD-rates, plots and report.html."""
     _offline(offline)
@@ -846,7 +856,7 @@ def rd_curve(images: Path, output: Path, codecs: list[str] | None, scales: list[
                        modes=modes, metrics=tuple(metric_names), targets=tg, anchor=anchor,
                        metric_weights=str(metric_weights) if metric_weights else None,
                        captions=_read_captions(captions) if captions else {}, model_paths=model_paths, jobs=jobs,
-                       fast=fast)
+                       fast=fast, dtype=dtype)
         shown = report_mod.pick_image(plan.files, report_image)  # the report's options fail before the sweep
         crop_targets = sorted(report_targets)
         region = report_mod.parse_region(report_region) if report_region else None
@@ -895,12 +905,12 @@ def rd_curve(images: Path, output: Path, codecs: list[str] | None, scales: list[
               help="CSV name,category (default: file-name prefixes NSI_, SCI_, AIGI_).")
 @click.option("--words", type=click.IntRange(min=1), default=20, show_default=True, help="Caption word budget.")
 @click.option("--device", help="cuda, cpu, ... (default: cuda when present).")
+@_dtype_option("Captioner and decoder precision (default: each model's own on CUDA, float32 on CPU).")
 @click.option("--offline", is_flag=True, help="Never contact the model hub.")
 def evaluate(gt: Path, output: Path, i2ts: list[str], i2t_paths: dict[str, str], api_base: str | None,
              profiles: list[str], model_paths: dict[str, str], modes: list[str], captions: Path | None,
              results: Path | None, fr: str, nr: str, metric_weights: Path | None, categories: Path | None, words: int,
-             device: str | None,
-             offline: bool) -> None:
+             device: str | None, dtype: str | None, offline: bool) -> None:
     """CMC-Bench-style scoring: every captioner x profile x mode, FR and NR metrics, Overall, leaderboard."""
     _offline(offline)
     _quiet_libraries()
@@ -938,7 +948,7 @@ def evaluate(gt: Path, output: Path, i2ts: list[str], i2t_paths: dict[str, str],
                 gt_files, output, mode_list, scorer, cats,
                 i2ts if not captions else [captions.stem], profiles,
                 ev.read_captions(captions) if captions else None, i2t_paths, model_paths, words, device, bar,
-                lambda msg: click.echo(f"cmcodec: {msg}", err=True))
+                lambda msg: click.echo(f"cmcodec: {msg}", err=True), dtype=dtype)
         if is_main():  # every process holds the merged summaries; one writes them
             ev.write_reports(summaries, output, fr, nr)
     except CmcodecError as e:
@@ -989,12 +999,22 @@ def profiles(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([dataclasses.asdict(p) for p in PROFILES], indent=2))
         return
-    for p in PROFILES:
-        modes = ", ".join(f"{m}: {c.pipeline.value}" + (f" {c.steps} steps" if c.steps else "")
-                          + (f" strength {c.strength}" if c.pipeline is Pipeline.IMG2IMG else "")
-                          for m, c in p.modes.items())
-        click.echo(f"{p.id:>3}  {p.name:<14} {p.model or '(no model)'}, {p.long_side} px\n"
-                   f"     {p.description}\n     {modes}\n     licence: {p.license}")
+    from .models.loading import revision_for
+
+    try:
+        for p in PROFILES:
+            modes = ", ".join(f"{m}: {c.pipeline.value}" + (f" {c.steps} steps" if c.steps else "")
+                              + (f" strength {c.strength}" if c.pipeline is Pipeline.IMG2IMG else "")
+                              for m, c in p.modes.items())
+            pin = ""
+            if p.model:
+                rev, how = revision_for(p.name, p.model, p.revision)
+                pin = (f"\n     revision {rev} (pinned by {'the profile' if how == 'row' else how})" if rev else
+                       "\n     revision: unpinned (follows the repo's main branch; pin it in $CMCODEC_REVISIONS)")
+            click.echo(f"{p.id:>3}  {p.name:<14} {p.model or '(no model)'}, {p.long_side} px\n"
+                       f"     {p.description}\n     {modes}{pin}\n     licence: {p.license}")
+    except CmcodecError as e:
+        _fail(e)
 
 
 @main.command()

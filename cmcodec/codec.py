@@ -66,6 +66,7 @@ class EncodeOptions:
 
     i2t: str | None = None  # captioner: registered name, hub id or local folder
     device: str | None = None  # where the captioner runs
+    dtype: str | None = None  # captioner precision (None: its row's GPU dtype on CUDA, float32 on CPU)
     accel: Accel | None = None  # captioner speed-ups (None: eager)
     caption_words: int | None = None  # words asked of the captioner
     caption_coder: str | None = None  # pin one caption coder (else the smallest file of all wins)
@@ -564,7 +565,7 @@ def caption_many(images: Sequence[object], options: EncodeOptions | None = None,
         try:  # a server captioner answers per image: one failure leaves the others their captions
             texts: list[str | CmcodecError] = list(i2t_backend.caption_each(
                 [im for _, im in loaded], model=opts.i2t, words=opts.caption_words or 20, device=opts.device,
-                accel=_accel(opts)))
+                dtype=opts.dtype, accel=_accel(opts)))
         except CmcodecError as e:
             texts = [e] * len(loaded)
         if len(texts) != len(loaded):  # a short answer would silently lose images

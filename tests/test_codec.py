@@ -106,7 +106,7 @@ def test_chat_vlm_captioner_path(tiny_qwen2vl) -> None:
     single = [i2t.caption(im, model=str(tiny_qwen2vl), words=5, device="cpu") for im in imgs]
     assert batch == single  # left padding: batching does not change a caption
     assert all(0 < len(c.split()) <= 5 for c in batch)
-    row = next(v for k, v in i2t._CACHE.items() if k[0] == str(tiny_qwen2vl))[2]
+    row = next(v for k, v in i2t._CACHE.items() if k[0].path == str(tiny_qwen2vl))[2]
     assert row.kind == "chat"  # the processor's chat template decided the prompt path
     r = codec.encode_result(HOUSE, mode="text", options=codec.EncodeOptions(i2t=str(tiny_qwen2vl), caption_words=5))
     assert r.caption == single[1] and cmcodec.read_header(r.data).mode == "text"

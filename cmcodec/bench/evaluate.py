@@ -392,7 +392,7 @@ def image_files(folder: Path) -> list[Path]:
 
 def caption_images(gt_files: list[Path], i2t: str, cache: Path, words: int, i2t_path: str | None,
                    device: str | None, batch: int = 8, given: dict[str, str] | None = None,
-                   progress: Callable[[int], None] | None = None) -> dict[str, str]:
+                   progress: Callable[[int], None] | None = None, dtype: str | None = None) -> dict[str, str]:
     """Captions of every image: from ``given``, else the cache CSV, else the captioner (batched; under several
     processes each captions its share). New captions go to a JSON-lines file beside the cache as
     they come (a crash keeps them), folded into the CSV at the end."""
@@ -428,7 +428,7 @@ def caption_images(gt_files: list[Path], i2t: str, cache: Path, words: int, i2t_
         for k in range(0, len(todo), batch):
             chunk = todo[k : k + batch]
             texts = i2t_backend.caption_batch([load_image(p) for p in chunk], model=i2t, words=words,
-                                              device=device, model_path=i2t_path)
+                                              device=device, model_path=i2t_path, dtype=dtype)
             for p, t in zip(chunk, texts, strict=True):
                 _append(rank_path(parts), {"name": p.stem, "text": t})
             if progress:
@@ -438,7 +438,7 @@ def caption_images(gt_files: list[Path], i2t: str, cache: Path, words: int, i2t_
 
 def encode_decode(gt_files: list[Path], run: Run, mode: str, mode_dir: Path, caps: dict[str, str],
                   model_path: str | None, device: str | None, progress: Callable[[], None] | None = None,
-                  batch_size: int = 8) -> None:
+                  batch_size: int = 8, dtype: str | None = None) -> None:
     """Encode and decode every image of a run in one mode (this process's share under several);
     files already on disk are kept."""
     from .. import codec
@@ -459,7 +459,7 @@ def encode_decode(gt_files: list[Path], run: Run, mode: str, mode_dir: Path, cap
             progress()
     # decoded in batches of one profile, mode and size (one pipeline call each)
     for i, img in codec.decode_many((c.read_bytes() for c in todo),
-                                    codec.DecodeOptions(device=device, model_path=model_path),
+                                    codec.DecodeOptions(device=device, model_path=model_path, dtype=dtype),
                                     batch_size=batch_size):
         if isinstance(img, CmcodecError):
             raise img
@@ -495,7 +495,8 @@ def score_results(gt_files: list[Path], results: Path, modes: list[str], scorer:
 def run_combinations(gt_files: list[Path], output: Path, modes: list[str], scorer: Scorer,
                      categories: dict[str, str] | None, i2ts: list[str], profiles: list[str],
                      given: dict[str, str] | None, i2t_dirs: dict[str, str], model_dirs: dict[str, str], words: int,
-                     device: str | None, bar: Bar, warn: Callable[[str], None]) -> dict[str, dict]:
+                     device: str | None, bar: Bar, warn: Callable[[str], None],
+                     dtype: str | None = None) -> dict[str, dict]:
     """Summaries of every captioner x profile run, each through every mode of the real codec."""
     summaries = {}
     for i2t in i2ts:
@@ -503,7 +504,8 @@ def run_combinations(gt_files: list[Path], output: Path, modes: list[str], score
         if any(m != "image" for m in modes):
             b = bar(f"caption {i2t}", len(gt_files))
             caps = caption_images(gt_files, i2t, output / "captions" / f"{_slug(i2t)}.csv", words,
-                                  i2t_dirs.get(i2t, i2t_dirs.get("*")), device, given=given, progress=b.update)
+                                  i2t_dirs.get(i2t, i2t_dirs.get("*")), device, given=given, progress=b.update,
+                                  dtype=dtype)
             b.close()
         for prof in profiles:
             run = Run(i2t, prof)
@@ -514,7 +516,8 @@ def run_combinations(gt_files: list[Path], output: Path, modes: list[str], score
                     continue
                 d = output / run.name / m
                 b = bar(f"{run.name} {m}", 2 * len(gt_files))
-                encode_decode(gt_files, run, m, d, caps, model_dirs.get(prof, model_dirs.get("*")), device, b.update)
+                encode_decode(gt_files, run, m, d, caps, model_dirs.get(prof, model_dirs.get("*")), device, b.update,
+                              dtype=dtype)
                 per_mode[m] = score_folder(gt_files, d, scorer, str(d), output / run.name / f"{m}.scores.jsonl",
                                            b.update)
                 b.close()

@@ -133,6 +133,7 @@ class Unit:
     model_paths: dict[str, str] = field(default_factory=dict)  # profile name (or '*') -> local model folder
     effort: str = "best"  # the codec rows' effort level ("fast" for rd-curve --fast)
     hints: dict[float, int] = field(default_factory=dict)  # target -> setting other images of the curve chose
+    dtype: str | None = None  # model precision of the cmcodec curves (None: each model's default)
 
 
 def run_unit(u: Unit) -> list[dict]:
@@ -229,7 +230,8 @@ def _cmc_rows(u: Unit, path: Path, ref: Image.Image, loaded: dict[str, Any]) -> 
         budget = int(t * w * h / 8)
         t0 = time.perf_counter()
         try:
-            data = codec.encode(ref, mode=u.curve.mode, profile=u.curve.codec, max_bytes=budget, caption=caption)
+            data = codec.encode(ref, mode=u.curve.mode, profile=u.curve.codec, max_bytes=budget, caption=caption,
+                                options=codec.EncodeOptions(dtype=u.dtype))
         except BudgetError:
             continue
         t1 = time.perf_counter()
@@ -237,7 +239,8 @@ def _cmc_rows(u: Unit, path: Path, ref: Image.Image, loaded: dict[str, Any]) -> 
             continue
         seen.add(len(data))
         out = codec.decode(data, codec.DecodeOptions(
-            model_path=u.model_paths.get(u.curve.codec, u.model_paths.get("*")), device=distributed.device(None)))
+            model_path=u.model_paths.get(u.curve.codec, u.model_paths.get("*")), device=distributed.device(None),
+            dtype=u.dtype))
         t2 = time.perf_counter()
         hdr = read_header(data).overhead_bytes
         rows.append({"target_bpp": t, "setting": budget, "bytes": len(data), "header_bytes": hdr,
@@ -572,6 +575,7 @@ class Plan:
     model_paths: dict[str, str] = field(default_factory=dict)
     jobs: int = 1
     fast: bool = False
+    dtype: str | None = None
 
 
 Bar = Callable[[str, int], Any]  # (description, total) -> a progress bar with update() and close()
@@ -606,8 +610,8 @@ def run(plan: Plan, output: Path, bar: Bar, warn: Callable[[str], None]) -> dict
     effort = "fast" if plan.fast else "best"
     if plan.fast:
         warn("--fast: conventional codecs at their 'fast' effort (weaker anchors; recorded in results.json)")
-    units = [Unit(str(f), c, plan.targets, plan.metrics, plan.metric_weights, plan.captions, plan.model_paths, effort)
-             for f in plan.files for c in curves]
+    units = [Unit(str(f), c, plan.targets, plan.metrics, plan.metric_weights, plan.captions, plan.model_paths, effort,
+                  dtype=plan.dtype) for f in plan.files for c in curves]
     done = done_units(output)
     b = bar("rd-curve", len(units))
     b.update(sum(1 for u in units if unit_key(Path(u.image).name, u.curve.name) in done))
@@ -620,6 +624,7 @@ def run(plan: Plan, output: Path, bar: Bar, warn: Callable[[str], None]) -> dict
     settings = {"images": str(folder), "n_images": len(plan.files), "targets_bpp": plan.targets,
                 "codecs": use_codecs, "scales": plan.scales, "profiles": plan.profiles, "modes": plan.modes,
                 "metrics": names, "metric_weights": plan.metric_weights, "jobs": plan.jobs, "effort": effort,
+                "dtype": plan.dtype,
                 "sweep_s_this_run": round(time.perf_counter() - t0, 1)}
     result = finish(output, curves, names, anchor, settings, skipped, {n: m.lower_better for n, m in loaded.items()})
     for f in result["failed_units"]:

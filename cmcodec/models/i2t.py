@@ -15,7 +15,7 @@ from PIL import Image
 
 from ..core.errors import CmcodecError, ConfigError, ModelError
 from . import api_i2t
-from .loading import EAGER, Accel, load_error, locate, pick_device, pick_dtype
+from .loading import EAGER, Accel, load_error, locate, pick_device, pick_dtype, require, revision_for
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,10 @@ class Captioner:
     dtype: str = "fp16"  # precision on a GPU: what the model was trained and published in (CPU runs float32)
     licence: str = ""
     origin: str = ""  # why it is in the line-up
+    # (most words, prompt) pairs, shortest first: the first whose budget covers the asked words is used
+    # instead of ``prompt`` (Florence-2's task tokens answer at different lengths)
+    prompts_by_words: tuple[tuple[int, str], ...] = ()
+    revision: str | None = None  # hub commit the row was defined against; None: unpinned (main)
     processor_kwargs: tuple[tuple[str, Any], ...] = ()  # AutoProcessor.from_pretrained arguments
 
 
@@ -44,6 +48,9 @@ CMCBENCH_ASPECTS = ("Considering Light and Color", ", Clarity", ", Dense Caption
 
 def prompt_for(row: Captioner, words: int) -> str:
     """The row's prompt for a word budget."""
+    for most, prompt in row.prompts_by_words:
+        if words <= most:
+            return prompt
     return row.prompt.format(words=words, aspects="".join(CMCBENCH_ASPECTS[:words // 10]))
 
 
@@ -53,21 +60,35 @@ def prompt_for(row: Captioner, words: int) -> str:
 # the CLS token counted and then dropped ("default").
 LLAVA_PROCESSOR = (("patch_size", 14), ("vision_feature_select_strategy", "default"),
                    ("num_additional_image_tokens", 1))
+# Florence-2's captioning tasks: <CAPTION> answers in one short sentence, <DETAILED_CAPTION> in a few,
+# <MORE_DETAILED_CAPTION> in a paragraph. A paragraph cut at a 20-word budget keeps only its opening ("The
+# image shows ..."), so the budget picks the task whose answer fits it (the last covers every longer one).
+FLORENCE_TASKS = ((25, "<CAPTION>"), (60, "<DETAILED_CAPTION>"), (1 << 30, "<MORE_DETAILED_CAPTION>"))
+# Qwen2-VL / Qwen2.5-VL see an image as one token per 28x28 pixels (14 px patches merged 2x2); their processors
+# allow up to 16384 tokens (12.8 MP) per image. A word-budget caption is capped at 1024 tokens (0.8 MP, e.g.
+# 896x896 px), which bounds the vision encoder's sequence and the text model's KV cache per image.
+QWEN_MAX_PIXELS = 1024 * 28 * 28
+QWEN_PROCESSOR = (("max_pixels", QWEN_MAX_PIXELS),)
+
 
 CMCB = "CMC-Bench"
 CAPTIONERS: dict[str, Captioner] = {c.name: c for c in (
     Captioner("blip-large", "Salesforce/blip-image-captioning-large", "caption", size="0.47B",
-              licence="BSD-3-Clause", origin="fast"),
+              licence="BSD-3-Clause", origin="fast", revision="2227ac38c9f16105cb0412e7cab4759978a8fd90"),
+    # main holds only pytorch_model.bin and tf_model.h5: the row loads the hub's safetensors conversion
+    # commit of it (fixtures/hub/Salesforce--blip-image-captioning-base.json)
     Captioner("blip-base", "Salesforce/blip-image-captioning-base", "caption", size="0.25B",
-              licence="BSD-3-Clause", origin="fast"),
+              licence="BSD-3-Clause", origin="fast", revision="9cfcdbcaccbcadb2b53b36d4b50042c4eeaa0c25"),
+    # the commit whose processor_config.json / image_token_index transformers 5 generate needs
+    # (fixtures/hub/Salesforce--blip2-opt-2.7b.json)
     Captioner("blip2-opt-2.7b", "Salesforce/blip2-opt-2.7b", "caption", size="3.9B", licence="MIT",
-              origin="BLIP-2"),
+              origin="BLIP-2", revision="c7d6c9f37354a91481abf26893b22ffcb6d10878"),
     Captioner("florence-2-large", "florence-community/Florence-2-large", "caption", "<MORE_DETAILED_CAPTION>",
-              size="0.77B", licence="MIT", origin="small captioner"),
+              size="0.77B", licence="MIT", origin="small captioner", prompts_by_words=FLORENCE_TASKS),
     Captioner("qwen2-vl-2b", "Qwen/Qwen2-VL-2B-Instruct", "chat", WORD_PROMPT, size="2.2B", dtype="bf16",
-              licence="Apache-2.0", origin="small VLM"),
+              licence="Apache-2.0", origin="small VLM", processor_kwargs=QWEN_PROCESSOR),
     Captioner("qwen2.5-vl-3b", "Qwen/Qwen2.5-VL-3B-Instruct", "chat", WORD_PROMPT, size="3.8B", dtype="bf16",
-              licence="Qwen Research License", origin="small VLM"),
+              licence="Qwen Research License", origin="small VLM", processor_kwargs=QWEN_PROCESSOR),
     Captioner("llava-1.5-7b", "llava-hf/llava-1.5-7b-hf", "chat", CMCBENCH_PROMPT, size="7.1B",
               licence="Llama 2 Community License", origin=CMCB, processor_kwargs=LLAVA_PROCESSOR),
     Captioner("llava-next-mistral-7b", "llava-hf/llava-v1.6-mistral-7b-hf", "chat", CMCBENCH_PROMPT, size="7.6B",
@@ -120,29 +141,35 @@ def _captioner(model: str | None) -> Captioner:
 
 
 def load(model: str | None = None, device: str | None = None, dtype: str | None = None,
-         model_path: str | None = None, accel: Accel = EAGER) -> tuple[Any, Any, Captioner, str]:
-    """(processor, model, row, device), cached; ``accel.compile`` compiles the token decoder (BLIP-class)."""
+         model_path: str | None = None, accel: Accel = EAGER,
+         revision: str | None = None) -> tuple[Any, Any, Captioner, str]:
+    """(processor, model, row, device), cached; ``accel.compile`` compiles the token decoder (BLIP-class).
+
+    The model loads at the row's pinned revision (``revision`` overrides it), in the row's dtype on GPUs."""
     row = _captioner(model)
     if row.kind == "api":
         raise ConfigError(f"captioner {row.name} runs on a server: there is no local model to load")
-    loc = locate("I2T", row.model, model_path, "--i2t-path")  # before heavy imports: fail fast
+    rev, _ = revision_for(row.name, row.model, row.revision, revision)
+    src = locate("I2T", row.model, model_path, "--i2t-path", rev)  # before heavy imports: fail fast
     try:
         import torch  # noqa: F401
         from transformers import AutoModelForImageTextToText, AutoProcessor
     except ImportError as e:
         raise ModelError(f"captioning needs transformers and torch: pip install 'cmcodec[neural]' ({e})") from None
+    require("torch", "transformers", "huggingface_hub")
     dev = pick_device(device)
     torch_dtype = pick_dtype(dev, dtype or (row.dtype if dev.startswith("cuda") else None))
-    key = (loc, dev, str(torch_dtype), accel.compile, row.processor_kwargs)
+    key = (src, dev, str(torch_dtype), accel.compile, row.processor_kwargs)
     with _LOCK:
         if key not in _CACHE:
             try:
-                proc = AutoProcessor.from_pretrained(loc, trust_remote_code=False, **dict(row.processor_kwargs))
+                proc = AutoProcessor.from_pretrained(src.path, trust_remote_code=False, **src.kwargs(),
+                                                     **dict(row.processor_kwargs))
                 net = AutoModelForImageTextToText.from_pretrained(
-                    loc, dtype=torch_dtype, use_safetensors=True, trust_remote_code=False
+                    src.path, dtype=torch_dtype, use_safetensors=True, trust_remote_code=False, **src.kwargs()
                 ).to(dev).eval()
             except Exception as e:  # OSError / ValueError / hub errors: all mean the model cannot be loaded
-                raise load_error("I2T", row.model, loc, e, "--i2t-path") from None
+                raise load_error("I2T", row.model, src, e, "--i2t-path") from None
             if accel.compile:
                 dec = getattr(net, "text_decoder", None)
                 if dec is None:

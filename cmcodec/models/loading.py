@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..core.errors import ConfigError, ModelError
 
@@ -69,24 +70,96 @@ def hub_unreachable() -> str | None:
         return f"{host}:{port} unreachable ({e.strerror or e})"
 
 
-def locate(kind: str, model: str, override: str | None, option: str) -> str:
-    """A loadable location, or a ModelError within seconds: local folder, cached snapshot, or reachable hub."""
+@dataclass(frozen=True)
+class Source:
+    """Where from_pretrained loads a model from: a local folder, or a hub id at a revision, from the network or
+    (``local_only``) only from the local Hugging Face cache. The loading library itself decides which cached
+    files it needs (diffusers reads the cached file listing and its own allow patterns, transformers asks for
+    each file it uses), exactly as it does for a user who calls it directly."""
+
+    path: str
+    revision: str | None = None  # hub revision (a commit pins it); None: the repo's main branch
+    local_only: bool = False
+    snapshot: str | None = None  # the cached snapshot folder, when there is one
+
+    @property
+    def is_folder(self) -> bool:
+        return Path(self.path).is_dir()
+
+    def kwargs(self) -> dict[str, Any]:
+        """revision / local_files_only arguments for from_pretrained (none for a folder)."""
+        if self.is_folder:
+            return {}
+        kw: dict[str, Any] = {"local_files_only": self.local_only}
+        if self.revision:
+            kw["revision"] = self.revision
+        return kw
+
+
+def _cached(repo: str, revision: str | None, config_name: str) -> str | None:
+    """The cached snapshot folder of repo at revision (a branch resolved through refs/, or a commit), judged
+    by the file every load reads first (model_index.json for pipelines, config.json for models); None when
+    it is not cached. No network."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        hit = try_to_load_from_cache(repo, config_name, revision=revision)
+    except Exception:  # not a valid repo id, no huggingface_hub: not cached
+        return None
+    return str(Path(hit).parent) if isinstance(hit, str) else None
+
+
+def cached_files(repo: str, revision: str | None, snapshot: str) -> list[str]:
+    """Every file of the repo at that revision: the listing huggingface_hub cached with the download when
+    it has one (huggingface_hub >= 2 writes it), else the files of the snapshot folder."""
+    try:
+        from huggingface_hub import get_cached_repo_tree
+
+        return [f.path for f in get_cached_repo_tree(repo, revision=revision)]
+    except Exception:  # older huggingface_hub, or no listing cached: the snapshot is all we know
+        root = Path(snapshot)
+        return [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() or p.is_symlink()]
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".h5", ".ckpt", ".pt", ".pth", ".msgpack", ".onnx", ".gguf")
+
+
+def _weights_refusal(kind: str, model: str, revision: str | None, files: list[str]) -> ModelError | None:
+    """A ModelError when the repo's listing holds weights but none in safetensors (never unpickled here)."""
+    weights = [f for f in files if f.endswith(WEIGHT_SUFFIXES)]
+    if not weights or any(f.endswith(".safetensors") for f in weights):
+        return None
+    at = f" at revision {revision}" if revision else " on its main branch"
+    return ModelError(
+        f"cannot load {kind} model {model!r}: the repo publishes no safetensors weights{at} (found "
+        f"{', '.join(sorted(weights)[:4])}); cmcodec loads safetensors only, never pickled weights"
+    )
+
+
+def locate(kind: str, model: str, override: str | None, option: str, revision: str | None = None,
+           config_name: str = "config.json") -> Source:
+    """Where to load a model from, or a ModelError within seconds: a local folder, the local Hugging Face cache
+    (offline, or when the hub does not answer), or the hub itself."""
     loc = resolve_location(model, override)
     if Path(loc).is_dir():
-        return loc
-    try:
-        from huggingface_hub import snapshot_download
-
-        return snapshot_download(loc, local_files_only=True)  # fully local: no network at all
-    except Exception:  # not cached (or not a valid repo id): decide below without touching the network twice
-        pass
+        return Source(loc)
+    snapshot = _cached(loc, revision, config_name)
+    if snapshot is not None:
+        refusal = _weights_refusal(kind, loc, revision, cached_files(loc, revision, snapshot))
+        if refusal is not None:
+            raise refusal
+    at = f" at revision {revision}" if revision else ""
     if offline():
-        why = "offline (HF_HUB_OFFLINE=1) and not in the local Hugging Face cache"
+        if snapshot is not None:
+            return Source(loc, revision, local_only=True, snapshot=snapshot)
+        why = f"offline (HF_HUB_OFFLINE=1) and not in the local Hugging Face cache{at}"
     else:
         why = hub_unreachable()
         if why is None:
-            return loc  # from_pretrained downloads it
-        why = f"not in the local Hugging Face cache and the hub is {why}"
+            return Source(loc, revision, snapshot=snapshot)  # from_pretrained downloads what it needs
+        if snapshot is not None:
+            return Source(loc, revision, local_only=True, snapshot=snapshot)
+        why = f"not in the local Hugging Face cache{at} and the hub is {why}"
     raise ModelError(
         f"cannot load {kind} model {model!r}: {why} | supply it with {option} DIR (a folder saved with "
         f"save_pretrained), ${ENV_MODEL_DIR}/{model.replace('/', '--')}, or a Hugging Face cache (HF_HOME) "
@@ -99,15 +172,55 @@ def offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
 
 
-def load_error(kind: str, model: str, location: str, err: BaseException, option: str) -> ModelError:
-    """A one-line ModelError naming the model and every way to supply it."""
+def load_error(kind: str, model: str, source: Source, err: BaseException, option: str) -> ModelError:
+    """A one-line ModelError naming the model, where it was looked for and every way to supply it."""
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    where = "local folder" if Path(location).is_dir() else ("hub id (offline)" if offline() else "hub id")
+    where = ("local folder" if source.is_folder else
+             "hub id (local cache only)" if source.local_only else "hub id")
+    at = f" at revision {source.revision}" if source.revision and not source.is_folder else ""
     return ModelError(
-        f"cannot load {kind} model {model!r} from {where} {location!r}: {first[:300]} | supply it with "
+        f"cannot load {kind} model {model!r} from {where} {source.path!r}{at}: {first[:300]} | supply it with "
         f"{option} DIR (a folder saved with save_pretrained), ${ENV_MODEL_DIR}/{model.replace('/', '--')}, "
         "or a Hugging Face cache (HF_HOME) that holds it"
     )
+
+
+# Oldest versions of the model libraries whose features this package uses (the floors of pyproject.toml's
+# neural extra, kept equal by a test). Each reason names what the older versions lack.
+FLOORS: dict[str, tuple[str, str]] = {
+    "torch": ("2.4", "torch.compile of the UNet and text decoder, torch.compiler.cudagraph_mark_step_begin"),
+    "transformers": ("4.56", "from_pretrained(dtype=), native Florence-2 (Florence2ForConditionalGeneration) "
+                             "and AutoModelForImageTextToText for every registered captioner"),
+    "diffusers": ("0.30", "AutoPipeline*.from_pipe, AutoencoderTiny, variant= and use_safetensors= loading, "
+                          "add_watermarker= on the SDXL pipelines"),
+    "huggingface_hub": ("0.34", "try_to_load_from_cache and the offline cache layout transformers 4.56 needs"),
+    "safetensors": ("0.4", "safetensors.torch save_file / load_file"),
+    "accelerate": ("0.30", "device placement used by transformers' from_pretrained"),
+}
+
+
+def _version_tuple(v: str) -> tuple[int, ...]:
+    """Leading numeric release of a version string ("4.56.0.dev0" -> (4, 56, 0))."""
+    import re
+
+    m = re.match(r"\d+(?:\.\d+)*", v)
+    return tuple(int(x) for x in m.group(0).split(".")) if m else ()
+
+
+def require(*packages: str) -> None:
+    """ModelError naming the version found when an installed model library is older than its floor."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for pkg in packages:
+        floor, why = FLOORS[pkg]
+        try:
+            found = version(pkg)
+        except PackageNotFoundError:
+            raise ModelError(f"{pkg} is not installed: pip install 'cmcodec[neural]' "
+                             f"(needs {pkg} >= {floor})") from None
+        if _version_tuple(found) < _version_tuple(floor):
+            raise ModelError(f"{pkg} {found} is installed; cmcodec needs {pkg} >= {floor} ({why}): "
+                             f"pip install -U '{pkg}>={floor}'")
 
 
 def pick_device(device: str | None) -> str:
@@ -121,14 +234,49 @@ def pick_device(device: str | None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def pick_dtype(device: str, dtype: str | None):
-    """fp16 on GPUs, fp32 on CPU, unless named (float16, bfloat16, float32)."""
+def pick_dtype(device: str, dtype: str | None, gpu_default: str = "float16"):
+    """The named dtype (float16, bfloat16, float32), else the model's own GPU dtype on CUDA (float16 unless
+    its row says otherwise: Qwen2-VL was trained in bfloat16), else float32 (CPU)."""
     import torch
 
+    names = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16,
+             "bfloat16": torch.bfloat16, "fp32": torch.float32, "float32": torch.float32}
     if dtype:
         try:
-            return {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16,
-                    "bfloat16": torch.bfloat16, "fp32": torch.float32, "float32": torch.float32}[dtype]
+            return names[dtype]
         except KeyError:
             raise ModelError(f"unknown dtype {dtype!r}: expected float16, bfloat16 or float32") from None
-    return torch.float16 if device.startswith("cuda") else torch.float32
+    return names[gpu_default] if device.startswith("cuda") else torch.float32
+
+
+ENV_REVISIONS = "CMCODEC_REVISIONS"
+
+
+def local_pins() -> dict[str, str]:
+    """Revisions pinned on this machine: the JSON object {row name or hub id: revision} in the file named by
+    $CMCODEC_REVISIONS (for rows whose commit the package does not know, or to follow a fork)."""
+    import json
+
+    path = os.environ.get(ENV_REVISIONS)
+    if not path:
+        return {}
+    try:
+        pins = json.loads(Path(path).expanduser().read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"${ENV_REVISIONS} {path}: expected a JSON file {{name: revision}} ({e})") from None
+    if not isinstance(pins, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in pins.items()):
+        raise ConfigError(f"${ENV_REVISIONS} {path}: expected a JSON object of name -> revision strings")
+    return pins
+
+
+def revision_for(name: str, model: str, row_revision: str | None,
+                 override: str | None = None) -> tuple[str | None, str]:
+    """(revision, where it comes from) of a row's model: --revision, then a local pin of the row's name or
+    hub id, then the row's own pin; None follows the repo's main branch ("unpinned")."""
+    if override:
+        return override, "--revision"
+    pins = local_pins()
+    for key in (name, model):
+        if key in pins:
+            return pins[key], f"${ENV_REVISIONS}"
+    return (row_revision, "row") if row_revision else (None, "unpinned")

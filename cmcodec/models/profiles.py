@@ -95,6 +95,14 @@ class Profile:
     prompt_tokens: int = 77
     tokenizer: str = "tokenizer"
     dtype: str | None = None  # GPU precision unless --dtype names one (None: float16); CPUs run float32
+    # The hub commit of `model` (and of `vae`) the row was defined against: a profile id fixes the decoder
+    # (spec §4.4), so a repo's main branch moving on must not change how existing files decode. None: not
+    # known here ("unpinned", follows main; pin it locally, see models.loading.revision_for).
+    revision: str | None = None
+    vae_revision: str | None = None
+    # Weight variant the repo publishes for half precision (diffusers' variant="fp16": half the download);
+    # asked for only when the decoder runs in float16, and skipped where the copy at hand has none.
+    variant: str | None = None
 
     def mode(self, mode: str) -> ModeConfig:
         """Settings of a mode, or ProfileError if this profile cannot decode it."""
@@ -173,6 +181,8 @@ PROFILES: tuple[Profile, ...] = (
         name="sd-turbo",
         description="SD-Turbo (SD 2.1 distilled), 512 px, 1-4 steps: the fast default",
         model="stabilityai/sd-turbo",
+        revision="1681ed09e0cff58eeb41e878a49893228b78b94c",  # fixtures/hub/stabilityai--sd-turbo.json
+        variant="fp16",
         modes=_turbo_modes(),
         scheduler="EulerDiscreteScheduler",
         scheduler_kwargs={"timestep_spacing": "trailing"},
@@ -196,6 +206,8 @@ PROFILES: tuple[Profile, ...] = (
         name="sdxl-turbo",
         description="SDXL-Turbo, 512 px, 1-4 steps",
         model="stabilityai/sdxl-turbo",
+        revision="b0ff6e8c8d37d300d650d5f371c80d8bce29de92",  # fixtures/hub/stabilityai--sdxl-turbo.json
+        variant="fp16",
         modes=_turbo_modes(),
         scheduler="EulerAncestralDiscreteScheduler",
         scheduler_kwargs={"timestep_spacing": "trailing"},
@@ -206,6 +218,8 @@ PROFILES: tuple[Profile, ...] = (
         name="sd15",
         description="Stable Diffusion 1.5, 512 px, 25 DPM-Solver++ steps, CFG 7.5",
         model="stable-diffusion-v1-5/stable-diffusion-v1-5",
+        revision="451f4fe16113bff5a5d2269ed5ad43b0592e9a14",  # fixtures/hub/stable-diffusion-v1-5--....json
+        variant="fp16",
         modes=_cfg_modes(25, 7.5),
         scheduler="DPMSolverMultistepScheduler",
         load_kwargs={"safety_checker": None, "requires_safety_checker": False},
@@ -216,6 +230,8 @@ PROFILES: tuple[Profile, ...] = (
         name="realvisxl-v4",
         description="RealVisXL V4.0 (CMC-Bench's decoder), 1024 px, 40 steps, CFG 7",
         model="SG161222/RealVisXL_V4.0",
+        revision="26dfe44930964cd70d0a817b6d1cc945c130e38d",  # fixtures/hub/SG161222--RealVisXL_V4.0.json
+        variant="fp16",
         modes=_cfg_modes(40, 7.0),
         long_side=1024,
         license="openrail++",
@@ -226,9 +242,11 @@ _BASE = {p.name: p for p in PROFILES}
 _TAESD_LICENSE = "; madebyollin/taesd: mit"
 PROFILES += (
     replace(_BASE["sd-turbo"], id=5, name="sd-turbo-taesd", vae="madebyollin/taesd",
+            vae_revision="931366cc24b8bc15d6f682fa2e0352f1deec397b",  # fixtures/hub/madebyollin--taesd.json
             description="sd-turbo with the tiny autoencoder TAESD: the fastest decoder, slightly softer detail",
             license=_BASE["sd-turbo"].license + _TAESD_LICENSE),
     replace(_BASE["sdxl-turbo"], id=6, name="sdxl-turbo-taesd", vae="madebyollin/taesdxl",
+            vae_revision="b581b405a4be617b15c80368c62b65c2fea5495d",  # fixtures/hub/madebyollin--taesdxl.json
             description="sdxl-turbo with the tiny autoencoder TAESDXL",
             license=_BASE["sdxl-turbo"].license + _TAESD_LICENSE.replace("taesd:", "taesdxl:")),
 )
@@ -390,13 +408,16 @@ if {p.id: p.name for p in PROFILES} != PROFILE_NAMES or len(PROFILES_BY_NAME) !=
 # Profile fields that decide a file's decoded pixels (spec §4.4: changing one of a row that has an id needs a
 # new id instead). description and name do not; neither do the encoder defaults, which decide what is written
 # and never how a written file decodes.
+# revision / vae_revision name the weights themselves (a repo's main branch can move on); variant does not:
+# it picks the repo's half-precision copy of the same weights, read only by float16 decodes.
 DECODE_FIELDS: tuple[str, ...] = ("model", "vae", "modes", "long_side", "multiple_of", "scheduler",
                                   "scheduler_kwargs", "load_kwargs")
 
 
 # pixel-deciding fields added after the first pins, with their defaults: written only where a row sets them,
 # so the rows pinned before them keep their pins
-LATER_DECODE_FIELDS: dict[str, Any] = {"family": "sd", "controlnet": None, "prompt_tokens": 77, "dtype": None}
+LATER_DECODE_FIELDS: dict[str, Any] = {"family": "sd", "controlnet": None, "prompt_tokens": 77, "dtype": None,
+                                       "revision": None, "vae_revision": None}
 LATER_MODE_FIELDS: dict[str, Any] = {"extra": {}}
 
 

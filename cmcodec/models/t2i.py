@@ -11,12 +11,24 @@ import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
 from ..core.errors import ModelError
-from .loading import EAGER, ENV_MODEL_DIR, Accel, load_error, locate, pick_device, pick_dtype
+from .loading import (
+    EAGER,
+    ENV_MODEL_DIR,
+    Accel,
+    Source,
+    load_error,
+    locate,
+    pick_device,
+    pick_dtype,
+    require,
+    revision_for,
+)
 from .profiles import Pipeline, Profile
 
 _CACHE: dict[tuple, Any] = {}
@@ -79,20 +91,29 @@ def _dtype_kw(version: str, dtype: Any) -> dict[str, Any]:
 
 def load_pipelines(profile: Profile, device: str | None = None, dtype: str | None = None,
                    model_path: str | None = None, vae_path: str | None = None,
-                   accel: Accel = EAGER) -> tuple[Any, Any, str]:
+                   accel: Accel = EAGER, revision: str | None = None) -> tuple[Any, Any, str]:
     """(text2img, image pipeline, device) for a profile, cached; the image pipeline shares the components of
-    the text one. text2img is None for the families that only restore a guidance image."""
+    the text one. text2img is None for the families that only restore a guidance image.
+
+    The model loads at the profile's pinned revision (``revision`` overrides it), in float16 on GPUs with the
+    repo's fp16 weight variant where it publishes one, and never with an invisible watermark."""
     if not profile.model:
         raise ModelError(f"profile {profile.name} has no generative model")
     fam = family(profile)
-    loc = locate("T2I", profile.model, model_path, "--model-path")  # before heavy imports: fail fast
-    vae_loc = locate("autoencoder", profile.vae, vae_path, "--vae-path") if profile.vae else None
+    rev, _ = revision_for(profile.name, profile.model, profile.revision, revision)
+    # before heavy imports: fail fast
+    src = locate("T2I", profile.model, model_path, "--model-path", rev, "model_index.json")
+    vae_src = None
+    if profile.vae:
+        vae_rev, _ = revision_for(profile.name + ":vae", profile.vae, profile.vae_revision)
+        vae_src = locate("autoencoder", profile.vae, vae_path, "--vae-path", vae_rev)
     # a folder saved with save_pretrained from the whole pipeline holds its ControlNet; else the profile's own
-    cn_loc = None
-    if fam.controlnet and not os.path.isdir(os.path.join(loc, "controlnet")):
+    cn_src = None
+    base = src.path if src.is_folder else src.snapshot
+    if fam.controlnet and not (base and os.path.isdir(os.path.join(base, "controlnet"))):
         if not profile.controlnet:
             raise ModelError(f"profile {profile.name} is a ControlNet row without a controlnet model")
-        cn_loc = locate("ControlNet", profile.controlnet, None, "--model-path (a pipeline folder with controlnet/)")
+        cn_src = locate("ControlNet", profile.controlnet, None, "--model-path (a pipeline folder with controlnet/)")
     try:
         import diffusers
         import torch
@@ -100,33 +121,37 @@ def load_pipelines(profile: Profile, device: str | None = None, dtype: str | Non
         raise ModelError(
             f"profile {profile.name} needs diffusers and torch: pip install 'cmcodec[neural]' ({e})"
         ) from None
+    require("torch", "diffusers", "transformers", "huggingface_hub")
     dev = pick_device(device)
     torch_dtype = pick_dtype(dev, dtype or (profile.dtype if dev.startswith("cuda") else None))
-    key = (profile.id, loc, vae_loc, cn_loc, dev, str(torch_dtype), accel)
+    key = (profile.id, src, vae_src, cn_src, dev, str(torch_dtype), accel)
     with _LOCK:
         if key in _CACHE:
             return _CACHE[key]
         dkw = _dtype_kw(diffusers.__version__, torch_dtype)
+        variant = profile.variant if torch_dtype == torch.float16 else None
         extra: dict[str, Any] = {}
-        if vae_loc:
+        if vae_src:
             try:
-                extra["vae"] = diffusers.AutoencoderTiny.from_pretrained(vae_loc, **dkw, use_safetensors=True)
+                # TAESD repos publish no fp16 variant: full-precision files, converted to the dtype
+                extra["vae"] = _from_pretrained(diffusers.AutoencoderTiny, vae_src, dkw, None)
             except Exception as e:  # same contract as the pipeline below: one line, how to supply it
-                raise load_error("autoencoder", profile.vae or "", vae_loc, e, "--vae-path") from None
-        if cn_loc:
+                raise load_error("autoencoder", profile.vae or "", vae_src, e, "--vae-path") from None
+        if cn_src:
             try:
-                extra["controlnet"] = diffusers.ControlNetModel.from_pretrained(cn_loc, **dkw, use_safetensors=True)
+                extra["controlnet"] = _from_pretrained(diffusers.ControlNetModel, cn_src, dkw, variant)
             except Exception as e:
-                raise load_error("ControlNet", profile.controlnet or "", cn_loc, e, "--model-path") from None
+                raise load_error("ControlNet", profile.controlnet or "", cn_src, e, "--model-path") from None
         try:
             # use_safetensors=True: never unpickle; no custom_pipeline: never run remote code
-            pipe = getattr(diffusers, fam.loader).from_pretrained(loc, **dkw, use_safetensors=True,
-                                                                  **profile.load_kwargs, **extra)
+            pipe = _from_pretrained(getattr(diffusers, fam.loader), src, {**dkw, **profile.load_kwargs, **extra},
+                                    variant)
         except Exception as e:  # diffusers raises OSError, ValueError, HF hub errors, ...: all mean "cannot load"
-            raise load_error("T2I", profile.model, loc, e, "--model-path") from None
+            raise load_error("T2I", profile.model, src, e, "--model-path") from None
         if profile.scheduler:
             cls = getattr(diffusers, profile.scheduler)
             pipe.scheduler = cls.from_config(pipe.scheduler.config, **profile.scheduler_kwargs)
+        _no_watermark(pipe)
         pipe = pipe.to(dev)
         _accelerate(pipe, accel, torch)
         pipe.set_progress_bar_config(disable=True)
@@ -134,6 +159,7 @@ def load_pipelines(profile: Profile, device: str | None = None, dtype: str | Non
         if fam.img2img:
             cls = diffusers.AutoPipelineForImage2Image if fam.img2img == "auto" else getattr(diffusers, fam.img2img)
             img = cls.from_pipe(pipe)
+            _no_watermark(img)
             img.set_progress_bar_config(disable=True)
         _CACHE[key] = (t2i, img, dev)
         return _CACHE[key]
@@ -142,6 +168,42 @@ def load_pipelines(profile: Profile, device: str | None = None, dtype: str | Non
 def _denoiser(pipe: Any) -> Any:
     """The pipeline's denoising network: a UNet, or the transformer of the DiT families."""
     return pipe.unet if getattr(pipe, "unet", None) is not None else pipe.transformer
+
+
+def _from_pretrained(cls: Any, src: Source, kwargs: dict[str, Any], variant: str | None) -> Any:
+    """cls.from_pretrained from a Source, safetensors only, with the weight variant where the copy at hand
+    has it: a folder or cached listing without ``*.{variant}.*`` weights loads the full-precision files
+    (converted to the asked dtype), and a hub repo that turns out to have none is loaded again without it."""
+    kw = {**kwargs, **src.kwargs(), "use_safetensors": True}
+    if variant and not _has_variant(src, variant):
+        variant = None
+    if variant is None:
+        return cls.from_pretrained(src.path, **kw)
+    try:
+        return cls.from_pretrained(src.path, variant=variant, **kw)
+    except ValueError as e:  # diffusers: "... variant=fp16, but no such modeling files are available"
+        if "variant" not in str(e):
+            raise
+        return cls.from_pretrained(src.path, **kw)
+
+
+def _has_variant(src: Source, variant: str) -> bool:
+    """Whether the folder or cached snapshot holds weights of that variant; True when it cannot be known
+    here (a download: diffusers picks the variant files the repo has, and a repo with none is retried)."""
+    if src.is_folder:
+        files = [p.name for p in Path(src.path).rglob("*.safetensors")]
+    elif src.local_only and src.snapshot:  # what was fetched, not the repo's listing: the cache is all there is
+        files = [p.name for p in Path(src.snapshot).rglob("*.safetensors")]
+    else:
+        return True
+    return any(f.endswith(f".{variant}.safetensors") or f".{variant}-" in f for f in files)
+
+
+def _no_watermark(pipe: Any) -> None:
+    """Drop the invisible watermark diffusers adds to SDXL-family outputs whenever the optional
+    invisible-watermark package is installed: a file must decode to the same pixels on every install."""
+    if getattr(pipe, "watermark", None) is not None:
+        pipe.watermark = None
 
 
 def _accelerate(pipe: Any, accel: Accel, torch: Any) -> None:
@@ -278,10 +340,11 @@ def tokenizer_of(profile: Profile, model_path: str | None = None) -> Any | None:
         tok = None
         if profile.model:
             try:
-                loc = locate("T2I", profile.model, model_path, "--model-path")
+                rev, _ = revision_for(profile.name, profile.model, profile.revision)
+                src = locate("T2I", profile.model, model_path, "--model-path", rev, "model_index.json")
                 from transformers import AutoTokenizer
 
-                tok = AutoTokenizer.from_pretrained(loc, subfolder=profile.tokenizer)
+                tok = AutoTokenizer.from_pretrained(src.path, subfolder=profile.tokenizer, **src.kwargs())
             except Exception:  # ModelError (no model), ImportError, OSError (no tokenizer files): estimate instead
                 tok = None
         _TOKENIZERS[key] = tok

@@ -1,0 +1,169 @@
+"""One tiny-model factory per model family, writing a folder in the real repos' layout (the file names a
+manifest's ``family`` promises: legacy tokenizer and preprocessor files included), built once per session.
+
+A new family is one function here plus its name in FAMILIES; a new repo of a known family is only a
+manifest in fixtures/hub/.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import tiny_models
+
+
+def _legacy_processor_files(folder: Path) -> None:
+    """The files transformers < 5 wrote and the hub repos still hold: preprocessor_config.json (the image
+    processor alone) and chat_template.json, next to the processor_config.json / chat_template.jinja that
+    transformers 5 writes."""
+    from transformers import AutoProcessor
+
+    proc = AutoProcessor.from_pretrained(folder)
+    ip = getattr(proc, "image_processor", None)
+    if ip is not None:
+        ip.save_pretrained(folder)  # preprocessor_config.json
+    jinja = folder / "chat_template.jinja"
+    if jinja.is_file():
+        (folder / "chat_template.json").write_text(json.dumps({"chat_template": jinja.read_text()}))
+
+
+def sd(folder: Path) -> Path:
+    """Stable Diffusion 1.x / 2.x layout (SD-Turbo, SD 1.5): slow CLIP tokenizer files, a CLIP image
+    processor config for the feature_extractor folder."""
+    tiny_models.make_tiny_sd(folder)
+    tok = folder.parent / (folder.name + "-tok")
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(tok / name, folder / "tokenizer" / name)
+    (folder / "tokenizer" / "special_tokens_map.json").write_text(json.dumps({
+        "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
+        "unk_token": "<|endoftext|>"}))
+    fe = folder / "feature_extractor"
+    fe.mkdir(exist_ok=True)
+    from transformers import CLIPImageProcessor
+
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(fe)
+    return folder
+
+
+def sd_safety(folder: Path) -> Path:
+    """Stable Diffusion 1.5's layout: the sd layout whose model_index.json names a safety checker and its
+    CLIP feature extractor (the profile passes safety_checker=None, so diffusers neither fetches nor loads it)."""
+    sd(folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    index.update(feature_extractor=["transformers", "CLIPImageProcessor"],
+                 safety_checker=["stable_diffusion", "StableDiffusionSafetyChecker"], requires_safety_checker=True)
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2))
+    return folder
+
+
+def sdxl(folder: Path) -> Path:
+    """Stable Diffusion XL layout (SDXL-Turbo, RealVisXL): two CLIP text encoders (the second with a
+    projection), two tokenizers, a UNet with SDXL's text-time conditioning (diffusers' own SDXL test
+    dimensions, scaled to this tokenizer)."""
+    import torch
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    torch.manual_seed(0)
+    tok_dir = folder.parent / (folder.name + "-tok")
+    vocab_size = tiny_models.write_clip_tokenizer(tok_dir)
+    tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
+    unet = UNet2DConditionModel(
+        block_out_channels=(4, 8), layers_per_block=1, sample_size=32, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
+        addition_time_embed_dim=8, transformer_layers_per_block=(1, 1), projection_class_embeddings_input_dim=8 * 6 + 16,
+        cross_attention_dim=32, norm_num_groups=2,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(4, 4, 4, 4), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=2,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=1,
+    )
+    cfg = {"bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1, "hidden_size": 16, "intermediate_size": 32,
+           "num_attention_heads": 2, "num_hidden_layers": 2, "vocab_size": vocab_size, "max_position_embeddings": 77,
+           "projection_dim": 16}
+    text_encoder = CLIPTextModel(CLIPTextConfig(**cfg))
+    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**cfg))
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                       timestep_spacing="leading", steps_offset=1)
+    pipe = StableDiffusionXLPipeline(unet=unet, vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
+                                     tokenizer=tokenizer, tokenizer_2=tokenizer, scheduler=scheduler,
+                                     add_watermarker=False)
+    pipe.save_pretrained(folder, safe_serialization=True)
+    for sub in ("tokenizer", "tokenizer_2"):
+        for name in ("vocab.json", "merges.txt"):
+            shutil.copy(tok_dir / name, folder / sub / name)
+        (folder / sub / "special_tokens_map.json").write_text(json.dumps({
+            "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
+            "unk_token": "<|endoftext|>"}))
+    return folder
+
+
+def taesd(folder: Path) -> Path:
+    """A tiny autoencoder repo (AutoencoderTiny at the repo root)."""
+    return tiny_models.make_tiny_taesd(folder)
+
+
+def blip(folder: Path) -> Path:
+    """BLIP captioning layout."""
+    tiny_models.make_tiny_blip(folder)
+    _legacy_processor_files(folder)
+    return folder
+
+
+def blip2(folder: Path) -> Path:
+    """BLIP-2 (OPT) layout as transformers 5 saves it: processor_config.json with num_query_tokens and the
+    config's image_token_index, which generate needs to build its prompt of image tokens."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (
+        Blip2Config,
+        Blip2ForConditionalGeneration,
+        Blip2Processor,
+        BlipImageProcessor,
+        PreTrainedTokenizerFast,
+    )
+
+    words = ["a", "photo", "of", "the", "red", "house", "with", "white", "windows", "blue", "sky", "green", "tree"]
+    vocab = {t: i for i, t in enumerate(["<pad>", "</s>", "<unk>", "<image>", *words])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", eos_token="</s>",
+                                   bos_token="</s>")
+    cfg = Blip2Config(
+        vision_config={"hidden_size": 16, "image_size": 32, "patch_size": 8, "num_hidden_layers": 1,
+                       "num_attention_heads": 2, "intermediate_size": 32},
+        qformer_config={"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+                        "intermediate_size": 32, "encoder_hidden_size": 16, "vocab_size": 30},
+        text_config={"model_type": "opt", "vocab_size": len(vocab), "hidden_size": 16, "num_hidden_layers": 1,
+                     "num_attention_heads": 2, "ffn_dim": 32, "max_position_embeddings": 128,
+                     "word_embed_proj_dim": 16, "bos_token_id": 1, "eos_token_id": 1, "pad_token_id": 0},
+        num_query_tokens=4, image_token_index=vocab["<image>"])
+    torch.manual_seed(0)
+    Blip2ForConditionalGeneration(cfg).eval().save_pretrained(folder, safe_serialization=True)
+    proc = Blip2Processor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=fast,
+                          num_query_tokens=4)
+    proc.save_pretrained(folder)
+    proc.image_processor.save_pretrained(folder)  # preprocessor_config.json
+    return folder
+
+
+def qwen2_vl(folder: Path) -> Path:
+    """Qwen2-VL layout (chat_template.json, preprocessor_config.json; weights sharded by the manifest)."""
+    tiny_models.make_tiny_qwen2vl(folder)
+    _legacy_processor_files(folder)
+    return folder
+
+
+FAMILIES: dict[str, Callable[[Path], Path]] = {
+    "sd": sd,
+    "sd-safety": sd_safety,
+    "sdxl": sdxl,
+    "taesd": taesd,
+    "blip": blip,
+    "blip2": blip2,
+    "qwen2-vl": qwen2_vl,
+}

@@ -471,7 +471,8 @@ def encode_result(image: object, *, mode: str = "text", caption: str | None = No
                 from .models import i2t as i2t_backend
 
                 cap_text = textcode.normalize(i2t_backend.caption(img, model=opts.i2t, words=words,
-                                                                  device=opts.device, accel=_accel(opts)))
+                                                                  device=opts.device, dtype=opts.dtype,
+                                                                  accel=_accel(opts)))
             text = cap_text
         if text:  # never more than the profile's text encoder reads: no pipeline cuts the prompt
             from .models.t2i import fit_prompt

@@ -325,6 +325,7 @@ PROFILES += (
         description="SD 1.5 with ControlNet 1.1 tile: the reference as img2img start and tile condition, "
                     "512 px, 20 steps at strength 0.75, CFG 7.5",
         model="stable-diffusion-v1-5/stable-diffusion-v1-5",
+        revision="451f4fe16113bff5a5d2269ed5ad43b0592e9a14",  # as sd15: fixtures/hub/stable-diffusion-v1-5--*.json
         controlnet="lllyasviel/control_v11f1e_sd15_tile",
         modes=_restore_modes(20, 7.5, 0.75, controlnet_conditioning_scale=1.0),
         family="controlnet",

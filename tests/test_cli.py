@@ -48,6 +48,21 @@ def test_no_overwrite_without_force_and_never_the_input(tmp_path: Path) -> None:
     assert src.read_bytes() == (GOLDEN / "pixel_classic.cmc").read_bytes()
 
 
+def test_outputs_get_the_permissions_of_an_ordinary_file(tmp_path: Path) -> None:
+    # atomic writes go through a private temp file (0o600): the output must end as open() would make it
+    old = os.umask(0o022)  # the subprocesses inherit it
+    try:
+        out, png = tmp_path / "p.cmc", tmp_path / "p.png"
+        assert run("encode", str(PARROTS), "-o", str(out), "--mode", "pixel", "--profile", "classic").returncode == 0
+        assert run("decode", str(out), "-o", str(png)).returncode == 0
+        assert [oct(p.stat().st_mode & 0o777) for p in (out, png)] == ["0o644", "0o644"]
+        out.chmod(0o640)  # --force over an existing output keeps that file's permissions
+        assert run("encode", str(PARROTS), "-o", str(out), "--mode", "pixel", "--profile", "classic", "--force").returncode == 0
+        assert oct(out.stat().st_mode & 0o777) == "0o640"
+    finally:
+        os.umask(old)
+
+
 def test_errors_are_one_line_with_exit_codes(tmp_path: Path) -> None:
     r = run("info", str(PARROTS))
     assert r.returncode == 3 and r.stderr.strip().count("\n") == 0 and "not a .cmc file" in r.stderr

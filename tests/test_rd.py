@@ -287,3 +287,13 @@ def test_fast_is_said_and_recorded(tmp_path: Path) -> None:
     assert res["fast"] is True and res["settings"]["effort"] == "fast"
     assert res["encoders"]["webp"] == {"effort": "fast", "options": {"method": 4}, "quality": [0, 100],
                                        "small_at": "lo", "why": baselines.CODECS["webp"].efforts["fast"].why}
+
+
+def test_cmc_budgets_are_the_exact_ones_encode_uses(tmp_path: Path) -> None:
+    # 0.06 bpp of 120x120 is exactly 108 bytes; float arithmetic gives 107.99999999999999, which int() cut to 107
+    img = tmp_path / "sq.png"
+    Image.open(PARROTS).convert("RGB").crop((0, 0, 120, 120)).save(img)
+    (curve,) = rd.make_curves([], [], ["classic"], ["pixel"])
+    rows = rd.run_unit(rd.Unit(str(img), curve, [0.06], ("psnr",)))
+    assert [r["setting"] for r in rows] == [108], rows
+    assert 0.7 * 108 <= rows[0]["bytes"] <= 108

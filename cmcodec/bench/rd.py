@@ -227,7 +227,9 @@ def _cmc_rows(u: Unit, path: Path, ref: Image.Image, loaded: dict[str, Any]) -> 
     rows = []
     seen: set[int] = set()
     for t in u.targets:
-        budget = int(t * w * h / 8)
+        budget = codec.budget_bytes(w, h, t)  # exact, as `encode --bpp` computes it (floats round 29 to 28.999)
+        if budget < 1:
+            continue  # below one byte no file exists
         t0 = time.perf_counter()
         try:
             data = codec.encode(ref, mode=u.curve.mode, profile=u.curve.codec, max_bytes=budget, caption=caption,

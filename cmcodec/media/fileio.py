@@ -41,6 +41,22 @@ def check_output(path: Path, force: bool, inputs: tuple[Path, ...] = ()) -> None
         raise OutputExistsError(f"{path} exists: expected a new path (use --force to overwrite)")
 
 
+def _umask() -> int:
+    """The process umask (read by setting and restoring it: the only portable way)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _final_mode(path: Path) -> int:
+    """Permissions of a new output as open() would give it (0o666 less the umask), or of the file it replaces:
+    mkstemp's temp files are private (0o600), which an output must not stay."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return 0o666 & ~_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path, force: bool = False, inputs: tuple[Path, ...] = ()) -> Iterator[Path]:
     """Yield a temp path beside ``path``; on success it replaces ``path``, on any error it is removed."""
@@ -53,6 +69,7 @@ def atomic_path(path: Path, force: bool = False, inputs: tuple[Path, ...] = ()) 
         yield Path(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, _final_mode(path))
         if not force and path.exists():  # lost a race with another writer
             raise OutputExistsError(f"{path} exists: expected a new path (use --force to overwrite)")
         os.replace(tmp, path)

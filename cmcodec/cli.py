@@ -1007,10 +1007,15 @@ def profiles(as_json: bool) -> None:
                               + (f" strength {c.strength}" if c.pipeline is Pipeline.IMG2IMG else "")
                               for m, c in p.modes.items())
             pin = ""
-            if p.model:
-                rev, how = revision_for(p.name, p.model, p.revision)
-                pin = (f"\n     revision {rev} (pinned by {'the profile' if how == 'row' else how})" if rev else
-                       "\n     revision: unpinned (follows the repo's main branch; pin it in $CMCODEC_REVISIONS)")
+            # the model's own revision, then those of the repos it loads beside it (autoencoder, ControlNet)
+            for key, repo, row_rev in ((p.name, p.model, p.revision), (p.name + ":vae", p.vae, p.vae_revision),
+                                       (p.name + ":controlnet", p.controlnet, p.controlnet_revision)):
+                if not repo:
+                    continue
+                rev, how = revision_for(key, repo, row_rev)
+                what = "revision" if repo == p.model else f"{repo} revision"
+                pin += (f"\n     {what} {rev} (pinned by {'the profile' if how == 'row' else how})" if rev else
+                        f"\n     {what}: unpinned (follows the repo's main branch; pin it in $CMCODEC_REVISIONS)")
             click.echo(f"{p.id:>3}  {p.name:<14} {p.model or '(no model)'}, {p.long_side} px\n"
                        f"     {p.description}\n     {modes}{pin}\n     licence: {p.license}")
     except CmcodecError as e:

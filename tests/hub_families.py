@@ -30,32 +30,68 @@ def _legacy_processor_files(folder: Path) -> None:
         (folder / "chat_template.json").write_text(json.dumps({"chat_template": jinja.read_text()}))
 
 
-def sd(folder: Path) -> Path:
-    """Stable Diffusion 1.x / 2.x layout (SD-Turbo, SD 1.5): slow CLIP tokenizer files, a CLIP image
-    processor config for the feature_extractor folder."""
-    tiny_models.make_tiny_sd(folder)
+def _slow_clip_tokenizers(folder: Path, *subs: str) -> None:
+    """The slow CLIP tokenizer files the hub repos hold (vocab.json, merges.txt, special_tokens_map.json) in
+    each tokenizer subfolder, from the character tokenizer tiny_models wrote beside the folder."""
     tok = folder.parent / (folder.name + "-tok")
-    for name in ("vocab.json", "merges.txt"):
-        shutil.copy(tok / name, folder / "tokenizer" / name)
-    (folder / "tokenizer" / "special_tokens_map.json").write_text(json.dumps({
-        "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
-        "unk_token": "<|endoftext|>"}))
-    fe = folder / "feature_extractor"
-    fe.mkdir(exist_ok=True)
+    for sub in subs:
+        for name in ("vocab.json", "merges.txt"):
+            shutil.copy(tok / name, folder / sub / name)
+        (folder / sub / "special_tokens_map.json").write_text(json.dumps({
+            "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
+            "unk_token": "<|endoftext|>"}))
+
+
+def _sentencepiece_files(folder: Path, sub: str, model_name: str) -> None:
+    """The legacy files a sentencepiece tokenizer's hub folder holds beside tokenizer.json (T5's spiece.model,
+    Gemma's tokenizer.model, special_tokens_map.json): diffusers fetches the whole tokenizer folder, so an online
+    run leaves them in the cache. The model is trained here on the tiny word list; transformers loads the fast
+    tokenizer.json, as it does for the real repos."""
+    import io
+
+    import sentencepiece as spm
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder / sub)
+    (folder / sub / "special_tokens_map.json").write_text(json.dumps(tok.special_tokens_map))
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter([" ".join(tiny_models.WORDS)] * 50), model_writer=buf,
+                                   vocab_size=40, model_type="unigram", hard_vocab_limit=False, minloglevel=2)
+    (folder / sub / model_name).write_bytes(buf.getvalue())
+
+
+def _feature_extractor(folder: Path) -> None:
+    """feature_extractor/preprocessor_config.json: the CLIP image processor of SD 1.x's safety checker."""
     from transformers import CLIPImageProcessor
 
+    fe = folder / "feature_extractor"
+    fe.mkdir(exist_ok=True)
     CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(fe)
+
+
+def _names_safety_checker(folder: Path) -> None:
+    """model_index.json names a safety checker and its feature extractor, as SD 1.x-derived repos' do (the rows
+    pass safety_checker=None, so diffusers neither fetches nor loads it)."""
+    index = json.loads((folder / "model_index.json").read_text())
+    index.update(feature_extractor=["transformers", "CLIPImageProcessor"],
+                 safety_checker=["stable_diffusion", "StableDiffusionSafetyChecker"], requires_safety_checker=True)
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2))
+
+
+def sd(folder: Path) -> Path:
+    """Stable Diffusion 1.x / 2.x layout (SD-Turbo, SD 1.5, Dreamlike Photoreal): slow CLIP tokenizer files, a
+    CLIP image processor config for the feature_extractor folder."""
+    tiny_models.make_tiny_sd(folder)
+    _slow_clip_tokenizers(folder, "tokenizer")
+    _feature_extractor(folder)
     return folder
 
 
 def sd_safety(folder: Path) -> Path:
     """Stable Diffusion 1.5's layout: the sd layout whose model_index.json names a safety checker and its
-    CLIP feature extractor (the profile passes safety_checker=None, so diffusers neither fetches nor loads it)."""
+    CLIP feature extractor."""
     sd(folder)
-    index = json.loads((folder / "model_index.json").read_text())
-    index.update(feature_extractor=["transformers", "CLIPImageProcessor"],
-                 safety_checker=["stable_diffusion", "StableDiffusionSafetyChecker"], requires_safety_checker=True)
-    (folder / "model_index.json").write_text(json.dumps(index, indent=2))
+    _names_safety_checker(folder)
     return folder
 
 
@@ -93,12 +129,70 @@ def sdxl(folder: Path) -> Path:
                                      tokenizer=tokenizer, tokenizer_2=tokenizer, scheduler=scheduler,
                                      add_watermarker=False)
     pipe.save_pretrained(folder, safe_serialization=True)
-    for sub in ("tokenizer", "tokenizer_2"):
-        for name in ("vocab.json", "merges.txt"):
-            shutil.copy(tok_dir / name, folder / sub / name)
-        (folder / sub / "special_tokens_map.json").write_text(json.dumps({
-            "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
-            "unk_token": "<|endoftext|>"}))
+    _slow_clip_tokenizers(folder, "tokenizer", "tokenizer_2")
+    # SDXL base 1.0 keeps its first autoencoder in vae_1_0/ beside vae/; diffusers fetches every safetensors file
+    # of the repo's folders (not only the model_index.json components), so an online run caches it too
+    shutil.copytree(folder / "vae", folder / "vae_1_0")
+    return folder
+
+
+def sdxl_edm(folder: Path) -> Path:
+    """Playground v2.5's layout: SDXL with the EDM DPM-Solver scheduler config and the autoencoder's latent
+    statistics (latents_mean / latents_std) that its model_index.json and vae/config.json carry."""
+    tiny_models.make_tiny_sdxl_edm(folder)
+    _slow_clip_tokenizers(folder, "tokenizer", "tokenizer_2")
+    return folder
+
+
+def pix2pix(folder: Path) -> Path:
+    """InstructPix2Pix's layout: SD 1.5 folders with an 8-channel UNet, a safety checker named in
+    model_index.json, its feature extractor, slow CLIP tokenizer files."""
+    tiny_models.make_tiny_pix2pix(folder)
+    _slow_clip_tokenizers(folder, "tokenizer")
+    _feature_extractor(folder)
+    _names_safety_checker(folder)
+    return folder
+
+
+def upscale_x4(folder: Path) -> Path:
+    """The SD x4 upscaler's layout: low_res_scheduler/ beside scheduler/, a 7-channel UNet with the noise-level
+    class embedding, an autoencoder without the last downsampling."""
+    tiny_models.make_tiny_upscaler(folder)
+    _slow_clip_tokenizers(folder, "tokenizer")
+    return folder
+
+
+def flux(folder: Path) -> Path:
+    """FLUX.1's layout: CLIP (tokenizer/, slow files) + T5 (text_encoder_2/, tokenizer_2/ as a fast tokenizer),
+    transformer/ and text_encoder_2/ sharded by the manifest."""
+    tiny_models.make_tiny_flux(folder)
+    _slow_clip_tokenizers(folder, "tokenizer")
+    _sentencepiece_files(folder, "tokenizer_2", "spiece.model")
+    return folder
+
+
+def sd3(folder: Path) -> Path:
+    """Stable Diffusion 3.x's layout: three text encoders (two CLIP with projection, T5 in text_encoder_3/ with
+    fp16 shards), an MMDiT transformer/."""
+    tiny_models.make_tiny_sd3(folder)
+    _slow_clip_tokenizers(folder, "tokenizer", "tokenizer_2")
+    _sentencepiece_files(folder, "tokenizer_3", "spiece.model")
+    return folder
+
+
+def sana_sprint(folder: Path) -> Path:
+    """SANA-Sprint's layout: Gemma-2 text_encoder/ (sharded by the manifest), a fast Gemma tokenizer, a linear DiT
+    with guidance embedding, a DC autoencoder, the SCM scheduler."""
+    tiny_models.make_tiny_sana_sprint(folder)
+    _sentencepiece_files(folder, "tokenizer", "tokenizer.model")
+    return folder
+
+
+def controlnet_sd15(folder: Path) -> Path:
+    """A ControlNet repo of its own (config.json and the weights at the root), conditioned like the sd family's
+    tiny UNet (its blocks, cross-attention width and 8x latent grid), as lllyasviel's SD 1.5 ControlNets are."""
+    pipe = tiny_models.make_tiny_controlnet(folder.parent / (folder.name + "-pipeline"))
+    shutil.copytree(pipe / "controlnet", folder)
     return folder
 
 
@@ -162,6 +256,13 @@ FAMILIES: dict[str, Callable[[Path], Path]] = {
     "sd": sd,
     "sd-safety": sd_safety,
     "sdxl": sdxl,
+    "sdxl-edm": sdxl_edm,
+    "pix2pix": pix2pix,
+    "upscale-x4": upscale_x4,
+    "flux": flux,
+    "sd3": sd3,
+    "sana-sprint": sana_sprint,
+    "controlnet-sd15": controlnet_sd15,
     "taesd": taesd,
     "blip": blip,
     "blip2": blip2,

@@ -27,24 +27,16 @@ from cmcodec.models.profiles import PROFILES
 MANIFESTS = manifests()
 # Registered models whose manifest / tiny family is still to come (each one is a gap in conformance, listed
 # here so the gap is visible and the coverage test below keeps failing for any row not listed).
-# stabilityai/sdxl-turbo, SG161222/RealVisXL_V4.0, stable-diffusion-v1-5/stable-diffusion-v1-5 and
-# Salesforce/blip2-opt-2.7b have manifests and tiny families (their offline caches load in-process), but their
-# command-line runs are not yet verified: they stay listed until they are.
-PENDING = {"stabilityai/sdxl-turbo", "SG161222/RealVisXL_V4.0", "stable-diffusion-v1-5/stable-diffusion-v1-5",
-           "Salesforce/blip2-opt-2.7b", "florence-community/Florence-2-large", "Qwen/Qwen2.5-VL-3B-Instruct",
+# Salesforce/blip2-opt-2.7b has a manifest and a tiny family (its offline cache loads in-process), but its
+# command-line run is not yet verified: it stays listed until it is.
+PENDING = {"Salesforce/blip2-opt-2.7b", "florence-community/Florence-2-large", "Qwen/Qwen2.5-VL-3B-Instruct",
            "llava-hf/llava-1.5-7b-hf", "llava-hf/llava-v1.6-mistral-7b-hf", "Salesforce/instructblip-vicuna-7b",
-           "HuggingFaceTB/SmolVLM2-2.2B-Instruct", "OpenGVLab/InternVL3-1B-hf",
-           # the decoder line-up's rows: no manifest written yet (their pipeline families have tiny-model tests in
-           # tests/test_lineup.py, through folders, not yet through an HF cache)
-           "Efficient-Large-Model/Sana_Sprint_1.6B_1024px_diffusers", "black-forest-labs/FLUX.1-schnell",
-           "dreamlike-art/dreamlike-photoreal-2.0", "playgroundai/playground-v2-1024px-aesthetic",
-           "playgroundai/playground-v2.5-1024px-aesthetic", "segmind/SSD-1B",
-           "stabilityai/stable-diffusion-3.5-large-turbo", "stabilityai/stable-diffusion-x4-upscaler",
-           "stabilityai/stable-diffusion-xl-base-1.0", "timbrooks/instruct-pix2pix"}
+           "HuggingFaceTB/SmolVLM2-2.2B-Instruct", "OpenGVLab/InternVL3-1B-hf"}
 
 
 def _decoder_models(p) -> list[str]:
-    return [m for m in (p.model, p.vae) if m]
+    """Every repo a profile row loads: its pipeline, and the autoencoder and ControlNet repos beside it."""
+    return [m for m in (p.model, p.vae, p.controlnet) if m]
 
 
 DECODERS = [p for p in PROFILES if p.model and not set(_decoder_models(p)) & PENDING]
@@ -64,7 +56,7 @@ def test_every_registered_model_has_a_manifest_and_a_family() -> None:
 
 def test_rows_pin_the_commit_their_manifest_describes() -> None:
     for p in PROFILES:
-        for model, rev in ((p.model, p.revision), (p.vae, p.vae_revision)):
+        for model, rev in ((p.model, p.revision), (p.vae, p.vae_revision), (p.controlnet, p.controlnet_revision)):
             if model in MANIFESTS and MANIFESTS[model]["commit"]:
                 assert rev == MANIFESTS[model]["commit"], f"{p.name}: {model} pinned at {rev}"
     for c in CAPTIONERS.values():
@@ -103,22 +95,54 @@ def hub_home(tmp_path_factory: pytest.TempPathFactory, tiny_family) -> Path:
     """An HF_HOME holding every manifest's repo, as online runs at the rows' revisions left it."""
     home = tmp_path_factory.mktemp("hf_home")
     for m in MANIFESTS.values():
-        build_cache(home, m, tiny_family(m["family"]))
+        # a run at a commit of another branch (a PR's safetensors conversion) leaves no refs/main
+        build_cache(home, m, tiny_family(m["family"]), revision_ref=m.get("branch", "main") == "main")
     return home
 
 
+# The command line in one process for all the decoder rows (imports paid once). Every field that decides what
+# loads stays as shipped (hub ids, revisions, variant, family, scheduler, load_kwargs, dtype); only the work
+# after loading is shrunk, as tests/test_lineup.py's small rows: a 64 px long side (128 for the x4 upscaler) and
+# 2 steps where a row takes more (the flow rows' image-mode schedules kept). What loads from the cache is this
+# test's subject; the pixels of each family are test_lineup's.
+DECODE_RUNNER = """
+import dataclasses, json, sys
+from click.testing import CliRunner
+from cmcodec.cli import main
+from cmcodec.models import profiles
+
+for row in profiles.PROFILES:
+    modes = {m: dataclasses.replace(mc, steps=min(mc.steps, 2) if m == "text" or mc.steps > 5 else mc.steps)
+             for m, mc in row.modes.items()}
+    small = dataclasses.replace(row, long_side=128 if row.family == "upscale-x4" else 64, modes=modes)
+    profiles.PROFILES_BY_ID[row.id] = profiles.PROFILES_BY_NAME[row.name] = small
+out = []
+for args in json.loads(sys.argv[1]):
+    r = CliRunner().invoke(main, args)
+    out.append({"code": r.exit_code, "output": r.output})
+print(json.dumps(out))
+"""
+
+
 def test_decode_every_profile_offline_from_the_cache(hub_home: Path, tmp_path: Path) -> None:
-    src = tmp_path / "cmc"
+    src, png = tmp_path / "cmc", tmp_path / "png"
     src.mkdir()
-    for p in DECODERS:  # text-mode files need no captioner: the caption is given
-        mode = "text" if "text" in p.modes else next(iter(p.modes))
-        r = cli("encode", str(HOUSE), "-o", str(src / f"{p.name}.cmc"), "--mode", mode, "--profile", p.name,
-                "--caption", "a red house", env=offline_env(hub_home))
-        assert r.returncode == 0, r.stderr
-    r = cli("decode", str(src), "-o", str(tmp_path / "png"), "--device", "cpu", env=offline_env(hub_home))
-    assert r.returncode == 0, r.stderr
-    for p in DECODERS:
-        assert (tmp_path / "png" / f"{p.name}.png").is_file(), p.name
+    calls = [["encode", str(HOUSE), "-o", str(src / f"{p.name}.cmc"), "--profile", p.name, "--caption", "a red house",
+              "--mode", "text" if "text" in p.modes else next(iter(p.modes))]  # text mode needs no captioner
+             for p in DECODERS]
+    calls.append(["decode", str(src), "-o", str(png), "--device", "cpu"])
+    r = subprocess.run([sys.executable, "-c", DECODE_RUNNER, json.dumps(calls)], capture_output=True, text=True,
+                       env=offline_env(hub_home), timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    results = json.loads(r.stdout.splitlines()[-1])
+    for args, res in zip(calls, results, strict=True):
+        assert res["code"] == 0, f"{' '.join(args[:2])}: {res['output'][-3000:]}"
+    assert {p.name for p in DECODERS} == {f.stem for f in png.glob("*.png")}
+
+
+def test_decode_rows_cover_every_decoder_repo() -> None:
+    """No decoder repo is left out of the offline decode (a row whose repo is pending would be)."""
+    assert {m for p in DECODERS for m in _decoder_models(p)} == {m for p in PROFILES for m in _decoder_models(p)}
 
 
 RUNNER = """
@@ -157,6 +181,27 @@ def test_absent_models_fail_within_seconds_with_the_clear_message(tmp_path: Path
         assert r.returncode != 0 and r.stderr.strip().count("\n") == 0, r.stderr
         assert "not in the local Hugging Face cache" in r.stderr and "HF_HOME" in r.stderr, r.stderr
         assert took < 60, f"{args[0]} took {took:.0f} s to fail"  # process start and imports included
+
+
+def test_a_controlnet_branch_without_safetensors_is_refused_in_one_line_naming_it(tmp_path: Path,
+                                                                                  tiny_family) -> None:
+    """lllyasviel/control_v11f1e_sd15_tile's main branch holds only a pickled diffusion_pytorch_model.bin (the row
+    pins its safetensors conversion instead): a cache of main, with the ControlNet pinned locally to main, is
+    refused before anything loads."""
+    sd15 = MANIFESTS["stable-diffusion-v1-5/stable-diffusion-v1-5"]
+    build_cache(tmp_path, sd15, tiny_family(sd15["family"]))
+    cn = MANIFESTS["lllyasviel/control_v11f1e_sd15_tile"]
+    build_cache(tmp_path, {**cn, "files": cn["main_files"], "commit": None}, tiny_family(cn["family"]))
+    pins = tmp_path / "pins.json"
+    pins.write_text(json.dumps({cn["repo"]: "main"}))
+    cmc = tmp_path / "t.cmc"
+    env = offline_env(tmp_path)
+    assert cli("encode", str(HOUSE), "-o", str(cmc), "--mode", "image", "--profile", "sd15-tile",
+               env=env).returncode == 0
+    r = cli("decode", str(cmc), "-o", str(tmp_path / "t.png"), "--device", "cpu",
+            env={**env, "CMCODEC_REVISIONS": str(pins)})
+    assert r.returncode != 0 and r.stderr.strip().count("\n") == 0, r.stderr
+    assert cn["repo"] in r.stderr and "no safetensors" in r.stderr and "revision main" in r.stderr, r.stderr
 
 
 def test_a_repo_without_safetensors_is_refused_in_one_line_naming_it(tmp_path: Path, tiny_family) -> None:

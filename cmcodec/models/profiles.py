@@ -95,11 +95,12 @@ class Profile:
     prompt_tokens: int = 77
     tokenizer: str = "tokenizer"
     dtype: str | None = None  # GPU precision unless --dtype names one (None: float16); CPUs run float32
-    # The hub commit of `model` (and of `vae`) the row was defined against: a profile id fixes the decoder
+    # The hub commit of `model` (and of `vae`, `controlnet`) the row was defined against: a profile id fixes the decoder
     # (spec §4.4), so a repo's main branch moving on must not change how existing files decode. None: not
     # known here ("unpinned", follows main; pin it locally, see models.loading.revision_for).
     revision: str | None = None
     vae_revision: str | None = None
+    controlnet_revision: str | None = None  # the commit of `controlnet` (a repo of its own, pinned the same way)
     # Weight variant the repo publishes for half precision (diffusers' variant="fp16": half the download);
     # asked for only when the decoder runs in float16, and skipped where the copy at hand has none.
     variant: str | None = None
@@ -258,6 +259,7 @@ PROFILES += (
         name="playground-v2.5",
         description="Playground v2.5 (SDXL architecture, EDM noise schedule), 1024 px, 30 steps, CFG 3",
         model="playgroundai/playground-v2.5-1024px-aesthetic",
+        revision="1e032f13f2fe6db2dc49947dbdbd196e753de573",  # fixtures/hub/playgroundai--playground-v2.5-*.json
         modes=_cfg_modes(30, 3.0),  # scheduler: the model's own EDMDPMSolverMultistepScheduler
         long_side=1024,
         license="playground-v2dot5-community",
@@ -267,6 +269,7 @@ PROFILES += (
         name="playground-v2",
         description="Playground v2 (SDXL architecture), 1024 px, 30 steps, CFG 3",
         model="playgroundai/playground-v2-1024px-aesthetic",
+        revision="d15bca2ba750fe73e309f3bf0639285ae7925b41",  # fixtures/hub/playgroundai--playground-v2-*.json
         modes=_cfg_modes(30, 3.0),
         long_side=1024,
         license="playground-v2-community",
@@ -276,6 +279,7 @@ PROFILES += (
         name="ssd-1b",
         description="Segmind SSD-1B (SDXL distilled to 1.3B UNet), 1024 px, 30 steps, CFG 5",
         model="segmind/SSD-1B",
+        revision="60987f37e94cd59c36b1cba832b9f97b57395a10",  # fixtures/hub/segmind--SSD-1B.json
         modes=_cfg_modes(30, 5.0),
         long_side=1024,
         license="creativeml-openrail-m (its model card; Segmind announced commercial use)",
@@ -285,6 +289,7 @@ PROFILES += (
         name="sdxl-base",
         description="Stable Diffusion XL 1.0 base, 1024 px, 30 steps, CFG 5",
         model="stabilityai/stable-diffusion-xl-base-1.0",
+        revision="462165984030d82259a11f4367a4eed129e94a7b",  # fixtures/hub/stabilityai--stable-diffusion-xl-*.json
         modes=_cfg_modes(30, 5.0),
         long_side=1024,
         license="openrail++",
@@ -294,6 +299,7 @@ PROFILES += (
         name="dreamlike-photoreal-2",
         description="Dreamlike Photoreal 2.0 (SD 1.5 fine-tune), 768 px, 25 DPM-Solver++ steps, CFG 7.5",
         model="dreamlike-art/dreamlike-photoreal-2.0",
+        revision="d9e27ac81cfa72def39d74ca673219c349f0a0d5",  # fixtures/hub/dreamlike-art--*.json
         modes=_cfg_modes(25, 7.5),
         long_side=768,
         scheduler="DPMSolverMultistepScheduler",
@@ -306,6 +312,7 @@ PROFILES += (
         description="InstructPix2Pix: the reference edited by an instruction, 512 px, 20 steps, CFG 7.5, "
                     "image guidance 1.5",
         model="timbrooks/instruct-pix2pix",
+        revision="346c71fb13ed3a1a4a0484593b0eb5d8847dcd8e",  # fixtures/hub/timbrooks--instruct-pix2pix.json
         modes={  # no strength: the reference is a condition, image_guidance_scale weighs it
             "image": ModeConfig(Pipeline.IMG2IMG, steps=20, guidance_scale=7.5, negative_prompt=_NEG,
                                 prompt="make it a sharp, detailed, high quality photograph",
@@ -327,6 +334,9 @@ PROFILES += (
         model="stable-diffusion-v1-5/stable-diffusion-v1-5",
         revision="451f4fe16113bff5a5d2269ed5ad43b0592e9a14",  # as sd15: fixtures/hub/stable-diffusion-v1-5--*.json
         controlnet="lllyasviel/control_v11f1e_sd15_tile",
+        # main holds only a pickled diffusion_pytorch_model.bin; the safetensors conversion is the commit of its
+        # refs/pr/4 branch (fixtures/hub/lllyasviel--control_v11f1e_sd15_tile.json)
+        controlnet_revision="7e2607811c97dc77a6c98a4256bb7a44f5abc8b3",
         modes=_restore_modes(20, 7.5, 0.75, controlnet_conditioning_scale=1.0),
         family="controlnet",
         scheduler="DPMSolverMultistepScheduler",
@@ -339,6 +349,7 @@ PROFILES += (
         description="SD x4 upscaler: a reference coded at a quarter of the size restored 4x, 768 px out, "
                     "20 steps, CFG 7.5, noise level 20",
         model="stabilityai/stable-diffusion-x4-upscaler",
+        revision="c1d3e4830bb80da091d1d94354d8852fab670b4b",  # fixtures/hub/stabilityai--stable-diffusion-x4-*.json
         modes={
             "image": ModeConfig(Pipeline.IMG2IMG, steps=20, guidance_scale=7.5, prompt=_QUALITY, negative_prompt=_NEG,
                                 extra={"noise_level": 20}),
@@ -409,8 +420,8 @@ if {p.id: p.name for p in PROFILES} != PROFILE_NAMES or len(PROFILES_BY_NAME) !=
 # Profile fields that decide a file's decoded pixels (spec §4.4: changing one of a row that has an id needs a
 # new id instead). description and name do not; neither do the encoder defaults, which decide what is written
 # and never how a written file decodes.
-# revision / vae_revision name the weights themselves (a repo's main branch can move on); variant does not:
-# it picks the repo's half-precision copy of the same weights, read only by float16 decodes.
+# revision / vae_revision / controlnet_revision name the weights themselves (a repo's main branch can move on);
+# variant does not: it picks the repo's half-precision copy of the same weights, read only by float16 decodes.
 DECODE_FIELDS: tuple[str, ...] = ("model", "vae", "modes", "long_side", "multiple_of", "scheduler",
                                   "scheduler_kwargs", "load_kwargs")
 
@@ -418,7 +429,7 @@ DECODE_FIELDS: tuple[str, ...] = ("model", "vae", "modes", "long_side", "multipl
 # pixel-deciding fields added after the first pins, with their defaults: written only where a row sets them,
 # so the rows pinned before them keep their pins
 LATER_DECODE_FIELDS: dict[str, Any] = {"family": "sd", "controlnet": None, "prompt_tokens": 77, "dtype": None,
-                                       "revision": None, "vae_revision": None}
+                                       "revision": None, "vae_revision": None, "controlnet_revision": None}
 LATER_MODE_FIELDS: dict[str, Any] = {"extra": {}}
 
 

@@ -95,8 +95,9 @@ def load_pipelines(profile: Profile, device: str | None = None, dtype: str | Non
     """(text2img, image pipeline, device) for a profile, cached; the image pipeline shares the components of
     the text one. text2img is None for the families that only restore a guidance image.
 
-    The model loads at the profile's pinned revision (``revision`` overrides it), in float16 on GPUs with the
-    repo's fp16 weight variant where it publishes one, and never with an invisible watermark."""
+    The model loads at the profile's pinned revision (``revision`` overrides it; its autoencoder and ControlNet
+    repos at their own pins), in float16 on GPUs with the repo's fp16 weight variant where it publishes one, and
+    never with an invisible watermark."""
     if not profile.model:
         raise ModelError(f"profile {profile.name} has no generative model")
     fam = family(profile)
@@ -113,7 +114,9 @@ def load_pipelines(profile: Profile, device: str | None = None, dtype: str | Non
     if fam.controlnet and not (base and os.path.isdir(os.path.join(base, "controlnet"))):
         if not profile.controlnet:
             raise ModelError(f"profile {profile.name} is a ControlNet row without a controlnet model")
-        cn_src = locate("ControlNet", profile.controlnet, None, "--model-path (a pipeline folder with controlnet/)")
+        cn_rev, _ = revision_for(profile.name + ":controlnet", profile.controlnet, profile.controlnet_revision)
+        cn_src = locate("ControlNet", profile.controlnet, None, "--model-path (a pipeline folder with controlnet/)",
+                        cn_rev)
     try:
         import diffusers
         import torch

@@ -191,7 +191,8 @@ def test_two_process_sharding_with_torchrun_gloo(tmp_path: Path) -> None:
         shutil.copy(PARROTS if i % 2 else HOUSE, src / f"p{i}.png")
     r = run("encode", str(src), "-o", str(tmp_path / "cmc"), "--mode", "pixel", "--profile", "classic")
     assert r.returncode == 0, r.stderr
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    # --standalone: torchrun's own rendezvous on a free port, so two suites at once do not clash
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
               "-m", "cmcodec.cli"]
     r = subprocess.run([*launch, "decode", str(tmp_path / "cmc"), "-o", str(tmp_path / "png")], capture_output=True,
                        text=True, timeout=300)

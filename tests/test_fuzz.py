@@ -45,6 +45,10 @@ def test_golden_bodies_with_overwritten_bytes(seed: bytes, pos: int, patch: byte
     fuzzing.target(bytes(b))
 
 
+# CPU seconds (all threads of this process), not wall time: a loaded machine stretches wall time many times
+# over but not the work done, which is what these bounds are about (pathological inputs ran for minutes)
+CPU_BOUND_S = 1.0
+
 def test_short_mutation_run_has_no_escapes_and_no_hangs() -> None:
     stats = fuzzing.run_mutations(4000, SEEDS, seed=11)
     assert stats.inputs == 4000
@@ -72,10 +76,11 @@ def test_regression_j2k_reference_claiming_a_huge_picture() -> None:
     sections = [Section(s.type_id, s.coder_id, bytes(bad) if s is ref else s.payload) for s in h.sections]
     forged = bitstream.pack(mode=h.mode, width=h.width, height=h.height, profile_id=h.profile_id, seed=h.seed,
                             sections=sections)
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     with pytest.raises(GuidanceDecodeError, match="expected a 80x54 picture, found 12000x12000"):
         codec.validate(forged)
-    assert time.perf_counter() - t0 < 1.0
+    # refused from the SIZ header: ~0.1 s of CPU with the lazy imports, where decoding 144 Mpixel takes seconds
+    assert time.process_time() - t0 < CPU_BOUND_S
 
 
 def test_pixel_map_cell_count_is_bounded_before_decoding() -> None:
@@ -91,9 +96,9 @@ def test_pixel_map_cell_count_is_bounded_before_decoding() -> None:
                          ids=lambda p: p.name)
 def test_fuzz_regressions_finish_fast_with_project_errors(path) -> None:
     # inputs found by benchmarks/fuzz.py (control byte first, see cmcodec.bench.fuzzing.target)
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     fuzzing.target(path.read_bytes())
-    assert time.perf_counter() - t0 < 1.0
+    assert time.process_time() - t0 < 2 * CPU_BOUND_S  # 0.2-0.3 s of CPU here; they were fuzzer timeouts
 
 
 def test_caption_length_limit_is_configurable() -> None:

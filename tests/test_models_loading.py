@@ -258,6 +258,28 @@ def test_a_cache_of_another_commit_is_not_the_pinned_model(tmp_path: Path, tiny_
     assert type(pipe).__name__ == "StableDiffusionPipeline"
 
 
+def test_the_tokenizer_cache_follows_a_changed_local_pin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tokenizer lookup is cached per process, failures too; a pin set later names other weights, so the
+    lookup is made again at the pinned revision (and only once per revision)."""
+    asked: list[str | None] = []
+
+    def locate(kind, model, path, option, revision, *marker):
+        asked.append(revision)
+        raise ModelError(f"{model} not found at {revision}")
+
+    monkeypatch.setattr(t2i, "_TOKENIZERS", {})
+    monkeypatch.setattr(t2i, "locate", locate)
+    prof = get_profile("sd-turbo")
+    assert t2i.tokenizer_of(prof) is None and t2i.tokenizer_of(prof) is None
+    pins = tmp_path / "pins.json"
+    pins.write_text(json.dumps({"sd-turbo": "e" * 40}))
+    monkeypatch.setenv(loading.ENV_REVISIONS, str(pins))
+    assert t2i.tokenizer_of(prof) is None and t2i.tokenizer_of(prof) is None
+    assert asked == [prof.revision, "e" * 40]
+    pins.write_text("{not json")  # unreadable: the estimate, as for a missing model (the decode reports it)
+    assert t2i.tokenizer_of(prof) is None and asked == [prof.revision, "e" * 40]
+
+
 @pytest.fixture(scope="session")
 def tiny_family_sd(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from hub_families import sd

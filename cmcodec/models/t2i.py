@@ -16,7 +16,7 @@ from typing import Any
 
 from PIL import Image
 
-from ..core.errors import ModelError
+from ..core.errors import ConfigError, ModelError
 from .loading import (
     EAGER,
     ENV_MODEL_DIR,
@@ -336,14 +336,18 @@ def estimate_tokens(prompt: str) -> int:
 def tokenizer_of(profile: Profile, model_path: str | None = None) -> Any | None:
     """The tokenizer of the profile's binding text encoder, loaded alone from wherever its model is (local
     folder, $CMCODEC_MODEL_DIR, Hugging Face cache or hub), or None when it cannot be had (then callers use
-    estimate_tokens). Cached per process, failures too: a missing model is looked for once."""
+    estimate_tokens). Cached per process, failures too: a missing model is looked for once per place and
+    revision (a local pin in $CMCODEC_REVISIONS names other weights, so it is part of the key)."""
+    try:
+        rev = revision_for(profile.name, profile.model, profile.revision)[0] if profile.model else None
+    except ConfigError:  # an unreadable $CMCODEC_REVISIONS file: estimate (the decode itself reports it)
+        return None
     key = (profile.id, profile.model, profile.tokenizer, model_path, os.environ.get(ENV_MODEL_DIR),
-           os.environ.get("HF_HOME"))
+           os.environ.get("HF_HOME"), rev)
     if key not in _TOKENIZERS:
         tok = None
         if profile.model:
             try:
-                rev, _ = revision_for(profile.name, profile.model, profile.revision)
                 src = locate("T2I", profile.model, model_path, "--model-path", rev, "model_index.json")
                 from transformers import AutoTokenizer
 

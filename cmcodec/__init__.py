@@ -3,7 +3,8 @@
 Public API: ``encode`` (bytes) and ``encode_result`` (an ``EncodeResult``: the bytes with the mode and caption
 chosen), both tuned by ``EncodeOptions``; ``decode`` tuned by ``DecodeOptions``; ``read_header``; the errors;
 ``__version__``; ``plugin_options`` for the Pillow plugin that importing this package registers
-(``Image.open`` / ``Image.save`` of ``.cmc``; cmcodec.pillow_plugin). Importing this package never imports
+(``Image.open`` / ``Image.save`` of ``.cmc``; cmcodec.pillow_plugin, loaded on the first .cmc Pillow opens or
+saves). Importing this package never imports
 torch; neural backends load lazily when a model is used.
 
 Data flow (spec/bitstream.md is the normative description of every byte)::
@@ -14,14 +15,16 @@ Data flow (spec/bitstream.md is the normative description of every byte)::
               codec: rate control fits --bpp / --max-bytes, core.bitstream packs header + sections
     decode: bytes -> core.bitstream.read_header (no torch, exact) -> sections
               -> core.textcode prompt, core.guidance init image
-              -> models.profiles[profile id] -> models.t2i (text2img / img2img) -> image at (w, h)
+              -> classic profile: core.classic upsamples the guidance (no model, core alone)
+              -> else models.profiles[profile id] -> models.t2i (text2img / img2img) -> image at (w, h)
 
 Layers, each importing only those listed after it:
 ``cli`` -> ``bench`` (baselines' sweeps, metrics, rd, evaluate, fuzzing) -> ``codec`` (orchestration,
 rate control; ``distributed``) -> ``models`` (profiles, loading, i2t, t2i) -> ``media`` (image loading,
 atomic files) -> ``core`` (the normative decoder: ids, errors, limits, bit I/O, container, caption
-coders, pixel map, image reference and the conventional codecs it wraps). The conventional-codec wrappers
-sit in ``core`` because decoding an image-reference section is normative.
+coders, pixel map, image reference and the conventional codecs it wraps, the model-free classic
+decoder). The conventional-codec wrappers sit in ``core`` because decoding an image-reference section is
+normative.
 """
 
 from __future__ import annotations
@@ -42,9 +45,31 @@ from .core.errors import (
     UnknownSectionError,
     UnsupportedVersionError,
 )
-from .pillow_plugin import plugin_options, register
 
-register()  # Image.open / Image.save know .cmc once cmcodec is imported (cmcodec.pillow_plugin)
+
+def _register_pillow() -> None:
+    """Image.open / Image.save know .cmc once cmcodec is imported. The entry points load cmcodec.pillow_plugin
+    when Pillow first opens, decodes or saves a .cmc (Pillow calls a factory, not necessarily a class), so a
+    program that only calls cmcodec.decode loads no plugin code; pillow_plugin.register() puts its classes in
+    the same places."""
+    from PIL import Image
+
+    from .core import bitstream
+
+    def plugin():
+        from . import pillow_plugin
+
+        return pillow_plugin
+
+    fmt = bitstream.FORMAT_NAME
+    Image.register_open(fmt, lambda fp, filename: plugin().CmcImageFile(fp, filename), bitstream.has_magic)
+    Image.register_save(fmt, lambda im, fp, filename: plugin()._save(im, fp, filename))
+    Image.register_extension(fmt, bitstream.EXTENSION)
+    Image.register_mime(fmt, bitstream.MIME)
+    Image.register_decoder("cmc", lambda mode, *args: plugin().CmcDecoder(mode, *args))
+
+
+_register_pillow()
 
 __all__ = [
     "BudgetError",
@@ -78,4 +103,8 @@ def __getattr__(name: str):  # PEP 562: keep codec (and its optional imports) la
         from . import codec
 
         return getattr(codec, name)
+    if name == "plugin_options":
+        from .pillow_plugin import plugin_options
+
+        return plugin_options
     raise AttributeError(f"module 'cmcodec' has no attribute {name!r}")

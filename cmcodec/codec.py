@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from .core import bitstream, guidance, ids, textcode
+from .core import bitstream, classic, guidance, ids, textcode
 from .core.bitstream import DEFAULT_LIMITS, Limits, Section
 from .core.errors import (
     BudgetError,
@@ -27,10 +27,10 @@ from .core.errors import (
     UnknownCoderError,
 )
 from .media.images import load_image
-from .models.profiles import Pipeline, Profile, get_profile
 
 if TYPE_CHECKING:
     from .models.loading import Accel
+    from .models.profiles import Profile
 
 MODES_AUTO = ("auto", *ids.MODES)
 MIN_CAPTION_WORDS = 6  # pixel/full modes shrink guidance before cutting the caption below this
@@ -108,6 +108,14 @@ def _accel(opts: EncodeOptions | DecodeOptions) -> Accel:
     return opts.accel or EAGER
 
 
+def _profile(key: str | int | Profile | None) -> Profile:
+    """models.profiles.get_profile, imported on first use: a classic decode needs no profile rows (core.classic
+    holds what it reads), so it loads no model-layer module at all."""
+    from .models.profiles import get_profile
+
+    return get_profile(key)
+
+
 @dataclass(frozen=True)
 class EncodeResult:
     """What encode_result returns: the file, the caption it holds and the choices made."""
@@ -147,9 +155,7 @@ class _Packer:
         best: bytes | None = None
         captions: list[Section] = []
         if caption is not None:
-            for name in self.coders:
-                cid, payload = textcode.encode_with(caption, name)
-                captions.append(Section(ids.SECTION_IDS["caption"], cid, payload))
+            captions = [textcode.caption_section(caption, name) for name in self.coders]
         for cap in captions or [None]:
             sections = [s for s in (guide, cap) if s is not None]
             data = bitstream.pack(mode=self.mode, width=self.width, height=self.height,
@@ -168,18 +174,17 @@ def _fit_caption(caption: str, build: Callable[[str], bytes], budget: int | None
     if budget is None or len(data) <= budget:
         return data, caption
     words = caption.split()
-    lo, hi, best = 0, len(words) - 1, None  # prefixes of lo words are tried; len(words) did not fit
-    while lo <= hi:
-        mid = (lo + hi) // 2
-        cand = " ".join(words[:mid]).rstrip(",;:")
-        d = build(cand)
-        if len(d) <= budget:
-            best, lo = (d, cand), mid + 1
-        else:
-            hi = mid - 1
-    if best is None or len(best[1].split()) < min(min_words, len(words)):
+    sizes: dict[int, bytes] = {}
+
+    def fits(k: int) -> bool:
+        sizes[k] = build(textcode.word_prefix(words, k))
+        return len(sizes[k]) <= budget
+
+    k = textcode.longest_prefix(len(words), fits)
+    if k is None:
         return None
-    return best
+    best = textcode.word_prefix(words, k)
+    return None if len(best.split()) < min(min_words, len(words)) else (sizes[k], best)
 
 
 def _ref_search(img: Image.Image, codec: guidance.RefCodec, target: int,
@@ -193,10 +198,8 @@ def _ref_search(img: Image.Image, codec: guidance.RefCodec, target: int,
     px = max(64.0, target * 8 / REF_BITS_PER_PIXEL)
     long_side = int(math.sqrt(px * max(w, h) / min(w, h)))
     long_side = max(8, min(longest, long_side // 8 * 8))
-    sid = ids.SECTION_IDS["image_ref"]
-
     def make(ls: int, q: int) -> tuple[bytes, Section]:
-        sec = Section(sid, *guidance.encode_image_ref_ex(img, codec, ls, q))
+        sec = guidance.image_ref_section(img, codec, ls, q)
         return build(sec), sec
 
     def at(ls: int) -> tuple[bytes, Section] | None:
@@ -263,7 +266,7 @@ def _encode_text(job: _Job) -> bytes:
 
 def _pixel_section(img: Image.Image, p: tuple[int, int, int]) -> Section:
     """The pixel-map section of one ladder entry."""
-    return Section(ids.SECTION_IDS["pixel_map"], 0, guidance.encode_pixel_map(img, guidance.PixelParams(*p)))
+    return guidance.pixel_map_section(img, guidance.PixelParams(*p))
 
 
 def _pixel_ladder(w: int, h: int) -> list[tuple[int, int, int]]:
@@ -335,8 +338,7 @@ def _ref_codec(opts: EncodeOptions) -> guidance.RefCodec:
 
 def _smallest_ref(job: _Job, codec: guidance.RefCodec, caption: str | None) -> bytes:
     """The smallest file with a reference: 8-pixel long side at the worst quality."""
-    return job.packer.pack(caption, Section(ids.SECTION_IDS["image_ref"],
-                                            *guidance.encode_image_ref_ex(job.img, codec, 8, codec.ref_quality[1])))
+    return job.packer.pack(caption, guidance.image_ref_section(job.img, codec, 8, codec.ref_quality[1]))
 
 
 def _encode_unbudgeted_ref(job: _Job, codec: guidance.RefCodec, caption: str | None) -> bytes:
@@ -449,7 +451,7 @@ def encode_result(image: object, *, mode: str = "text", caption: str | None = No
         raise ConfigError(f"unknown mode {mode!r}: expected one of {', '.join(MODES_AUTO)}")
     if not 0 <= seed <= bitstream.MAX_SEED:
         raise ConfigError(f"seed must be in 0..{bitstream.MAX_SEED}; found {seed}")
-    prof = get_profile(profile)
+    prof = _profile(profile)
     img = load_image(image, opts.limits)
     w, h = img.size
     budget = budget_bytes(w, h, bpp, max_bytes)
@@ -517,7 +519,7 @@ def smallest_size(image: object, *, mode: str = "text", profile: str | int | Pro
     opts = options or EncodeOptions()
     if mode not in MODES_AUTO:
         raise ConfigError(f"unknown mode {mode!r}: expected one of {', '.join(MODES_AUTO)}")
-    prof = get_profile(profile)
+    prof = _profile(profile)
     img = load_image(image, opts.limits)
     w, h = img.size
     if mode == "auto":
@@ -533,6 +535,8 @@ def smallest_size(image: object, *, mode: str = "text", profile: str | int | Pro
 
 def _uses_caption(prof: Profile, mode: str) -> bool:
     """True when this profile's decoder reads a caption in this mode (else none is stored)."""
+    from .models.profiles import Pipeline
+
     return (mode in ("text", "pixel", "full") and mode in prof.modes
             and prof.modes[mode].pipeline is not Pipeline.CLASSIC)
 
@@ -540,7 +544,7 @@ def _uses_caption(prof: Profile, mode: str) -> bool:
 def needs_captioner(mode: str, profile: str | int | Profile | None = None) -> bool:
     """True when encoding in this mode (any of auto's modes) for this profile runs the I2T model, unless a
     caption is given."""
-    prof = get_profile(profile)
+    prof = _profile(profile)
     return any(_uses_caption(prof, m) for m in (ids.MODES if mode == "auto" else (mode,)))
 
 
@@ -576,17 +580,10 @@ def caption_many(images: Sequence[object], options: EncodeOptions | None = None,
 
 
 def decode_guidance(header: bitstream.Header, prof: Profile) -> Image.Image | None:
-    """The guidance image at the original size (pixel map or reference), or None in text mode."""
+    """The guidance image at the original size (pixel map or reference) with the profile's filter and smoothing
+    for the file's mode, or None in text mode."""
     mc = prof.mode(header.mode)
-    pm = header.section("pixel_map")
-    if pm is not None:
-        params, grid = guidance.decode_pixel_map(pm.payload, header.width, header.height)
-        return guidance.render_pixel_map(grid, params, header.width, header.height, mc.upsample, mc.smooth)
-    ref = header.section("image_ref")
-    if ref is not None:
-        small = guidance.decode_image_ref(ref.payload, ref.coder_id, header.width, header.height)
-        return guidance.render_image_ref(small, header.width, header.height, mc.upsample, mc.smooth)
-    return None
+    return classic.guidance_image(header, mc.upsample, mc.smooth)
 
 
 def validate(data: bytes, limits: Limits = DEFAULT_LIMITS) -> bitstream.Header:
@@ -605,14 +602,20 @@ def validate(data: bytes, limits: Limits = DEFAULT_LIMITS) -> bitstream.Header:
     return header
 
 
-def _prepare(data: bytes, limits: Limits) -> tuple[bitstream.Header, Profile, str, Image.Image | None]:
-    """Everything a decode needs before any model runs: header, profile, caption and guidance image."""
-    header = bitstream.read_header(data, limits)
-    prof = get_profile(header.profile_id)
+def _model_free(prof: Profile, mode: str) -> bool:
+    """True when the profile decodes this mode without a model (its guidance image is the picture)."""
+    from .models.profiles import Pipeline
+
+    return prof.mode(mode).pipeline is Pipeline.CLASSIC
+
+
+def _prepare(header: bitstream.Header, limits: Limits) -> tuple[Profile, str, Image.Image | None]:
+    """Everything a neural decode needs before any model runs: profile, caption and guidance image."""
+    prof = _profile(header.profile_id)
     prof.mode(header.mode)
     sec = header.section("caption")
     caption = textcode.decode(sec.payload, sec.coder_id, limits.max_caption_chars) if sec is not None else ""
-    return header, prof, caption, decode_guidance(header, prof)
+    return prof, caption, decode_guidance(header, prof)
 
 
 def decode(data: bytes, options: DecodeOptions | None = None) -> Image.Image:
@@ -622,8 +625,11 @@ def decode(data: bytes, options: DecodeOptions | None = None) -> Image.Image:
     autoencoder) at a local folder and turns on runtime speed-ups; none of it changes the profile.
     """
     opts = options or DecodeOptions()
-    header, prof, caption, init = _prepare(data, opts.limits)
-    if prof.mode(header.mode).pipeline is Pipeline.CLASSIC:
+    header = bitstream.read_header(data, opts.limits)
+    if header.profile_id == classic.PROFILE_ID:  # model-free and normative: core alone decodes it
+        return classic.decode(header, opts.limits.max_caption_chars)
+    prof, caption, init = _prepare(header, opts.limits)
+    if _model_free(prof, header.mode):
         if init is None:  # the reader implies guidance for classic modes (spec §4.2); a bug if not
             raise RuntimeError(f"{header.mode}-mode file without guidance passed the reader")
         return init
@@ -652,7 +658,7 @@ def decode_many(datas: Iterable[bytes], options: DecodeOptions | None = None, *,
         from .models import t2i
 
         batch = groups.pop(key)
-        prof, mode = get_profile(key[0]), key[1]
+        prof, mode = _profile(key[0]), key[1]
         items = [(cap, init, h.width, h.height, h.seed) for _, h, cap, init in batch]
         try:
             out: list[Image.Image | CmcodecError] = list(t2i.generate_batch(
@@ -674,11 +680,18 @@ def decode_many(datas: Iterable[bytes], options: DecodeOptions | None = None, *,
 
     for i, data in enumerate(datas):
         try:
-            header, prof, caption, init = _prepare(data, opts.limits)
+            header = bitstream.read_header(data, opts.limits)
+            done = classic.decode(header, opts.limits.max_caption_chars) \
+                if header.profile_id == classic.PROFILE_ID else None  # as in decode
+            if done is None:
+                prof, caption, init = _prepare(header, opts.limits)
         except CmcodecError as e:
             yield i, e
             continue
-        if prof.mode(header.mode).pipeline is Pipeline.CLASSIC:
+        if done is not None:
+            yield i, done
+            continue
+        if _model_free(prof, header.mode):
             if init is None:  # as in decode
                 raise RuntimeError(f"{header.mode}-mode file without guidance passed the reader")
             yield i, init

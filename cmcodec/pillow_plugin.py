@@ -1,6 +1,7 @@
 """Pillow plugin: ``.cmc`` files open, load and save where images do (Pillow's own plugin conventions).
 
-``import cmcodec`` registers the format ``"CMC"`` (extension ``.cmc``, MIME ``image/x-cmc``)::
+``import cmcodec`` registers the format ``"CMC"`` (extension ``.cmc``, MIME ``image/x-cmc``; this module loads
+when Pillow first opens or saves one)::
 
     from PIL import Image
     import cmcodec
@@ -21,6 +22,8 @@ callers catch (``except OSError`` and ``except cmcodec.FormatError`` both work).
 
 Layer: this module sits at the orchestration layer (it reads the header through ``core`` and decodes and
 encodes through ``codec``); ``codec`` is imported only when pixels are asked for, so opening imports no torch.
+``import cmcodec`` registers entry points that load this module on first use, so a program that only calls
+``cmcodec.decode`` loads no plugin code.
 """
 
 from __future__ import annotations
@@ -33,9 +36,7 @@ from PIL import Image, ImageFile
 from .core import bitstream, textcode
 from .core.errors import CmcodecError, ConfigError
 
-FORMAT = "CMC"
-EXTENSION = ".cmc"
-MIME = "image/x-cmc"  # no registered media type exists; x- as RFC 6648's predecessors advised for private types
+FORMAT, EXTENSION, MIME = bitstream.FORMAT_NAME, bitstream.EXTENSION, bitstream.MIME
 MAX_FILE_BYTES = 64 * 1024 * 1024  # the CLI's input limit (media.fileio.read_input): header read once, whole
 
 # save() keywords passed to cmcodec.encode (everything else of the encoder goes through plugin_options)
@@ -82,9 +83,8 @@ def _pillow_error(e: CmcodecError) -> CmcodecError:
 
 
 def _accept(prefix: bytes) -> bool:
-    """A .cmc file starts with the magic byte 0xCC (spec §2), which no UTF-8 text, PNG, JPEG, GIF, RIFF,
-    ISO-BMFF or JPEG 2000 file does."""
-    return prefix[:1] == bytes([bitstream.MAGIC])
+    """A .cmc file starts with the magic byte 0xCC (spec §2)."""
+    return bitstream.has_magic(prefix)
 
 
 class CmcImageFile(ImageFile.ImageFile):
@@ -162,7 +162,8 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
 
 
 def register() -> None:
-    """Register the format with Pillow (done by ``import cmcodec``; calling it again changes nothing)."""
+    """Register the format with Pillow's classes of this module (``import cmcodec`` registers the same entry
+    points lazily, loading this module on the first .cmc opened or saved; calling it again changes nothing)."""
     Image.register_open(FORMAT, CmcImageFile, _accept)
     Image.register_save(FORMAT, _save)
     Image.register_extension(FORMAT, EXTENSION)

@@ -36,7 +36,7 @@ def test_crc8_check_value() -> None:
 
 @pytest.mark.parametrize("w,h", [(1, 1), (768, 512), (512, 768), (4096, 4096), (4096, 1)])
 def test_text_overhead_at_most_6_bytes(w: int, h: int) -> None:
-    payload = textcode.encode_with("A red house with white windows.", "wlm1")[1]
+    payload = textcode.caption_section("A red house with white windows.", "wlm1").payload
     data = pack(mode="text", width=w, height=h, profile_id=0, sections=[Section(0, 0, payload)])
     hd = read_header(data)
     assert hd.overhead_bytes <= 6

@@ -104,7 +104,8 @@ def test_stripped_headers_are_rebuilt_exactly(name: str, stripped_id: int, saved
     img = Image.open(PARROTS)
     rc = guidance.REF_CODECS[name]
     full = guidance.encode_image_ref(img, rc, 192, 40)
-    cid, stripped = guidance.encode_image_ref_ex(img, rc, 192, 40)
+    sec = guidance.image_ref_section(img, rc, 192, 40)
+    cid, stripped = sec.coder_id, sec.payload
     assert cid == stripped_id and len(full) - len(stripped) >= saved
     a = guidance.decode_image_ref(full, rc.ref_id, *img.size)
     b = guidance.decode_image_ref(stripped, cid, *img.size)
@@ -115,7 +116,8 @@ def test_av1_keeps_a_header_the_rule_does_not_rebuild() -> None:
     img = Image.open(PARROTS)
     rc = guidance.REF_CODECS["av1"]
     # a small reference whose header the rule does not rebuild keeps it (coder av1): still decodable
-    cid_small, small = guidance.encode_image_ref_ex(img, rc, 32, 63)
+    sec = guidance.image_ref_section(img, rc, 32, 63)
+    cid_small, small = sec.coder_id, sec.payload
     assert guidance.decode_image_ref(small, cid_small, *img.size).size == guidance.ref_size(*img.size, 32)
 
 

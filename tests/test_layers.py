@@ -88,17 +88,34 @@ def _loaded_after(code: str) -> list[str]:
     return json.loads(out.splitlines()[-1])
 
 
+# what decoding a classic file loads: the package, core, the image loader and codec; no profile rows (the classic
+# decoder is core.classic), no Pillow plugin (registered lazily), no model or benchmark code
+CLASSIC_DECODE_MODULES = [
+    "cmcodec", "cmcodec._version", "cmcodec.codec", "cmcodec.core", "cmcodec.core.arith", "cmcodec.core.bitstream",
+    "cmcodec.core.classic", "cmcodec.core.errors", "cmcodec.core.guidance", "cmcodec.core.ids",
+    "cmcodec.core.limits", "cmcodec.core.refcodecs", "cmcodec.core.textcode", "cmcodec.core.wordmodel",
+    "cmcodec.media", "cmcodec.media.images",
+]
+
+
 @pytest.mark.parametrize("name", ["image_av1s_classic.cmc", "pixel_classic.cmc", "image_hevcs_classic.cmc"])
-def test_classic_decode_loads_only_core_media_codec_and_the_profile_rows(name: str) -> None:
+def test_classic_decode_loads_only_core_media_and_codec(name: str) -> None:
     mods = _loaded_after(f"import cmcodec\ncmcodec.decode(open({str(GOLDEN / name)!r}, 'rb').read())")
-    ours = {m for m in mods if m.startswith("cmcodec.")}
-    allowed = ("cmcodec._version", "cmcodec.core", "cmcodec.media", "cmcodec.codec", "cmcodec.pillow_plugin",
-               "cmcodec.models", "cmcodec.models.profiles")
-    extra = [m for m in ours if not m.startswith(allowed)
-             or (m.startswith("cmcodec.models.") and m != "cmcodec.models.profiles")]
-    assert sorted(extra) == []
-    assert "cmcodec.codec" in ours and "cmcodec.core.guidance" in ours
+    assert [m for m in mods if m.startswith("cmcodec")] == CLASSIC_DECODE_MODULES
     assert [m for m in mods if m.split(".")[0] in NEURAL] == []
+
+
+def test_pillow_opens_loads_and_saves_cmc_after_import_without_torch(tmp_path: Path) -> None:
+    # the plugin registers lazily: Pillow loads it on the first .cmc, and still no neural library
+    out = tmp_path / "again.cmc"
+    mods = _loaded_after(
+        "import cmcodec\nfrom PIL import Image\n"
+        f"im = Image.open({str(GOLDEN / 'pixel_classic.cmc')!r})\n"
+        "assert im.format == 'CMC' and im.info['profile'] == 'classic'\nim.load()\n"
+        f"im.save({str(out)!r}, mode='pixel', profile='classic')\n"
+        f"assert Image.open({str(out)!r}).size == im.size\n"
+        "assert Image.registered_extensions()['.cmc'] == 'CMC' and Image.MIME['CMC'] == 'image/x-cmc'")
+    assert "cmcodec.pillow_plugin" in mods and [m for m in mods if m.split(".")[0] in NEURAL] == []
 
 
 def test_reading_and_validating_every_golden_file_loads_no_benchmark_or_neural_code() -> None:

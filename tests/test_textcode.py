@@ -21,7 +21,7 @@ GOLDEN_VECTORS = [(m, i, v) for m in textcode.WORD_MODELS
 
 @pytest.mark.parametrize("model,i,vec", GOLDEN_VECTORS, ids=[f"{m}-{i}" for m, i, _ in GOLDEN_VECTORS])
 def test_word_model_golden_vectors(model: str, i: int, vec: dict) -> None:
-    assert textcode.encode_with(vec["text"], model)[1].hex() == vec["hex"]
+    assert textcode.caption_section(vec["text"], model).payload.hex() == vec["hex"]
     assert textcode.decode(bytes.fromhex(vec["hex"]), ids.coder_id("caption", model)) == vec["text"]
 
 
@@ -29,8 +29,8 @@ def test_word_model_golden_vectors(model: str, i: int, vec: dict) -> None:
 @settings(max_examples=400, deadline=None)
 def test_every_coder_roundtrips_any_unicode(text: str) -> None:
     for name in textcode.CODERS:
-        cid, data = textcode.encode_with(text, name)
-        assert textcode.decode(data, cid) == text
+        sec = textcode.caption_section(text, name)
+        assert textcode.decode(sec.payload, sec.coder_id) == text
     assert textcode.decode(textcode.encode(text)) == text
 
 
@@ -50,9 +50,9 @@ def test_tokenize_restores_text() -> None:
 
 def test_best_coder_is_the_default_word_model_for_captions_and_small() -> None:
     cap = "A red brick house with white windows and a green door, surrounded by tall trees under a blue sky."
-    cid, data = textcode.encode_with(cap)
-    assert ids.CAPTION_CODERS[cid] in textcode.WORD_MODELS and len(data) < 30
-    assert len(data) == min(len(textcode.encode_with(cap, m)[1]) for m in textcode.WORD_MODELS)
+    sec = textcode.caption_section(cap)
+    assert ids.CAPTION_CODERS[sec.coder_id] in textcode.WORD_MODELS and len(sec.payload) < 30
+    assert len(sec.payload) == min(len(textcode.caption_section(cap, m).payload) for m in textcode.WORD_MODELS)
     assert textcode.available_coders()[0] == "wlm2"
 
 
@@ -76,7 +76,8 @@ def test_trainer_reproduces_shipped_models() -> None:
 @pytest.mark.parametrize("model", textcode.WORD_MODELS)
 def test_corrupt_streams_raise_caption_error_or_decode(model: str) -> None:
     rng = random.Random(1)
-    cid, good = textcode.encode_with(VECTORS[3]["text"], model)
+    sec = textcode.caption_section(VECTORS[3]["text"], model)
+    cid, good = sec.coder_id, sec.payload
     for _ in range(500):
         b = bytearray(good)
         b[rng.randrange(len(b))] = rng.randrange(256)

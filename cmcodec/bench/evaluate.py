@@ -30,6 +30,8 @@ from typing import Any
 from PIL import Image
 
 from ..core.errors import CmcodecError, ConfigError
+from ..media.fileio import append_jsonl, read_jsonl, write_csv
+from .metrics import mean
 
 MODES = ("text", "pixel", "image", "full")
 CATEGORY_PREFIXES = ("NSI", "SCI", "AIGI")
@@ -127,22 +129,14 @@ class Scorer:
         return {"fr": round(self.fr(out, gt), 6), "nr": round(self.nr(out), 6)}
 
 
-def _load_lines(path: Path) -> list[dict]:
-    """Rows of a JSON-lines file ([] when absent)."""
-    if not path.exists():
-        return []
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-
-
 def _load_scores(path: Path) -> dict[str, dict]:
     """Per-image scores already on disk."""
-    return {r["name"]: r for r in _load_lines(path)}
+    return {r["name"]: r for r in read_jsonl(path)}
 
 
 def _append(path: Path, row: dict) -> None:
     """Append one JSON line (one finished image: an interruption loses at most the image in flight)."""
-    with path.open("a") as f:
-        f.write(json.dumps(row) + "\n")
+    append_jsonl(path, [row])
 
 
 def score_folder(gt_files: list[Path], mode_dir: Path, scorer: Scorer, what: str, cache: Path,
@@ -264,18 +258,18 @@ def summarize(per_mode: dict[str, list[dict]], fr: Axis, nr: Axis, categories: d
         modes = {}
         for mode, rows in rows_by_mode.items():
             bpps = [r["bpp"] for r in rows if r.get("bpp") is not None]
-            f, n = _mean(r["fr"] for r in rows), _mean(r["nr"] for r in rows)
+            f, n = mean(r["fr"] for r in rows), mean(r["nr"] for r in rows)
             modes[mode] = {"fr": f, "nr": n, "fr_norm": fr.norm(f), "nr_norm": nr.norm(n),
-                           "bpp": _mean(bpps) if bpps else None, "images": len(rows)}
+                           "bpp": mean(bpps) if bpps else None, "images": len(rows)}
         if not modes or rule == "none":
             overall = math.nan
         elif rule == "cmc-bench":
             sf, sn = (-1 if fr.lower_better else 1), (-1 if nr.lower_better else 1)
-            overall = (2 / 3 * _mean(sf * m["fr"] for m in modes.values())
-                       + 1 / 3 * _mean(sn * m["nr"] for m in modes.values()))
+            overall = (2 / 3 * mean(sf * m["fr"] for m in modes.values())
+                       + 1 / 3 * mean(sn * m["nr"] for m in modes.values()))
         else:
-            overall = (2 / 3 * _mean(m["fr_norm"] for m in modes.values())
-                       + 1 / 3 * _mean(m["nr_norm"] for m in modes.values()))
+            overall = (2 / 3 * mean(m["fr_norm"] for m in modes.values())
+                       + 1 / 3 * mean(m["nr_norm"] for m in modes.values()))
         return {"modes": modes, "overall": overall}
 
     out = table(per_mode)
@@ -289,12 +283,6 @@ def summarize(per_mode: dict[str, list[dict]], fr: Axis, nr: Axis, categories: d
     if len(cats) > 1 or (cats and next(iter(cats)) != "all"):
         out["categories"] = {c: table(m) for c, m in sorted(cats.items())}
     return out
-
-
-def _mean(xs) -> float:
-    """Arithmetic mean (nan for none)."""
-    xs = list(xs)
-    return sum(xs) / len(xs) if xs else math.nan
 
 
 def radar_axes(summary: dict) -> tuple[list[str], list[float]]:
@@ -356,13 +344,7 @@ def leaderboard(summaries: dict[str, dict], out: Path, fr_name: str, nr_name: st
     units = next((s["axes"] for s in summaries.values() if "axes" in s), {})
     (out / "leaderboard.json").write_text(json.dumps({"fr": fr_name, "nr": nr_name, "axes": units, "runs": rows},
                                                      indent=1))
-    cols: list[str] = []
-    for r in rows:
-        cols.extend(k for k in r if k not in cols)
-    with (out / "leaderboard.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols)
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(out / "leaderboard.csv", rows)
     modes = [m for m in MODES if any(f"{m}_fr" in r for r in rows)]
 
     def fmt(v) -> str:
@@ -407,7 +389,7 @@ def caption_images(gt_files: list[Path], i2t: str, cache: Path, words: int, i2t_
         merged(parts)
         if is_main() and parts.exists():
             caps = read_captions(cache) if cache.exists() else {}
-            caps.update({r["name"]: r["text"] for r in _load_lines(parts)})
+            caps.update({r["name"]: r["text"] for r in read_jsonl(parts)})
             write_captions(cache, caps, suffix)
             parts.unlink()
         merged(parts)  # a barrier: the CSV is complete before anyone reads it

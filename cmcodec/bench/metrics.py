@@ -8,11 +8,19 @@ reason and skipped. ``weights_dir`` holds local files named after the metric (``
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
+
+
+def mean(xs: Iterable[float]) -> float:
+    """Arithmetic mean of scores (nan for none: a mode or category without images)."""
+    xs = list(xs)
+    return sum(xs) / len(xs) if xs else math.nan
 
 
 @dataclass

@@ -23,7 +23,6 @@ plots and writes report.html).
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import platform
@@ -39,8 +38,10 @@ from PIL import Image
 
 from ..core import refcodecs
 from ..core.errors import CmcodecError, ConfigError
+from ..media.fileio import write_csv
 from . import baselines
 from .baselines import SCALES
+from .metrics import mean
 
 POINTS_FILE = "points.jsonl"
 RETRIES = 1  # a failed unit is run once more at once (a transient failure: a killed encoder, a full disk)
@@ -305,6 +306,7 @@ def _run_with_retry(u: Unit) -> list[dict]:
 def sweep(units: list[Unit], out: Path, jobs: int = 1, progress: Callable[[int, int], None] | None = None) -> int:
     """Run the units not finished yet, appending their rows to points.jsonl; returns how many ran."""
     from ..distributed import barrier, is_main, merge_lines, rank_path, shard
+    from ..media.fileio import append_jsonl
 
     out.mkdir(parents=True, exist_ok=True)
     if is_main():
@@ -323,9 +325,7 @@ def sweep(units: list[Unit], out: Path, jobs: int = 1, progress: Callable[[int, 
 
     def write(rows: list[dict]) -> None:
         hints.add(rows)
-        with path.open("a") as f:  # one unit per write: a crash loses at most the unit in flight
-            f.write("".join(json.dumps(r) + "\n" for r in rows))
-            f.flush()
+        append_jsonl(path, rows)  # one unit per write: a crash loses at most the unit in flight
 
     if jobs <= 1:
         for i, u in enumerate(todo):
@@ -365,8 +365,9 @@ def _worker_init() -> None:
 
 def load_points(out: Path) -> list[dict]:
     """Every row of points.jsonl."""
-    p = out / POINTS_FILE
-    return [json.loads(x) for x in p.read_text().splitlines() if x.strip()] if p.exists() else []
+    from ..media.fileio import read_jsonl
+
+    return read_jsonl(out / POINTS_FILE)
 
 
 # --- aggregation -------------------------------------------------------------------------------------------
@@ -435,21 +436,15 @@ def aggregate(rows: list[dict], metric_names: list[str], targets: list[float] | 
             "codec": f["codec"], "scale": f["scale"], "mode": f["mode"], "images": n_img,
             "images_with_points": len(per[name]), "images_failed": len(failed[name]),
             "target_bpp": [t for t, _ in pts], "bpp": [t for t, _ in pts],
-            "bpp_no_headers": [_mean(g.get("bpp_no_headers", t) for g in got) for t, got in pts],
+            "bpp_no_headers": [mean(g.get("bpp_no_headers", t) for g in got) for t, got in pts],
             "n_images": [len(got) for _, got in pts], "few_images": [len(got) < need for _, got in pts],
-            "encode_s": [_mean(g["encode_s"] for g in got) for _, got in pts],
-            "decode_s": [_mean(g["decode_s"] for g in got) for _, got in pts],
-            "metrics": {m: [_mean(g[m] for g in got) for _, got in pts] for m in mets},
+            "encode_s": [mean(g["encode_s"] for g in got) for _, got in pts],
+            "decode_s": [mean(g["decode_s"] for g in got) for _, got in pts],
+            "metrics": {m: [mean(g[m] for g in got) for _, got in pts] for m in mets},
             "failed_settings": sorted({q for rs in per[name].values() for r in rs
                                        for q in r.get("failed_settings", ())}),
         }
     return curves
-
-
-def _mean(xs: Iterable[float]) -> float:
-    """Arithmetic mean."""
-    xs = list(xs)
-    return sum(xs) / len(xs)
 
 
 def _solid(c: dict) -> dict:
@@ -501,18 +496,6 @@ def bd_rates(curves: dict[str, dict], anchor: str, metric_names: list[str],
     return out
 
 
-def write_csv(rows: list[dict], path: Path) -> None:
-    """Per-image CSV (one row per point; skipped units keep their reason)."""
-    cols: list[str] = []
-    for r in rows:
-        cols.extend(k for k in r if k not in cols)
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols)
-        w.writeheader()
-        for r in sorted(rows, key=lambda r: (r["image"], r["curve"], r.get("target_bpp", 0))):
-            w.writerow(r)
-
-
 def finish(out: Path, curves_def: list[Curve], metric_names: list[str], anchor: str, settings: dict,
            skipped_metrics: dict[str, str], lower_better: dict[str, bool]) -> dict:
     """Write points.csv, results.json and the BD-rate table from points.jsonl (the plots and report.html:
@@ -523,7 +506,8 @@ def finish(out: Path, curves_def: list[Curve], metric_names: list[str], anchor: 
 
     names = {c.name for c in curves_def}
     rows = [r for r in load_points(out) if r["curve"] in names]
-    write_csv(rows, out / "points.csv")
+    # per-image CSV: one row per point, skipped units with their reason
+    write_csv(out / "points.csv", sorted(rows, key=lambda r: (r["image"], r["curve"], r.get("target_bpp", 0))))
     curves = aggregate(rows, metric_names, settings.get("targets_bpp"))
     for c in curves_def:  # a curve no unit has reached yet is still listed
         curves.setdefault(c.name, {"codec": c.codec, "scale": c.scale,

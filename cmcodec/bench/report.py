@@ -164,6 +164,14 @@ def _draw_points(ax, pts: list[Point], color: str, total: int, marker: str | Non
                 mfc=color if full else "white", mew=1.2, zorder=zorder, ls="none", alpha=0.45 if p.few else 1.0)
 
 
+def _draw_curve(ax, pts: list[Point], color: str, total: int, *, style: str = "-", lw: float = 1.4,
+                zorder: float = 2, label: str | None = None, marker: str | None = None, ms: float = 5) -> None:
+    """A curve: the line through its points, then their markers (_draw_points) just above it."""
+    ax.plot([p.rate for p in pts], [p.value for p in pts], style, lw=lw, color=color, zorder=zorder,
+            **({"label": label} if label else {}))
+    _draw_points(ax, pts, color, total, marker=marker, ms=ms, zorder=zorder + 1)
+
+
 def _metric_list(curves: dict[str, dict], metric_names: list[str]) -> list[str]:
     return [m for m in metric_names if any(c.get("metrics", {}).get(m) for c in curves.values())]
 
@@ -233,16 +241,12 @@ def plot_overview(curves: dict[str, dict], labels: dict[str, str], metric_names:
         for gi, variants in enumerate(groups.values()):
             color = CODEC_COLORS[gi % len(CODEC_COLORS)]
             env = envelope({k: series(curves[n], m, rate_key) for k, n in variants.items()}, lb)
-            if not env:
-                continue
-            ax.plot([p.rate for p in env], [p.value for p in env], "-", lw=1.4, color=color, zorder=2)
-            _draw_points(ax, env, color, total)
+            if env:
+                _draw_curve(ax, env, color, total)
         for ci, name in enumerate(cmc):
-            color = CMC_COLORS[ci % len(CMC_COLORS)]
             pts = series(curves[name], m, rate_key)
             if pts:
-                ax.plot([p.rate for p in pts], [p.value for p in pts], "-", lw=2.8, color=color, zorder=4)
-                _draw_points(ax, pts, color, total, marker="*", ms=11, zorder=5)
+                _draw_curve(ax, pts, CMC_COLORS[ci % len(CMC_COLORS)], total, lw=2.8, zorder=4, marker="*", ms=11)
         _finish_axis(ax, m, rate_key, lb)
         ax.set_title(m)
     handles += _legend_extras(plt, total)
@@ -277,10 +281,8 @@ def plot_scales(curves: dict[str, dict], labels: dict[str, str], metric_names: l
             for i, (k, pts) in enumerate(per.items()):
                 if not pts:
                     continue
-                color = CODEC_COLORS[i % len(CODEC_COLORS)]
-                ax.plot([p.rate for p in pts], [p.value for p in pts], styles.get(k, "-"), lw=1.2, color=color,
-                        label=labels.get(variants[k], variants[k]), zorder=2)
-                _draw_points(ax, pts, color, total, ms=4)
+                _draw_curve(ax, pts, CODEC_COLORS[i % len(CODEC_COLORS)], total, style=styles.get(k, "-"), lw=1.2,
+                            label=labels.get(variants[k], variants[k]), ms=4)
             _finish_axis(ax, m, rate_key, lb)
             ax.set_title(f"{_codec_label(codec)}: {m}", fontsize=10)
             ax.legend(fontsize=7, loc="best")

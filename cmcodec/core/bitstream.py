@@ -38,6 +38,10 @@ from .errors import (
 from .limits import MAX_CAPTION_CHARS
 
 MAGIC = 0xCC  # spec §2: not a valid first byte of UTF-8 text or of the common image formats
+# how the format is named where files are listed and served (Pillow's format registry, file dialogs)
+FORMAT_NAME = "CMC"
+EXTENSION = ".cmc"
+MIME = "image/x-cmc"  # no registered media type exists; x- as RFC 6648's predecessors advised for private types
 CRC8_MAX_FILE = 256  # spec §5: files of at most 256 bytes end in CRC-8, larger ones in CRC-32
 CRC32_MIN_FILE = 260  # spec §5: a 257-byte body gets a 4-byte check, so 257..259-byte files cannot exist
 MAX_UE_BITS = 32  # spec §3: an ue(v) field never has more than 32 leading zero bits
@@ -47,6 +51,12 @@ SMALL_SIDE_BITS, LARGE_SIDE_BITS = 12, 16  # spec §3 fields 5-6: width-1 and he
 SMALL_SIDE_MAX = 1 << SMALL_SIDE_BITS  # 4096: sides up to this take the 12-bit fields (the 6-byte design point)
 LARGE_SIDE_MAX = 1 << LARGE_SIDE_BITS  # 65536: the largest side a version-1 file can record
 MIN_FILE = 3  # magic, one header byte, a CRC-8: the smallest file a version-1 writer can produce
+
+
+def has_magic(prefix: bytes) -> bool:
+    """True when the bytes start as a .cmc file does: the magic byte (spec §2), which no UTF-8 text, PNG, JPEG,
+    GIF, RIFF, ISO-BMFF or JPEG 2000 file starts with."""
+    return prefix[:1] == bytes([MAGIC])
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,12 @@ class ProfileError(CmcodecError):
 
     exit_code = 6
 
+    @classmethod
+    def cannot_decode(cls, profile: str, mode: str, modes: tuple[str, ...], neural: bool) -> ProfileError:
+        """The error of a mode the profile does not decode, naming those it does."""
+        hint = "" if neural else " (it has no generative model; use a neural profile such as sd-turbo)"
+        return cls(f"profile {profile} cannot decode {mode} mode{hint}: it decodes {', '.join(modes)}")
+
 
 class ModelError(CmcodecError):
     """A model cannot be loaded (missing weights, offline, unsafe format, missing package)."""

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from . import arith, ids, refcodecs
-from .bitstream import BitWriter
+from .bitstream import BitWriter, Section
 from .errors import CodecUnavailableError, ConfigError, GuidanceDecodeError, LimitError
 from .refcodecs import AV1_PAD, padded_size
 
@@ -129,6 +129,11 @@ def _residual_prior(levels: int) -> list[int]:
         d = min(r, levels - r)
         out.append(max(1, 16 >> min(d, 4)))
     return out
+
+
+def pixel_map_section(image: Image.Image, params: PixelParams = PixelParams()) -> Section:
+    """The pixel-map section (coder pmap1) of encode_pixel_map's payload."""
+    return Section(ids.SECTION_IDS["pixel_map"], ids.coder_id("pixel_map", "pmap1"), encode_pixel_map(image, params))
 
 
 def decode_pixel_map(payload: bytes, width: int, height: int) -> tuple[PixelParams, np.ndarray]:
@@ -365,21 +370,23 @@ def _codec_decode(data: bytes, codec: str, want: tuple[int, int] | None = None) 
     raise GuidanceDecodeError(f"image-reference codec {codec} cannot be decoded by this reader")
 
 
-def encode_image_ref_ex(image: Image.Image, codec: RefCodec, long_side: int, q: int) -> tuple[int, bytes]:
-    """(coder id, payload): for AV1 (HEVC), coder av1s (hevcs) without the sequence header (parameter sets)
-    when the decoder's rebuild of it (spec §8.3) equals what the encoder wrote, else av1 (hevc) with it."""
+def image_ref_section(image: Image.Image, codec: RefCodec, long_side: int, q: int) -> Section:
+    """The image-reference section: for AV1 (HEVC), coder av1s (hevcs) without the sequence header
+    (parameter sets) when the decoder's rebuild of it (spec §8.3) equals what the encoder wrote, else av1
+    (hevc) with it; other codecs carry their stream as encode_image_ref makes it."""
+    sid = ids.SECTION_IDS["image_ref"]
     payload = encode_image_ref(image, codec, long_side, q)
     if codec.name == "hevc":
         ps = hevc_parameter_sets(*ref_size(*image.size, long_side))
         if payload[1:].startswith(ps):
-            return HEVCS_ID, payload[:1] + payload[1 + len(ps):]
+            return Section(sid, HEVCS_ID, payload[:1] + payload[1 + len(ps):])
     if codec.name != "av1":
-        return codec.ref_id, payload
+        return Section(sid, codec.ref_id, payload)
     w, h = padded_size(*ref_size(*image.size, long_side), *AV1_PAD)
     seq = av1_still_sequence_header(w, h)
     if payload[1:].startswith(seq):
-        return AV1S_ID, payload[:1] + payload[1 + len(seq):]
-    return codec.ref_id, payload
+        return Section(sid, AV1S_ID, payload[:1] + payload[1 + len(seq):])
+    return Section(sid, codec.ref_id, payload)
 
 
 def encode_image_ref(image: Image.Image, codec: RefCodec, long_side: int, q: int) -> bytes:

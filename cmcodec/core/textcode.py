@@ -1,16 +1,17 @@
 """Caption entropy coding (spec §6): coders by stable id, size and trim helpers for rate control.
 
-``encode(text)`` returns the payload of the best coder; ``encode_with(text)`` also says which coder
-id produced it (the bitstream records it). Every coder round-trips any UTF-8 text exactly.
+``encode(text)`` returns the payload of one coder; ``caption_section(text)`` the whole caption section of
+the smallest coder, its id included (the bitstream records it). Every coder round-trips any UTF-8 text exactly.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from . import ids
+from .bitstream import Section
 from .errors import CaptionDecodeError, LimitError, UnknownCoderError
 from .limits import MAX_CAPTION_BYTES, MAX_CAPTION_CHARS
 
@@ -88,21 +89,22 @@ def available_coders() -> list[str]:
     return [*models, "brotli", "utf8"]
 
 
-def encode_with(text: str, coder: str | None = None) -> tuple[int, bytes]:
-    """(coder id, payload): the named coder, or the smallest of the available ones."""
+def caption_section(text: str, coder: str | None = None) -> Section:
+    """The caption section of the named coder, or of the smallest of the available ones."""
     text = normalize(text)
     _check_len(text)
     names = [coder] if coder else available_coders()  # never empty: brotli and utf8 always ship
     for name in names:
         if name not in CODERS:
             raise UnknownCoderError(f"unknown caption coder {name!r}: expected one of {', '.join(CODERS)}")
-    coded = [(ids.coder_id("caption", name), CODERS[name][0](text)) for name in names]
-    return min(coded, key=lambda c: len(c[1]))  # the first of equal sizes, as before
+    coded = [Section(ids.SECTION_IDS["caption"], ids.coder_id("caption", name), CODERS[name][0](text))
+             for name in names]
+    return min(coded, key=lambda c: len(c.payload))  # the first of equal sizes, as before
 
 
 def encode(text: str, coder: str | None = None) -> bytes:
     """Caption payload of one coder, by default the first available (the default word model)."""
-    return encode_with(text, coder or available_coders()[0])[1]
+    return caption_section(text, coder or available_coders()[0]).payload
 
 
 def decode(data: bytes, coder_id: int | None = None, max_chars: int = MAX_CAPTION_CHARS) -> str:
@@ -119,10 +121,30 @@ def decode(data: bytes, coder_id: int | None = None, max_chars: int = MAX_CAPTIO
 
 def size(text: str) -> int:
     """Bytes the caption will take in a file (best available coder)."""
-    return len(encode_with(text)[1])
+    return len(caption_section(text).payload)
 
 
 _WORD_END = re.compile(r"\S+")
+
+
+def longest_prefix(n: int, fits: Callable[[int], bool]) -> int | None:
+    """Most words k < n whose prefix ``fits`` accepts, by bisection (the caller has found all n too many);
+    None when not even the empty prefix fits. fits is taken to hold up to some k and fail after it, as a
+    caption's coded size and token count do as words are added. Rate control, the caption's share of a
+    budget and the decoder's prompt limit all trim a caption with it."""
+    lo, hi, best = 0, n - 1, None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        if fits(mid):
+            best, lo = mid, mid + 1
+        else:
+            hi = mid - 1
+    return best
+
+
+def word_prefix(words: Sequence[str], k: int) -> str:
+    """The first k words joined by spaces, without a trailing comma, semicolon or colon."""
+    return " ".join(words[:k]).rstrip(",;:")
 
 
 def trim_to_bytes(text: str, budget: int) -> str:
@@ -130,17 +152,13 @@ def trim_to_bytes(text: str, budget: int) -> str:
     text = normalize(text).strip()
     if size(text) <= budget:
         return text
-    ends = [m.end() for m in _WORD_END.finditer(text)]
-    lo, hi = 0, len(ends) - 1  # invariant: prefixes ending at ends[<lo] fit (or lo == 0), ends[hi] does not
-    best = ""
-    while lo < hi:
-        mid = (lo + hi) // 2
-        cand = text[: ends[mid]].rstrip(",;:")
-        if size(cand) <= budget:
-            best, lo = cand, mid + 1
-        else:
-            hi = mid
-    return best
+    ends = [0, *(m.end() for m in _WORD_END.finditer(text))]  # the text's own spacing is kept
+
+    def prefix(k: int) -> str:
+        return text[: ends[k]].rstrip(",;:")
+
+    k = longest_prefix(len(ends) - 1, lambda k: size(prefix(k)) <= budget)
+    return "" if k is None else prefix(k)
 
 
 def trim_to_words(text: str, words: int) -> str:

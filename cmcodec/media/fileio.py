@@ -107,3 +107,35 @@ def read_csv_pairs(path: Path, key: str, value: str) -> dict[str, str]:
         found = ", ".join(c for c in (rows[0] if rows else {}) if c) or "no rows"
         raise ConfigError(f"{path}: expected a CSV with columns {key},{value}; found {found}")
     return {r[key]: r[value] for r in rows}
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The rows of a JSON-lines file ([] when it does not exist; blank lines are skipped)."""
+    import json
+
+    path = Path(path)
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
+
+
+def append_jsonl(path: Path, rows: list[dict]) -> None:
+    """Append rows to a JSON-lines file in one write, flushed: a crash loses at most the rows in flight."""
+    import json
+
+    with Path(path).open("a") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in rows))
+        f.flush()
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    """Rows of dicts as a CSV file, atomically: the columns in the order they first appear in the rows."""
+    import csv
+    import io
+
+    cols: list[str] = []
+    for r in rows:
+        cols.extend(k for k in r if k not in cols)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols)
+    w.writeheader()
+    w.writerows(rows)
+    write_bytes(path, buf.getvalue().encode(), force=True)

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from typing import Any
 
+from ..core import classic
 from ..core.errors import ProfileError
 from ..core.ids import PROFILE_NAMES
 
@@ -110,10 +111,7 @@ class Profile:
         try:
             return self.modes[mode]
         except KeyError:
-            hint = " (it has no generative model; use a neural profile such as sd-turbo)" if not self.model else ""
-            raise ProfileError(
-                f"profile {self.name} cannot decode {mode} mode{hint}: it decodes {', '.join(self.modes)}"
-            ) from None
+            raise ProfileError.cannot_decode(self.name, mode, tuple(self.modes), neural=bool(self.model)) from None
 
     def decode_size(self, width: int, height: int) -> tuple[int, int]:
         """Generation size: long side scaled to long_side, both sides a multiple of multiple_of."""
@@ -190,16 +188,12 @@ PROFILES: tuple[Profile, ...] = (
         license="sai-nc-community (Stability AI non-commercial research community licence)",
     ),
     Profile(
-        id=1,
-        name="classic",
+        id=classic.PROFILE_ID,
+        name=classic.NAME,
         description="no neural model: pixel and image modes by classical upsampling and deblocking",
         model=None,
         encoder=EncoderDefaults(auto_ladder=AUTO_CLASSIC),
-        modes={
-            "pixel": ModeConfig(Pipeline.CLASSIC, upsample="bicubic", smooth=0.35),
-            "image": ModeConfig(Pipeline.CLASSIC, upsample="lanczos", smooth=0.0),
-            "full": ModeConfig(Pipeline.CLASSIC, upsample="lanczos", smooth=0.0),
-        },
+        modes={m: ModeConfig(Pipeline.CLASSIC, upsample=u, smooth=s) for m, (u, s) in classic.RENDER.items()},
         license="none (no model)",
     ),
     Profile(

@@ -17,6 +17,7 @@ from typing import Any
 from PIL import Image
 
 from ..core.errors import ConfigError, ModelError
+from ..core.textcode import longest_prefix, word_prefix
 from .loading import (
     EAGER,
     ENV_MODEL_DIR,
@@ -381,18 +382,11 @@ def fit_prompt(profile: Profile, mode: str, caption: str, model_path: str | None
         return caption  # short captions never need the tokenizer (nor a model lookup)
     words = caption.split()
     if fallback_words is not None and tokenizer_of(profile, model_path) is None:
-        return caption if len(words) <= fallback_words else " ".join(words[:fallback_words]).rstrip(",;:")
+        return caption if len(words) <= fallback_words else word_prefix(words, fallback_words)
 
     def fits(n: int) -> bool:
-        return count_tokens(profile, prompt_of(mc.prompt, " ".join(words[:n]).rstrip(",;:")), model_path) <= limit
+        return count_tokens(profile, prompt_of(mc.prompt, word_prefix(words, n)), model_path) <= limit
 
     if fits(len(words)):
         return caption
-    lo, hi = 0, len(words) - 1  # prefixes of lo words fit (0 words: the template alone), len(words) does not
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if fits(mid):
-            lo = mid
-        else:
-            hi = mid - 1
-    return " ".join(words[:lo]).rstrip(",;:")
+    return word_prefix(words, longest_prefix(len(words), fits) or 0)  # 0 words: the template alone

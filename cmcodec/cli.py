@@ -955,6 +955,17 @@ def evaluate(gt: Path, output: Path, i2ts: list[str], i2t_paths: dict[str, str],
         _fail(e)
     if is_main():
         click.echo((output / "leaderboard.md").read_text())
+    # images a captioner failed on were left out of its runs (the others went on): listed, exit code 1
+    lost = sorted({(stem, s["i2t"], why) for s in summaries.values()
+                   for stem, why in (s.get("images_failed") or {}).items()})
+    if lost:
+        from .distributed import tag
+
+        click.echo(f"cmcodec: {tag()}{len(lost)} image caption(s) failed; each image was left out of that "
+                   "captioner's runs:", err=True)
+        for stem, i2t, why in lost:
+            click.echo(f"  {stem} ({i2t}): {why}", err=True)
+        sys.exit(1)
 
 
 

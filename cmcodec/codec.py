@@ -65,6 +65,7 @@ class EncodeOptions:
     arguments): the captioner, the guidance's tuning and the input limits. None takes the profile's default."""
 
     i2t: str | None = None  # captioner: registered name, hub id or local folder
+    i2t_path: str | None = None  # local folder of the weights of the captioner i2t names (its row's settings kept)
     device: str | None = None  # where the captioner runs
     dtype: str | None = None  # captioner precision (None: its row's GPU dtype on CUDA, float32 on CPU)
     accel: Accel | None = None  # captioner speed-ups (None: eager)
@@ -474,7 +475,7 @@ def encode_result(image: object, *, mode: str = "text", caption: str | None = No
 
                 cap_text = textcode.normalize(i2t_backend.caption(img, model=opts.i2t, words=words,
                                                                   device=opts.device, dtype=opts.dtype,
-                                                                  accel=_accel(opts)))
+                                                                  model_path=opts.i2t_path, accel=_accel(opts)))
             text = cap_text
         if text:  # never more than the profile's text encoder reads: no pipeline cuts the prompt
             from .models.t2i import fit_prompt
@@ -550,9 +551,10 @@ def needs_captioner(mode: str, profile: str | int | Profile | None = None) -> bo
 
 def caption_many(images: Sequence[object], options: EncodeOptions | None = None, *,
                  batch_size: int = 8) -> Iterator[tuple[int, str | CmcodecError]]:
-    """Captions of many images, batch_size per I2T call, with the captioner, words (default 20), device,
-    accel and limits of ``options``; yields (index, caption or that image's CmcodecError), a batch at a
-    time. Pass each caption to encode(caption=...) to code it."""
+    """Captions of many images, batch_size per I2T call, with the captioner (and its folder), words (default
+    20), device, dtype, accel and limits of ``options``; yields (index, caption or that image's CmcodecError),
+    a batch at a time: an image that cannot be read, or that a server captioner fails, fails alone. Pass each
+    caption to encode(caption=...) to code it."""
     opts = options or EncodeOptions()
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1; found {batch_size}")
@@ -570,7 +572,7 @@ def caption_many(images: Sequence[object], options: EncodeOptions | None = None,
         try:  # a server captioner answers per image: one failure leaves the others their captions
             texts: list[str | CmcodecError] = list(i2t_backend.caption_each(
                 [im for _, im in loaded], model=opts.i2t, words=opts.caption_words or 20, device=opts.device,
-                dtype=opts.dtype, accel=_accel(opts)))
+                dtype=opts.dtype, model_path=opts.i2t_path, accel=_accel(opts)))
         except CmcodecError as e:
             texts = [e] * len(loaded)
         if len(texts) != len(loaded):  # a short answer would silently lose images

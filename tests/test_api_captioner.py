@@ -22,6 +22,7 @@ from PIL import Image
 
 import cmcodec
 from cmcodec import codec
+from cmcodec.bench import evaluate as ev
 from cmcodec.core.errors import ConfigError, ModelError
 from cmcodec.models import api_i2t, i2t
 
@@ -251,9 +252,35 @@ def test_offline_and_bad_settings_are_refused(env: Server, monkeypatch: pytest.M
         api_i2t.ApiConfig.from_env()
 
 
-def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cmcodec.cli", *args], capture_output=True, text=True, timeout=120,
+def cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cmcodec.cli", *args], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **env})
+
+
+def test_cli_evaluate_continues_past_a_failed_and_an_unreadable_image(server: Server, tmp_path: Path) -> None:
+    # one batch of 4: the server fails the house, the broken file cannot be read; the other two go on
+    server.reply = lambda b, h: (400, {}, b"no house") if image_of(b).size == (96, 64) else ok("Two parrots.")
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    Image.open(PARROTS).save(gt / "a.png")
+    Image.open(HOUSE).save(gt / "b.png")
+    (gt / "c.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    Image.open(PARROTS).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(gt / "d.png")
+    out = tmp_path / "runs"
+    env = {api_i2t.ENV_KEY: KEY, api_i2t.ENV_RETRIES: "0"}
+    r = cli("evaluate", str(gt), "-o", str(out), "--i2t", "api:gpt-4o", "--api-base", server.url, "--profiles",
+            "classic", "--modes", "pixel,image", "--fr", "psnr", "--nr", "piqe", "--device", "cpu", env=env, timeout=600)
+    assert r.returncode == 1, r.stderr
+    assert "2 image caption(s) failed" in r.stderr and "b (api:gpt-4o): captioner api:gpt-4o at" in r.stderr
+    assert "HTTP 400: no house" in r.stderr and "c (api:gpt-4o): " in r.stderr and KEY not in r.stderr + r.stdout
+    assert len(server.requests) == 3  # one batch, the unreadable image never sent
+    assert set(ev.read_captions(out / "captions" / "api-gpt-4o.csv")) == {"a", "d"}
+    run = out / "api-gpt-4o__classic"
+    scores = json.loads((run / "scores.json").read_text())
+    assert {m: scores["modes"][m]["images"] for m in ("pixel", "image")} == {"pixel": 2, "image": 2}
+    assert set(scores["images_failed"]) == {"b", "c"} and "no house" in scores["images_failed"]["b"]
+    assert sorted(p.name for p in (run / "image").iterdir()) == ["a.cmc", "a.png", "d.cmc", "d.png"]
+    assert "api-gpt-4o__classic" in r.stdout  # the leaderboard is written and printed
 
 
 def test_cli_folder_encode_continues_past_a_failed_image(server: Server, tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 
 from PIL import Image
 
-from ..core.errors import CmcodecError, ConfigError
+from ..core.errors import CmcodecError, ConfigError, ModelError
 from ..media.fileio import append_jsonl, read_jsonl, write_csv
 from .metrics import mean
 
@@ -374,10 +374,13 @@ def image_files(folder: Path) -> list[Path]:
 
 def caption_images(gt_files: list[Path], i2t: str, cache: Path, words: int, i2t_path: str | None,
                    device: str | None, batch: int = 8, given: dict[str, str] | None = None,
-                   progress: Callable[[int], None] | None = None, dtype: str | None = None) -> dict[str, str]:
-    """Captions of every image: from ``given``, else the cache CSV, else the captioner (batched; under several
-    processes each captions its share). New captions go to a JSON-lines file beside the cache as
-    they come (a crash keeps them), folded into the CSV at the end."""
+                   progress: Callable[[int], None] | None = None, dtype: str | None = None,
+                   failed: dict[str, str] | None = None) -> dict[str, str]:
+    """Captions of every image: from ``given``, else the cache CSV, else the captioner (batched through
+    codec.caption_many; under several processes each captions its share). New captions go to a JSON-lines
+    file beside the cache as they come (a crash keeps them), folded into the CSV at the end. An image that
+    cannot be read or captioned has no caption (a rerun tries it again); its error goes into ``failed``
+    (stem: message) of the process that captioned it."""
     from ..distributed import is_main, merged, rank_path, shard
 
     parts = cache.with_suffix(".new.jsonl")
@@ -404,17 +407,17 @@ def caption_images(gt_files: list[Path], i2t: str, cache: Path, words: int, i2t_
     caps.update(given)
     todo = shard([p for p in gt_files if p.stem not in caps])
     if todo:
-        from ..media.images import load_image
-        from ..models import i2t as i2t_backend
+        from .. import codec
 
-        for k in range(0, len(todo), batch):
-            chunk = todo[k : k + batch]
-            texts = i2t_backend.caption_batch([load_image(p) for p in chunk], model=i2t, words=words,
-                                              device=device, model_path=i2t_path, dtype=dtype)
-            for p, t in zip(chunk, texts, strict=True):
-                _append(rank_path(parts), {"name": p.stem, "text": t})
+        opts = codec.EncodeOptions(i2t=i2t, i2t_path=i2t_path, device=device, dtype=dtype, caption_words=words)
+        for k, text in codec.caption_many(todo, opts, batch_size=batch):
+            if isinstance(text, CmcodecError):
+                if failed is not None:
+                    failed[todo[k].stem] = str(text)
+            else:
+                _append(rank_path(parts), {"name": todo[k].stem, "text": text})
             if progress:
-                progress(len(chunk))
+                progress(1)
     return fold()
 
 
@@ -483,12 +486,24 @@ def run_combinations(gt_files: list[Path], output: Path, modes: list[str], score
     summaries = {}
     for i2t in i2ts:
         caps: dict[str, str] = {}
+        files, failed = gt_files, {}
         if any(m != "image" for m in modes):
             b = bar(f"caption {i2t}", len(gt_files))
+            errors: dict[str, str] = {}
             caps = caption_images(gt_files, i2t, output / "captions" / f"{_slug(i2t)}.csv", words,
                                   i2t_dirs.get(i2t, i2t_dirs.get("*")), device, given=given, progress=b.update,
-                                  dtype=dtype)
+                                  dtype=dtype, failed=errors)
             b.close()
+            # an image without a caption is left out of every mode of this captioner's runs, so that each
+            # mode's means are over the same images (the merged cache says which: every process agrees)
+            files = [p for p in gt_files if p.stem in caps]
+            failed = {p.stem: errors.get(p.stem, "captioned by another process, which reported why")
+                      for p in gt_files if p.stem not in caps}
+            for stem, why in failed.items():
+                warn(f"{stem}: no caption from {i2t} ({why}); left out of its runs")
+            if not files:
+                raise ModelError(f"captioner {i2t} captioned none of the {len(gt_files)} images "
+                                 f"({next(iter(failed.values()))})")
         for prof in profiles:
             run = Run(i2t, prof)
             per_mode = {}
@@ -497,14 +512,14 @@ def run_combinations(gt_files: list[Path], output: Path, modes: list[str], score
                     warn("skipping classic/text: the classic profile cannot decode text mode")
                     continue
                 d = output / run.name / m
-                b = bar(f"{run.name} {m}", 2 * len(gt_files))
-                encode_decode(gt_files, run, m, d, caps, model_dirs.get(prof, model_dirs.get("*")), device, b.update,
+                b = bar(f"{run.name} {m}", 2 * len(files))
+                encode_decode(files, run, m, d, caps, model_dirs.get(prof, model_dirs.get("*")), device, b.update,
                               dtype=dtype)
-                per_mode[m] = score_folder(gt_files, d, scorer, str(d), output / run.name / f"{m}.scores.jsonl",
+                per_mode[m] = score_folder(files, d, scorer, str(d), output / run.name / f"{m}.scores.jsonl",
                                            b.update)
                 b.close()
             s = summarize(per_mode, *scorer.axes(), categories)
-            summaries[run.name] = {**s, "i2t": i2t, "profile": prof}
+            summaries[run.name] = {**s, "i2t": i2t, "profile": prof, "images_failed": failed}
     return summaries
 
 

@@ -257,39 +257,41 @@ def cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.Com
                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **env})
 
 
+def _folder(path: Path, **extra: bytes) -> Path:
+    """a.png parrots, b.png the house (the size the servers below fail), c.png parrots mirrored, then extra files."""
+    path.mkdir()
+    Image.open(PARROTS).save(path / "a.png")
+    Image.open(HOUSE).save(path / "b.png")
+    Image.open(PARROTS).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(path / "c.png")
+    for name, data in extra.items():
+        (path / name).write_bytes(data)
+    return path
+
+
 def test_cli_evaluate_continues_past_a_failed_and_an_unreadable_image(server: Server, tmp_path: Path) -> None:
     # one batch of 4: the server fails the house, the broken file cannot be read; the other two go on
     server.reply = lambda b, h: (400, {}, b"no house") if image_of(b).size == (96, 64) else ok("Two parrots.")
-    gt = tmp_path / "gt"
-    gt.mkdir()
-    Image.open(PARROTS).save(gt / "a.png")
-    Image.open(HOUSE).save(gt / "b.png")
-    (gt / "c.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    Image.open(PARROTS).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(gt / "d.png")
+    gt = _folder(tmp_path / "gt", **{"d.png": b"\x89PNG\r\n\x1a\n broken"})
     out = tmp_path / "runs"
     env = {api_i2t.ENV_KEY: KEY, api_i2t.ENV_RETRIES: "0"}
     r = cli("evaluate", str(gt), "-o", str(out), "--i2t", "api:gpt-4o", "--api-base", server.url, "--profiles",
             "classic", "--modes", "pixel,image", "--fr", "psnr", "--nr", "piqe", "--device", "cpu", env=env, timeout=600)
     assert r.returncode == 1, r.stderr
     assert "2 image caption(s) failed" in r.stderr and "b (api:gpt-4o): captioner api:gpt-4o at" in r.stderr
-    assert "HTTP 400: no house" in r.stderr and "c (api:gpt-4o): " in r.stderr and KEY not in r.stderr + r.stdout
+    assert "HTTP 400: no house" in r.stderr and "d (api:gpt-4o): " in r.stderr and KEY not in r.stderr + r.stdout
     assert len(server.requests) == 3  # one batch, the unreadable image never sent
-    assert set(ev.read_captions(out / "captions" / "api-gpt-4o.csv")) == {"a", "d"}
+    assert set(ev.read_captions(out / "captions" / "api-gpt-4o.csv")) == {"a", "c"}
     run = out / "api-gpt-4o__classic"
     scores = json.loads((run / "scores.json").read_text())
     assert {m: scores["modes"][m]["images"] for m in ("pixel", "image")} == {"pixel": 2, "image": 2}
-    assert set(scores["images_failed"]) == {"b", "c"} and "no house" in scores["images_failed"]["b"]
-    assert sorted(p.name for p in (run / "image").iterdir()) == ["a.cmc", "a.png", "d.cmc", "d.png"]
+    assert set(scores["images_failed"]) == {"b", "d"} and "no house" in scores["images_failed"]["b"]
+    assert sorted(p.name for p in (run / "image").iterdir()) == ["a.cmc", "a.png", "c.cmc", "c.png"]
     assert "api-gpt-4o__classic" in r.stdout  # the leaderboard is written and printed
 
 
 def test_cli_folder_encode_continues_past_a_failed_image(server: Server, tmp_path: Path) -> None:
     server.reply = lambda b, h: (500, {}, b"GPU fell over") if image_of(b).size == (96, 64) else ok("Two parrots.")
-    src = tmp_path / "in"
-    src.mkdir()
-    Image.open(PARROTS).save(src / "a.png")
-    Image.open(HOUSE).save(src / "b.png")
-    Image.open(PARROTS).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(src / "c.png")
+    src = _folder(tmp_path / "in")
     env = {api_i2t.ENV_KEY: KEY, api_i2t.ENV_RETRIES: "1"}
     r = cli("encode", str(src), "-o", str(tmp_path / "out"), "--i2t", "api:gpt-4o", "--api-base", server.url, env=env)
     assert r.returncode == 1, r.stderr

@@ -204,6 +204,7 @@ def _legend_extras(plt, total: int) -> list:
 
 
 def _save(fig, out: Path, stem: str) -> list[Path]:
+    """The figure as STEM.png and STEM.svg (atomically), then closed."""
     import matplotlib
 
     from ..media.fileio import atomic_path
@@ -214,19 +215,26 @@ def _save(fig, out: Path, stem: str) -> list[Path]:
         with atomic_path(p, force=True) as tmp, matplotlib.rc_context({"svg.fonttype": "none"}):
             fig.savefig(tmp, dpi=110, format=ext)  # SVG text stays text: searchable and smaller
         paths.append(p)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
     return paths
+
+
+def _figure_inputs(curves: dict[str, dict], metric_names: list[str]):
+    """What every figure starts from: pyplot, the metrics with data, the baseline codecs' scale variants and
+    the cmcodec curves."""
+    return _plt(), _metric_list(curves, metric_names), *codec_groups(curves)
 
 
 def plot_overview(curves: dict[str, dict], labels: dict[str, str], metric_names: list[str], out: Path,
                   rate_key: str, lower_better: dict[str, bool], total: int) -> list[Path]:
     """``rd_<rate>``: codec envelopes over their scales and cmcodec modes, one panel per metric."""
-    plt = _plt()
     from matplotlib.lines import Line2D
 
-    mets = _metric_list(curves, metric_names)
+    plt, mets, groups, cmc = _figure_inputs(curves, metric_names)
     if not mets:
         return []
-    groups, cmc = codec_groups(curves)
     cols = min(3, len(mets))
     fig, axes = _axes(plt, len(mets), cols, 5.6, 4.4)
     handles = []
@@ -253,18 +261,13 @@ def plot_overview(curves: dict[str, dict], labels: dict[str, str], metric_names:
     ncol = min(5, len(handles))
     fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.035 * math.ceil(len(handles) / ncol) + 0.01, 1, 1))
-    paths = _save(fig, out, f"rd_{rate_key}")
-    plt.close(fig)
-    return paths
+    return _save(fig, out, f"rd_{rate_key}")
 
 
 def plot_scales(curves: dict[str, dict], labels: dict[str, str], metric_names: list[str], out: Path,
                 rate_key: str, lower_better: dict[str, bool], total: int) -> list[Path]:
     """``rd_<rate>_scales``: one row per codec (its scale variants over the envelope), one column per metric."""
-    plt = _plt()
-
-    mets = _metric_list(curves, metric_names)
-    groups, _ = codec_groups(curves)
+    plt, mets, groups, _ = _figure_inputs(curves, metric_names)
     if not mets or not groups:
         return []
     fig, axes = plt.subplots(len(groups), len(mets), figsize=(4.2 * len(mets), 3.0 * len(groups)),
@@ -287,9 +290,7 @@ def plot_scales(curves: dict[str, dict], labels: dict[str, str], metric_names: l
             ax.set_title(f"{_codec_label(codec)}: {m}", fontsize=10)
             ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    paths = _save(fig, out, f"rd_{rate_key}_scales")
-    plt.close(fig)
-    return paths
+    return _save(fig, out, f"rd_{rate_key}_scales")
 
 
 def plot_all(curves: dict[str, dict], labels: dict[str, str], metric_names: list[str], out: Path,

@@ -129,7 +129,7 @@ def test_caption_grows_to_the_prompt_limit(monkeypatch: pytest.MonkeyPatch) -> N
 
     asked = []
 
-    def fake_caption(image, *, model=None, words=20, device=None, dtype=None, accel=None):
+    def fake_caption(image, *, model=None, words=20, device=None, dtype=None, model_path=None, accel=None):
         asked.append(words)
         return " ".join((["a", "red", "house"] * 40)[:words])  # captioners cut to the words asked
 

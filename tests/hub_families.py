@@ -196,6 +196,15 @@ def controlnet_sd15(folder: Path) -> Path:
     return folder
 
 
+def controlnet_sdxl(folder: Path) -> Path:
+    """An SDXL ControlNet repo (xinsir's tile): ControlNetModel's config.json and safetensors at the root, made
+    from the tiny SDXL UNet it conditions."""
+    base = folder.parent / (folder.name + "-base")
+    tiny_models.make_tiny_sdxl_controlnet(base)
+    shutil.copytree(base.parent / (base.name + "-controlnet"), folder)
+    return folder
+
+
 def taesd(folder: Path) -> Path:
     """A tiny autoencoder repo (AutoencoderTiny at the repo root)."""
     return tiny_models.make_tiny_taesd(folder)
@@ -264,6 +273,7 @@ FAMILIES: dict[str, Callable[[Path], Path]] = {
     "sana-sprint": sana_sprint,
     "controlnet-sd15": controlnet_sd15,
     "taesd": taesd,
+    "controlnet-sdxl": controlnet_sdxl,
     "blip": blip,
     "blip2": blip2,
     "qwen2-vl": qwen2_vl,

@@ -21,6 +21,7 @@ from cmcodec.models import profiles, t2i
 FAMILY_ROWS = {
     "sdxl-edm": "playground-v2.5",
     "controlnet": "sd15-tile",
+    "controlnet-sdxl": "sdxl-tile",
     "pix2pix": "instruct-pix2pix",
     "upscale-x4": "sd-x4-upscaler",
     "flux": "flux-schnell",
@@ -36,6 +37,8 @@ EXPECTED = {
     ("sdxl-edm", "full"): [[105, 141, 130], [95, 146, 143], [87, 147, 155]],
     ("controlnet", "image"): [[128, 111, 134], [125, 111, 140], [123, 110, 134]],
     ("controlnet", "full"): [[128, 115, 130], [124, 110, 136], [124, 104, 133]],
+    ("controlnet-sdxl", "image"): [[103, 142, 129], [93, 147, 144], [85, 149, 157]],
+    ("controlnet-sdxl", "full"): [[104, 142, 129], [93, 147, 144], [86, 149, 157]],
     ("pix2pix", "image"): [[107, 130, 135], [103, 130, 134], [98, 127, 130]],
     ("pix2pix", "full"): [[106, 130, 136], [102, 130, 135], [98, 127, 130]],
     ("upscale-x4", "image"): [[101, 136, 118], [115, 110, 119], [140, 96, 102]],
@@ -74,9 +77,11 @@ def small_row(monkeypatch: pytest.MonkeyPatch):
 
 
 @pytest.mark.parametrize(("fam", "mode"), CASES, ids=[f"{f}-{m}" for f, m in CASES])
-def test_family_round_trip_is_deterministic(fam: str, mode: str, tiny_family, small_row) -> None:
+def test_family_round_trip_is_deterministic(fam: str, mode: str, tiny_family, small_row, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tiny_family(fam)
     row = small_row(FAMILY_ROWS[fam])
+    _separate_controlnet(row, folder, tmp_path, monkeypatch)
     data = cmcodec.encode(HOUSE, mode=mode, caption="a red house", profile=row.name, seed=3)
     h = cmcodec.read_header(data)
     assert (h.profile_id, h.mode) == (row.id, mode)
@@ -87,6 +92,74 @@ def test_family_round_trip_is_deterministic(fam: str, mode: str, tiny_family, sm
     assert np.array_equal(np.asarray(a), np.asarray(b))  # same file, same pixels
     got = np.asarray(a)[0, :3].astype(int)
     assert np.abs(got - np.array(EXPECTED[(fam, mode)])).max() <= 3, got.tolist()
+
+
+def _separate_controlnet(row: profiles.Profile, folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A family whose tiny ControlNet is its own repo (as the SDXL tile row's is) finds it as a user's
+    $CMCODEC_MODEL_DIR/org--name, beside the base model given with --model-path."""
+    cn = folder.parent / (folder.name + "-controlnet")
+    if row.controlnet and cn.is_dir():
+        _model_dir(tmp_path, monkeypatch, row.controlnet, cn)
+
+
+def test_sdxl_tile_loads_its_own_controlnet_and_reads_the_condition(tiny_family, small_row, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDXL base folder holds no controlnet/: the row's ControlNet repo is loaded beside it (at the row's
+    pin, which a local folder does not need), and its condition changes the pixels (scale 0 ignores it)."""
+    folder = tiny_family("controlnet-sdxl")
+    row = small_row("sdxl-tile")
+    assert not (folder / "controlnet").exists()
+    _separate_controlnet(row, folder, tmp_path, monkeypatch)
+    data = cmcodec.encode(HOUSE, mode="full", caption="a red house", profile=row.name, seed=3)
+    opts = codec.DecodeOptions(model_path=str(folder), device="cpu")
+    with_cn = np.asarray(cmcodec.decode(data, opts))
+    _, img, _ = t2i.load_pipelines(row, "cpu", None, str(folder))
+    assert type(img).__name__ == "StableDiffusionXLControlNetImg2ImgPipeline"
+    assert type(img.controlnet).__name__ == "ControlNetModel"
+    off = dataclasses.replace(row, modes={m: dataclasses.replace(mc, extra={"controlnet_conditioning_scale": 0.0})
+                                          for m, mc in row.modes.items()})
+    monkeypatch.setitem(profiles.PROFILES_BY_ID, row.id, off)
+    without = np.asarray(cmcodec.decode(data, opts))
+    assert np.abs(with_cn.astype(int) - without.astype(int)).max() > 3
+
+
+def test_sdxl_tile_controlnet_loads_offline_from_the_cache_at_its_pin(tiny_family, small_row, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ControlNet as a user's offline Hugging Face cache holds it after a run at the row's pinned commit
+    (fixtures/hub manifest: every listed file, the weights from the tiny repo; no refs/main): the same pixels
+    as from the folder."""
+    from hub_cache import build_cache, manifests
+
+    folder = tiny_family("controlnet-sdxl")
+    row = small_row("sdxl-tile")
+    manifest = manifests()[row.controlnet]
+    assert manifest["commit"] == row.controlnet_revision
+    data = cmcodec.encode(HOUSE, mode="image", profile=row.name, seed=3)
+    opts = codec.DecodeOptions(model_path=str(folder), device="cpu")
+    with monkeypatch.context() as m:
+        _separate_controlnet(row, folder, tmp_path, m)
+        want = np.asarray(cmcodec.decode(data, opts))
+    t2i.clear_cache()
+    build_cache(tmp_path / "hf", manifest, folder.parent / (folder.name + "-controlnet"), revision_ref=False)
+    monkeypatch.delenv("CMCODEC_MODEL_DIR", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert np.array_equal(np.asarray(cmcodec.decode(data, opts)), want)
+
+
+def test_a_missing_controlnet_is_one_line_naming_it(tiny_family, small_row, monkeypatch: pytest.MonkeyPatch,
+                                                     tmp_path: Path) -> None:
+    from cmcodec.core.errors import ModelError
+
+    folder = tiny_family("controlnet-sdxl")
+    row = small_row("sdxl-tile")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty"))
+    monkeypatch.delenv("CMCODEC_MODEL_DIR", raising=False)
+    data = cmcodec.encode(HOUSE, mode="image", profile=row.name, seed=3)
+    with pytest.raises(ModelError, match=r"xinsir/controlnet-tile-sdxl-1\.0.*at revision 1ae8d952") as e:
+        cmcodec.decode(data, codec.DecodeOptions(model_path=str(folder), device="cpu"))
+    assert "\n" not in str(e.value)
 
 
 def test_flow_img2img_reads_the_guidance(tiny_family, small_row) -> None:
@@ -101,7 +174,7 @@ def test_flow_img2img_reads_the_guidance(tiny_family, small_row) -> None:
 
 
 def test_restoration_rows_refuse_modes_without_a_reference() -> None:
-    for name in ("sd15-tile", "instruct-pix2pix", "sd-x4-upscaler"):
+    for name in ("sd15-tile", "sdxl-tile", "instruct-pix2pix", "sd-x4-upscaler"):
         with pytest.raises(ProfileError, match=f"profile {name} cannot decode text mode"):
             cmcodec.encode(HOUSE, mode="text", caption="a house", profile=name)
 

@@ -430,6 +430,35 @@ def make_tiny_controlnet(folder: Path) -> Path:
     return folder
 
 
+def make_tiny_sdxl_controlnet(folder: Path) -> Path:
+    """A tiny SDXL base folder and, beside it as ``<folder>-controlnet``, a tiny SDXL ControlNet repo in the
+    layout xinsir/controlnet-tile-sdxl-1.0 publishes (config.json + diffusion_pytorch_model.safetensors at
+    the root): a real user's two downloads, which the profile puts together at load time."""
+    import torch
+    from diffusers import ControlNetModel, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+
+    torch.manual_seed(0)
+    te, tok = _clip_pair(folder, 16)
+    te2, tok2 = _clip_pair(folder, 16, projection=True)
+    unet = UNet2DConditionModel(
+        block_out_channels=(4, 8), layers_per_block=1, sample_size=32, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
+        addition_time_embed_dim=8, transformer_layers_per_block=(1, 1), projection_class_embeddings_input_dim=6 * 8 + 16,
+        cross_attention_dim=32, norm_num_groups=2)
+    sched = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                   timestep_spacing="leading", steps_offset=1)
+    StableDiffusionXLPipeline(vae=_kl_vae(), text_encoder=te, text_encoder_2=te2, tokenizer=tok, tokenizer_2=tok2,
+                              unet=unet, scheduler=sched).save_pretrained(folder, safe_serialization=True)
+    torch.manual_seed(1)
+    cn = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(4, 4, 4, 4))
+    for name, prm in cn.named_parameters():  # the zero convolutions, zero until trained: random here, so the
+        if name.startswith(("controlnet_down_blocks", "controlnet_mid_block", "controlnet_cond_embedding.conv_out")):
+            torch.nn.init.normal_(prm, std=0.5)  # condition reaches the UNet and a test can see it
+    cn.save_pretrained(folder.parent / (folder.name + "-controlnet"), safe_serialization=True)
+    return folder
+
+
 def make_tiny_pix2pix(folder: Path) -> Path:
     """A tiny InstructPix2Pix folder (UNet with 8 input channels: latents + the encoded condition image)."""
     import torch
@@ -543,6 +572,7 @@ def make_tiny_sana_sprint(folder: Path) -> Path:
 
 TINY_FAMILIES = {
     "sdxl-edm": make_tiny_sdxl_edm, "controlnet": make_tiny_controlnet, "pix2pix": make_tiny_pix2pix,
+    "controlnet-sdxl": make_tiny_sdxl_controlnet,
     "upscale-x4": make_tiny_upscaler, "flux": make_tiny_flux, "sd3": make_tiny_sd3,
     "sana-sprint": make_tiny_sana_sprint,
 }

@@ -53,6 +53,7 @@ PROFILE_NAMES: dict[int, str] = {
     15: "flux-schnell",
     16: "sd35-large-turbo",
     17: "sana-sprint",
+    18: "sdxl-tile",
 }
 
 

@@ -87,7 +87,7 @@ class Profile:
     vae: str | None = None  # hub id of a tiny autoencoder (AutoencoderTiny) that replaces the model's own
     encoder: EncoderDefaults = EncoderDefaults()
     family: str = "sd"  # pipeline family (cmcodec.models.t2i.FAMILIES): which diffusers classes load and run it
-    controlnet: str | None = None  # hub id of the ControlNet of a "controlnet" family row
+    controlnet: str | None = None  # hub id of the ControlNet of a ControlNet family row ("controlnet*")
     license: str = ""  # the model's licence as its model card names it (the user must accept it)
     # Tokens of prompt the binding text encoder reads, its special tokens included (CLIP: 77; T5 / Gemma:
     # the max_sequence_length the family passes), and the tokenizer subfolder that counts them. The encoder
@@ -401,6 +401,28 @@ PROFILES += (
         encoder=EncoderDefaults(caption_words=40),
         license="NSCL v2-custom (NVIDIA); Gemma terms of use",
         prompt_tokens=300,
+    ),
+)
+
+# The SDXL restoration decoder: SDXL base with a tile ControlNet (xinsir's, published in diffusers' layout,
+# config.json + diffusion_pytorch_model.safetensors; a ControlNetModel, so the SD 1.5 tile row's path serves it
+# with SDXL's pipeline class). Strength and conditioning scale as sd15-tile; steps and CFG as sdxl-base.
+_BASE = {p.name: p for p in PROFILES}
+PROFILES += (
+    replace(
+        _BASE["sdxl-base"],
+        id=18,
+        name="sdxl-tile",
+        description="SDXL base with xinsir's tile ControlNet: the reference as img2img start and tile condition, "
+                    "1024 px, 30 steps at strength 0.75, CFG 5",
+        controlnet="xinsir/controlnet-tile-sdxl-1.0",
+        # https://huggingface.co/xinsir/controlnet-tile-sdxl-1.0/tree/1ae8d9529efe58f7362a987363ff86a7904dc84f
+        # (stored page: 9 commits, config.json and diffusion_pytorch_model.safetensors, "License: apache-2.0");
+        # fixtures/hub/xinsir--controlnet-tile-sdxl-1.0.json
+        controlnet_revision="1ae8d9529efe58f7362a987363ff86a7904dc84f",
+        modes=_restore_modes(30, 5.0, 0.75, controlnet_conditioning_scale=1.0),
+        family="controlnet-sdxl",
+        license=_BASE["sdxl-base"].license + "; xinsir/controlnet-tile-sdxl-1.0: apache-2.0",
     ),
 )
 

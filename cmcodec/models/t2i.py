@@ -64,6 +64,9 @@ FAMILIES: dict[str, Family] = {
     # restoration decoders: image-conditioned only
     "controlnet": Family("StableDiffusionControlNetImg2ImgPipeline", None, None,
                          init_args=("image", "control_image"), controlnet=True),
+    # the same with SDXL's pipeline (two text encoders, size conditioning) over an SDXL folder
+    "controlnet-sdxl": Family("StableDiffusionXLControlNetImg2ImgPipeline", None, None,
+                              init_args=("image", "control_image"), controlnet=True),
     "pix2pix": Family("StableDiffusionInstructPix2PixPipeline", None, None, strength=False),
     "upscale-x4": Family("StableDiffusionUpscalePipeline", None, None, strength=False, init_divisor=4),
 }

@@ -8,10 +8,15 @@
     python benchmarks/gpu_speed.py --profiles sd-turbo,realvisxl-v4,sd15-tile,sd-x4-upscaler,sana-sprint,\
         sd35-large-turbo,flux-schnell --modes text,full --batches 1,4,8,16 --max-batch-large 8 \
         --encode-batches "" --free-disk          # the decoder line-up (benchmarks/results/gpu_speed_lineup/)
+    python benchmarks/gpu_speed.py --profiles sd-turbo,playground-v2.5,playground-v2,ssd-1b,sdxl-base \
+        --modes text,full --batches 1,4 --encode-batches ""         # its CFG rows, saved and reloaded (same folder)
+    python benchmarks/gpu_speed.py --profiles sd-turbo,sdxl-tile,dreamlike-photoreal-2,instruct-pix2pix \
+        --modes text,full --batches 1,4 --encode-batches ""         # ... and its restoration rows
 
 Speed does not depend on weight values, so each profile's architecture is built from the configuration of
-its real checkpoint (written below: SD 2.1 / SD-Turbo, SD 1.5, SDXL / SDXL-Turbo / RealVisXL, BLIP-large)
-with random weights, saved with save_pretrained (safetensors) into a local folder and loaded back through
+its real checkpoint (written below: SD 2.1 / SD-Turbo, SD 1.5, SDXL / SDXL-Turbo / RealVisXL / Playground, SSD-1B,
+InstructPix2Pix's 8-channel UNet, SDXL with an SDXL ControlNet in the folder's controlnet/, BLIP-large) with
+random weights, saved with save_pretrained (safetensors) into a local folder and loaded back through
 cmcodec's own loaders (``backends.t2i.generate_batch``, ``backends.i2t.caption_batch``), exactly as a
 downloaded model would be. Tokenizers are small files written here (token ids only; the encoder sizes
 are real). Random captioner weights never emit end-of-sequence, so captions run to their token limit: an
@@ -68,12 +73,50 @@ def _vae(xl: bool):
                          scaling_factor=0.13025 if xl else 0.18215, force_upcast=xl)
 
 
-def build_pipeline(arch: str, folder: Path) -> Path:
-    """Save a random-weight pipeline of a real architecture (sd21, sd15, sdxl) as fp16 safetensors."""
+def _sdxl_unet(ssd1b: bool = False):
+    """SDXL's UNet (2.57B parameters); ``ssd1b``: Segmind SSD-1B's distillation of it, with fewer transformer
+    layers (down 1/2/4, up 4-4-10 / 2-1-1) and no mid block: 1.30B parameters, the 1.3B its card states."""
+    from diffusers import UNet2DConditionModel
+
+    depth = (dict(transformer_layers_per_block=[1, 2, 4], reverse_transformer_layers_per_block=[[4, 4, 10], [2, 1, 1],
+                                                                                              [1, 1, 1]],
+                  mid_block_type=None) if ssd1b else dict(transformer_layers_per_block=(1, 2, 10)))
+    return UNet2DConditionModel(
+        sample_size=128, block_out_channels=(320, 640, 1280), layers_per_block=2,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(5, 10, 20), cross_attention_dim=2048, use_linear_projection=True,
+        addition_embed_type="text_time", addition_time_embed_dim=256, projection_class_embeddings_input_dim=2816,
+        **depth)
+
+
+def _sd15_unet(in_channels: int = 4):
+    """SD 1.5's UNet (InstructPix2Pix's takes 8 input channels: the latents and the encoded condition image)."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=64, block_out_channels=(320, 640, 1280, 1280), layers_per_block=2, in_channels=in_channels,
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, cross_attention_dim=768, attention_head_dim=8)
+
+
+# the saved architectures: sd21 (SD-Turbo), sd15 (SD 1.5, Dreamlike Photoreal 2), pix2pix (InstructPix2Pix), sdxl
+# (SDXL base / Turbo, RealVisXL, Playground v2), sdxl-edm (Playground v2.5: SDXL with its EDM scheduler), ssd1b,
+# sdxl-tile (SDXL with an SDXL ControlNet of xinsir's tile size, saved in the pipeline folder's controlnet/)
+SAVED_ARCHS = ("sd21", "sd15", "pix2pix", "sdxl", "sdxl-edm", "ssd1b", "sdxl-tile")
+
+
+def build_pipeline(arch: str, folder: Path, device: str = "cuda") -> Path:
+    """Save a random-weight pipeline of a real architecture (SAVED_ARCHS) as fp16 safetensors; device "meta"
+    builds it without memory and saves nothing (a check of the constructors)."""
     import torch
     from diffusers import (
+        ControlNetModel,
+        EDMDPMSolverMultistepScheduler,
         EulerDiscreteScheduler,
+        StableDiffusionInstructPix2PixPipeline,
         StableDiffusionPipeline,
+        StableDiffusionXLControlNetImg2ImgPipeline,
         StableDiffusionXLPipeline,
         UNet2DConditionModel,
     )
@@ -86,30 +129,38 @@ def build_pipeline(arch: str, folder: Path) -> Path:
     write_clip_tokenizer(folder.parent / f"{arch}-tok")
     tok = CLIPTokenizer.from_pretrained(folder.parent / f"{arch}-tok")
     sched = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                   timestep_spacing="trailing" if arch != "sd15" else "leading")
-    with torch.device("cuda"):
-        if arch == "sdxl":
-            unet = UNet2DConditionModel(
-                sample_size=128, block_out_channels=(320, 640, 1280), layers_per_block=2,
-                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-                up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-                transformer_layers_per_block=(1, 2, 10), attention_head_dim=(5, 10, 20), cross_attention_dim=2048,
-                use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=256,
-                projection_class_embeddings_input_dim=2816)
-            pipe = StableDiffusionXLPipeline(vae=_vae(True), text_encoder=_clip_text("L"),
-                                             text_encoder_2=_clip_text("G"), tokenizer=tok, tokenizer_2=tok,
-                                             unet=unet, scheduler=sched)
-        else:
-            sd21 = arch == "sd21"
+                                   timestep_spacing="trailing" if arch not in ("sd15", "pix2pix") else "leading")
+    if arch == "sdxl-edm":  # Playground v2.5's own scheduler (its row keeps the model's)
+        sched = EDMDPMSolverMultistepScheduler(sigma_min=0.002, sigma_max=80.0, sigma_data=0.5, solver_order=2,
+                                               prediction_type="epsilon", final_sigmas_type="zero")
+    with torch.device(device):
+        if arch in ("sdxl", "sdxl-edm", "ssd1b", "sdxl-tile"):
+            unet = _sdxl_unet(ssd1b=arch == "ssd1b")
+            parts = dict(vae=_vae(True), text_encoder=_clip_text("L"), text_encoder_2=_clip_text("G"), tokenizer=tok,
+                         tokenizer_2=tok, unet=unet, scheduler=sched)
+            pipe = (StableDiffusionXLControlNetImg2ImgPipeline(**parts, controlnet=ControlNetModel.from_unet(unet))
+                    if arch == "sdxl-tile" else StableDiffusionXLPipeline(**parts))
+        elif arch == "pix2pix":
+            pipe = StableDiffusionInstructPix2PixPipeline(
+                vae=_vae(False), text_encoder=_clip_text("L"), tokenizer=tok, unet=_sd15_unet(8), scheduler=sched,
+                safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        elif arch == "sd15":
+            pipe = StableDiffusionPipeline(vae=_vae(False), text_encoder=_clip_text("L"), tokenizer=tok,
+                                           unet=_sd15_unet(), scheduler=sched, safety_checker=None,
+                                           feature_extractor=None, requires_safety_checker=False)
+        elif arch == "sd21":
             unet = UNet2DConditionModel(
                 sample_size=64, block_out_channels=(320, 640, 1280, 1280), layers_per_block=2,
                 down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
                 up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-                cross_attention_dim=1024 if sd21 else 768, attention_head_dim=(5, 10, 20, 20) if sd21 else 8,
-                use_linear_projection=sd21)
-            pipe = StableDiffusionPipeline(vae=_vae(False), text_encoder=_clip_text("H" if sd21 else "L"),
-                                           tokenizer=tok, unet=unet, scheduler=sched, safety_checker=None,
-                                           feature_extractor=None, requires_safety_checker=False)
+                cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20), use_linear_projection=True)
+            pipe = StableDiffusionPipeline(vae=_vae(False), text_encoder=_clip_text("H"), tokenizer=tok, unet=unet,
+                                           scheduler=sched, safety_checker=None, feature_extractor=None,
+                                           requires_safety_checker=False)
+        else:
+            raise ValueError(f"unknown architecture {arch!r}: expected one of {', '.join(SAVED_ARCHS)}")
+    if device == "meta":
+        return folder
     pipe.to(torch.float16).save_pretrained(folder, safe_serialization=True)
     del pipe
     torch.cuda.empty_cache()
@@ -203,7 +254,9 @@ def _why(e: BaseException) -> str:
     return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:240] + where
 
 
-ARCH = {"sd-turbo": "sd21", "sd15": "sd15", "sdxl-turbo": "sdxl", "realvisxl-v4": "sdxl"}
+ARCH = {"sd-turbo": "sd21", "sd15": "sd15", "sdxl-turbo": "sdxl", "realvisxl-v4": "sdxl", "playground-v2.5": "sdxl-edm",
+        "playground-v2": "sdxl", "ssd-1b": "ssd1b", "sdxl-base": "sdxl", "dreamlike-photoreal-2": "sd15",
+        "instruct-pix2pix": "pix2pix", "sdxl-tile": "sdxl-tile"}
 
 
 # --- the line-up's other families: real-size architectures built on the GPU with random weights -------------
@@ -554,12 +607,12 @@ def main() -> None:
     variants = [v for v in args.variants.split(",") if v]
     step_list: list[int | None] = [int(x) for x in args.steps.split(",") if x] or [None]
     taesd = build_taesd(args.models / "taesd") if any(VARIANTS[v][0] for v in variants) else None
+    from cmcodec.models.profiles import get_profile
+
     for name in [p for p in args.profiles.split(",") if p]:
         t0 = time.perf_counter()
         seed = name == "realvisxl-v4"  # the seed configuration is measured as it is, once
         if name in IN_MEMORY:
-            from cmcodec.models.profiles import get_profile
-
             try:
                 pipe, dtype = build_in_memory(IN_MEMORY[name], args.models / "clip-tok")
                 install_in_memory(name, pipe)
@@ -578,7 +631,8 @@ def main() -> None:
             continue
         folder = build_pipeline(ARCH[name], args.models / ARCH[name])
         builds[ARCH[name]] = round(time.perf_counter() - t0, 1)
-        modes = ["full"] if seed else args.modes.split(",")
+        own = get_profile(name).modes  # a restoration row decodes image and full only
+        modes = ["full"] if seed else [m for m in args.modes.split(",") if m in own] or list(own)
         for v in ["eager"] if seed else variants:
             for n in [None] if seed else step_list:
                 bench_decode(name, v, folder, taesd, modes, [1] if seed else batches, args.budget_s, n, emit=rec,

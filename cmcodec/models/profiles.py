@@ -185,6 +185,9 @@ PROFILES: tuple[Profile, ...] = (
         modes=_turbo_modes(),
         scheduler="EulerDiscreteScheduler",
         scheduler_kwargs={"timestep_spacing": "trailing"},
+        # licence: not shown on the stored pages of stabilityai/sd-turbo (tree/99bebe1 'Create LICENSE', 7.3 kB, no
+        # licence tag); a stored copy's card (Green-Sky/SD-Turbo-GGUF README) names the repo's LICENSE.md
+        # 'stability-ai-community-license-agreement': the terms may have moved on from this release's
         license="sai-nc-community (Stability AI non-commercial research community licence)",
     ),
     Profile(
@@ -206,6 +209,8 @@ PROFILES: tuple[Profile, ...] = (
         modes=_turbo_modes(),
         scheduler="EulerAncestralDiscreteScheduler",
         scheduler_kwargs={"timestep_spacing": "trailing"},
+        # licence: https://huggingface.co/stabilityai/sdxl-turbo/tree/b0ff6e8c8d37d300d650d5f371c80d8bce29de92
+        # ('License: sai-nc-community')
         license="sai-nc-community (Stability AI non-commercial research community licence)",
     ),
     Profile(
@@ -218,6 +223,9 @@ PROFILES: tuple[Profile, ...] = (
         modes=_cfg_modes(25, 7.5),
         scheduler="DPMSolverMultistepScheduler",
         load_kwargs={"safety_checker": None, "requires_safety_checker": False},
+        # licence: https://huggingface.co/runwayml/stable-diffusion-v1-5/discussions/164/files
+        # ('License: creativeml-openrail-m'; the
+        # stable-diffusion-v1-5 org's mirror carries the same card)
         license="creativeml-openrail-m",
     ),
     Profile(
@@ -229,11 +237,14 @@ PROFILES: tuple[Profile, ...] = (
         variant="fp16",
         modes=_cfg_modes(40, 7.0),
         long_side=1024,
+        # licence: https://huggingface.co/SG161222/RealVisXL_V4.0/commits/main/vae ('License: openrail++')
         license="openrail++",
     ),
 )
 # Tiny-autoencoder variants: the turbo rows with TAESD / TAESDXL decoding the latents (own ids: other pixels)
 _BASE = {p.name: p for p in PROFILES}
+# licence: not shown on a stored page of madebyollin/taesd; a stored conversion of taesdxl
+# (https://huggingface.co/julienkay/taesdxl/commit/d0d7acfbfe0d070236203d8c8dd7f0f9289cf563) carries 'license: mit'
 _TAESD_LICENSE = "; madebyollin/taesd: mit"
 PROFILES += (
     replace(_BASE["sd-turbo"], id=5, name="sd-turbo-taesd", vae="madebyollin/taesd",
@@ -256,6 +267,8 @@ PROFILES += (
         revision="1e032f13f2fe6db2dc49947dbdbd196e753de573",  # fixtures/hub/playgroundai--playground-v2.5-*.json
         modes=_cfg_modes(30, 3.0),  # scheduler: the model's own EDMDPMSolverMultistepScheduler
         long_side=1024,
+        # licence: https://huggingface.co/playgroundai/playground-v2.5-1024px-aesthetic/commits/refs%2Fpr%2F3/tokenizer_2/tokenizer_config.json
+        # ('License: playground-v2dot5-community')
         license="playground-v2dot5-community",
     ),
     Profile(
@@ -266,6 +279,8 @@ PROFILES += (
         revision="d15bca2ba750fe73e309f3bf0639285ae7925b41",  # fixtures/hub/playgroundai--playground-v2-*.json
         modes=_cfg_modes(30, 3.0),
         long_side=1024,
+        # licence: https://huggingface.co/playgroundai/playground-v2-1024px-aesthetic/blob/770518bcda1e259a7f1c536c3bb1e1dbce448c03/LICENSE.md
+        # ('License: playground-v2-community')
         license="playground-v2-community",
     ),
     Profile(
@@ -276,7 +291,9 @@ PROFILES += (
         revision="60987f37e94cd59c36b1cba832b9f97b57395a10",  # fixtures/hub/segmind--SSD-1B.json
         modes=_cfg_modes(30, 5.0),
         long_side=1024,
-        license="creativeml-openrail-m (its model card; Segmind announced commercial use)",
+        # licence: https://huggingface.co/segmind/SSD-1B/tree/60987f37e94cd59c36b1cba832b9f97b57395a10
+        # ('License: apache-2.0')
+        license="apache-2.0",
     ),
     Profile(
         id=10,
@@ -286,6 +303,8 @@ PROFILES += (
         revision="462165984030d82259a11f4367a4eed129e94a7b",  # fixtures/hub/stabilityai--stable-diffusion-xl-*.json
         modes=_cfg_modes(30, 5.0),
         long_side=1024,
+        # licence: https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0/commits/e13090c13ae930dcf52991bec9e88547f0470ff9/.gitattributes
+        # ('License: openrail++')
         license="openrail++",
     ),
     Profile(
@@ -298,6 +317,8 @@ PROFILES += (
         long_side=768,
         scheduler="DPMSolverMultistepScheduler",
         load_kwargs={"safety_checker": None, "requires_safety_checker": False},
+        # licence: https://huggingface.co/dreamlike-art/dreamlike-photoreal-2.0/commits/77b05d9dd26113180345f3bf5e41e766c6519bc1
+        # ('License: other')
         license="other (CreativeML OpenRAIL-M with Dreamlike's additions)",
     ),
     Profile(
@@ -318,6 +339,7 @@ PROFILES += (
         family="pix2pix",
         scheduler="EulerAncestralDiscreteScheduler",
         load_kwargs={"safety_checker": None, "requires_safety_checker": False},
+        # licence: not shown on a stored page of timbrooks/instruct-pix2pix itself (the card's own metadata)
         license="mit",
     ),
     Profile(
@@ -335,6 +357,8 @@ PROFILES += (
         family="controlnet",
         scheduler="DPMSolverMultistepScheduler",
         load_kwargs={"safety_checker": None, "requires_safety_checker": False},
+        # licence: https://huggingface.co/lllyasviel/ControlNet-v1-1/commits/a5039f568a889d56fe026a1032ea979aec2c7dc5/control_v11f1e_sd15_tile.pth
+        # ('License: openrail', the ControlNet 1.1 release this tile model comes from); SD 1.5 as the sd15 row
         license="creativeml-openrail-m; ControlNet tile: openrail",
     ),
     Profile(
@@ -354,6 +378,8 @@ PROFILES += (
         multiple_of=32,  # the input (a quarter of this) stays a multiple of the UNet's 8
         family="upscale-x4",
         encoder=EncoderDefaults(ref_max_scale=0.25),
+        # licence: https://huggingface.co/stabilityai/stable-diffusion-x4-upscaler/commits/main/unet/config.json
+        # ('License: openrail++')
         license="openrail++",
     ),
     Profile(
@@ -367,6 +393,8 @@ PROFILES += (
         family="flux",
         dtype="bfloat16",  # trained in bf16: float16 overflows in its T5 / Gemma activations
         encoder=EncoderDefaults(caption_words=40),
+        # licence: https://huggingface.co/black-forest-labs/FLUX.1-schnell/tree/8e48687bab3241d35328b3d08ba0d2873e73f7ee
+        # ('License: apache-2.0')
         license="apache-2.0",
         prompt_tokens=256,  # schnell's T5 limit (dev takes 512)
         tokenizer="tokenizer_2",
@@ -382,6 +410,7 @@ PROFILES += (
         family="sd3",
         dtype="bfloat16",  # trained in bf16: float16 overflows in its T5 / Gemma activations
         encoder=EncoderDefaults(caption_words=40),
+        # licence: not shown on a stored page (the repo is gated: its stored tree shows the agreement, not its name)
         license="stabilityai-ai-community",
         prompt_tokens=256,  # T5 reads the caption; the CLIP encoders see its first 77 tokens by design
         tokenizer="tokenizer_3",
@@ -399,6 +428,7 @@ PROFILES += (
         family="sana-sprint",
         dtype="bfloat16",  # trained in bf16: float16 overflows in its T5 / Gemma activations
         encoder=EncoderDefaults(caption_words=40),
+        # licence: not shown on a stored page of the repo (the stored SANA-Sprint trees carry no licence tag)
         license="NSCL v2-custom (NVIDIA); Gemma terms of use",
         prompt_tokens=300,
     ),
@@ -422,6 +452,9 @@ PROFILES += (
         controlnet_revision="1ae8d9529efe58f7362a987363ff86a7904dc84f",
         modes=_restore_modes(30, 5.0, 0.75, controlnet_conditioning_scale=1.0),
         family="controlnet-sdxl",
+        # licences: https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0/commits/e13090c13ae930dcf52991bec9e88547f0470ff9/.gitattributes
+        # ('License: openrail++') and https://huggingface.co/xinsir/controlnet-tile-sdxl-1.0/tree/1ae8d9529efe58f7362a987363ff86a7904dc84f
+        # ('License: apache-2.0')
         license=_BASE["sdxl-base"].license + "; xinsir/controlnet-tile-sdxl-1.0: apache-2.0",
     ),
 )

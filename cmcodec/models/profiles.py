@@ -187,7 +187,9 @@ PROFILES: tuple[Profile, ...] = (
         scheduler_kwargs={"timestep_spacing": "trailing"},
         # licence: not shown on the stored pages of stabilityai/sd-turbo (tree/99bebe1 'Create LICENSE', 7.3 kB, no
         # licence tag); a stored copy's card (Green-Sky/SD-Turbo-GGUF README) names the repo's LICENSE.md
-        # 'stability-ai-community-license-agreement': the terms may have moved on from this release's
+        # 'stability-ai-community-license-agreement', and the repo's own commit
+        # https://huggingface.co/stabilityai/sd-turbo/commit/b261bac6fd2cf515557d5d0707481eafa0485ec2 points commercial
+        # users to stability.ai/license instead of /membership: the terms may have moved on from this release's
         license="sai-nc-community (Stability AI non-commercial research community licence)",
     ),
     Profile(

@@ -130,8 +130,9 @@ def sdxl(folder: Path) -> Path:
                                      add_watermarker=False)
     pipe.save_pretrained(folder, safe_serialization=True)
     _slow_clip_tokenizers(folder, "tokenizer", "tokenizer_2")
-    # SDXL base 1.0 keeps its first autoencoder in vae_1_0/ beside vae/; diffusers fetches every safetensors file
-    # of the repo's folders (not only the model_index.json components), so an online run caches it too
+    # SDXL base 1.0 keeps its first autoencoder in vae_1_0/ beside vae/: diffusers' download takes the weights of
+    # every subfolder, a model_index.json component or not (its allow patterns start from all model files), so an
+    # online run caches vae_1_0/ too and the offline load asks for it
     shutil.copytree(folder / "vae", folder / "vae_1_0")
     return folder
 

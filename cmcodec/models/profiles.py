@@ -267,6 +267,7 @@ PROFILES += (
         description="Playground v2.5 (SDXL architecture, EDM noise schedule), 1024 px, 30 steps, CFG 3",
         model="playgroundai/playground-v2.5-1024px-aesthetic",
         revision="1e032f13f2fe6db2dc49947dbdbd196e753de573",  # fixtures/hub/playgroundai--playground-v2.5-*.json
+        variant="fp16",
         modes=_cfg_modes(30, 3.0),  # scheduler: the model's own EDMDPMSolverMultistepScheduler
         long_side=1024,
         # licence: https://huggingface.co/playgroundai/playground-v2.5-1024px-aesthetic/commits/refs%2Fpr%2F3/tokenizer_2/tokenizer_config.json
@@ -279,6 +280,7 @@ PROFILES += (
         description="Playground v2 (SDXL architecture), 1024 px, 30 steps, CFG 3",
         model="playgroundai/playground-v2-1024px-aesthetic",
         revision="d15bca2ba750fe73e309f3bf0639285ae7925b41",  # fixtures/hub/playgroundai--playground-v2-*.json
+        variant="fp16",
         modes=_cfg_modes(30, 3.0),
         long_side=1024,
         # licence: https://huggingface.co/playgroundai/playground-v2-1024px-aesthetic/blob/770518bcda1e259a7f1c536c3bb1e1dbce448c03/LICENSE.md
@@ -291,6 +293,7 @@ PROFILES += (
         description="Segmind SSD-1B (SDXL distilled to 1.3B UNet), 1024 px, 30 steps, CFG 5",
         model="segmind/SSD-1B",
         revision="60987f37e94cd59c36b1cba832b9f97b57395a10",  # fixtures/hub/segmind--SSD-1B.json
+        variant="fp16",
         modes=_cfg_modes(30, 5.0),
         long_side=1024,
         # licence: https://huggingface.co/segmind/SSD-1B/tree/60987f37e94cd59c36b1cba832b9f97b57395a10
@@ -303,6 +306,7 @@ PROFILES += (
         description="Stable Diffusion XL 1.0 base, 1024 px, 30 steps, CFG 5",
         model="stabilityai/stable-diffusion-xl-base-1.0",
         revision="462165984030d82259a11f4367a4eed129e94a7b",  # fixtures/hub/stabilityai--stable-diffusion-xl-*.json
+        variant="fp16",
         modes=_cfg_modes(30, 5.0),
         long_side=1024,
         # licence: https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0/commits/e13090c13ae930dcf52991bec9e88547f0470ff9/.gitattributes
@@ -351,6 +355,7 @@ PROFILES += (
                     "512 px, 20 steps at strength 0.75, CFG 7.5",
         model="stable-diffusion-v1-5/stable-diffusion-v1-5",
         revision="451f4fe16113bff5a5d2269ed5ad43b0592e9a14",  # as sd15: fixtures/hub/stable-diffusion-v1-5--*.json
+        variant="fp16",  # the ControlNet has none: it loads its full weights, converted
         controlnet="lllyasviel/control_v11f1e_sd15_tile",
         # main holds only a pickled diffusion_pytorch_model.bin; the safetensors conversion is the commit of its
         # refs/pr/4 branch (fixtures/hub/lllyasviel--control_v11f1e_sd15_tile.json)

@@ -188,8 +188,10 @@ def _from_pretrained(cls: Any, src: Source, kwargs: dict[str, Any], variant: str
         return cls.from_pretrained(src.path, **kw)
     try:
         return cls.from_pretrained(src.path, variant=variant, **kw)
-    except ValueError as e:  # diffusers: "... variant=fp16, but no such modeling files are available"
-        if "variant" not in str(e):
+    except (ValueError, OSError) as e:
+        # diffusers: a pipeline raises ValueError "... variant=fp16, but no such modeling files are available"; a
+        # single model (a ControlNet repo) OSError "... does not appear to have a file named x.fp16.safetensors"
+        if "variant" not in str(e) and f".{variant}." not in str(e):
             raise
         return cls.from_pretrained(src.path, **kw)
 

@@ -184,3 +184,26 @@ def test_radar_axes_are_normalised_and_labelled_with_units(tmp_path: Path) -> No
     ev.leaderboard({"run": s}, tmp_path, "psnr", "piqe")
     md = (tmp_path / "leaderboard.md").read_text()
     assert "text FR (dB)" in md and "text NR (0..100, lower better)" in md and "pyiqa's stated range" in md
+
+
+def test_reports_are_written_atomically(tmp_path: Path, monkeypatch) -> None:
+    # an evaluate run killed while it writes its reports leaves the earlier ones whole, and no temp files
+    import matplotlib.figure
+
+    per_mode = {"text": [{"name": "a", "fr": 20.0, "nr": 60.0, "bpp": 0.001}]}
+    s = ev.summarize(per_mode, ev.Axis.of("psnr", False), ev.Axis.of("piqe", True))
+    ev.write_reports({"run": s}, tmp_path, "psnr", "piqe")
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert files == ["leaderboard.csv", "leaderboard.json", "leaderboard.md", "run/radar.png", "run/scores.json"]
+    before = {f: (tmp_path / f).read_bytes() for f in files}
+
+    def dies_halfway(self, fname, **kw):
+        Path(fname).write_bytes(b"\x89PNG half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        ev.write_reports({"run": {**s, "overall": 0.5}}, tmp_path, "psnr", "piqe")
+    assert (tmp_path / "run/radar.png").read_bytes() == before["run/radar.png"]  # not the half-written one
+    assert json.loads((tmp_path / "run/scores.json").read_text())["overall"] == 0.5  # written whole before
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == files

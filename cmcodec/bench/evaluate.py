@@ -30,7 +30,7 @@ from typing import Any
 from PIL import Image
 
 from ..core.errors import CmcodecError, ConfigError, ModelError
-from ..media.fileio import append_jsonl, read_jsonl, write_csv
+from ..media.fileio import append_jsonl, atomic_path, read_jsonl, write_bytes, write_csv
 from .metrics import mean
 
 MODES = ("text", "pixel", "image", "full")
@@ -325,8 +325,11 @@ def radar(summary: dict, title: str, path: Path) -> None:
                  fontsize=9)
     fig.text(0.5, 0.01, "radius: score on [0, 1] of the metric's stated range, 1 best", ha="center", fontsize=7)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        with atomic_path(path, force=True) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)
 
 
 def leaderboard(summaries: dict[str, dict], out: Path, fr_name: str, nr_name: str) -> list[dict]:
@@ -342,8 +345,8 @@ def leaderboard(summaries: dict[str, dict], out: Path, fr_name: str, nr_name: st
         rows.append(row)
     rows.sort(key=lambda r: -r["overall"] if not math.isnan(r["overall"]) else math.inf)
     units = next((s["axes"] for s in summaries.values() if "axes" in s), {})
-    (out / "leaderboard.json").write_text(json.dumps({"fr": fr_name, "nr": nr_name, "axes": units, "runs": rows},
-                                                     indent=1))
+    write_bytes(out / "leaderboard.json", json.dumps({"fr": fr_name, "nr": nr_name, "axes": units, "runs": rows},
+                                                    indent=1).encode(), force=True)
     write_csv(out / "leaderboard.csv", rows)
     modes = [m for m in MODES if any(f"{m}_fr" in r for r in rows)]
 
@@ -361,7 +364,7 @@ def leaderboard(summaries: dict[str, dict], out: Path, fr_name: str, nr_name: st
         cells = " | ".join(f"{fmt(r.get(f'{m}_fr'))} | {fmt(r.get(f'{m}_nr'))} | {fmt(r.get(f'{m}_bpp'))}"
                            for m in modes)
         lines.append(f"| {i} | {r['run']} | {fmt(r['overall'])} | {cells} |")
-    (out / "leaderboard.md").write_text("\n".join(lines) + "\n")
+    write_bytes(out / "leaderboard.md", ("\n".join(lines) + "\n").encode(), force=True)
     return rows
 
 
@@ -528,7 +531,7 @@ def write_reports(summaries: dict[str, dict], output: Path, fr: str, nr: str) ->
     summaries = dict(summaries)
     for name, s in summaries.items():
         (output / name).mkdir(parents=True, exist_ok=True)
-        (output / name / "scores.json").write_text(json.dumps({**s, "fr": fr, "nr": nr}, indent=1))
+        write_bytes(output / name / "scores.json", json.dumps({**s, "fr": fr, "nr": nr}, indent=1).encode(), force=True)
         radar(s, name, output / name / "radar.png")
     for p in sorted(output.glob("*/scores.json")):  # runs of earlier invocations into the same folder
         if p.parent.name not in summaries:

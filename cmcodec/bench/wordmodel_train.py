@@ -142,8 +142,9 @@ def main(argv: list[str]) -> None:
     train_caps, _ = load_split(src)
     model = train(train_caps, model_id)
     data = zlib.compress(json.dumps(model, separators=(",", ":"), sort_keys=True).encode(), 9)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    dst.write_bytes(data)
+    from ..media.fileio import write_bytes
+
+    write_bytes(dst, data, force=True)  # atomic: a model file cut short would fail its sha256 check at load
     print(f"{dst}: {len(data)} bytes, {len(model['vocab'])} words, sha256 {hashlib.sha256(data).hexdigest()}")
 
 

@@ -262,7 +262,24 @@ def qwen2_vl(folder: Path) -> Path:
     return folder
 
 
+def _chat_vlm(make: Callable[[Path], Path]) -> Callable[[Path], Path]:
+    """A chat VLM layout of the captioner line-up: the tiny folder plus the legacy processor files."""
+
+    def build(folder: Path) -> Path:
+        make(folder)
+        _legacy_processor_files(folder)
+        return folder
+
+    build.__doc__ = make.__doc__
+    return build
+
+
 FAMILIES: dict[str, Callable[[Path], Path]] = {
+    "llava": _chat_vlm(tiny_models.make_tiny_llava),
+    "llava-next": _chat_vlm(tiny_models.make_tiny_llava_next),
+    "instructblip": _chat_vlm(tiny_models.make_tiny_instructblip),
+    "smolvlm": _chat_vlm(tiny_models.make_tiny_smolvlm),
+    "internvl": _chat_vlm(tiny_models.make_tiny_internvl),
     "sd": sd,
     "sd-safety": sd_safety,
     "sdxl": sdxl,

@@ -7,6 +7,8 @@ An online ``from_pretrained`` (or ``snapshot_download``) leaves, under ``$HF_HOM
     models--org--name/snapshots/<commit>/<path>         relative symlinks into blobs/, only the files fetched
     models--org--name/refs/main                         the commit main resolved to (branch revisions only)
     models--org--name/trees/<commit>.json               huggingface_hub >= 2: the repo's FULL file listing
+    models--org--name/.no_exist/<commit>/<path>         empty markers of files the loader asked for and the
+                                                        hub answered 404 (offline, they read as absent)
 
 The snapshot holds what the tiny folder can supply under the real names: the same path, an fp16 variant
 (``x.fp16.safetensors`` from ``x.safetensors``), or shards (``x-00001-of-00002.safetensors`` and the
@@ -186,6 +188,16 @@ def build_cache(hf_home: Path, manifest: dict, tiny: Path, *, revision_ref: bool
         if link.is_symlink() or link.exists():
             link.unlink()
         os.symlink(os.path.relpath(root / "blobs" / etag, link.parent), link)
+    # transformers' AutoTokenizer reads config.json first in the folder it loads from: a tokenizer in a
+    # subfolder (InstructBLIP's qformer_tokenizer/) has none, the hub answers 404 and the online run leaves a
+    # .no_exist marker. Without it an offline load of that subfolder fails and the processor silently falls
+    # back to the root tokenizer.
+    for path in files:
+        folder, _, name = path.rpartition("/")
+        if folder and name == "tokenizer_config.json" and f"{folder}/config.json" not in files:
+            marker = root / ".no_exist" / commit / folder / "config.json"
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
     (root / "trees").mkdir(exist_ok=True)
     (root / "trees" / f"{commit}.json").write_text(
         json.dumps({"format_version": 1, "files": dict(sorted(listing.items()))}, indent=1))

@@ -218,6 +218,24 @@ def blip(folder: Path) -> Path:
     return folder
 
 
+def _words_first(folder: Path) -> Path:
+    """Zero the tiny LM's output rows of its special tokens (end, padding, unknown, image), so greedy decoding
+    writes vocabulary words. A random LM can end its answer at the first token, or write only <unk>: with
+    tied embeddings it echoes its last input token (BLIP-2 prompts end in bos, which is OPT's eos), and a
+    prompt ending in a word the tiny vocabulary lacks is echoed as <unk>. The real models write words; an
+    empty caption is refused by encode, so the tiny ones must write words too."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    net = AutoModelForImageTextToText.from_pretrained(folder)
+    tok = AutoProcessor.from_pretrained(folder).tokenizer  # with the image token the processor adds
+    ids = sorted(set(tok.all_special_ids) | set(tok.added_tokens_decoder))
+    with torch.no_grad():
+        net.get_output_embeddings().weight[ids] = 0
+    net.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
 def blip2(folder: Path) -> Path:
     """BLIP-2 (OPT) layout as transformers 5 saves it: processor_config.json with num_query_tokens and the
     config's image_token_index, which generate needs to build its prompt of image tokens."""
@@ -252,12 +270,88 @@ def blip2(folder: Path) -> Path:
                           num_query_tokens=4)
     proc.save_pretrained(folder)
     proc.image_processor.save_pretrained(folder)  # preprocessor_config.json
-    return folder
+    return _words_first(folder)
 
 
 def qwen2_vl(folder: Path) -> Path:
     """Qwen2-VL layout (chat_template.json, preprocessor_config.json; weights sharded by the manifest)."""
     tiny_models.make_tiny_qwen2vl(folder)
+    _legacy_processor_files(folder)
+    return folder
+
+
+def qwen2_5_vl(folder: Path) -> Path:
+    """Qwen2.5-VL layout (window-attention vision tower, chat_template.json, preprocessor_config.json): the tiny
+    Qwen2-VL tokenizer, template and image processor (the 2.5 repos use Qwen2-VL's image processor), the 2.5
+    model classes."""
+    import torch
+    from transformers import (
+        AutoProcessor,
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+    )
+
+    scratch = folder.parent / (folder.name + "-qwen2")
+    tiny_models.make_tiny_qwen2vl(scratch)
+    old = AutoProcessor.from_pretrained(scratch)
+    vocab = old.tokenizer.get_vocab()
+    Qwen2_5_VLProcessor(image_processor=old.image_processor, tokenizer=old.tokenizer,
+                        video_processor=old.video_processor, chat_template=old.chat_template).save_pretrained(folder)
+    cfg = Qwen2_5_VLConfig(
+        text_config={"vocab_size": len(vocab), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                     "num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": 512,
+                     "rope_parameters": {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
+                     "bos_token_id": 0, "eos_token_id": vocab["<|im_end|>"], "pad_token_id": 0},
+        vision_config={"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 32,
+                       "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 56,
+                       "fullatt_block_indexes": [1]},
+        image_token_id=vocab["<|image_pad|>"], video_token_id=vocab["<|video_pad|>"],
+        vision_start_token_id=vocab["<|vision_start|>"], vision_end_token_id=vocab["<|vision_end|>"])
+    torch.manual_seed(0)
+    Qwen2_5_VLForConditionalGeneration(cfg).eval().save_pretrained(folder, safe_serialization=True)
+    shutil.rmtree(scratch)
+    _legacy_processor_files(folder)
+    return folder
+
+
+def florence2(folder: Path) -> Path:
+    """Florence-2 as transformers ships it natively (florence-community): DaViT vision tower, BART encoder-decoder
+    with tied embeddings, a CLIP image processor of fixed size whose image_seq_length is the vision tower's
+    token count (a 4x4 grid after strides 4 and 2, plus the pooled token), the <image> token named on the
+    tokenizer."""
+    import torch
+    from transformers import CLIPImageProcessor, Florence2Config, Florence2ForConditionalGeneration, Florence2Processor
+
+    fast = tiny_models.wordlevel_tokenizer(["<s>", "<pad>", "</s>", "<image>"], "</s>", "<pad>", "<s>",
+                                           extra_special_tokens={"image_token": "<image>"})
+    vocab = fast.get_vocab()
+    ip = CLIPImageProcessor(size={"height": 32, "width": 32}, do_center_crop=False)
+    ip.image_seq_length = 4 * 4 + 1
+    Florence2Processor(image_processor=ip, tokenizer=fast).save_pretrained(folder)
+    cfg = Florence2Config(
+        vision_config={"depths": [1, 1], "patch_size": [7, 3], "patch_stride": [4, 2], "patch_padding": [3, 1],
+                       "patch_prenorm": [False, True], "embed_dim": [8, 16], "num_heads": [2, 2], "num_groups": [2, 2],
+                       "window_size": 2, "projection_dim": 16, "max_position_embeddings": 8,
+                       "max_temporal_embeddings": 2},
+        text_config={"model_type": "bart", "vocab_size": len(vocab), "d_model": 16, "encoder_layers": 1,
+                     "decoder_layers": 1, "encoder_attention_heads": 2, "decoder_attention_heads": 2,
+                     "encoder_ffn_dim": 32, "decoder_ffn_dim": 32, "max_position_embeddings": 128,
+                     "bos_token_id": vocab["<s>"], "eos_token_id": vocab["</s>"], "pad_token_id": vocab["<pad>"],
+                     "decoder_start_token_id": vocab["</s>"], "forced_eos_token_id": vocab["</s>"]},
+        image_token_id=vocab["<image>"])
+    torch.manual_seed(0)
+    Florence2ForConditionalGeneration(cfg).eval().save_pretrained(folder, safe_serialization=True)
+    _words_first(folder)  # tied embeddings: the decoder would echo its start token, </s>
+    _legacy_processor_files(folder)
+    return folder
+
+
+def instructblip(folder: Path) -> Path:
+    """InstructBLIP layout: the tiny folder (its Q-Former tokenizer in qformer_tokenizer/), the legacy
+    processor files, words first."""
+    tiny_models.make_tiny_instructblip(folder)
+    _words_first(folder)
     _legacy_processor_files(folder)
     return folder
 
@@ -277,7 +371,7 @@ def _chat_vlm(make: Callable[[Path], Path]) -> Callable[[Path], Path]:
 FAMILIES: dict[str, Callable[[Path], Path]] = {
     "llava": _chat_vlm(tiny_models.make_tiny_llava),
     "llava-next": _chat_vlm(tiny_models.make_tiny_llava_next),
-    "instructblip": _chat_vlm(tiny_models.make_tiny_instructblip),
+    "instructblip": instructblip,
     "smolvlm": _chat_vlm(tiny_models.make_tiny_smolvlm),
     "internvl": _chat_vlm(tiny_models.make_tiny_internvl),
     "sd": sd,
@@ -295,4 +389,6 @@ FAMILIES: dict[str, Callable[[Path], Path]] = {
     "blip": blip,
     "blip2": blip2,
     "qwen2-vl": qwen2_vl,
+    "qwen2.5-vl": qwen2_5_vl,
+    "florence2": florence2,
 }

@@ -113,3 +113,24 @@ def test_a_folder_whose_processor_cannot_prepare_images_is_a_one_line_error(line
     with pytest.raises(ModelError, match=r"captioner .*llava-1.5-7b-hf: its processor cannot prepare the images "
                                          r"\(TypeError: .*\); check the model folder's processor files"):
         i2t.caption(Image.open(HOUSE), model=str(folder), words=5, device="cpu")
+
+
+def test_a_captioner_that_says_nothing_is_an_error_per_image(lineup_dir: Path, tmp_path: Path) -> None:
+    """A model whose answer is only special tokens gives no caption: each image gets a one-line ModelError
+    (a folder run goes on past it), never a text-mode file of an empty caption."""
+    import shutil
+
+    from cmcodec import codec
+
+    mute = tmp_path / "mute"
+    shutil.copytree(lineup_dir / "llava-hf--llava-v1.6-mistral-7b-hf", mute)
+    gen = json.loads((mute / "generation_config.json").read_text())
+    vocab = json.loads((mute / "tokenizer.json").read_text())["model"]["vocab"]
+    gen["suppress_tokens"] = sorted(i for i in vocab.values() if i != gen["eos_token_id"])  # eos at once
+    (mute / "generation_config.json").write_text(json.dumps(gen))
+    imgs = [Image.open(PARROTS).convert("RGB"), Image.open(HOUSE).convert("RGB")]
+    got = i2t.caption_each(imgs, model=str(mute), words=5, device="cpu")
+    assert len(got) == 2 and all(isinstance(e, ModelError) for e in got), got
+    assert "returned an empty caption" in str(got[0]) and "\n" not in str(got[0])
+    with pytest.raises(ModelError, match="returned an empty caption"):
+        codec.encode_result(HOUSE, mode="text", options=codec.EncodeOptions(i2t=str(mute), device="cpu"))

@@ -27,11 +27,8 @@ from cmcodec.models.profiles import PROFILES
 MANIFESTS = manifests()
 # Registered models whose manifest / tiny family is still to come (each one is a gap in conformance, listed
 # here so the gap is visible and the coverage test below keeps failing for any row not listed).
-# Salesforce/blip2-opt-2.7b has a manifest and a tiny family (its offline cache loads in-process), but its
-# command-line run is not yet verified: it stays listed until it is.
-PENDING = {"Salesforce/blip2-opt-2.7b", "florence-community/Florence-2-large", "Qwen/Qwen2.5-VL-3B-Instruct",
-           "llava-hf/llava-1.5-7b-hf", "llava-hf/llava-v1.6-mistral-7b-hf", "Salesforce/instructblip-vicuna-7b",
-           "HuggingFaceTB/SmolVLM2-2.2B-Instruct", "OpenGVLab/InternVL3-1B-hf"}
+# Every registered decoder profile and captioner is covered now.
+PENDING: set[str] = set()
 
 
 def _decoder_models(p) -> list[str]:
@@ -154,11 +151,14 @@ RUNNER = """
 import json, sys
 from click.testing import CliRunner
 from cmcodec.cli import main
+from cmcodec.models import i2t
 out = []
 for args in json.loads(sys.argv[1]):
     r = CliRunner().invoke(main, args)
     out.append({"code": r.exit_code, "output": r.output})
-print(json.dumps(out))
+tokenizers = {row.name: {k: type(getattr(proc, k)).__name__ for k in ("tokenizer", "qformer_tokenizer") if hasattr(proc, k)}
+              for proc, _, row, _ in i2t._CACHE.values()}
+print(json.dumps({"runs": out, "tokenizers": tokenizers}))
 """
 
 
@@ -169,9 +169,13 @@ def test_encode_with_every_captioner_offline_from_the_cache(hub_home: Path, tmp_
     r = subprocess.run([sys.executable, "-c", RUNNER, json.dumps(calls)], capture_output=True, text=True,
                        env=offline_env(hub_home), timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    for c, res in zip(CAPS, json.loads(r.stdout.splitlines()[-1]), strict=True):
+    got = json.loads(r.stdout.splitlines()[-1])
+    for c, res in zip(CAPS, got["runs"], strict=True):
         assert res["code"] == 0, f"{c.name}: {res['output']}"
         assert (tmp_path / f"{c.name}.cmc").is_file()
+        assert ", caption '" in res["output"], f"{c.name}: {res['output']}"  # a caption, not an empty one
+    # InstructBLIP's Q-Former reads its own BERT tokenizer (qformer_tokenizer/), not the LM's from the repo root
+    assert got["tokenizers"]["instructblip-vicuna-7b"]["qformer_tokenizer"] == "BertTokenizer", got["tokenizers"]
 
 
 def test_absent_models_fail_within_seconds_with_the_clear_message(tmp_path: Path) -> None:

@@ -80,15 +80,25 @@ CAPTIONERS: dict[str, Captioner] = {c.name: c for c in (
     Captioner("blip-base", "Salesforce/blip-image-captioning-base", "caption", size="0.25B",
               licence="BSD-3-Clause", origin="fast", revision="9cfcdbcaccbcadb2b53b36d4b50042c4eeaa0c25"),
     # the commit whose processor_config.json / image_token_index transformers 5 generate needs
-    # (fixtures/hub/Salesforce--blip2-opt-2.7b.json)
-    Captioner("blip2-opt-2.7b", "Salesforce/blip2-opt-2.7b", "caption", size="3.9B", licence="MIT",
+    # (fixtures/hub/Salesforce--blip2-opt-2.7b.json). 3.7B: its float32 shards hold 15.0 GB, and the stored
+    # page of a copy of it (huggingface.co/qcee/wd, image_token_index 50265, OPT-2.7b) gives 3.74B params
+    Captioner("blip2-opt-2.7b", "Salesforce/blip2-opt-2.7b", "caption", size="3.7B", licence="MIT",
               origin="BLIP-2", revision="c7d6c9f37354a91481abf26893b22ffcb6d10878"),
+    # unpinned: no stored page shows a commit of the florence-community conversion; 0.77B, MIT as Microsoft
+    # released Florence-2 (www.llmreference.com/model/florence-2-large)
     Captioner("florence-2-large", "florence-community/Florence-2-large", "caption", "<MORE_DETAILED_CAPTION>",
               size="0.77B", licence="MIT", origin="small captioner", prompts_by_words=FLORENCE_TASKS),
     Captioner("qwen2-vl-2b", "Qwen/Qwen2-VL-2B-Instruct", "chat", WORD_PROMPT, size="2.2B", dtype="bf16",
               licence="Apache-2.0", origin="small VLM", processor_kwargs=QWEN_PROCESSOR),
+    # unpinned: the stored tree of main shows only its short id; its first upload names an image processor
+    # class transformers lacks (fixtures/hub/Qwen--Qwen2.5-VL-3B-Instruct.json). 3.75B params in 7.51 GB of
+    # bfloat16 shards; its LICENSE (7.39 kB) is not the Apache-2.0 text of the Qwen2-VL repos
     Captioner("qwen2.5-vl-3b", "Qwen/Qwen2.5-VL-3B-Instruct", "chat", WORD_PROMPT, size="3.8B", dtype="bf16",
               licence="Qwen Research License", origin="small VLM", processor_kwargs=QWEN_PROCESSOR),
+    # llava-1.5: 7.06B params in 14.1 GB of float16 shards (its stored tree page), Llama 2 Community License
+    # (the model card); llava-next: 7.57B in 15.1 GB, "License: apache-2.0" on its stored commits page;
+    # instructblip: 7.9B in 31.7 GB of float32 shards, "License: other" on its stored tree page: Vicuna-7B
+    # inherits LLaMA's non-commercial terms
     Captioner("llava-1.5-7b", "llava-hf/llava-1.5-7b-hf", "chat", CMCBENCH_PROMPT, size="7.1B",
               licence="Llama 2 Community License", origin=CMCB, processor_kwargs=LLAVA_PROCESSOR,
               revision="95f2cf316249a98c11183f471ab76065c3e5f494"),
@@ -98,6 +108,9 @@ CAPTIONERS: dict[str, Captioner] = {c.name: c for c in (
     Captioner("instructblip-vicuna-7b", "Salesforce/instructblip-vicuna-7b", "caption", CMCBENCH_PROMPT,
               size="7.9B", licence="non-commercial (Vicuna / LLaMA terms)", origin=CMCB,
               revision="4fd0ddbb2172352d120b7ff982274f32f6fe278f"),
+    # smolvlm2 (2.25B params in 9.0 GB of float32 shards, "License: apache-2.0" on its stored tokenizer.json
+    # page) and internvl3 (0.94B in 1.88 GB of bfloat16, "License: apache-2.0" on the stored tree page of
+    # OpenGVLab/InternVL3-1B) are unpinned: their stored trees show short commit ids only
     Captioner("smolvlm2-2.2b", "HuggingFaceTB/SmolVLM2-2.2B-Instruct", "chat", WORD_PROMPT, size="2.2B",
               dtype="bf16", licence="Apache-2.0", origin="small VLM"),
     Captioner("internvl3-1b", "OpenGVLab/InternVL3-1B-hf", "chat", WORD_PROMPT, size="0.9B", dtype="bf16",
@@ -228,15 +241,26 @@ def caption_each(images: list[Image.Image], *, model: str | None = None, words: 
                  device: str | None = None, dtype: str | None = None, model_path: str | None = None,
                  max_new_tokens: int | None = None, accel: Accel = EAGER) -> list[str | CmcodecError]:
     """Caption or CmcodecError per image: a local model captions the batch in one call (one error fails it
-    all); an api: captioner asks once per image, so one failed image leaves the others their captions."""
+    all); an api: captioner asks once per image, so one failed image leaves the others their captions. An
+    empty caption is that image's ModelError."""
     row = _captioner(model)
     new = max_new_tokens or max(8, int(words * 2))
     if row.kind == "api":
         if model_path:
             raise ConfigError(f"--i2t-path does not apply to the server captioner {row.name}")
         texts = api_i2t.caption_each(images, model=row.model, prompt=prompt_for(row, words), max_tokens=new)
-        return [t if isinstance(t, CmcodecError) else _clean(t, words) for t in texts]
-    return list(_caption_local(images, model, words, device, dtype, model_path, new, accel))
+        return [t if isinstance(t, CmcodecError) else _said(row, _clean(t, words)) for t in texts]
+    return [_said(row, t) for t in _caption_local(images, model, words, device, dtype, model_path, new, accel)]
+
+
+def _said(row: Captioner, text: str) -> str | CmcodecError:
+    """The caption, or a ModelError when it is empty: a model whose output is only special tokens (its first
+    token ended the answer, or it wrote only padding / unknown tokens) said nothing, and a text-mode file of
+    an empty caption would decode an image of no content instead of failing."""
+    if text:
+        return text
+    return ModelError(f"captioner {row.name} returned an empty caption (its output held only special tokens); "
+                      f"give the caption with --caption or choose another --i2t")
 
 
 def _caption_local(images: list[Image.Image], model: str | None, words: int, device: str | None,

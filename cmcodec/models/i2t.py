@@ -90,8 +90,8 @@ CAPTIONERS: dict[str, Captioner] = {c.name: c for c in (
               size="0.77B", licence="MIT", origin="small captioner", prompts_by_words=FLORENCE_TASKS),
     Captioner("qwen2-vl-2b", "Qwen/Qwen2-VL-2B-Instruct", "chat", WORD_PROMPT, size="2.2B", dtype="bf16",
               licence="Apache-2.0", origin="small VLM", processor_kwargs=QWEN_PROCESSOR),
-    # unpinned: the stored tree of main shows only its short id; its first upload names an image processor
-    # class transformers lacks (fixtures/hub/Qwen--Qwen2.5-VL-3B-Instruct.json). 3.75B params in 7.51 GB of
+    # unpinned: the stored tree of main shows only its short id; its first upload's preprocessor_config.json
+    # was changed afterwards (fixtures/hub/Qwen--Qwen2.5-VL-3B-Instruct.json). 3.75B params in 7.51 GB of
     # bfloat16 shards; its LICENSE (7.39 kB) is not the Apache-2.0 text of the Qwen2-VL repos
     Captioner("qwen2.5-vl-3b", "Qwen/Qwen2.5-VL-3B-Instruct", "chat", WORD_PROMPT, size="3.8B", dtype="bf16",
               licence="Qwen Research License", origin="small VLM", processor_kwargs=QWEN_PROCESSOR),

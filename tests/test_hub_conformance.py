@@ -182,6 +182,11 @@ def test_absent_models_fail_within_seconds_with_the_clear_message(tmp_path: Path
     env = offline_env(tmp_path / "empty")
     cmc = tmp_path / "x.cmc"
     assert cli("encode", str(HOUSE), "-o", str(cmc), "--caption", "a house", env=env).returncode == 0
+    # "within seconds" against what this machine needs right now to start a process that imports the model
+    # libraries (a loaded CI runner is slow at both): a hub timeout or retry loop would add tens of seconds
+    t0 = time.monotonic()
+    subprocess.run([sys.executable, "-c", "import torch, diffusers, transformers"], check=True, env=env, timeout=600)
+    start = time.monotonic() - t0
     for args in (("decode", str(cmc), "-o", str(tmp_path / "x.png")),
                  ("encode", str(HOUSE), "-o", str(tmp_path / "y.cmc"), "--mode", "text")):
         t0 = time.monotonic()
@@ -189,7 +194,7 @@ def test_absent_models_fail_within_seconds_with_the_clear_message(tmp_path: Path
         took = time.monotonic() - t0
         assert r.returncode != 0 and r.stderr.strip().count("\n") == 0, r.stderr
         assert "not in the local Hugging Face cache" in r.stderr and "HF_HOME" in r.stderr, r.stderr
-        assert took < 60, f"{args[0]} took {took:.0f} s to fail"  # process start and imports included
+        assert took < 2 * start + 20, f"{args[0]} took {took:.0f} s to fail ({start:.0f} s to start and import)"
 
 
 def test_a_controlnet_branch_without_safetensors_is_refused_in_one_line_naming_it(tmp_path: Path,

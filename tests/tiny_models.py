@@ -376,20 +376,28 @@ def _kl_vae(latent_channels: int = 4, blocks: int = 4, **kw):
                          up_block_types=("UpDecoderBlock2D",) * blocks, **kw)
 
 
-def make_tiny_sdxl_edm(folder: Path) -> Path:
-    """A tiny SDXL-layout pipeline with Playground v2.5's EDM DPM-Solver scheduler and latent statistics."""
-    import torch
-    from diffusers import EDMDPMSolverMultistepScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+def sdxl_unet():
+    """A tiny UNet with SDXL's text-time conditioning (diffusers' own SDXL test dimensions, for two 16-wide
+    CLIP encoders: cross-attention 32, pooled projection 16)."""
+    from diffusers import UNet2DConditionModel
 
-    torch.manual_seed(0)
-    te, tok = _clip_pair(folder, 16)
-    te2, tok2 = _clip_pair(folder, 16, projection=True)
-    unet = UNet2DConditionModel(
+    return UNet2DConditionModel(
         block_out_channels=(4, 8), layers_per_block=1, sample_size=32, in_channels=4, out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
         addition_time_embed_dim=8, transformer_layers_per_block=(1, 1), projection_class_embeddings_input_dim=6 * 8 + 16,
         cross_attention_dim=32, norm_num_groups=2)
+
+
+def make_tiny_sdxl_edm(folder: Path) -> Path:
+    """A tiny SDXL-layout pipeline with Playground v2.5's EDM DPM-Solver scheduler and latent statistics."""
+    import torch
+    from diffusers import EDMDPMSolverMultistepScheduler, StableDiffusionXLPipeline
+
+    torch.manual_seed(0)
+    te, tok = _clip_pair(folder, 16)
+    te2, tok2 = _clip_pair(folder, 16, projection=True)
+    unet = sdxl_unet()
     vae = _kl_vae(latents_mean=[0.1, -0.1, 0.05, 0.0], latents_std=[1.1, 0.9, 1.0, 1.2], scaling_factor=0.5)
     sched = EDMDPMSolverMultistepScheduler(sigma_min=0.002, sigma_max=80.0, sigma_data=0.5, solver_order=2,
                                            prediction_type="epsilon", final_sigmas_type="zero")
@@ -435,17 +443,12 @@ def make_tiny_sdxl_controlnet(folder: Path) -> Path:
     layout xinsir/controlnet-tile-sdxl-1.0 publishes (config.json + diffusion_pytorch_model.safetensors at
     the root): a real user's two downloads, which the profile puts together at load time."""
     import torch
-    from diffusers import ControlNetModel, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import ControlNetModel, EulerDiscreteScheduler, StableDiffusionXLPipeline
 
     torch.manual_seed(0)
     te, tok = _clip_pair(folder, 16)
     te2, tok2 = _clip_pair(folder, 16, projection=True)
-    unet = UNet2DConditionModel(
-        block_out_channels=(4, 8), layers_per_block=1, sample_size=32, in_channels=4, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
-        addition_time_embed_dim=8, transformer_layers_per_block=(1, 1), projection_class_embeddings_input_dim=6 * 8 + 16,
-        cross_attention_dim=32, norm_num_groups=2)
+    unet = sdxl_unet()
     sched = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                                    timestep_spacing="leading", steps_offset=1)
     StableDiffusionXLPipeline(vae=_kl_vae(), text_encoder=te, text_encoder_2=te2, tokenizer=tok, tokenizer_2=tok2,

@@ -92,7 +92,7 @@ def _loaded_after(code: str) -> list[str]:
 # decoder is core.classic), no Pillow plugin (registered lazily), no model or benchmark code
 CLASSIC_DECODE_MODULES = [
     "cmcodec", "cmcodec._version", "cmcodec.codec", "cmcodec.core", "cmcodec.core.arith", "cmcodec.core.bitstream",
-    "cmcodec.core.classic", "cmcodec.core.errors", "cmcodec.core.guidance", "cmcodec.core.ids",
+    "cmcodec.core.classic", "cmcodec.core.deps", "cmcodec.core.errors", "cmcodec.core.guidance", "cmcodec.core.ids",
     "cmcodec.core.limits", "cmcodec.core.refcodecs", "cmcodec.core.textcode", "cmcodec.core.wordmodel",
     "cmcodec.media", "cmcodec.media.images",
 ]

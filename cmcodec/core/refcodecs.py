@@ -23,7 +23,7 @@ from typing import Any
 
 from PIL import Image
 
-from . import ids
+from . import deps, ids
 from .errors import CodecUnavailableError, ConfigError, UnknownCoderError
 
 # --- PyAV video codecs (one intra picture) -------------------------------------------------------------
@@ -79,13 +79,22 @@ _REF_AV_OPTIONS = {
 }
 
 
+_AV_DECODERS = {"av1": "libdav1d", "hevc": "hevc", "vvc": "vvc"}
+
+
 def av_decode(data: bytes, codec: str, max_pixels: int = 1 << 26) -> Image.Image:
     """Decode one frame with PyAV (dav1d, FFmpeg's HEVC or VVC decoder), refusing pictures above max_pixels.
 
-    Raises ValueError with the decoder's complaint on a corrupt stream.
+    Raises ValueError with the decoder's complaint on a corrupt stream, CodecUnavailableError when PyAV's
+    FFmpeg has no decoder for the codec.
     """
     import av
 
+    decoder = _AV_DECODERS[codec]
+    why = _av_codecs(decoder)() or (None if codec != "vvc" or "vvc" in av.formats_available
+                                    else "PyAV's FFmpeg lacks the vvc demuxer" + _av_hint())
+    if why:  # a valid stream this install cannot decode is not a corrupt one
+        raise CodecUnavailableError(f"cannot decode {codec}: {why}")
     av.logging.set_level(av.logging.ERROR)
     frames = []
     with av.logging.Capture() as logs:  # a corrupt stream's complaints go into the error, not to stderr
@@ -94,7 +103,7 @@ def av_decode(data: bytes, codec: str, max_pixels: int = 1 << 26) -> Image.Image
                 with av.open(io.BytesIO(data), format="vvc", options={"max_pixels": str(max_pixels)}) as c:
                     frames = [next(c.decode(video=0))]
             else:
-                ctx = av.CodecContext.create({"av1": "libdav1d", "hevc": "hevc"}[codec], "r")
+                ctx = av.CodecContext.create(decoder, "r")
                 ctx.options = {"max_pixels": str(max_pixels)}  # checked on the stream header, before allocation
                 if codec == "hevc":  # fail on damaged slice data instead of concealing it (truncated files)
                     ctx.options = {**ctx.options, "err_detect": "explode"}
@@ -328,11 +337,14 @@ def _module_version(mod: str, attr: str = "__version__") -> Callable[[], str]:
 
 
 def _pil_feature(feature: str) -> Callable[[], str | None]:
-    """Availability of a Pillow codec."""
+    """Availability of a Pillow codec (for one newer than Pillow's floor: the release that brought it)."""
 
     def check() -> str | None:
         from PIL import features
 
+        old = deps.too_old(feature) if feature in deps.FLOORS else None
+        if old:  # before its plugin, features.check only warns "Unknown feature"
+            return f"Pillow has no {feature}: {old}"
         return None if features.check(feature) else f"Pillow was built without {feature}"
 
     return check
@@ -347,9 +359,17 @@ def _av_codecs(*names: str) -> Callable[[], str | None]:
         except ImportError:
             return "PyAV is not installed"
         missing = [n for n in names if n not in av.codecs_available]
-        return f"PyAV's FFmpeg lacks {', '.join(missing)}" if missing else None
+        if missing:
+            return f"PyAV's FFmpeg lacks {', '.join(missing)}{_av_hint()}"
+        return deps.too_old("av") if "libsvtav1" in names else None
 
     return check
+
+
+def _av_hint() -> str:
+    """The upgrade line when PyAV predates the wheels that carry a missing codec, else ''."""
+    old = deps.too_old("av")
+    return f": {old}" if old else ""
 
 
 def _imports(mod: str) -> Callable[[], str | None]:

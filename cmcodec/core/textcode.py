@@ -10,7 +10,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Sequence
 
-from . import ids
+from . import deps, ids
 from .bitstream import Section
 from .errors import CaptionDecodeError, LimitError, UnknownCoderError
 from .limits import MAX_CAPTION_BYTES, MAX_CAPTION_CHARS
@@ -41,6 +41,7 @@ def _brotli_decode(data: bytes) -> str:
     """Inverse of _brotli_encode, bounded output."""
     import brotli
 
+    deps.require("brotli")  # older releases take no output_buffer_limit (a TypeError below, not a clear line)
     try:
         d = brotli.Decompressor()
         out = d.process(data, output_buffer_limit=MAX_CAPTION_BYTES + 1)

@@ -18,7 +18,7 @@ import click
 from . import __version__
 from .core import ids
 from .core.bitstream import MAX_SEED
-from .core.errors import CmcodecError, ConfigError, OutputExistsError
+from .core.errors import CmcodecError, ConfigError, ModelError, OutputExistsError
 from .core.ids import IMAGE_SUFFIXES
 from .media.fileio import list_files
 from .models.loading import COMPILE_MODES
@@ -199,7 +199,11 @@ def _ref_codec_names() -> Iterable[str]:
 
 def _metric_names(kind: str | None = None) -> Callable[[], Iterable[str]]:
     def names() -> Iterable[str]:
-        from pyiqa.default_model_configs import DEFAULT_CONFIGS
+        try:
+            from pyiqa.default_model_configs import DEFAULT_CONFIGS
+        except ImportError as e:  # read while parsing: _Group.main makes this one line
+            raise ModelError(f"pyiqa is not installed ({e}): pip install 'cmcodec[rd]' (the metrics of rd-curve "
+                             "and evaluate)") from None
 
         return [n for n, c in DEFAULT_CONFIGS.items() if kind is None or c.get("metric_mode") == kind]
 
@@ -298,6 +302,8 @@ class _Group(click.Group):
         except click.exceptions.Abort:
             click.echo("cmcodec: interrupted", err=True)
             sys.exit(130)
+        except CmcodecError as e:  # raised while parsing (a registry read for an option's choices)
+            _fail(e)
         if isinstance(rv, int) and rv:
             sys.exit(rv)
         sys.exit(0)

@@ -94,3 +94,14 @@ def test_a_pillow_before_avif_says_which_release_brings_it(monkeypatch: pytest.M
         why = refcodecs.CODECS["avif"].available()
     assert why == ("Pillow has no avif: pillow 11.2.1 is installed; cmcodec needs pillow >= 11.3 (Pillow's wheels "
                    "carry libavif from 11.3 on): pip install -U 'pillow>=11.3'")
+
+
+def test_metrics_without_pyiqa_are_one_line_not_a_traceback(tmp_path) -> None:
+    from cmcodec.core.errors import ModelError
+
+    code = "import sys; sys.modules['pyiqa'] = None; from cmcodec.cli import main; main()"
+    r = subprocess.run([sys.executable, "-c", code, "rd-curve", str(PARROTS.parent), "-o", str(tmp_path / "r"),
+                        "--metrics", "psnr"], capture_output=True, text=True)
+    assert r.returncode == ModelError.exit_code, r.stderr
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("cmcodec: error: pyiqa is not installed"), r.stderr
+    assert "pip install 'cmcodec[rd]'" in r.stderr

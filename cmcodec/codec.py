@@ -604,13 +604,6 @@ def validate(data: bytes, limits: Limits = DEFAULT_LIMITS) -> bitstream.Header:
     return header
 
 
-def _model_free(prof: Profile, mode: str) -> bool:
-    """True when the profile decodes this mode without a model (its guidance image is the picture)."""
-    from .models.profiles import Pipeline
-
-    return prof.mode(mode).pipeline is Pipeline.CLASSIC
-
-
 def _prepare(header: bitstream.Header, limits: Limits) -> tuple[Profile, str, Image.Image | None]:
     """Everything a neural decode needs before any model runs: profile, caption and guidance image."""
     prof = _profile(header.profile_id)
@@ -630,11 +623,7 @@ def decode(data: bytes, options: DecodeOptions | None = None) -> Image.Image:
     header = bitstream.read_header(data, opts.limits)
     if header.profile_id == classic.PROFILE_ID:  # model-free and normative: core alone decodes it
         return classic.decode(header, opts.limits.max_caption_chars)
-    prof, caption, init = _prepare(header, opts.limits)
-    if _model_free(prof, header.mode):
-        if init is None:  # the reader implies guidance for classic modes (spec §4.2); a bug if not
-            raise RuntimeError(f"{header.mode}-mode file without guidance passed the reader")
-        return init
+    prof, caption, init = _prepare(header, opts.limits)  # every other row decodes with a model (profiles)
     from .models import t2i
 
     model_path, vae_path = opts.folders(prof)
@@ -692,11 +681,6 @@ def decode_many(datas: Iterable[bytes], options: DecodeOptions | None = None, *,
             continue
         if done is not None:
             yield i, done
-            continue
-        if _model_free(prof, header.mode):
-            if init is None:  # as in decode
-                raise RuntimeError(f"{header.mode}-mode file without guidance passed the reader")
-            yield i, init
             continue
         key = (prof.id, header.mode, prof.decode_size(header.width, header.height))
         groups.setdefault(key, []).append((i, header, caption, init))

@@ -103,3 +103,19 @@ def test_tiny_model_decodes_of_golden_files_are_pinned(name: str, tiny_sd) -> No
     got = np.asarray(img)[-3:, -3:, -1].flatten().astype(int)
     want = np.array({**EXPECTED_SLICES, **SLOW_SLICES}[name])
     assert np.abs(got - want).max() <= SLICE_ATOL, got.tolist()
+
+
+def test_only_the_classic_row_decodes_without_a_model(monkeypatch) -> None:
+    # decode sends model-free files to core.classic by profile id, so a neural row with a model-free mode
+    # would be decoded by its model instead: the registry refuses such a row at import
+    from dataclasses import replace
+
+    from cmcodec.models import profiles
+
+    sd = get_profile("sd-turbo")
+    odd = replace(sd, modes={**sd.modes, "pixel": profiles.ModeConfig(profiles.Pipeline.CLASSIC)})
+    monkeypatch.setattr(profiles, "PROFILES", [odd if p is sd else p for p in PROFILES])
+    with pytest.raises(RuntimeError, match="only the classic row"):
+        profiles._check_rows()
+    monkeypatch.setattr(profiles, "PROFILES", PROFILES)
+    profiles._check_rows()

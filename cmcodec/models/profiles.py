@@ -523,6 +523,9 @@ def _check_rows() -> None:
             raise RuntimeError(f"profile {p.name}: auto_ladder names no mode the row decodes")
         if p.prompt_tokens < 3:
             raise RuntimeError(f"profile {p.name}: prompt_tokens must leave room for a caption")
+        if p.id != classic.PROFILE_ID and any(mc.pipeline is Pipeline.CLASSIC for mc in p.modes.values()):
+            # codec.decode sends model-free files to core.classic by profile id: no other row may be model-free
+            raise RuntimeError(f"profile {p.name}: only the classic row (id {classic.PROFILE_ID}) decodes model-free")
 
 
 _check_rows()

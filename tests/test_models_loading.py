@@ -19,6 +19,7 @@ pytest.importorskip("transformers")
 import torch
 from hub_cache import build_cache, manifests
 
+from cmcodec.core.deps import version_tuple
 from cmcodec.core.errors import CmcodecError, ConfigError, ModelError
 from cmcodec.models import i2t, loading, t2i
 from cmcodec.models.profiles import get_profile
@@ -51,7 +52,7 @@ def test_an_old_library_is_refused_naming_the_version_found(monkeypatch: pytest.
     with pytest.raises(ModelError, match=r"transformers 4\.45\.2 is installed; cmcodec needs transformers >= 4\.56"):
         loading.require("transformers")
     loading.require("diffusers", "huggingface_hub", "torch")  # the installed ones pass
-    assert loading._version_tuple("4.56.0.dev0") == (4, 56, 0) and loading._version_tuple("2.4") < (2, 10)
+    assert version_tuple("4.56.0.dev0") == (4, 56, 0) and version_tuple("2.4") < (2, 10)
 
 
 def test_the_installed_libraries_have_what_the_floors_promise(tiny_blip: Path) -> None:

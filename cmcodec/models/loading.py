@@ -199,17 +199,12 @@ FLOORS: dict[str, tuple[str, str]] = {
 }
 
 
-def _version_tuple(v: str) -> tuple[int, ...]:
-    """Leading numeric release of a version string ("4.56.0.dev0" -> (4, 56, 0))."""
-    import re
-
-    m = re.match(r"\d+(?:\.\d+)*", v)
-    return tuple(int(x) for x in m.group(0).split(".")) if m else ()
-
-
 def require(*packages: str) -> None:
-    """ModelError naming the version found when an installed model library is older than its floor."""
+    """ModelError naming the version found when an installed model library is older than its floor (the
+    conventional libraries' floors: core.deps)."""
     from importlib.metadata import PackageNotFoundError, version
+
+    from ..core.deps import version_tuple
 
     for pkg in packages:
         floor, why = FLOORS[pkg]
@@ -218,7 +213,7 @@ def require(*packages: str) -> None:
         except PackageNotFoundError:
             raise ModelError(f"{pkg} is not installed: pip install 'cmcodec[neural]' "
                              f"(needs {pkg} >= {floor})") from None
-        if _version_tuple(found) < _version_tuple(floor):
+        if version_tuple(found) < version_tuple(floor):
             raise ModelError(f"{pkg} {found} is installed; cmcodec needs {pkg} >= {floor} ({why}): "
                              f"pip install -U '{pkg}>={floor}'")
 

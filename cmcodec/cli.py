@@ -6,10 +6,7 @@ import json
 import math
 import os
 import sys
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,10 +15,10 @@ import click
 from . import __version__
 from .core import ids
 from .core.bitstream import MAX_SEED
-from .core.errors import CmcodecError, ConfigError, ModelError, OutputExistsError
-from .core.ids import IMAGE_SUFFIXES
+from .core.errors import CmcodecError, ConfigError, ModelError
 from .media.fileio import list_files
 from .models.loading import COMPILE_MODES
+from .runs import JSON_FIELDS, Item, Result, record
 
 if TYPE_CHECKING:
     from .models.loading import Accel
@@ -360,52 +357,8 @@ def _api_base(base: str | None, i2ts: tuple[str | None, ...]) -> None:
 
 
 
-@dataclass
-class Done:
-    """A file's outcome that is not an error: the report line, its --json record and its status."""
-
-    line: str
-    record: dict
-    status: str = "written"  # written, redone (an output that did not verify was replaced), skipped
-
-
-Result = tuple[int, "Done | CmcodecError"]  # (index into the items, the outcome or that item's error)
-# --json: one object per file with these keys (None where a value does not apply), in the order of the items
-JSON_FIELDS = ("input", "output", "status", "bytes", "bpp", "mode", "profile", "seconds", "error")
-
-
-def _record(src: Path, dst: Path, status: str, **values: object) -> dict:
-    """A --json record (JSON_FIELDS)."""
-    rec = dict.fromkeys(JSON_FIELDS)
-    rec.update(input=str(src), output=str(dst), status=status, **values)
-    return rec
-
-
-def _no_input_overwritten(items: list[tuple[Path, Path]]) -> None:
-    """Refuse, --force or not, an output that is an input of this run (the file itself or another one's)."""
-    inputs = {src.resolve(): src for src, _ in items}
-    for src, dst in items:
-        hit = inputs.get(dst.resolve())
-        if hit is not None:
-            raise OutputExistsError(f"{dst}: output would overwrite its own input" if hit == src else
-                                    f"{dst}: output would overwrite {hit}, an input of this run")
-
-
-def _plan(src: Path, dst: Path, force: bool, folder: bool, verify: Callable[[Path, Path], dict | None]) -> \
-        tuple[str, dict | None]:
-    """What to do for one output: ("written", None) for a new path or --force; in a folder run an output
-    that exists is ("skipped", its record values) when verify accepts it, else ("redone", None); a single
-    file's existing output without --force is an OutputExistsError."""
-    if force or not dst.exists():
-        return "written", None
-    if not folder:
-        raise OutputExistsError(f"{dst} exists: expected a new path (use --force to overwrite)")
-    got = verify(src, dst)
-    return ("skipped", got) if got is not None else ("redone", None)
-
-
-def _report(items: list[tuple[Path, Path]], results: Callable[[list[tuple[Path, Path]]], Iterator[Result]],
-            what: str, as_json: bool = False) -> None:
+def _report(items: list[Item], results: Callable[[list[Item]], Iterator[Result]], what: str,
+            as_json: bool = False) -> None:
     """Show a progress bar over this process's share of items while results(share) yields (index, outcome or
     error), in any order; go on past failures; count written, redone, skipped and failed files (folder runs);
     --json prints one record per file; list failures; exit non-zero if any."""
@@ -427,7 +380,7 @@ def _report(items: list[tuple[Path, Path]], results: Callable[[list[tuple[Path, 
         for i, res in results(items):
             bar.update(1)
             if isinstance(res, CmcodecError):
-                records[i] = _record(*items[i], "failed", error=str(res))
+                records[i] = record(*items[i], "failed", error=str(res))
                 if single:
                     dump()
                     _fail(res)
@@ -454,14 +407,6 @@ def _report(items: list[tuple[Path, Path]], results: Callable[[list[tuple[Path, 
         sys.exit(1)
 
 
-def _result(i: int, fut: Future[Done]) -> Result:
-    """(index, outcome) of a finished writer task, or (index, its CmcodecError)."""
-    try:
-        return i, fut.result()
-    except CmcodecError as e:
-        return i, e
-
-
 def _accel(compile_mode: str | None, channels_last: bool) -> Accel:
     """Runtime speed-ups from --compile / --channels-last."""
     from .models.loading import Accel
@@ -481,7 +426,6 @@ def _speed_options(batch_help: str, compile_help: str) -> Callable[[Callable], C
     return add
 
 
-DECODED_SUFFIX = ".decoded.png"  # decode's default: NAME.png may be the very image that was encoded
 FORCE_HELP = ("Overwrite existing outputs (a folder run redoes every file). An input of the run is never "
               "overwritten.")
 JSON_HELP = ("Print a JSON list, one object per file: " + ", ".join(JSON_FIELDS) + " (status: written, redone, "
@@ -556,102 +500,32 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
     run's mode and profile) is skipped, one that does not verify is redone; --force redoes all."""
     _offline(offline)
     _quiet_libraries()
-    import time
-
-    from . import codec
+    from . import codec, runs
     from .distributed import device as dist_device
-    from .media.fileio import read_input, write_bytes
+    from .models.profiles import get_profile
 
     try:
         if caption is not None and caption_file is not None:
             raise ConfigError("give --caption or --caption-file, not both")
         _api_base(api_base, (i2t,))
-        captions: dict[str, str] | None = None
+        items = runs.encode_items(input, output)
         folder = input.is_dir()
-        if folder:
-            if output is None:
-                raise ConfigError("folder input needs -o OUTPUT_FOLDER")
-            if output.exists() and not output.is_dir():
-                raise ConfigError(f"{output}: folder input needs an output folder, found a file")
-            items = [(p, output / (p.stem + ".cmc")) for p in list_files(input)]
-            if not items:
-                raise ConfigError(f"{input}: no image files found (expected {', '.join(sorted(IMAGE_SUFFIXES))})")
-            if caption_file is not None:
-                captions = _read_captions(caption_file)
-        else:
-            items = [(input, output or input.with_suffix(".cmc"))]
-            if caption_file is not None:
-                caption = caption_file.read_text(encoding="utf-8-sig").strip()
-        _no_input_overwritten(items)
+        captions: dict[str, str] | None = None
+        if caption_file is not None and folder:
+            captions = _read_captions(caption_file)
+        elif caption_file is not None:
+            caption = caption_file.read_text(encoding="utf-8-sig").strip()
         i2t_model = model_dir(i2t_paths, i2t or _default_captioner()) or i2t
-    except CmcodecError as e:
-        _fail(e)
-
-    from .models.profiles import get_profile
-
-    def verify(src: Path, dst: Path) -> dict | None:
-        """Record values of an existing output that validates; another run's settings are refused."""
-        try:
-            data = read_input(dst)
-            h = codec.validate(data)
-        except CmcodecError:
-            return None
-        if (mode != "auto" and h.mode != mode) or h.profile_name != profile:
-            raise OutputExistsError(f"{dst} exists from another run (mode {h.mode}, profile {h.profile_name}; this "
-                                    f"run asks mode {mode}, profile {profile}): use --force to redo it")
-        return {"bytes": len(data), "bpp": h.bpp, "mode": h.mode, "profile": h.profile_name}
-
-    def work(src: Path, dst: Path, cap: str | None, status: str, t0: float) -> Done:
-        if captions is not None:
-            cap = captions.get(src.name)
-            if cap is None:
-                raise ConfigError(f"{src.name}: no caption for it in {caption_file}")
-        r = codec.encode_result(src, mode=mode, caption=cap, bpp=bpp, max_bytes=max_bytes, profile=profile,
-                                seed=seed, options=enc_opts)
-        write_bytes(dst, r.data, status != "written" or force, (src,))
-        h = r.header
-        line = (f"{src} -> {dst}: {len(r.data)} bytes, {h.bpp:.5f} bpp, mode {r.mode}, profile {h.profile_name}"
-                + (f", caption {r.caption!r}" if r.caption else ""))
-        return Done(line, _record(src, dst, status, bytes=len(r.data), bpp=h.bpp, mode=r.mode,
-                                  profile=h.profile_name, seconds=round(time.perf_counter() - t0, 4)), status)
-
-    def results(its: list[tuple[Path, Path]]) -> Iterator[Result]:
-        """Captions batch_size at a time (one I2T call), then each file coded with its caption."""
-        for start in range(0, len(its), batch_size):
-            t0 = time.perf_counter()  # seconds of a file: from its batch's start (captioning shared) to written
-            todo: dict[int, str] = {}
-            for i in range(start, min(start + batch_size, len(its))):
-                try:
-                    status, got = _plan(*its[i], force, folder, verify)
-                except CmcodecError as e:
-                    yield i, e
-                    continue
-                if got is not None:
-                    yield i, Done("", _record(*its[i], status, **got), status)
-                else:
-                    todo[i] = status
-            caps: dict[int, str | CmcodecError] = {}
-            if auto_caption and len(todo) > 1:
-                for k, c in codec.caption_many([its[i][0] for i in todo], enc_opts, batch_size=batch_size):
-                    caps[list(todo)[k]] = c
-            for i, status in todo.items():
-                c = caps.get(i, caption)
-                try:
-                    if isinstance(c, CmcodecError):
-                        raise c
-                    yield i, work(*its[i], c, status, t0)
-                except CmcodecError as e:
-                    yield i, e
-
-    try:
         enc_opts = codec.EncodeOptions(i2t=i2t_model, device=dist_device(device), dtype=dtype,
                                        accel=_accel(compile_mode, False),
                                        caption_words=words or get_profile(profile).encoder.caption_words,
                                        ref_codec=ref_codec)
-        auto_caption = caption is None and captions is None and codec.needs_captioner(mode, profile)
+        run = runs.EncodeRun(mode=mode, profile=profile, seed=seed, bpp=bpp, max_bytes=max_bytes, caption=caption,
+                             captions=captions, caption_file=caption_file, options=enc_opts, batch_size=batch_size,
+                             force=force, folder=folder)
     except CmcodecError as e:
         _fail(e)
-    _report(items, results, "encode", as_json)
+    _report(items, run.results, "encode", as_json)
 
 
 @main.command()
@@ -681,96 +555,17 @@ def decode(input: Path, output: Path | None, device: str | None, dtype: str | No
     skipped, one that does not is redone; --force redoes all. No output may be an input of the run."""
     _offline(offline)
     _quiet_libraries()
-    import time
-
-    from . import codec
+    from . import codec, runs
     from .distributed import device as dist_device
-    from .media.fileio import read_input, save_image
 
     try:
-        folder = input.is_dir()
-        if folder:
-            if output is None:
-                raise ConfigError("folder input needs -o OUTPUT_FOLDER")
-            items = [(p, output / (p.stem + ".png")) for p in list_files(input, {".cmc"})]
-            if not items:
-                raise ConfigError(f"{input}: no .cmc files found")
-        else:
-            items = [(input, output or input.with_suffix(DECODED_SUFFIX))]
-        _no_input_overwritten(items)
+        items = runs.decode_items(input, output)
+        opts = codec.DecodeOptions(device=dist_device(device), dtype=dtype, model_path=model_paths or None,
+                                   vae_path=vae_paths or None, accel=_accel(compile_mode, channels_last))
+        run = runs.DecodeRun(options=opts, batch_size=batch_size, force=force, folder=input.is_dir())
     except CmcodecError as e:
         _fail(e)
-
-    def verify(src: Path, dst: Path) -> dict | None:
-        """Record values for an existing output image that opens fully at the size the file's header gives."""
-        from PIL import Image
-
-        from .core.bitstream import read_header
-
-        try:
-            data = read_input(src)
-            h = read_header(data)
-            with Image.open(dst) as im:
-                im.load()  # the whole image: a truncated or corrupt one fails here
-                ok = im.size == (h.width, h.height)
-        except (CmcodecError, OSError, SyntaxError, ValueError):
-            return None
-        return {"bytes": len(data), "bpp": h.bpp, "mode": h.mode, "profile": h.profile_name} if ok else None
-
-    def results(its: list[tuple[Path, Path]]) -> Iterator[Result]:
-        """decode_many over the files whose output may be written; each image saved as it comes."""
-        ready: list[tuple[int, str, float, object]] = []  # (item, status, start, header) per file handed over
-        early: list[Result] = []  # refusals and skips, reported between decoded files
-
-        def datas() -> Iterator[bytes]:
-            from .core.bitstream import read_header
-
-            for i, (src, dst) in enumerate(its):
-                t0 = time.perf_counter()
-                try:
-                    status, got = _plan(src, dst, force, folder, verify)
-                    if got is not None:
-                        early.append((i, Done("", _record(src, dst, status, **got), status)))
-                        continue
-                    data = read_input(src)
-                except CmcodecError as e:
-                    early.append((i, e))
-                    continue
-                try:
-                    h = read_header(data)
-                except CmcodecError:
-                    h = None  # decode_many reports the error for this file
-                ready.append((i, status, t0, h))
-                yield data
-
-        def save(k: int, img: object) -> Done:
-            i, status, t0, h = ready[k]
-            src, dst = its[i]
-            save_image(img, dst, force or status == "redone", (src,))
-            return Done(f"{src} -> {dst}: {img.size[0]}x{img.size[1]}",  # type: ignore[attr-defined]
-                        _record(src, dst, status, bytes=src.stat().st_size, bpp=h.bpp if h else None,
-                                mode=h.mode if h else None, profile=h.profile_name if h else None,
-                                seconds=round(time.perf_counter() - t0, 4)), status)
-
-        # PNG encoding and fsync run in writer threads, overlapping the next batch on the GPU
-        pending: deque[tuple[int, Future[Done]]] = deque()
-        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-            opts = codec.DecodeOptions(device=dist_device(device), dtype=dtype, model_path=model_paths or None,
-                                       vae_path=vae_paths or None, accel=_accel(compile_mode, channels_last))
-            for j, res in codec.decode_many(datas(), opts, batch_size=batch_size):
-                yield from early
-                early.clear()
-                if isinstance(res, CmcodecError):
-                    yield ready[j][0], res
-                    continue
-                pending.append((ready[j][0], pool.submit(save, j, res)))
-                while pending and (pending[0][1].done() or len(pending) > 2 * batch_size):
-                    yield _result(*pending.popleft())
-            while pending:
-                yield _result(*pending.popleft())
-        yield from early
-
-    _report(items, results, "decode", as_json)
+    _report(items, run.results, "decode", as_json)
 
 
 def _info_dict(path: Path, verify: bool = False) -> dict:

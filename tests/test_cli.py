@@ -376,8 +376,8 @@ def test_decode_default_output_is_never_the_encoders_input(tmp_path: Path) -> No
 
 
 def test_an_input_of_the_run_is_never_an_output(tmp_path: Path) -> None:
-    from cmcodec.cli import _no_input_overwritten
     from cmcodec.core.errors import OutputExistsError
+    from cmcodec.runs import no_input_overwritten as _no_input_overwritten
 
     a, b = tmp_path / "a.cmc", tmp_path / "b.cmc"
     _no_input_overwritten([(a, tmp_path / "a.png"), (b, tmp_path / "b.png")])
@@ -442,7 +442,7 @@ def test_json_summary_of_encode_and_decode(tmp_path: Path) -> None:
             "--json")
     assert r.returncode == 0, r.stderr
     [rec] = json.loads(r.stdout)
-    from cmcodec.cli import JSON_FIELDS
+    from cmcodec.runs import JSON_FIELDS
 
     assert tuple(rec) == JSON_FIELDS
     h = cmcodec.read_header((tmp_path / "p.cmc").read_bytes())

@@ -27,8 +27,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
 
 def _layer(path: Path) -> str | None:
     rel = path.relative_to(PKG)
-    # the Pillow plugin decodes and encodes through codec: it sits on codec's level
-    top = {"codec.py": "codec", "distributed.py": "distributed", "pillow_plugin.py": "codec"}
+    # the Pillow plugin and the folder runs (runs.py) work through codec: they sit on its level
+    top = {"codec.py": "codec", "runs.py": "codec", "distributed.py": "distributed", "pillow_plugin.py": "codec"}
     return rel.parts[0] if len(rel.parts) > 1 else top.get(rel.name)
 
 

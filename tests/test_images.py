@@ -109,3 +109,122 @@ def test_arrays_accepted() -> None:
     assert load_image(np.zeros((5, 7, 3), dtype=np.float32)).size == (7, 5)
     with pytest.raises(ImageInputError, match="expected HxW"):
         load_image(np.zeros((2, 2, 2)))
+
+
+# ---- colours of every mode Pillow opens, against Pillow's own conversion --------------------------------------
+# Each input is a real file (the way users hand them in) with strongly coloured regions, so an inverted,
+# swapped or dropped channel cannot pass; the expected colours come from Pillow's (or LittleCMS's) own
+# conversion of the very image Pillow opened.
+
+def _regions() -> Image.Image:
+    """A 32x16 RGB picture: red, green, blue, yellow, cyan, magenta, white and dark grey blocks."""
+    img = Image.new("RGB", (32, 16))
+    colours = [(230, 20, 20), (20, 200, 40), (30, 40, 220), (240, 230, 30),
+               (20, 220, 230), (220, 30, 210), (255, 255, 255), (40, 40, 40)]
+    for k, c in enumerate(colours):
+        img.paste(c, (8 * (k % 4), 8 * (k // 4), 8 * (k % 4) + 8, 8 * (k // 4) + 8))
+    return img
+
+
+def _over_white(img: Image.Image) -> np.ndarray:
+    """Pillow's own RGBA conversion of img, composited over white (what cmcodec does with transparency)."""
+    rgba = img.convert("RGBA")
+    return np.asarray(Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB"))
+
+
+def _strip_adobe_marker(jpeg: bytes) -> bytes:
+    """The JPEG without its APP14 'Adobe' segment (a CMYK JPEG as non-Adobe writers make it)."""
+    i = jpeg.index(b"\xff\xee")
+    n = int.from_bytes(jpeg[i + 2:i + 4], "big")
+    assert jpeg[i + 4:i + 9] == b"Adobe"
+    return jpeg[:i] + jpeg[i + 2 + n:]
+
+
+def _ycck_jpeg(rgb: Image.Image) -> bytes:
+    """A YCCK JPEG (Adobe transform 2, as Photoshop writes CMYK) of rgb, in Adobe's inverted polarity."""
+    imagecodecs = pytest.importorskip("imagecodecs")
+    cmyk = 255 - np.asarray(rgb.convert("CMYK"))  # Adobe CMYK JPEGs store 255 - ink
+    return imagecodecs.jpeg8_encode(np.ascontiguousarray(cmyk), level=98, colorspace="CMYK", outcolorspace="YCCK")
+
+
+def _close(got: Image.Image, want: np.ndarray, tol: int = 2) -> None:
+    a = np.asarray(got).astype(int)
+    assert got.mode == "RGB" and a.shape == want.shape
+    assert np.abs(a - want.astype(int)).max() <= tol, "colours differ from Pillow's own conversion"
+
+
+def test_cmyk_adobe_jpeg_colours_match_pillow() -> None:
+    data = _png(_regions().convert("CMYK"), "JPEG", quality=98)
+    opened = Image.open(io.BytesIO(data))
+    assert opened.mode == "CMYK" and opened.info.get("adobe_transform") == 0  # the Adobe marker, no transform
+    want = np.asarray(opened.convert("RGB"))
+    assert np.abs(want[4, 4].astype(int) - (230, 20, 20)).max() < 20  # red stays red (not cyan)
+    _close(load_image(data), want)
+
+
+def test_cmyk_jpeg_without_adobe_marker_colours_match_pillow() -> None:
+    data = _strip_adobe_marker(_png(_regions().convert("CMYK"), "JPEG", quality=98))
+    opened = Image.open(io.BytesIO(data))
+    assert opened.mode == "CMYK" and "adobe" not in opened.info
+    _close(load_image(data), np.asarray(opened.convert("RGB")))
+
+
+def test_ycck_jpeg_colours_match_pillow() -> None:
+    data = _ycck_jpeg(_regions())
+    opened = Image.open(io.BytesIO(data))
+    assert opened.mode == "CMYK" and opened.info.get("adobe_transform") == 2
+    want = np.asarray(opened.convert("RGB"))
+    assert np.abs(want[4, 4].astype(int) - (230, 20, 20)).max() < 20
+    _close(load_image(data), want)
+
+
+def test_lab_tiff_colours_match_littlecms() -> None:
+    from PIL import ImageCms
+
+    lab = ImageCms.applyTransform(_regions(), ImageCms.buildTransform(
+        ImageCms.createProfile("sRGB"), ImageCms.createProfile("LAB"), "RGB", "LAB"))
+    data = _png(lab, "TIFF")
+    opened = Image.open(io.BytesIO(data))
+    assert opened.mode == "LAB"
+    want = np.asarray(ImageCms.applyTransform(opened, ImageCms.buildTransform(
+        ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB")))
+    assert np.abs(want[4, 4].astype(int) - (230, 20, 20)).max() < 20
+    _close(load_image(data), want)
+
+
+def test_16_bit_grey_png_is_scaled_like_pillows_8_bit_grey() -> None:
+    # Pillow's own I;16 -> L conversion clips at 255 (all but the darkest greys turn white), so the reference
+    # is Pillow's conversion of the 8-bit grey the 16-bit file was made from (v * 257 holds v exactly)
+    grey = _regions().convert("L")
+    data = _png(Image.fromarray(np.asarray(grey, dtype=np.uint16) * 257))
+    assert Image.open(io.BytesIO(data)).mode == "I;16"
+    _close(load_image(data), np.asarray(grey.convert("RGB")), tol=0)
+
+
+def test_palette_with_transparency_colours_match_pillow() -> None:
+    pal = _regions().quantize(8)
+    pal.info["transparency"] = pal.getpixel((28, 12))  # the dark grey block's index is transparent
+    data = _png(pal)
+    opened = Image.open(io.BytesIO(data))
+    assert opened.mode == "P" and "transparency" in opened.info
+    want = _over_white(opened)
+    assert tuple(want[12, 28]) == (255, 255, 255) and tuple(want[4, 4]) != (255, 255, 255)
+    _close(load_image(data), want, tol=0)
+
+
+def test_grey_with_alpha_colours_match_pillow() -> None:
+    la = _regions().convert("LA")
+    la.putalpha(Image.linear_gradient("L").resize(la.size))
+    data = _png(la)
+    opened = Image.open(io.BytesIO(data))
+    assert opened.mode == "LA"
+    _close(load_image(data), _over_white(opened), tol=1)
+
+
+def test_red_cmyk_jpeg_decodes_red() -> None:
+    # the whole path: a red Adobe CMYK JPEG, encoded (pixel map, classic decoder) and decoded, stays red
+    red = Image.new("RGB", (64, 64), (220, 20, 20))
+    data = cmcodec.encode(_png(red.convert("CMYK"), "JPEG", quality=95), mode="pixel", profile="classic",
+                          caption="a red square")
+    out = np.asarray(cmcodec.decode(data)).reshape(-1, 3).mean(axis=0)
+    assert np.abs(out - (220, 20, 20)).max() < 25, out

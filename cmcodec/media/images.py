@@ -32,12 +32,14 @@ def _flatten(img: Image.Image) -> Image.Image:
     """Any Pillow mode to 8-bit RGB; transparency is composited over white."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         return Image.fromarray(_to_8bit(np.asarray(img)), "L").convert("RGB")
-    if (img.mode == "P" and "transparency" in img.info) or img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+    if (img.mode == "P" and "transparency" in img.info) or img.mode in ("RGBA", "LA", "PA"):
         rgba = img.convert("RGBA")
         bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(bg, rgba).convert("RGB")
-    if img.mode == "CMYK":
-        return ImageOps.invert(img.convert("RGB")) if img.info.get("adobe_transform") == 0 else img.convert("RGB")
+    if img.mode in ("La", "RGBa"):  # premultiplied alpha (in-memory images only): Pillow converts it to "LA" only
+        return _flatten(img.convert("LA" if img.mode == "La" else "RGBA"))
+    # CMYK needs nothing more: Pillow's JPEG reader already takes every CMYK and YCCK JPEG in Adobe's inverted
+    # polarity (its "CMYK;I" raw mode), so inverting again here would turn red into cyan
     return img.convert("RGB")
 
 

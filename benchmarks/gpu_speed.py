@@ -167,8 +167,20 @@ def build_pipeline(arch: str, folder: Path, device: str = "cuda") -> Path:
     return folder
 
 
-def build_blip_large(folder: Path) -> Path:
-    """Random-weight BLIP-large captioner (ViT-L/16 at 384 px, BERT-base decoder) with a word-level tokenizer."""
+# BLIP-large's sizes (ViT-L/16 at 384 px, BERT-base decoder); TINY_BLIP keeps its vocabulary and tokenizer and
+# shrinks the rest, so that a CPU test runs this benchmark's own encode path (tests/test_benchmarks.py)
+BLIP_LARGE = dict(text=dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+                  vision=dict(hidden_size=1024, image_size=384, patch_size=16, num_hidden_layers=24,
+                              num_attention_heads=16, intermediate_size=4096))
+TINY_BLIP = dict(text=dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32),
+                 vision=dict(hidden_size=16, image_size=32, patch_size=8, num_hidden_layers=1, num_attention_heads=2,
+                             intermediate_size=32))
+
+
+def build_blip_large(folder: Path, sizes: dict = BLIP_LARGE, dtype: str = "float16") -> Path:
+    """Random-weight BLIP-large captioner (ViT-L/16 at 384 px, BERT-base decoder) with a word-level tokenizer
+    of 200 words: the model's 30524-token vocabulary is the real one, so most of what random weights emit
+    are ids the tokenizer has no word for (see CAPTION_WORDS_ONLY)."""
     import torch
     from tiny_models import bert_wordlevel_tokenizer
     from transformers import (
@@ -182,18 +194,35 @@ def build_blip_large(folder: Path) -> Path:
         return folder
     torch.manual_seed(0)
     fast = bert_wordlevel_tokenizer([f"w{i}" for i in range(200)])
+    vis = sizes["vision"]
     cfg = BlipConfig(
-        text_config={"vocab_size": 30524, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
-                     "intermediate_size": 3072, "max_position_embeddings": 512, "bos_token_id": 5, "pad_token_id": 0,
-                     "sep_token_id": 3, "eos_token_id": 3, "encoder_hidden_size": 1024},
-        vision_config={"hidden_size": 1024, "image_size": 384, "patch_size": 16, "num_hidden_layers": 24,
-                       "num_attention_heads": 16, "intermediate_size": 4096},
-        projection_dim=256)
-    model = BlipForConditionalGeneration(cfg).to(torch.float16)
-    BlipProcessor(image_processor=BlipImageProcessor(size={"height": 384, "width": 384}), tokenizer=fast
-                  ).save_pretrained(folder)
+        text_config={"vocab_size": 30524, "max_position_embeddings": 512, "bos_token_id": 5, "pad_token_id": 0,
+                     "sep_token_id": 3, "eos_token_id": 3, "encoder_hidden_size": vis["hidden_size"],
+                     **sizes["text"]},
+        vision_config=vis, projection_dim=256)
+    model = BlipForConditionalGeneration(cfg).to(getattr(torch, dtype))
+    BlipProcessor(image_processor=BlipImageProcessor(size={"height": vis["image_size"], "width": vis["image_size"]}),
+                  tokenizer=fast).save_pretrained(folder)
     model.save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+def caption_words_only(net, proc) -> list[int]:
+    """Make random captioner weights write captions of exactly max_new_tokens words, in this benchmark only.
+
+    Random weights choose among all 30524 ids, nearly all of which the benchmark's 200-word tokenizer has no
+    word for, and may choose end-of-sequence first: the caption decodes to nothing, which cmcodec rightly
+    refuses ("returned an empty caption"). Suppressing every id that is not one of the tokenizer's words
+    (end-of-sequence and the other special tokens included) on the text decoder's generation config, which
+    BLIP's generate hands over to, makes every step emit a word, so the generated length is the measured one.
+    Returns the suppressed ids. The product path never sets this (tests/test_benchmarks.py)."""
+    tok = proc.tokenizer
+    words = {i for t, i in tok.get_vocab().items() if t not in tok.all_special_tokens}
+    vocab = net.config.text_config.vocab_size
+    suppressed = [i for i in range(vocab) if i not in words]
+    for cfg in (net.generation_config, net.text_decoder.generation_config):
+        cfg.suppress_tokens = suppressed
+    return suppressed
 
 
 def build_taesd(folder: Path) -> Path:
@@ -227,22 +256,26 @@ VARIANTS: dict[str, tuple[bool, bool, str | None, str, str]] = {
 }
 
 
-def _time(fn, reps: int) -> tuple[float, float, float]:
-    """(median seconds, peak GiB, seconds of the first call) of fn(); the first call is the warm-up."""
+def _time(fn, reps: int, device: str = "cuda") -> tuple[float, float, float]:
+    """(median seconds, peak GiB, seconds of the first call) of fn(); the first call is the warm-up. Peak GiB is
+    0 off CUDA (the CPU test of this benchmark's code path)."""
     import torch
 
+    cuda = device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     t0 = time.perf_counter()
     fn()
-    torch.cuda.synchronize()
+    sync()
     first = time.perf_counter() - t0
-    torch.cuda.reset_peak_memory_stats()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     ts = []
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
-        torch.cuda.synchronize()
+        sync()
         ts.append(time.perf_counter() - t0)
-    return statistics.median(ts), torch.cuda.max_memory_allocated() / 2**30, first
+    return statistics.median(ts), torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0, first
 
 
 def _why(e: BaseException) -> str:
@@ -409,7 +442,7 @@ def install_in_memory(profile_name: str, pipe) -> None:
 
 def bench_decode(profile_name: str, variant: str, folder: Path, taesd: Path | None, modes: list[str],
                  batches: list[int], budget_s: float, steps: int | None = None, emit=print,
-                 size: tuple[int, int] = (768, 512), dtype: str | None = None) -> list[dict]:
+                 size: tuple[int, int] = (768, 512), dtype: str | None = None, device: str = "cuda") -> list[dict]:
     """ms per image of cmcodec's T2I decode for one profile and speed-up variant, per mode and batch size;
     steps, when given, replaces every mode's step count (a few-step schedule measured on its own)."""
     from dataclasses import replace
@@ -431,7 +464,7 @@ def bench_decode(profile_name: str, variant: str, folder: Path, taesd: Path | No
     if attention == "classic":
         from diffusers.models.attention_processor import AttnProcessor
 
-        t2i_pipe = t2i.load_pipelines(prof, "cuda", dtype, str(folder), None, accel)[0]
+        t2i_pipe = t2i.load_pipelines(prof, device, dtype, str(folder), None, accel)[0]
         t2i_pipe.unet.set_attn_processor(AttnProcessor())
         t2i_pipe.vae.set_attn_processor(AttnProcessor())
     rows = []
@@ -444,8 +477,8 @@ def bench_decode(profile_name: str, variant: str, folder: Path, taesd: Path | No
             t0 = time.perf_counter()
             try:
                 s, mem, first = _time(lambda items=items, mode=mode: t2i.generate_batch(
-                    prof, mode, items, device="cuda", model_path=str(folder), dtype=dtype,
-                    vae_path=str(taesd) if tiny else None, accel=accel), reps=5 if b == 1 else 3)
+                    prof, mode, items, device=device, model_path=str(folder), dtype=dtype,
+                    vae_path=str(taesd) if tiny else None, accel=accel), reps=5 if b == 1 else 3, device=device)
             except Exception as e:  # out of memory at a large batch, a compile failure: report, go on
                 rows.append({"profile": prof.name, "variant": label, "mode": mode, "batch": b,
                              "error": _why(e)})
@@ -471,11 +504,13 @@ ENCODE_VARIANTS = ("eager", "cpu-preproc", "compile", "cudagraphs", "cudagraphs-
 
 
 
-def bench_encode(folder: Path, variant: str, batches: list[int], tokens: list[int], emit=print) -> list[dict]:
+def bench_encode(folder: Path, variant: str, batches: list[int], tokens: list[int], emit=print,
+                 device: str = "cuda", dtype: str = "fp16", reps: int = 3) -> list[dict]:
     """ms per image of cmcodec's I2T caption path (blip-large architecture), per generated-token count.
 
-    Random weights never emit end-of-sequence, so max_new_tokens sets the caption length exactly; cmcodec's
-    default word budget (20 words) allows 40 tokens. "cpu-preproc" keeps the image processor on the CPU (cmcodec
+    caption_words_only makes the random weights write one word per token, so max_new_tokens sets the caption
+    length exactly (each row records the generated length); cmcodec's default word budget (20 words) allows 40
+    tokens. "cpu-preproc" keeps the image processor on the CPU (cmcodec
     resizes on the model's device where transformers' torchvision backend allows). "compile" compiles the text
     decoder (dynamic shapes),
     "cudagraphs" too with mode reduce-overhead;
@@ -489,7 +524,8 @@ def bench_encode(folder: Path, variant: str, batches: list[int], tokens: list[in
 
     # cudagraphs-step is cmcodec's own `encode --compile reduce-overhead` (Accel(compile=...) of models.i2t)
     accel = Accel(compile="reduce-overhead") if variant == "cudagraphs-step" else EAGER
-    _, net, _, _ = i2t.load("blip-large", "cuda", "fp16", str(folder), accel)
+    proc, net, _, _ = i2t.load("blip-large", device, dtype, str(folder), accel)
+    caption_words_only(net, proc)
     if variant == "compile":
         net.text_decoder.compile(dynamic=True)
     elif variant == "cudagraphs":  # one CUDA graph per cache length, recorded on first use
@@ -518,8 +554,8 @@ def bench_encode(folder: Path, variant: str, batches: list[int], tokens: list[in
             imgs = [img] * b
             try:
                 s, mem, first = _time(lambda imgs=imgs, n=n: i2t.caption_batch(
-                    imgs, model="blip-large", model_path=str(folder), device="cuda", dtype="fp16", words=20,
-                    max_new_tokens=n, accel=accel), reps=3)
+                    imgs, model="blip-large", model_path=str(folder), device=device, dtype=dtype, words=20,
+                    max_new_tokens=n, accel=accel), reps=reps, device=device)
             except Exception as e:
                 rows.append({"profile": "blip-large (encode)", "variant": variant, "mode": "caption", "batch": b,
                              "max_new_tokens": n, "error": _why(e)})

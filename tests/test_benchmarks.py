@@ -1,0 +1,59 @@
+"""The GPU benchmarks' own code paths, run on CPU with tiny random-weight models: a product change that breaks a
+benchmark fails here, not on the device machine. Speed is never checked here."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+pytest.importorskip("diffusers")
+import gpu_speed  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def bench_blip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The benchmark's BLIP-large builder at tiny sizes: blip-large's vocabulary and the benchmark's own
+    200-word tokenizer, so random weights emit the same mostly-wordless ids as the real-size model."""
+    return gpu_speed.build_blip_large(tmp_path_factory.mktemp("models") / "blip", gpu_speed.TINY_BLIP, "float32")
+
+
+def test_encode_benchmark_writes_captions_of_the_asked_length(bench_blip: Path) -> None:
+    from cmcodec.models import i2t
+
+    rows = gpu_speed.bench_encode(bench_blip, "eager", [1, 2], [6], emit=lambda r: None, device="cpu",
+                                  dtype="fp32", reps=1)
+    assert [r.get("error") for r in rows] == [None, None]
+    # the start token and 6 generated ones: no caption ended early, none came out empty
+    assert [r["sequence_length"] for r in rows] == [7, 7]
+    # the suppression is the benchmark's alone: a fresh load of the product path has none
+    _, net, _, _ = i2t.load("blip-large", "cpu", "fp32", str(bench_blip))
+    assert not net.text_decoder.generation_config.suppress_tokens
+    i2t.clear_cache()
+
+
+def test_random_captioner_weights_alone_write_no_caption(bench_blip: Path) -> None:
+    """What caption_words_only is for: without it cmcodec refuses the random model's empty output."""
+    from PIL import Image
+
+    from cmcodec.core.errors import ModelError
+    from cmcodec.models import i2t
+
+    with pytest.raises(ModelError, match="returned an empty caption"):
+        i2t.caption_batch([Image.new("RGB", (96, 64))], model="blip-large", model_path=str(bench_blip),
+                          device="cpu", dtype="fp32", max_new_tokens=6)
+    i2t.clear_cache()
+
+
+def test_decode_benchmark_runs_its_rows(tiny_sd: Path) -> None:
+    from cmcodec.models import t2i
+
+    rows = gpu_speed.bench_decode("sd-turbo", "eager", tiny_sd, None, ["text"], [1, 2], budget_s=60,
+                                  emit=lambda r: None, size=(96, 64), dtype="fp32", device="cpu")
+    t2i.clear_cache()
+    assert [(r["batch"], r.get("error")) for r in rows] == [(1, None), (2, None)]
+    assert all(r["images_per_s"] > 0 for r in rows)

@@ -418,8 +418,8 @@ def install_in_memory(profile_name: str, pipe) -> None:
     pipeline made from_pipe, the way load_pipelines makes it)."""
     import diffusers
 
+    from cmcodec.core.profiles import get_profile
     from cmcodec.models import t2i
-    from cmcodec.models.profiles import get_profile
 
     prof = get_profile(profile_name)
     fam = t2i.family(prof)
@@ -449,9 +449,9 @@ def bench_decode(profile_name: str, variant: str, folder: Path, taesd: Path | No
 
     from PIL import Image
 
+    from cmcodec.core.profiles import get_profile
     from cmcodec.models import t2i
     from cmcodec.models.loading import Accel
-    from cmcodec.models.profiles import get_profile
 
     tiny, cl, comp, vdtype, attention = VARIANTS[variant]
     dtype = dtype or vdtype
@@ -643,7 +643,7 @@ def main() -> None:
     variants = [v for v in args.variants.split(",") if v]
     step_list: list[int | None] = [int(x) for x in args.steps.split(",") if x] or [None]
     taesd = build_taesd(args.models / "taesd") if any(VARIANTS[v][0] for v in variants) else None
-    from cmcodec.models.profiles import get_profile
+    from cmcodec.core.profiles import get_profile
 
     for name in [p for p in args.profiles.split(",") if p]:
         t0 = time.perf_counter()

@@ -15,15 +15,16 @@ Data flow (spec/bitstream.md is the normative description of every byte)::
               codec: rate control fits --bpp / --max-bytes, core.bitstream packs header + sections
     decode: bytes -> core.bitstream.read_header (no torch, exact) -> sections
               -> core.textcode prompt, core.guidance init image
-              -> classic profile: core.classic upsamples the guidance (no model, core alone)
-              -> else models.profiles[profile id] -> models.t2i (text2img / img2img) -> image at (w, h)
+              -> core.profiles[profile id], the row's pipeline for the mode:
+                 model-free (classic): core.classic upsamples the guidance (no model, core alone)
+                 else models.t2i runs the row (text2img / img2img) -> image at (w, h)
 
 Layers, each importing only those listed after it: ``cli`` -> ``bench`` (baselines' sweeps, metrics, rd,
 evaluate, fuzzing) -> ``codec`` (orchestration, rate control; ``runs``: folder runs; ``distributed``) ->
-``models`` (profiles, loading, i2t, t2i) -> ``media`` (image loading, atomic files) -> ``core`` (the normative
-decoder: ids, errors, limits, bit I/O, container, caption coders, pixel map, image reference and the
-conventional codecs it wraps, the model-free classic decoder). The conventional-codec wrappers sit in ``core``
-because decoding an image-reference section is normative.
+``models`` (how to run a row: loading, i2t, t2i families) -> ``media`` (image loading, atomic files) -> ``core``
+(the normative decoder: ids, errors, limits, bit I/O, container, caption coders, pixel map, image reference and
+the conventional codecs it wraps, the decoder profile table, the model-free classic decoder). The
+conventional-codec wrappers sit in ``core`` because decoding an image-reference section is normative.
 """
 
 from __future__ import annotations

@@ -165,7 +165,9 @@ def model_dir(dirs: dict[str, str], name: str | None) -> str | None:
 
 
 def _profile_names() -> Iterable[str]:
-    return ids.PROFILE_NAMES.values()
+    from .core.profiles import PROFILES_BY_NAME
+
+    return PROFILES_BY_NAME
 
 
 def _captioner_names() -> Iterable[str]:
@@ -502,7 +504,7 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
     _quiet_libraries()
     from . import codec, runs
     from .distributed import device as dist_device
-    from .models.profiles import get_profile
+    from .core.profiles import get_profile
 
     try:
         if caption is not None and caption_file is not None:
@@ -806,7 +808,7 @@ def profiles(as_json: bool) -> None:
     """List the decoder profiles (stable ids written into files)."""
     import dataclasses
 
-    from .models.profiles import PROFILES, Pipeline
+    from .core.profiles import PROFILES, Pipeline
 
     if as_json:
         click.echo(json.dumps([dataclasses.asdict(p) for p in PROFILES], indent=2))

@@ -26,11 +26,11 @@ from .core.errors import (
     ProfileError,
     UnknownCoderError,
 )
+from .core.profiles import MODEL_FREE, Profile, get_profile
 from .media.images import load_image
 
 if TYPE_CHECKING:
     from .models.loading import Accel
-    from .models.profiles import Profile
 
 MODES_AUTO = ("auto", *ids.MODES)
 MIN_CAPTION_WORDS = 6  # pixel/full modes shrink guidance before cutting the caption below this
@@ -107,14 +107,6 @@ def _accel(opts: EncodeOptions | DecodeOptions) -> Accel:
     from .models.loading import EAGER
 
     return opts.accel or EAGER
-
-
-def _profile(key: str | int | Profile | None) -> Profile:
-    """models.profiles.get_profile, imported on first use: a classic decode needs no profile rows (core.classic
-    holds what it reads), so it loads no model-layer module at all."""
-    from .models.profiles import get_profile
-
-    return get_profile(key)
 
 
 @dataclass(frozen=True)
@@ -452,7 +444,7 @@ def encode_result(image: object, *, mode: str = "text", caption: str | None = No
         raise ConfigError(f"unknown mode {mode!r}: expected one of {', '.join(MODES_AUTO)}")
     if not 0 <= seed <= bitstream.MAX_SEED:
         raise ConfigError(f"seed must be in 0..{bitstream.MAX_SEED}; found {seed}")
-    prof = _profile(profile)
+    prof = get_profile(profile)
     img = load_image(image, opts.limits)
     w, h = img.size
     budget = budget_bytes(w, h, bpp, max_bytes)
@@ -520,7 +512,7 @@ def smallest_size(image: object, *, mode: str = "text", profile: str | int | Pro
     opts = options or EncodeOptions()
     if mode not in MODES_AUTO:
         raise ConfigError(f"unknown mode {mode!r}: expected one of {', '.join(MODES_AUTO)}")
-    prof = _profile(profile)
+    prof = get_profile(profile)
     img = load_image(image, opts.limits)
     w, h = img.size
     if mode == "auto":
@@ -536,16 +528,14 @@ def smallest_size(image: object, *, mode: str = "text", profile: str | int | Pro
 
 def _uses_caption(prof: Profile, mode: str) -> bool:
     """True when this profile's decoder reads a caption in this mode (else none is stored)."""
-    from .models.profiles import Pipeline
-
     return (mode in ("text", "pixel", "full") and mode in prof.modes
-            and prof.modes[mode].pipeline is not Pipeline.CLASSIC)
+            and prof.modes[mode].pipeline not in MODEL_FREE)
 
 
 def needs_captioner(mode: str, profile: str | int | Profile | None = None) -> bool:
     """True when encoding in this mode (any of auto's modes) for this profile runs the I2T model, unless a
     caption is given."""
-    prof = _profile(profile)
+    prof = get_profile(profile)
     return any(_uses_caption(prof, m) for m in (ids.MODES if mode == "auto" else (mode,)))
 
 
@@ -606,11 +596,18 @@ def validate(data: bytes, limits: Limits = DEFAULT_LIMITS) -> bitstream.Header:
 
 def _prepare(header: bitstream.Header, limits: Limits) -> tuple[Profile, str, Image.Image | None]:
     """Everything a neural decode needs before any model runs: profile, caption and guidance image."""
-    prof = _profile(header.profile_id)
+    prof = get_profile(header.profile_id)
     prof.mode(header.mode)
     sec = header.section("caption")
     caption = textcode.decode(sec.payload, sec.coder_id, limits.max_caption_chars) if sec is not None else ""
     return prof, caption, decode_guidance(header, prof)
+
+
+def _model_free(header: bitstream.Header, limits: Limits) -> Image.Image | None:
+    """The image of a file whose row decodes its mode without a model (core.classic), else None: the one
+    dispatch of decode and decode_many, on the row's pipeline for the mode (never on a profile id)."""
+    mc = get_profile(header.profile_id).mode(header.mode)
+    return classic.decode(header, mc, limits.max_caption_chars) if mc.pipeline in MODEL_FREE else None
 
 
 def decode(data: bytes, options: DecodeOptions | None = None) -> Image.Image:
@@ -621,9 +618,10 @@ def decode(data: bytes, options: DecodeOptions | None = None) -> Image.Image:
     """
     opts = options or DecodeOptions()
     header = bitstream.read_header(data, opts.limits)
-    if header.profile_id == classic.PROFILE_ID:  # model-free and normative: core alone decodes it
-        return classic.decode(header, opts.limits.max_caption_chars)
-    prof, caption, init = _prepare(header, opts.limits)  # every other row decodes with a model (profiles)
+    done = _model_free(header, opts.limits)  # normative: core alone decodes it
+    if done is not None:
+        return done
+    prof, caption, init = _prepare(header, opts.limits)  # the row's model decodes it (cmcodec.models)
     from .models import t2i
 
     model_path, vae_path = opts.folders(prof)
@@ -649,7 +647,7 @@ def decode_many(datas: Iterable[bytes], options: DecodeOptions | None = None, *,
         from .models import t2i
 
         batch = groups.pop(key)
-        prof, mode = _profile(key[0]), key[1]
+        prof, mode = get_profile(key[0]), key[1]
         items = [(cap, init, h.width, h.height, h.seed) for _, h, cap, init in batch]
         try:
             out: list[Image.Image | CmcodecError] = list(t2i.generate_batch(
@@ -672,8 +670,7 @@ def decode_many(datas: Iterable[bytes], options: DecodeOptions | None = None, *,
     for i, data in enumerate(datas):
         try:
             header = bitstream.read_header(data, opts.limits)
-            done = classic.decode(header, opts.limits.max_caption_chars) \
-                if header.profile_id == classic.PROFILE_ID else None  # as in decode
+            done = _model_free(header, opts.limits)  # as in decode
             if done is None:
                 prof, caption, init = _prepare(header, opts.limits)
         except CmcodecError as e:

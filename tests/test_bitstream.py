@@ -97,7 +97,7 @@ def test_golden_invalid_required_section() -> None:
 def _full_parse(data: bytes) -> None:
     """Header plus every payload decoder that needs no neural model."""
     from cmcodec import codec
-    from cmcodec.models.profiles import get_profile
+    from cmcodec.core.profiles import get_profile
 
     h = read_header(data)
     cap = h.section("caption")

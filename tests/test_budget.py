@@ -14,7 +14,7 @@ import cmcodec
 from cmcodec import codec
 from cmcodec.core import textcode
 from cmcodec.core.errors import BudgetError
-from cmcodec.models.profiles import get_profile
+from cmcodec.core.profiles import get_profile
 
 CAP = "Two colourful parrots, one red and one green, perched side by side against a blurred green background."
 KODAK = ROOT.parent / "shared/data/kodak/kodim05.png"  # the shared data set beside the repository, if any

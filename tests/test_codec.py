@@ -115,7 +115,7 @@ def test_chat_vlm_captioner_path(tiny_qwen2vl) -> None:
 def test_every_img2img_row_runs_at_least_one_denoising_step() -> None:
     """diffusers runs int(steps x strength) img2img steps; zero fails deep inside the UNet (measured by
     benchmarks/gpu_speed.py --steps 1 on pixel mode), so no profile row may ask for it."""
-    from cmcodec.models.profiles import PROFILES, Pipeline
+    from cmcodec.core.profiles import PROFILES, Pipeline
 
     for p in PROFILES:
         for mode, mc in p.modes.items():

@@ -4,7 +4,7 @@
   classic profile's whole image; a neural profile's img2img init image). These are exact: the pixel map and
   the reference codecs are normative (spec §7, §8).
 - ``fixtures/golden/profiles.json``: the pixel-deciding fields of every shipped profile row, by id
-  (``cmcodec.models.profiles.DECODE_FIELDS``). Spec §4.4: a changed setting that alters decoded pixels gets a
+  (``cmcodec.core.profiles.DECODE_FIELDS``). Spec §4.4: a changed setting that alters decoded pixels gets a
   new profile id, so a row with an existing id must never change; new ids are appended with
   ``python fixtures/make_golden.py``. Fields that do not change a file's pixels (name, description, the encoder
   defaults, where weights are fetched from) are not pinned.
@@ -24,7 +24,7 @@ from conftest import GOLDEN
 
 import cmcodec
 from cmcodec import codec
-from cmcodec.models.profiles import PROFILES, PROFILES_BY_ID, decode_fields, get_profile
+from cmcodec.core.profiles import PROFILES, PROFILES_BY_ID, decode_fields, get_profile
 
 EXPECTED = json.loads((GOLDEN / "golden.json").read_text())["valid"]
 PIXELS = json.loads((GOLDEN / "pixels.json").read_text())
@@ -105,17 +105,35 @@ def test_tiny_model_decodes_of_golden_files_are_pinned(name: str, tiny_sd) -> No
     assert np.abs(got - want).max() <= SLICE_ATOL, got.tolist()
 
 
-def test_only_the_classic_row_decodes_without_a_model(monkeypatch) -> None:
-    # decode sends model-free files to core.classic by profile id, so a neural row with a model-free mode
-    # would be decoded by its model instead: the registry refuses such a row at import
+def test_decode_dispatches_on_the_rows_pipeline_not_on_the_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a neural row whose pixel mode were model-free would decode its pixel files with core.classic, no model
     from dataclasses import replace
 
-    from cmcodec.models import profiles
+    from cmcodec.core import profiles
 
+    data = (GOLDEN / "pixel_sdturbo.cmc").read_bytes()
     sd = get_profile("sd-turbo")
-    odd = replace(sd, modes={**sd.modes, "pixel": profiles.ModeConfig(profiles.Pipeline.CLASSIC)})
-    monkeypatch.setattr(profiles, "PROFILES", [odd if p is sd else p for p in PROFILES])
-    with pytest.raises(RuntimeError, match="only the classic row"):
-        profiles._check_rows()
-    monkeypatch.setattr(profiles, "PROFILES", PROFILES)
-    profiles._check_rows()
+    mc = get_profile("classic").modes["pixel"]
+    monkeypatch.setitem(profiles.PROFILES_BY_ID, sd.id, replace(sd, modes={**sd.modes, "pixel": mc}))
+    h = cmcodec.read_header(data)
+    want = codec.classic.guidance_image(h, mc.upsample, mc.smooth)
+    assert _sha(cmcodec.decode(data)) == _sha(want)
+
+
+def test_a_model_free_mode_without_guidance_is_refused() -> None:
+    from dataclasses import replace
+
+    from cmcodec.core import profiles
+
+    classic = get_profile("classic")
+    odd = replace(classic, modes={**classic.modes, "text": classic.modes["pixel"]})
+    assert profiles.row_problem(odd) == "a model-free pipeline needs guidance; text mode has none"
+    assert profiles.row_problem(classic) is None
+
+
+def test_spec_lists_exactly_the_profile_table() -> None:
+    # spec §4.4's table is generated from core.profiles (python fixtures/make_golden.py rewrites it)
+    from cmcodec.core import profiles
+
+    spec = (GOLDEN.parents[1] / "spec" / "bitstream.md").read_text()
+    assert profiles.spec_table() in spec, "run python fixtures/make_golden.py to rewrite spec §4.4's table"

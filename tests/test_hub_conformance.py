@@ -21,8 +21,8 @@ pytest.importorskip("transformers")
 from hub_cache import build_cache, manifests
 from hub_families import FAMILIES
 
+from cmcodec.core.profiles import PROFILES
 from cmcodec.models.i2t import CAPTIONERS
-from cmcodec.models.profiles import PROFILES
 
 MANIFESTS = manifests()
 # Registered models whose manifest / tiny family is still to come (each one is a gap in conformance, listed
@@ -116,7 +116,7 @@ DECODE_RUNNER = """
 import dataclasses, json, sys
 from click.testing import CliRunner
 from cmcodec.cli import main
-from cmcodec.models import profiles
+from cmcodec.core import profiles
 
 for row in profiles.PROFILES:
     modes = {m: dataclasses.replace(mc, steps=min(mc.steps, 2) if m == "text" or mc.steps > 5 else mc.steps)

@@ -75,7 +75,7 @@ def test_the_static_check_sees_lazy_and_relative_imports(tmp_path: Path, monkeyp
     (pkg / "core").mkdir(parents=True)
     (pkg / "media").mkdir()
     (pkg / "core" / "x.py").write_text("def f():\n    from ..bench import rd\n    import torch\n")
-    (pkg / "media" / "y.py").write_text("from ..core import ids\nfrom cmcodec.models.profiles import PROFILES\n")
+    (pkg / "media" / "y.py").write_text("from ..core import ids\nfrom cmcodec.models.t2i import FAMILIES\n")
     monkeypatch.setattr(sys.modules[__name__], "PKG", pkg)
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     assert _violations() == ["cmcodec/core/x.py:2: core imports bench", "cmcodec/core/x.py:3: core imports torch",
@@ -88,21 +88,24 @@ def _loaded_after(code: str) -> list[str]:
     return json.loads(out.splitlines()[-1])
 
 
-# what decoding a classic file loads: the package, core, the image loader and codec; no profile rows (the classic
-# decoder is core.classic), no Pillow plugin (registered lazily), no model or benchmark code
+# what decoding a classic file loads: the package, core (the profile table and the model-free decoder among it),
+# the image loader and codec; no Pillow plugin (registered lazily), no model or benchmark code
 CLASSIC_DECODE_MODULES = [
     "cmcodec", "cmcodec._version", "cmcodec.codec", "cmcodec.core", "cmcodec.core.arith", "cmcodec.core.bitstream",
     "cmcodec.core.classic", "cmcodec.core.deps", "cmcodec.core.errors", "cmcodec.core.guidance", "cmcodec.core.ids",
-    "cmcodec.core.limits", "cmcodec.core.refcodecs", "cmcodec.core.textcode", "cmcodec.core.wordmodel",
-    "cmcodec.media", "cmcodec.media.images",
+    "cmcodec.core.limits", "cmcodec.core.profiles", "cmcodec.core.refcodecs", "cmcodec.core.textcode",
+    "cmcodec.core.wordmodel", "cmcodec.media", "cmcodec.media.images",
 ]
 
 
 @pytest.mark.parametrize("name", ["image_av1s_classic.cmc", "pixel_classic.cmc", "image_hevcs_classic.cmc"])
-def test_classic_decode_loads_only_core_media_and_codec(name: str) -> None:
+def test_classic_decode_loads_no_model_code(name: str) -> None:
     mods = _loaded_after(f"import cmcodec\ncmcodec.decode(open({str(GOLDEN / name)!r}, 'rb').read())")
-    assert [m for m in mods if m.startswith("cmcodec")] == CLASSIC_DECODE_MODULES
+    # the intent: the model layer is never entered, not even its data or its loaders
+    assert [m for m in mods if m == "cmcodec.models" or m.startswith("cmcodec.models.")] == []
     assert [m for m in mods if m.split(".")[0] in NEURAL] == []
+    # and the whole list, so a new import on this path is seen and judged
+    assert [m for m in mods if m.startswith("cmcodec")] == CLASSIC_DECODE_MODULES
 
 
 def test_pillow_opens_loads_and_saves_cmc_after_import_without_torch(tmp_path: Path) -> None:

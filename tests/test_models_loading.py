@@ -21,8 +21,8 @@ from hub_cache import build_cache, manifests
 
 from cmcodec.core.deps import version_tuple
 from cmcodec.core.errors import CmcodecError, ConfigError, ModelError
+from cmcodec.core.profiles import get_profile
 from cmcodec.models import i2t, loading, t2i
-from cmcodec.models.profiles import get_profile
 
 
 @pytest.fixture(autouse=True)
@@ -232,7 +232,7 @@ def test_rows_pin_revisions_and_a_user_pins_unpinned_rows_locally(tmp_path: Path
 
 def test_profiles_command_shows_pinned_and_unpinned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from cmcodec.cli import main
-    from cmcodec.models import profiles
+    from cmcodec.core import profiles
 
     out = CliRunner().invoke(main, ["profiles"]).output
     assert f"revision {get_profile('sd-turbo').revision} (pinned by the profile)" in out

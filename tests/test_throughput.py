@@ -89,8 +89,8 @@ def test_channels_last_decodes_like_eager(tiny_sd: Path) -> None:
 
 
 def test_compile_option_compiles_unet_and_autoencoder(tiny_sd: Path) -> None:
+    from cmcodec.core.profiles import get_profile
     from cmcodec.models import t2i
-    from cmcodec.models.profiles import get_profile
 
     pipe, i2i, _ = t2i.load_pipelines(get_profile("sd-turbo"), "cpu", None, str(tiny_sd),
                                       accel=Accel(compile="reduce-overhead"))
@@ -281,8 +281,8 @@ def test_batched_output_is_diffusers_own_pil_output_resized(tiny_sd: Path, mode:
     own "pil" output, resized one by one with Lanczos."""
     import torch
 
+    from cmcodec.core.profiles import get_profile
     from cmcodec.models import t2i
-    from cmcodec.models.profiles import get_profile
 
     prof = get_profile("sd-turbo")
     mc = prof.mode(mode)

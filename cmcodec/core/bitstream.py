@@ -24,7 +24,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from . import ids
+from . import ids, profiles
 from .arith import pack_bits
 from .errors import (
     FormatError,
@@ -125,7 +125,7 @@ class Header:
     @property
     def profile_name(self) -> str:
         """Registered name of the decoder profile id."""
-        return ids.PROFILE_NAMES.get(self.profile_id, f"unknown-{self.profile_id}")
+        return profiles.name_of(self.profile_id)
 
 
 # --- CRC (spec §5) ---------------------------------------------------------------------------------
@@ -304,9 +304,9 @@ def _read_size(r: BitReader, limits: Limits) -> tuple[int, int]:
 def _read_profile(r: BitReader) -> int:
     """Field 7: a registered decoder profile id (§4.4: a reader never substitutes another)."""
     profile_id = r.ue("profile id")
-    if profile_id not in ids.PROFILE_NAMES:
+    if profile_id not in profiles.PROFILES_BY_ID:
         raise UnknownSectionError(
-            f"unknown decoder profile id {profile_id}: expected one of {sorted(ids.PROFILE_NAMES)}"
+            f"unknown decoder profile id {profile_id}: expected one of {sorted(profiles.PROFILES_BY_ID)}"
         )
     return profile_id
 

@@ -1,31 +1,18 @@
-"""The classic decoder (profile id 1, spec §4.4): no model; a file decodes to its guidance upsampled to the
-coded size (spec §7.4, §8.3), with the filter and smoothing of its mode.
+"""The model-free decoder (spec §4.4): a file whose profile row decodes its mode with a pipeline of
+core.profiles.MODEL_FREE (the ``classic`` row's) decodes to its guidance upsampled to the coded size (spec §7.4,
+§8.3), with the filter and smoothing of that row's mode.
 
-It needs nothing beyond the bitstream, so a classic file decodes with ``core`` alone: no profile rows, no model
-code. ``models.profiles`` builds the classic row's modes from ``RENDER``, and the guidance of a neural mode
-(its img2img start) is rendered by ``guidance_image`` with that row's own filter and smoothing.
+It needs nothing beyond the bitstream and the row, so such a file decodes with ``core`` alone: no model code.
+The guidance of a neural mode (its img2img start) is rendered by ``guidance_image`` with that row's own filter
+and smoothing.
 """
 
 from __future__ import annotations
 
 from PIL import Image
 
-from . import bitstream, guidance, ids, textcode
-from .errors import ProfileError
-
-PROFILE_ID = 1
-NAME = "classic"
-if ids.PROFILE_NAMES[PROFILE_ID] != NAME:  # registry consistency at import (spec §4.4)
-    raise RuntimeError(f"core.ids.PROFILE_NAMES[{PROFILE_ID}] is not {NAME!r}")
-
-# mode: (upsample filter, Gaussian smoothing radius in output pixels per guidance pixel). Part of the profile's
-# definition: a changed entry changes decoded pixels and needs a new profile id (spec §4.4). Text mode has no
-# guidance to show, so this decoder refuses it.
-RENDER: dict[str, tuple[str, float]] = {
-    "pixel": ("bicubic", 0.35),
-    "image": ("lanczos", 0.0),
-    "full": ("lanczos", 0.0),
-}
+from . import bitstream, guidance, textcode
+from .profiles import MODEL_FREE, ModeConfig
 
 
 def guidance_image(header: bitstream.Header, upsample: str, smooth: float) -> Image.Image | None:
@@ -41,17 +28,15 @@ def guidance_image(header: bitstream.Header, upsample: str, smooth: float) -> Im
     return None
 
 
-def decode(header: bitstream.Header, max_caption_chars: int) -> Image.Image:
-    """Decode a classic file whose header has been read: its caption is checked (as every decoder checks the
-    sections it reads), not shown."""
-    if header.profile_id != PROFILE_ID:
-        raise ProfileError(f"the classic decoder got a file of profile {header.profile_name}")
-    if header.mode not in RENDER:
-        raise ProfileError.cannot_decode(NAME, header.mode, tuple(RENDER), neural=False)
+def decode(header: bitstream.Header, mc: ModeConfig, max_caption_chars: int) -> Image.Image:
+    """Decode a file whose header has been read, with its row's settings for its mode (a model-free
+    pipeline): its caption is checked (as every decoder checks the sections it reads), not shown."""
+    if mc.pipeline not in MODEL_FREE:  # codec.decode dispatches on the pipeline; a bug if not
+        raise RuntimeError(f"core.classic got a {mc.pipeline.value} mode")
     sec = header.section("caption")
     if sec is not None:
         textcode.decode(sec.payload, sec.coder_id, max_caption_chars)
-    out = guidance_image(header, *RENDER[header.mode])
-    if out is None:  # the reader implies guidance for these modes (spec §4.2); a bug if not
-        raise RuntimeError(f"{header.mode}-mode file without guidance passed the reader")
+    out = guidance_image(header, mc.upsample, mc.smooth)
+    if out is None:  # a model-free row decodes only modes with guidance
+        raise RuntimeError(f"{header.mode}-mode file without guidance reached the model-free decoder")
     return out

@@ -32,31 +32,6 @@ SECTION_CODERS: dict[str, dict[int, str]] = {
 }
 
 
-# spec §4.4: decoder profile ids. The rows behind them (models, steps, strengths) are in
-# cmcodec.models.profiles, which checks at import that its rows match this table.
-PROFILE_NAMES: dict[int, str] = {
-    0: "sd-turbo",
-    1: "classic",
-    2: "sdxl-turbo",
-    3: "sd15",
-    4: "realvisxl-v4",
-    5: "sd-turbo-taesd",
-    6: "sdxl-turbo-taesd",
-    7: "playground-v2.5",
-    8: "playground-v2",
-    9: "ssd-1b",
-    10: "sdxl-base",
-    11: "dreamlike-photoreal-2",
-    12: "instruct-pix2pix",
-    13: "sd15-tile",
-    14: "sd-x4-upscaler",
-    15: "flux-schnell",
-    16: "sd35-large-turbo",
-    17: "sana-sprint",
-    18: "sdxl-tile",
-}
-
-
 def coder_id(section: str, name: str) -> int:
     """Id of a coder by name within a section type."""
     for k, v in SECTION_CODERS[section].items():

@@ -17,6 +17,7 @@ from typing import Any
 from PIL import Image
 
 from ..core.errors import ConfigError, ModelError
+from ..core.profiles import MODEL_FREE, Pipeline, Profile
 from ..core.textcode import longest_prefix, word_prefix
 from .loading import (
     EAGER,
@@ -30,7 +31,6 @@ from .loading import (
     require,
     revision_for,
 )
-from .profiles import Pipeline, Profile
 
 _CACHE: dict[tuple, Any] = {}
 _LOCK = threading.Lock()
@@ -381,7 +381,7 @@ def fit_prompt(profile: Profile, mode: str, caption: str, model_path: str | None
     measured tokens per word) or, without that, by the conservative estimate_tokens."""
     mc = profile.mode(mode)
     limit = profile.prompt_tokens
-    if not profile.model or mc.pipeline is Pipeline.CLASSIC or "{caption}" not in mc.prompt:
+    if not profile.model or mc.pipeline in MODEL_FREE or "{caption}" not in mc.prompt:
         return caption
     if prompt_fits_surely(prompt_of(mc.prompt, caption), limit):
         return caption  # short captions never need the tokenizer (nor a model lookup)

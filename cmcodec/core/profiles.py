@@ -1,7 +1,26 @@
-"""Decoder profiles: named decoder configurations as data rows with fixed numeric ids (spec §4.4).
+"""The decoder profile table (spec §4.4): every registered row, ``classic`` included, as plain data.
 
-A profile id is written into every .cmc file and decides how it is decoded; ids are never reused.
-Rows are plain data: no model is loaded at import time.
+A profile id is written into every .cmc file and decides how it decodes; ids are never reused. This module is
+the one place rows live: the reader checks ids against it (core.bitstream), codec.decode asks the row's mode
+for its pipeline (a model-free pipeline is decoded by core.classic, any other by cmcodec.models, which keeps
+only *how* to run a row: pipeline families, loading, captioners), and spec §4.4's table is generated from it
+(``spec_table``, checked by tests/test_golden.py and rewritten by fixtures/make_golden.py). No torch, no
+model code: importing it loads nothing heavy.
+
+Adding a built-in row in an existing family (cmcodec.models.t2i.FAMILIES): append one ``Profile`` to
+``PROFILES`` below with the next free id (a variant of a row: ``replace`` of that row's name in ``_ROWS``),
+pinned to the commit of its hub manifest ``fixtures/hub/<org>--<name>.json`` (added beside it), then run
+``python fixtures/make_golden.py``: it pins the row's pixel-deciding fields in fixtures/golden/profiles.json
+and rewrites spec §4.4's table. Nothing else names rows.
+
+Adding a mode (spec §3's mode field, §4.2's implied sections):
+1. core.ids: its id in MODE_IDS and its sections in MODE_SECTIONS (a new section type: SECTION_IDS and its
+   coders, with the spec section that defines its payload);
+2. here: the rows that decode it get a ``ModeConfig`` for it; a new way of decoding gets a ``Pipeline``
+   member (model-free ones in MODEL_FREE, decoded by core.classic; the others run by cmcodec.models.t2i);
+   the auto ladders (AUTO_NEURAL / AUTO_CLASSIC) if --mode auto should pick it;
+3. codec: its encoder in _MODE_ENCODERS (and what it writes in _smallest);
+4. spec/bitstream.md and golden files of the new mode (fixtures/make_golden.py).
 """
 
 from __future__ import annotations
@@ -10,9 +29,8 @@ from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from typing import Any
 
-from ..core import classic
-from ..core.errors import ProfileError
-from ..core.ids import PROFILE_NAMES
+from .errors import ProfileError
+from .ids import MODE_SECTIONS, SECTION_IDS
 
 
 class Pipeline(str, Enum):
@@ -21,6 +39,11 @@ class Pipeline(str, Enum):
     TEXT2IMG = "text2img"  # diffusion from the caption alone
     IMG2IMG = "img2img"  # diffusion from the guidance image, strength of it noised
     CLASSIC = "classic"  # no model: the guidance image upsampled (spec §7.4, §8)
+
+
+# pipelines decoded from the bitstream alone by core.classic; codec.decode sends every other one to
+# cmcodec.models (a classic decode loads no model code)
+MODEL_FREE: frozenset[Pipeline] = frozenset({Pipeline.CLASSIC})
 
 
 @dataclass(frozen=True)
@@ -105,6 +128,7 @@ class Profile:
     # Weight variant the repo publishes for half precision (diffusers' variant="fp16": half the download);
     # asked for only when the decoder runs in float16, and skipped where the copy at hand has none.
     variant: str | None = None
+    note: str = ""  # what spec §4.4's table says beside the row (spec_table)
 
     def mode(self, mode: str) -> ModeConfig:
         """Settings of a mode, or ProfileError if this profile cannot decode it."""
@@ -174,10 +198,35 @@ def _fast_modes(steps: int, cfg: float = 0.0, image_steps: int = 2, **extra: Any
     }
 
 
-PROFILES: tuple[Profile, ...] = (
+_SAI_NC = "sai-nc-community (Stability AI non-commercial research community licence)"
+
+
+@dataclass(frozen=True)
+class _Like:
+    """A row that differs from an earlier row (named ``base``) only in ``changes``."""
+
+    base: str
+    changes: dict[str, Any]
+
+
+def _like(base: str, **changes: Any) -> _Like:
+    return _Like(base, changes)
+
+
+def _build(rows: tuple[Profile | _Like, ...]) -> tuple[Profile, ...]:
+    """The table of rows in order, each ``_like`` resolved against the rows before it."""
+    out: dict[str, Profile] = {}
+    for r in rows:
+        p = replace(out[r.base], **r.changes) if isinstance(r, _Like) else r
+        out[p.name] = p
+    return tuple(out.values())
+
+
+PROFILES: tuple[Profile, ...] = _build((
     Profile(
         id=0,
         name="sd-turbo",
+        note='default (1-bit id)',
         description="SD-Turbo (SD 2.1 distilled), 512 px, 1-4 steps: the fast default",
         model="stabilityai/sd-turbo",
         revision="1681ed09e0cff58eeb41e878a49893228b78b94c",  # fixtures/hub/stabilityai--sd-turbo.json
@@ -190,16 +239,23 @@ PROFILES: tuple[Profile, ...] = (
         # 'stability-ai-community-license-agreement', and the repo's own commit
         # https://huggingface.co/stabilityai/sd-turbo/commit/b261bac6fd2cf515557d5d0707481eafa0485ec2 points commercial
         # users to stability.ai/license instead of /membership: the terms may have moved on from this release's
-        license="sai-nc-community (Stability AI non-commercial research community licence)",
+        license=_SAI_NC,
     ),
     Profile(
-        id=classic.PROFILE_ID,
-        name=classic.NAME,
+        id=1,
+        name="classic",
         description="no neural model: pixel and image modes by classical upsampling and deblocking",
         model=None,
         encoder=EncoderDefaults(auto_ladder=AUTO_CLASSIC),
-        modes={m: ModeConfig(Pipeline.CLASSIC, upsample=u, smooth=s) for m, (u, s) in classic.RENDER.items()},
+        # the guidance upsampled to the coded size (spec §7.4, §8.3) with each mode's filter and smoothing; text
+        # mode has no guidance to show, so this row refuses it
+        modes={
+            "pixel": ModeConfig(Pipeline.CLASSIC, upsample="bicubic", smooth=0.35),
+            "image": ModeConfig(Pipeline.CLASSIC, upsample="lanczos", smooth=0.0),
+            "full": ModeConfig(Pipeline.CLASSIC, upsample="lanczos", smooth=0.0),
+        },
         license="none (no model)",
+        note="pixel, image, full decoded by classical upsampling; text refused",
     ),
     Profile(
         id=2,
@@ -213,7 +269,7 @@ PROFILES: tuple[Profile, ...] = (
         scheduler_kwargs={"timestep_spacing": "trailing"},
         # licence: https://huggingface.co/stabilityai/sdxl-turbo/tree/b0ff6e8c8d37d300d650d5f371c80d8bce29de92
         # ('License: sai-nc-community')
-        license="sai-nc-community (Stability AI non-commercial research community licence)",
+        license=_SAI_NC,
     ),
     Profile(
         id=3,
@@ -233,6 +289,7 @@ PROFILES: tuple[Profile, ...] = (
     Profile(
         id=4,
         name="realvisxl-v4",
+        note="CMC-Bench's decoder",
         description="RealVisXL V4.0 (CMC-Bench's decoder), 1024 px, 40 steps, CFG 7",
         model="SG161222/RealVisXL_V4.0",
         revision="26dfe44930964cd70d0a817b6d1cc945c130e38d",  # fixtures/hub/SG161222--RealVisXL_V4.0.json
@@ -242,28 +299,21 @@ PROFILES: tuple[Profile, ...] = (
         # licence: https://huggingface.co/SG161222/RealVisXL_V4.0/commits/main/vae ('License: openrail++')
         license="openrail++",
     ),
-)
-# Tiny-autoencoder variants: the turbo rows with TAESD / TAESDXL decoding the latents (own ids: other pixels)
-_BASE = {p.name: p for p in PROFILES}
-# licence: not shown on a stored page of madebyollin/taesd; a stored conversion of taesdxl
-# (https://huggingface.co/julienkay/taesdxl/commit/d0d7acfbfe0d070236203d8c8dd7f0f9289cf563) carries 'license: mit'
-_TAESD_LICENSE = "; madebyollin/taesd: mit"
-PROFILES += (
-    replace(_BASE["sd-turbo"], id=5, name="sd-turbo-taesd", vae="madebyollin/taesd",
-            vae_revision="931366cc24b8bc15d6f682fa2e0352f1deec397b",  # fixtures/hub/madebyollin--taesd.json
-            description="sd-turbo with the tiny autoencoder TAESD: the fastest decoder, slightly softer detail",
-            license=_BASE["sd-turbo"].license + _TAESD_LICENSE),
-    replace(_BASE["sdxl-turbo"], id=6, name="sdxl-turbo-taesd", vae="madebyollin/taesdxl",
-            vae_revision="b581b405a4be617b15c80368c62b65c2fea5495d",  # fixtures/hub/madebyollin--taesdxl.json
-            description="sdxl-turbo with the tiny autoencoder TAESDXL",
-            license=_BASE["sdxl-turbo"].license + _TAESD_LICENSE.replace("taesd:", "taesdxl:")),
-)
-# CMC-Bench's other decoders that diffusers loads without remote code, restoration decoders for the image and
-# full modes, and today's few-step families. Steps and guidance follow each model card's recommendation.
-PROFILES += (
+    # Tiny-autoencoder variants: the turbo rows with TAESD / TAESDXL decoding the latents (own ids: other pixels)
+    _like("sd-turbo", id=5, name="sd-turbo-taesd", vae="madebyollin/taesd",
+          vae_revision="931366cc24b8bc15d6f682fa2e0352f1deec397b",  # fixtures/hub/madebyollin--taesd.json
+          description="sd-turbo with the tiny autoencoder TAESD: the fastest decoder, slightly softer detail",
+          license=_SAI_NC + "; madebyollin/taesd: mit", note="sd-turbo with the tiny autoencoder"),
+    _like("sdxl-turbo", id=6, name="sdxl-turbo-taesd", vae="madebyollin/taesdxl",
+          vae_revision="b581b405a4be617b15c80368c62b65c2fea5495d",  # fixtures/hub/madebyollin--taesdxl.json
+          description="sdxl-turbo with the tiny autoencoder TAESDXL",
+          license=_SAI_NC + "; madebyollin/taesdxl: mit", note="sdxl-turbo with the tiny autoencoder"),
+    # CMC-Bench's other decoders that diffusers loads without remote code, restoration decoders for the image
+    # and full modes, and today's few-step families. Steps and guidance follow each model card's recommendation.
     Profile(
         id=7,
         name="playground-v2.5",
+        note='CMC-Bench decoder; EDM scheduler',
         description="Playground v2.5 (SDXL architecture, EDM noise schedule), 1024 px, 30 steps, CFG 3",
         model="playgroundai/playground-v2.5-1024px-aesthetic",
         revision="1e032f13f2fe6db2dc49947dbdbd196e753de573",  # fixtures/hub/playgroundai--playground-v2.5-*.json
@@ -277,6 +327,7 @@ PROFILES += (
     Profile(
         id=8,
         name="playground-v2",
+        note='CMC-Bench decoder',
         description="Playground v2 (SDXL architecture), 1024 px, 30 steps, CFG 3",
         model="playgroundai/playground-v2-1024px-aesthetic",
         revision="d15bca2ba750fe73e309f3bf0639285ae7925b41",  # fixtures/hub/playgroundai--playground-v2-*.json
@@ -290,6 +341,7 @@ PROFILES += (
     Profile(
         id=9,
         name="ssd-1b",
+        note='CMC-Bench decoder',
         description="Segmind SSD-1B (SDXL distilled to 1.3B UNet), 1024 px, 30 steps, CFG 5",
         model="segmind/SSD-1B",
         revision="60987f37e94cd59c36b1cba832b9f97b57395a10",  # fixtures/hub/segmind--SSD-1B.json
@@ -303,6 +355,7 @@ PROFILES += (
     Profile(
         id=10,
         name="sdxl-base",
+        note='CMC-Bench decoder',
         description="Stable Diffusion XL 1.0 base, 1024 px, 30 steps, CFG 5",
         model="stabilityai/stable-diffusion-xl-base-1.0",
         revision="462165984030d82259a11f4367a4eed129e94a7b",  # fixtures/hub/stabilityai--stable-diffusion-xl-*.json
@@ -316,6 +369,7 @@ PROFILES += (
     Profile(
         id=11,
         name="dreamlike-photoreal-2",
+        note='CMC-Bench decoder',
         description="Dreamlike Photoreal 2.0 (SD 1.5 fine-tune), 768 px, 25 DPM-Solver++ steps, CFG 7.5",
         model="dreamlike-art/dreamlike-photoreal-2.0",
         revision="d9e27ac81cfa72def39d74ca673219c349f0a0d5",  # fixtures/hub/dreamlike-art--*.json
@@ -330,6 +384,7 @@ PROFILES += (
     Profile(
         id=12,
         name="instruct-pix2pix",
+        note='image and full only',
         description="InstructPix2Pix: the reference edited by an instruction, 512 px, 20 steps, CFG 7.5, "
                     "image guidance 1.5",
         model="timbrooks/instruct-pix2pix",
@@ -351,6 +406,7 @@ PROFILES += (
     Profile(
         id=13,
         name="sd15-tile",
+        note='image and full only',
         description="SD 1.5 with ControlNet 1.1 tile: the reference as img2img start and tile condition, "
                     "512 px, 20 steps at strength 0.75, CFG 7.5",
         model="stable-diffusion-v1-5/stable-diffusion-v1-5",
@@ -371,6 +427,7 @@ PROFILES += (
     Profile(
         id=14,
         name="sd-x4-upscaler",
+        note='image and full only; reference at most 1/4 size',
         description="SD x4 upscaler: a reference coded at a quarter of the size restored 4x, 768 px out, "
                     "20 steps, CFG 7.5, noise level 20",
         model="stabilityai/stable-diffusion-x4-upscaler",
@@ -392,6 +449,7 @@ PROFILES += (
     Profile(
         id=15,
         name="flux-schnell",
+        note='prompt up to 256 T5 tokens',
         description="FLUX.1 [schnell] (12B rectified-flow transformer, T5-XXL), 1024 px, 4 steps, no guidance",
         model="black-forest-labs/FLUX.1-schnell",
         modes=_fast_modes(4),
@@ -409,6 +467,7 @@ PROFILES += (
     Profile(
         id=16,
         name="sd35-large-turbo",
+        note='prompt up to 256 T5 tokens',
         description="Stable Diffusion 3.5 Large Turbo (8B MMDiT, CLIP-L/G + T5-XXL), 1024 px, 4 steps, no guidance",
         model="stabilityai/stable-diffusion-3.5-large-turbo",
         modes=_fast_modes(4),
@@ -425,6 +484,7 @@ PROFILES += (
     Profile(
         id=17,
         name="sana-sprint",
+        note='prompt up to 300 Gemma tokens',
         description="SANA-Sprint 1.6B (linear DiT, Gemma-2 text encoder, 32x DC-AE), 1024 px, 2 steps",
         model="Efficient-Large-Model/Sana_Sprint_1.6B_1024px_diffusers",
         # guidance is an embedding input of the distilled model, not CFG. Its SCM schedule has a fixed middle
@@ -439,15 +499,11 @@ PROFILES += (
         license="NSCL v2-custom (NVIDIA); Gemma terms of use",
         prompt_tokens=300,
     ),
-)
-
-# The SDXL restoration decoder: SDXL base with a tile ControlNet (xinsir's, published in diffusers' layout,
-# config.json + diffusion_pytorch_model.safetensors; a ControlNetModel, so the SD 1.5 tile row's path serves it
-# with SDXL's pipeline class). Strength and conditioning scale as sd15-tile; steps and CFG as sdxl-base.
-_BASE = {p.name: p for p in PROFILES}
-PROFILES += (
-    replace(
-        _BASE["sdxl-base"],
+    # The SDXL restoration decoder: SDXL base with a tile ControlNet (xinsir's, published in diffusers' layout,
+    # config.json + diffusion_pytorch_model.safetensors; a ControlNetModel, so the SD 1.5 tile row's path serves
+    # it with SDXL's pipeline class). Strength and conditioning scale as sd15-tile; steps and CFG as sdxl-base.
+    _like(
+        "sdxl-base",
         id=18,
         name="sdxl-tile",
         description="SDXL base with xinsir's tile ControlNet: the reference as img2img start and tile condition, "
@@ -462,15 +518,14 @@ PROFILES += (
         # licences: https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0/commits/e13090c13ae930dcf52991bec9e88547f0470ff9/.gitattributes
         # ('License: openrail++') and https://huggingface.co/xinsir/controlnet-tile-sdxl-1.0/tree/1ae8d9529efe58f7362a987363ff86a7904dc84f
         # ('License: apache-2.0')
-        license=_BASE["sdxl-base"].license + "; xinsir/controlnet-tile-sdxl-1.0: apache-2.0",
+        license="openrail++; xinsir/controlnet-tile-sdxl-1.0: apache-2.0",
+        note="image and full only",
     ),
-)
+))
 
 PROFILES_BY_ID: dict[int, Profile] = {p.id: p for p in PROFILES}
 PROFILES_BY_NAME: dict[str, Profile] = {p.name: p for p in PROFILES}
 DEFAULT_PROFILE = "sd-turbo"
-if {p.id: p.name for p in PROFILES} != PROFILE_NAMES or len(PROFILES_BY_NAME) != len(PROFILES):
-    raise RuntimeError("profile rows and core.ids.PROFILE_NAMES disagree: every row needs its own id there (spec §4.4)")
 
 
 # Profile fields that decide a file's decoded pixels (spec §4.4: changing one of a row that has an id needs a
@@ -498,6 +553,22 @@ def decode_fields(p: Profile) -> dict[str, Any]:
     return out
 
 
+def spec_table() -> str:
+    """Spec §4.4's table of registered rows, generated from PROFILES (fixtures/make_golden.py writes it into
+    spec/bitstream.md; tests/test_golden.py checks the two agree)."""
+    lines = ["| id | name | model | notes |", "|---|---|---|---|"]
+    for p in PROFILES:
+        models = " + ".join(m for m in (p.model, p.vae, p.controlnet) if m) or "none"
+        lines.append(f"| {p.id} | {p.name} | {models} | {p.note} |".replace("|  |", "| |"))
+    return "\n".join(lines) + "\n"
+
+
+def name_of(profile_id: int) -> str:
+    """The name of a profile id (``unknown-<id>`` for one no row has)."""
+    p = PROFILES_BY_ID.get(profile_id)
+    return p.name if p else f"unknown-{profile_id}"
+
+
 def get_profile(key: str | int | Profile | None) -> Profile:
     """Profile by name or id (None gives the default); unknown keys raise ProfileError."""
     if isinstance(key, Profile):
@@ -510,22 +581,39 @@ def get_profile(key: str | int | Profile | None) -> Profile:
     return p
 
 
+def row_problem(p: Profile) -> str | None:
+    """What makes a row unusable (its encoder data, its modes), or None."""
+    e = p.encoder
+    if not 0 <= e.caption_pct <= 100:
+        return f"caption_pct must be 0..100; found {e.caption_pct}"
+    bpps = [b for b, _ in e.auto_ladder]
+    if not bpps or bpps != sorted(bpps, reverse=True) or bpps[-1] != 0.0:
+        return "auto_ladder needs bpp thresholds from highest down to 0.0"
+    if not any(m in p.modes for _, m in e.auto_ladder):  # modes the row cannot decode are skipped
+        return "auto_ladder names no mode the row decodes"
+    if not p.modes:
+        return "the row decodes no mode"
+    for m, mc in p.modes.items():
+        if m not in MODE_SECTIONS:
+            return f"unknown mode {m!r}: expected one of {', '.join(MODE_SECTIONS)}"
+        if mc.pipeline in MODEL_FREE and not set(MODE_SECTIONS[m]) - {SECTION_IDS["caption"]}:
+            return f"a model-free pipeline needs guidance; {m} mode has none"
+        if mc.pipeline not in MODEL_FREE and not p.model:
+            return f"{m} mode runs a {mc.pipeline.value} pipeline but the row names no model"
+    if p.prompt_tokens < 3:
+        return "prompt_tokens must leave room for a caption"
+    return None
+
+
 def _check_rows() -> None:
-    """Each row's encoder data is usable: raised at import, so a bad row fails every test at once."""
+    """Every built-in row is usable and has its own id and name: raised at import, so a bad row fails every
+    test at once."""
+    if len(PROFILES_BY_ID) != len(PROFILES) or len(PROFILES_BY_NAME) != len(PROFILES):
+        raise RuntimeError("two profile rows share an id or a name (spec §4.4: ids are never reused)")
     for p in PROFILES:
-        e = p.encoder
-        if not 0 <= e.caption_pct <= 100:
-            raise RuntimeError(f"profile {p.name}: caption_pct must be 0..100; found {e.caption_pct}")
-        bpps = [b for b, _ in e.auto_ladder]
-        if not bpps or bpps != sorted(bpps, reverse=True) or bpps[-1] != 0.0:
-            raise RuntimeError(f"profile {p.name}: auto_ladder needs bpp thresholds from highest down to 0.0")
-        if not any(m in p.modes for _, m in e.auto_ladder):  # modes the row cannot decode are skipped
-            raise RuntimeError(f"profile {p.name}: auto_ladder names no mode the row decodes")
-        if p.prompt_tokens < 3:
-            raise RuntimeError(f"profile {p.name}: prompt_tokens must leave room for a caption")
-        if p.id != classic.PROFILE_ID and any(mc.pipeline is Pipeline.CLASSIC for mc in p.modes.values()):
-            # codec.decode sends model-free files to core.classic by profile id: no other row may be model-free
-            raise RuntimeError(f"profile {p.name}: only the classic row (id {classic.PROFILE_ID}) decodes model-free")
+        why = row_problem(p)
+        if why:
+            raise RuntimeError(f"profile {p.name}: {why}")
 
 
 _check_rows()

@@ -503,8 +503,8 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
     _offline(offline)
     _quiet_libraries()
     from . import codec, runs
-    from .distributed import device as dist_device
     from .core.profiles import get_profile
+    from .distributed import device as dist_device
 
     try:
         if caption is not None and caption_file is not None:

@@ -16,6 +16,7 @@ from . import __version__
 from .core import ids
 from .core.bitstream import MAX_SEED
 from .core.errors import CmcodecError, ConfigError, ModelError
+from .core.limits import limits_from_env
 from .media.fileio import list_files
 from .models.loading import COMPILE_MODES
 from .runs import JSON_FIELDS, Item, Result, record
@@ -521,7 +522,7 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
         enc_opts = codec.EncodeOptions(i2t=i2t_model, device=dist_device(device), dtype=dtype,
                                        accel=_accel(compile_mode, False),
                                        caption_words=words or get_profile(profile).encoder.caption_words,
-                                       ref_codec=ref_codec)
+                                       ref_codec=ref_codec, limits=limits_from_env())
         run = runs.EncodeRun(mode=mode, profile=profile, seed=seed, bpp=bpp, max_bytes=max_bytes, caption=caption,
                              captions=captions, caption_file=caption_file, options=enc_opts, batch_size=batch_size,
                              force=force, folder=folder)
@@ -563,7 +564,8 @@ def decode(input: Path, output: Path | None, device: str | None, dtype: str | No
     try:
         items = runs.decode_items(input, output)
         opts = codec.DecodeOptions(device=dist_device(device), dtype=dtype, model_path=model_paths or None,
-                                   vae_path=vae_paths or None, accel=_accel(compile_mode, channels_last))
+                                   vae_path=vae_paths or None, accel=_accel(compile_mode, channels_last),
+                                   limits=limits_from_env())
         run = runs.DecodeRun(options=opts, batch_size=batch_size, force=force, folder=input.is_dir())
     except CmcodecError as e:
         _fail(e)
@@ -576,12 +578,13 @@ def _info_dict(path: Path, verify: bool = False) -> dict:
     from .core.bitstream import read_header
     from .media.fileio import read_input
 
-    data = read_input(path)
+    limits = limits_from_env()
+    data = read_input(path, limits.max_file_bytes)
     if verify:
         from .codec import validate
 
-        validate(data)
-    h = read_header(data)
+        validate(data, limits)
+    h = read_header(data, limits)
     sections = []
     caption = None
     for s in h.sections:

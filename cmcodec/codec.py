@@ -6,6 +6,7 @@ BudgetError names the smallest file that could be made.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -17,11 +18,13 @@ from PIL import Image
 
 from .core import bitstream, classic, guidance, ids, textcode
 from .core.bitstream import DEFAULT_LIMITS, Limits, Section
+from .core.limits import check_image
 from .core.errors import (
     BudgetError,
     CmcodecError,
     CodecUnavailableError,
     ConfigError,
+    LimitError,
     ModelError,
     ProfileError,
     UnknownCoderError,
@@ -435,10 +438,28 @@ def _words_to_ask(prof: Profile, mode: str, budget: int | None, opts: EncodeOpti
     return max(default, min(caption_word_limit(prof, mode), math.floor(part / BYTES_PER_WORD)))
 
 
+@contextlib.contextmanager
+def _memory_bounded(what: str) -> Iterator[None]:
+    """A MemoryError (the machine has less memory than the limits allow for) as a one-line LimitError."""
+    try:
+        yield
+    except MemoryError:
+        raise LimitError(f"out of memory {what}: lower the input's size, or give this process more memory than the "
+                         "limits allow for (core.limits)") from None
+
+
 def encode_result(image: object, *, mode: str = "text", caption: str | None = None, bpp: float | None = None,
                   max_bytes: int | None = None, profile: str | int | Profile | None = None, seed: int = 0,
                   options: EncodeOptions | None = None) -> EncodeResult:
     """Encode an image; returns the file with the mode and caption chosen (arguments as ``encode``)."""
+    with _memory_bounded("encoding an image"):
+        return _encode_result(image, mode=mode, caption=caption, bpp=bpp, max_bytes=max_bytes, profile=profile,
+                              seed=seed, options=options)
+
+
+def _encode_result(image: object, *, mode: str, caption: str | None, bpp: float | None, max_bytes: int | None,
+                   profile: str | int | Profile | None, seed: int, options: EncodeOptions | None) -> EncodeResult:
+    """encode_result's work."""
     opts = options or EncodeOptions()
     if mode not in MODES_AUTO:
         raise ConfigError(f"unknown mode {mode!r}: expected one of {', '.join(MODES_AUTO)}")
@@ -596,6 +617,7 @@ def validate(data: bytes, limits: Limits = DEFAULT_LIMITS) -> bitstream.Header:
 
 def _prepare(header: bitstream.Header, limits: Limits) -> tuple[Profile, str, Image.Image | None]:
     """Everything a neural decode needs before any model runs: profile, caption and guidance image."""
+    check_image(header.width, header.height, limits, "decoded image")  # the decode budget (spec §9.1) first
     prof = get_profile(header.profile_id)
     prof.mode(header.mode)
     sec = header.section("caption")
@@ -607,7 +629,7 @@ def _model_free(header: bitstream.Header, limits: Limits) -> Image.Image | None:
     """The image of a file whose row decodes its mode without a model (core.classic), else None: the one
     dispatch of decode and decode_many, on the row's pipeline for the mode (never on a profile id)."""
     mc = get_profile(header.profile_id).mode(header.mode)
-    return classic.decode(header, mc, limits.max_caption_chars) if mc.pipeline in MODEL_FREE else None
+    return classic.decode(header, mc, limits) if mc.pipeline in MODEL_FREE else None
 
 
 def decode(data: bytes, options: DecodeOptions | None = None) -> Image.Image:
@@ -618,16 +640,17 @@ def decode(data: bytes, options: DecodeOptions | None = None) -> Image.Image:
     """
     opts = options or DecodeOptions()
     header = bitstream.read_header(data, opts.limits)
-    done = _model_free(header, opts.limits)  # normative: core alone decodes it
-    if done is not None:
-        return done
-    prof, caption, init = _prepare(header, opts.limits)  # the row's model decodes it (cmcodec.models)
-    from .models import t2i
+    with _memory_bounded("decoding a file"):
+        done = _model_free(header, opts.limits)  # normative: core alone decodes it
+        if done is not None:
+            return done
+        prof, caption, init = _prepare(header, opts.limits)  # the row's model decodes it (cmcodec.models)
+        from .models import t2i
 
-    model_path, vae_path = opts.folders(prof)
-    return t2i.generate(prof, header.mode, caption=caption, init=init, width=header.width,
-                        height=header.height, seed=header.seed, device=opts.device, model_path=model_path,
-                        dtype=opts.dtype, vae_path=vae_path, accel=_accel(opts))
+        model_path, vae_path = opts.folders(prof)
+        return t2i.generate(prof, header.mode, caption=caption, init=init, width=header.width,
+                            height=header.height, seed=header.seed, device=opts.device, model_path=model_path,
+                            dtype=opts.dtype, vae_path=vae_path, accel=_accel(opts))
 
 
 def decode_many(datas: Iterable[bytes], options: DecodeOptions | None = None, *,
@@ -670,9 +693,10 @@ def decode_many(datas: Iterable[bytes], options: DecodeOptions | None = None, *,
     for i, data in enumerate(datas):
         try:
             header = bitstream.read_header(data, opts.limits)
-            done = _model_free(header, opts.limits)  # as in decode
-            if done is None:
-                prof, caption, init = _prepare(header, opts.limits)
+            with _memory_bounded("decoding a file"):
+                done = _model_free(header, opts.limits)  # as in decode
+                if done is None:
+                    prof, caption, init = _prepare(header, opts.limits)
         except CmcodecError as e:
             yield i, e
             continue

@@ -35,6 +35,7 @@ from PIL import Image, ImageFile
 
 from .core import bitstream, textcode
 from .core.errors import CmcodecError, ConfigError
+from .core.limits import check_image
 
 FORMAT, EXTENSION, MIME = bitstream.FORMAT_NAME, bitstream.EXTENSION, bitstream.MIME
 MAX_FILE_BYTES = 64 * 1024 * 1024  # the CLI's input limit (media.fileio.read_input): header read once, whole
@@ -102,8 +103,12 @@ class CmcImageFile(ImageFile.ImageFile):
         if len(data) > MAX_FILE_BYTES:
             raise _pillow_error(ConfigError(f"file of more than {MAX_FILE_BYTES} bytes exceeds the .cmc input "
                                             "limit"))
+        dec = _options["decode"]
+        limits = dec.limits if dec is not None else bitstream.DEFAULT_LIMITS
         try:
-            h = bitstream.read_header(data)
+            h = bitstream.read_header(data, limits)
+            # the decode budget (spec §9.1) refuses at open, as Pillow's own guard does for other formats
+            check_image(h.width, h.height, limits, "decoded image")
         except CmcodecError as e:
             raise _pillow_error(e) from None
         caption = None

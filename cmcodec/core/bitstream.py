@@ -35,7 +35,7 @@ from .errors import (
     UnknownSectionError,
     UnsupportedVersionError,
 )
-from .limits import MAX_CAPTION_CHARS
+from .limits import DEFAULT_LIMITS, Limits  # re-exported: callers import them from here too
 
 MAGIC = 0xCC  # spec §2: not a valid first byte of UTF-8 text or of the common image formats
 # how the format is named where files are listed and served (Pillow's format registry, file dialogs)
@@ -59,19 +59,6 @@ def has_magic(prefix: bytes) -> bool:
     return prefix[:1] == bytes([MAGIC])
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Reader limits, checked before anything is allocated (spec §3); raise them for trusted input only."""
-
-    max_width: int = 16384
-    max_height: int = 16384
-    max_pixels: int = 16384 * 16384
-    max_section_bytes: int = 16 * 1024 * 1024
-    max_file_bytes: int = 64 * 1024 * 1024
-    max_caption_chars: int = MAX_CAPTION_CHARS  # spec §6.1 caps it; a reader may lower it
-
-
-DEFAULT_LIMITS = Limits()
 
 
 @dataclass(frozen=True)

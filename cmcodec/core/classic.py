@@ -12,6 +12,7 @@ from __future__ import annotations
 from PIL import Image
 
 from . import bitstream, guidance, textcode
+from .limits import Limits, check_image
 from .profiles import MODEL_FREE, ModeConfig
 
 
@@ -28,14 +29,16 @@ def guidance_image(header: bitstream.Header, upsample: str, smooth: float) -> Im
     return None
 
 
-def decode(header: bitstream.Header, mc: ModeConfig, max_caption_chars: int) -> Image.Image:
+def decode(header: bitstream.Header, mc: ModeConfig, limits: Limits) -> Image.Image:
     """Decode a file whose header has been read, with its row's settings for its mode (a model-free
-    pipeline): its caption is checked (as every decoder checks the sections it reads), not shown."""
+    pipeline): its output size is checked against the decode budget (spec §9.1) before anything is decoded,
+    its caption is checked (as every decoder checks the sections it reads), not shown."""
     if mc.pipeline not in MODEL_FREE:  # codec.decode dispatches on the pipeline; a bug if not
         raise RuntimeError(f"core.classic got a {mc.pipeline.value} mode")
+    check_image(header.width, header.height, limits, "decoded image")
     sec = header.section("caption")
     if sec is not None:
-        textcode.decode(sec.payload, sec.coder_id, max_caption_chars)
+        textcode.decode(sec.payload, sec.coder_id, limits.max_caption_chars)
     out = guidance_image(header, mc.upsample, mc.smooth)
     if out is None:  # a model-free row decodes only modes with guidance
         raise RuntimeError(f"{header.mode}-mode file without guidance reached the model-free decoder")

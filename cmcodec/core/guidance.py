@@ -86,11 +86,19 @@ def _med(q: np.ndarray, y: int, x: int) -> int:
 
 
 def _cells(image: Image.Image, width: int, height: int, block: int) -> np.ndarray:
-    """Mean YCbCr of each block (area average), shape (gh, gw, 3), floats 0..255."""
+    """Mean YCbCr of each block (area average), shape (gh, gw, 3), floats 0..255. One row of blocks at a time,
+    summed as integers (exact, so the same means as any order of summation): the working set is a band of
+    block rows, not a float copy of the image (spec §9.1 bounds an encoder's memory too)."""
     gw, gh = grid_size(width, height, block)
-    ycc = np.asarray(image.convert("RGB").convert("YCbCr"), dtype=np.float64)
-    pad = np.pad(ycc, ((0, gh * block - height), (0, gw * block - width), (0, 0)), mode="edge")
-    return pad.reshape(gh, block, gw, block, 3).mean(axis=(1, 3))
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    out = np.empty((gh, gw, 3), dtype=np.float64)
+    for gy in range(gh):
+        y0, y1 = gy * block, min(height, (gy + 1) * block)
+        band = np.asarray(rgb.crop((0, y0, width, y1)).convert("YCbCr"))
+        band = np.pad(band, ((0, block - (y1 - y0)), (0, gw * block - width), (0, 0)), mode="edge")
+        sums = band.reshape(block, gw, block, 3).sum(axis=(0, 2), dtype=np.int64)
+        out[gy] = sums / (block * block)
+    return out
 
 
 def encode_pixel_map(image: Image.Image, params: PixelParams = PixelParams()) -> bytes:
@@ -153,15 +161,47 @@ def decode_pixel_map(payload: bytes, width: int, height: int) -> tuple[PixelPara
     return params, grid
 
 
+# Rendering works in horizontal strips (spec §9.1): the whole output (the file's size, within the decode budget
+# of core.limits) is the only full-size buffer; each strip is resampled from the part of the source it needs
+# (Pillow's resize box keeps the filter taps outside the box, so a strip equals those rows of a whole-image
+# resize) and blurred with margins wide enough that its rows equal those of a whole-image blur.
+_BOX_PAD = 8  # grid rows a strip's resize box takes beyond the rows it needs
+STRIP_PIXELS = 1 << 22  # pixels of a strip's working set beyond its margins (16 MiB as Pillow holds RGB)
+
+
+def _blur_margin(radius: float) -> int:
+    """Rows a Gaussian blur of this radius reaches: Pillow runs three box blurs of at most radius + 1 each."""
+    return 3 * (math.ceil(radius) + 2) if radius > 0 else 0
+
+
+def _strips(width: int, height: int, margin: int) -> list[tuple[int, int]]:
+    """Row ranges [y0, y1) covering height, each about STRIP_PIXELS pixels and never thinner than its margin."""
+    rows = max(64, 2 * margin, STRIP_PIXELS // max(1, width))  # margins cost at most twice the strip
+    return [(y, min(height, y + rows)) for y in range(0, height, rows)]
+
+
 def render_pixel_map(grid: np.ndarray, params: PixelParams, width: int, height: int,
                      upsample: str = "bicubic", smooth: float = 0.0) -> Image.Image:
-    """Upsample a decoded grid to the original size: cell centres on block centres (spec §7.4)."""
+    """Upsample a decoded grid to the original size: cell centres on block centres (spec §7.4), strip by strip
+    (exactly the pixels of resizing the whole grid to grid * block, cropping to width x height, blurring)."""
     gh, gw, _ = grid.shape
+    block = params.block
     small = Image.fromarray(grid, "YCbCr").convert("RGB")
-    big = small.resize((gw * params.block, gh * params.block), _RESAMPLE[upsample])
-    out = big.crop((0, 0, width, height))
-    if smooth > 0:
-        out = out.filter(ImageFilter.GaussianBlur(smooth * params.block))
+    radius = smooth * block if smooth > 0 else 0.0
+    margin = _blur_margin(radius)
+    out = Image.new("RGB", (width, height))
+    for y0, y1 in _strips(width, height, margin):
+        # the rows the blur of [y0, y1) reads, and the grid rows their resize reads (the box is in whole cells,
+        # so its filter taps are the whole-image resize's)
+        a, b = max(0, y0 - margin), min(height, y1 + margin)
+        # whole grid rows around them, with _BOX_PAD rows more each side: Pillow computes a box of very few rows
+        # differently (1 in 256 off), never one this wide
+        s0, s1 = max(0, a // block - _BOX_PAD), min(gh, -(-b // block) + _BOX_PAD)
+        part = small.resize((gw * block, (s1 - s0) * block), _RESAMPLE[upsample], box=(0, s0, gw, s1))
+        part = part.crop((0, a - s0 * block, width, b - s0 * block))
+        if radius:
+            part = part.filter(ImageFilter.GaussianBlur(radius))
+        out.paste(part.crop((0, y0 - a, width, y1 - a)), (0, y0))
     return out
 
 
@@ -420,8 +460,16 @@ def decode_image_ref(payload: bytes, coder_id: int, width: int, height: int) -> 
 
 def render_image_ref(ref: Image.Image, width: int, height: int, upsample: str = "lanczos",
                      smooth: float = 0.0) -> Image.Image:
-    """Upscale a decoded reference to the original size."""
+    """Upscale a decoded reference to the original size. Pillow's resize holds the output and an intermediate
+    of the reference's height only; a smoothing blur runs in strips with margins (spec §9.1 bounds)."""
     out = ref.resize((width, height), _RESAMPLE[upsample])
-    if smooth > 0:
-        out = out.filter(ImageFilter.GaussianBlur(smooth * width / ref.size[0]))
-    return out
+    if smooth <= 0:
+        return out
+    radius = smooth * width / ref.size[0]
+    margin = _blur_margin(radius)
+    blurred = Image.new("RGB", (width, height))
+    for y0, y1 in _strips(width, height, margin):
+        a, b = max(0, y0 - margin), min(height, y1 + margin)
+        part = out.crop((0, a, width, b)).filter(ImageFilter.GaussianBlur(radius))
+        blurred.paste(part.crop((0, y0 - a, width, y1 - a)), (0, y0))
+    return blurred

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import io
 import os
 from pathlib import Path
@@ -11,6 +10,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..core.bitstream import DEFAULT_LIMITS, Limits
+from ..core.limits import check_image
 from ..core.errors import ImageInputError, LimitError
 
 
@@ -67,7 +67,6 @@ def load_image(src: object, limits: Limits = DEFAULT_LIMITS) -> Image.Image:
                 raise ImageInputError(f"{name}: expected an image file, found {found}")
         else:
             raise ImageInputError(f"expected an image path, bytes, PIL image or array, found {type(src).__name__}")
-        _raise_pillow_guard()
         try:
             img = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
             _check_size(name, img.size, limits)  # from the header, before any pixel is decoded
@@ -76,7 +75,8 @@ def load_image(src: object, limits: Limits = DEFAULT_LIMITS) -> Image.Image:
                 raise ImageInputError(f"{name}: animated image with {n_frames} frames; cmcodec codes still "
                                       "images (extract one frame first)")
             img.load()
-        except Image.DecompressionBombError as e:  # only with limits raised above Pillow's process-wide guard
+        except Image.DecompressionBombError as e:  # only with limits raised above Pillow's process-wide guard,
+            # which is the application's setting: cmcodec never changes it (core.limits)
             raise LimitError(f"{name}: image exceeds Pillow's pixel limit ({e}); raise PIL.Image.MAX_IMAGE_PIXELS "
                              "as well to read it") from None
         except UnidentifiedImageError:
@@ -99,14 +99,4 @@ def _check_size(name: str, size: tuple[int, int], limits: Limits) -> None:
     if w > limits.max_width or h > limits.max_height or w * h > limits.max_pixels:
         raise LimitError(f"{name}: image {w}x{h} exceeds the limits ({limits.max_width}x{limits.max_height}, "
                          f"{limits.max_pixels} pixels)")
-
-
-@functools.cache
-def _raise_pillow_guard() -> None:
-    """Pillow's decompression-bomb guard (a process-wide setting) refuses images above 2 x
-    Image.MAX_IMAGE_PIXELS inside Image.open, before cmcodec sees the size. Raise it once so that it never
-    refuses what the default limits allow, never lower it, and never change it per call: the limits
-    argument is checked from the header instead (_check_size), which is thread-safe."""
-    guard = Image.MAX_IMAGE_PIXELS
-    if guard is not None and 2 * guard < DEFAULT_LIMITS.max_pixels:
-        Image.MAX_IMAGE_PIXELS = DEFAULT_LIMITS.max_pixels
+    check_image(w, h, limits, name)  # the budget of an image held in memory (core.limits)

@@ -400,8 +400,8 @@ def _report(items: list[Item], results: Callable[[list[Item]], Iterator[Result]]
                 bar.write(res.line)
     dump()
     if not single:
-        click.echo(f"cmcodec: {tag()}{what}: {counts['written']} written, {counts['redone']} redone (an output that "
-                   f"did not verify), {counts['skipped']} skipped (output exists and verifies), {len(failed)} failed",
+        click.echo(f"cmcodec: {tag()}{what}: {counts['written']} written, {counts['redone']} redone (options or output "
+                   f"changed), {counts['skipped']} skipped (made with these options), {len(failed)} failed",
                    err=True)
     if failed:
         click.echo(f"cmcodec: {tag()}{len(failed)} of {len(items)} files failed:", err=True)
@@ -432,7 +432,8 @@ def _speed_options(batch_help: str, compile_help: str) -> Callable[[Callable], C
 FORCE_HELP = ("Overwrite existing outputs (a folder run redoes every file). An input of the run is never "
               "overwritten.")
 JSON_HELP = ("Print a JSON list, one object per file: " + ", ".join(JSON_FIELDS) + " (status: written, redone, "
-             "skipped or failed; seconds: from the file's start, batched work shared, to its output written).")
+             "skipped or failed; reason: why an output was redone; seconds: from the file's start, batched work "
+             "shared, to its output written).")
 
 
 def _dtype_option(help_text: str) -> Callable[[Callable], Callable]:
@@ -499,8 +500,10 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
            as_json: bool) -> None:
     """Encode an image (or a folder of images) to .cmc.
 
-    A folder run resumes: an output that exists and verifies (a .cmc that reads and validates, with this
-    run's mode and profile) is skipped, one that does not verify is redone; --force redoes all."""
+    A folder run resumes: an output is reused only when its header and the folder's run record
+    (.cmcodec-run.jsonl) show it was made from this image with these options (mode, profile, budget, seed,
+    words, caption, captioner and revision, reference codec, coders); otherwise it is redone, with the reason.
+    --force redoes all. Two images of one name (a.png, a.jpg) are refused before any work."""
     _offline(offline)
     _quiet_libraries()
     from . import codec, runs
@@ -525,7 +528,7 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
                                        ref_codec=ref_codec, limits=limits_from_env())
         run = runs.EncodeRun(mode=mode, profile=profile, seed=seed, bpp=bpp, max_bytes=max_bytes, caption=caption,
                              captions=captions, caption_file=caption_file, options=enc_opts, batch_size=batch_size,
-                             force=force, folder=folder)
+                             force=force, folder=folder, output_dir=output if folder else None)
     except CmcodecError as e:
         _fail(e)
     _report(items, run.results, "encode", as_json)
@@ -535,7 +538,7 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
 @click.argument("input", type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Output image (default NAME.decoded.png beside NAME.cmc; a folder for folder input, files "
-              "NAME.png).")
+              "NAME.decoded.png).")
 @click.option("--device", help="cuda, cuda:1, cpu, ... (default: cuda when present).")
 @_dtype_option("Model precision (default: float16 on CUDA, float32 on CPU).")
 @dirs_option("--model-path", "model_paths", names=PROFILE,
@@ -553,9 +556,11 @@ def decode(input: Path, output: Path | None, device: str | None, dtype: str | No
            force: bool, as_json: bool) -> None:
     """Decode a .cmc file (or a folder of them) to an image.
 
-    A single file decodes to NAME.decoded.png beside it by default (never the encoder's input NAME.png). A
-    folder run resumes: an output that exists and verifies (an image that opens, at the file's size) is
-    skipped, one that does not is redone; --force redoes all. No output may be an input of the run."""
+    A file decodes to NAME.decoded.png (beside it, or in the -o folder of a folder run): never the encoder's
+    input NAME.png. A folder run resumes: an output is reused only when the folder's run record
+    (.cmcodec-run.jsonl) shows it was decoded from this file with this model, precision and device kind;
+    otherwise it is redone, with the reason. --force redoes all. No output may be an input of the run or an
+    image the run records list as encoded, --force or not."""
     _offline(offline)
     _quiet_libraries()
     from . import codec, runs
@@ -566,7 +571,9 @@ def decode(input: Path, output: Path | None, device: str | None, dtype: str | No
         opts = codec.DecodeOptions(device=dist_device(device), dtype=dtype, model_path=model_paths or None,
                                    vae_path=vae_paths or None, accel=_accel(compile_mode, channels_last),
                                    limits=limits_from_env())
-        run = runs.DecodeRun(options=opts, batch_size=batch_size, force=force, folder=input.is_dir())
+        folder = input.is_dir()
+        run = runs.DecodeRun(options=opts, batch_size=batch_size, force=force, folder=folder,
+                             output_dir=output if folder else None)
     except CmcodecError as e:
         _fail(e)
     _report(items, run.results, "decode", as_json)

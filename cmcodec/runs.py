@@ -2,31 +2,43 @@
 itself, yielded file by file as outcomes (``Done``) or that file's CmcodecError. The command line parses the
 options into an ``EncodeRun`` / ``DecodeRun`` and prints what ``results`` yields; nothing here prints.
 
-A run goes on past a failing file: each outcome is tied to its item's index, in whatever order the batched
-work finishes.
+How a rerun decides what to reuse (README, "How resume decides what to reuse"): every output of a folder run
+is keyed by everything that decides its bytes. The header of a ``.cmc`` holds some of it (mode, profile,
+seed), the run record ``.cmcodec-run.jsonl`` beside the outputs the rest: per output its key (the input's
+SHA-256, the budget, caption source, captioner and revision, reference codec, caption coders, library
+versions...) and the SHA-256 of the bytes written. An existing output is skipped only when its bytes are
+those recorded and the key is the one this run would write; otherwise it is redone, with the reason. An
+existing file the record does not list is refused (--force replaces it). Outputs never land on an input or
+on one another: both are refused before any work, --force or not.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
 from .core.errors import CmcodecError, ConfigError, OutputExistsError
 from .core.ids import IMAGE_SUFFIXES
-from .media.fileio import list_files, read_input, save_image, write_bytes
-
-DECODED_SUFFIX = ".decoded.png"  # decode's default: NAME.png may be the very image that was encoded
-# --json: one object per file with these keys (None where a value does not apply), in the order of the items
-JSON_FIELDS = ("input", "output", "status", "bytes", "bpp", "mode", "profile", "seconds", "error")
+from .media.fileio import append_jsonl, list_files, read_input, save_image, write_bytes
 
 if TYPE_CHECKING:  # codec (numpy, the image loaders) is imported when a run starts, not with the CLI
     from . import codec
+    from .core.bitstream import Header
+
+DECODED_SUFFIX = ".decoded.png"  # decode's output name: NAME.png may be the very image that was encoded
+RECORD = ".cmcodec-run.jsonl"  # the run record of a folder run, beside its outputs
+# --json: one object per file with these keys (None where a value does not apply), in the order of the items
+JSON_FIELDS = ("input", "output", "status", "reason", "bytes", "bpp", "mode", "profile", "seconds", "error")
 
 Item = tuple[Path, Path]  # (input, output)
 
@@ -37,7 +49,7 @@ class Done:
 
     line: str
     record: dict
-    status: str = "written"  # written, redone (an output that did not verify was replaced), skipped
+    status: str = "written"  # written; redone (options changed, or the output did; record["reason"] says); skipped
 
 
 Result = tuple[int, "Done | CmcodecError"]  # (index into the items, the outcome or that item's error)
@@ -50,27 +62,140 @@ def record(src: Path, dst: Path, status: str, **values: object) -> dict:
     return rec
 
 
-def no_input_overwritten(items: list[Item]) -> None:
-    """Refuse, --force or not, an output that is an input of this run (the file itself or another one's)."""
+def sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes (read in blocks: inputs may be large)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def no_input_overwritten(items: list[Item], protected: dict[Path, str] | None = None) -> None:
+    """Refuse, --force or not, an output that is an input of this run (the file itself or another one's), a
+    protected file (resolved path: what it is), or the output of another item."""
     inputs = {src.resolve(): src for src, _ in items}
+    outputs: dict[Path, Path] = {}
     for src, dst in items:
-        hit = inputs.get(dst.resolve())
+        rd = dst.resolve()
+        hit = inputs.get(rd)
         if hit is not None:
             raise OutputExistsError(f"{dst}: output would overwrite its own input" if hit == src else
                                     f"{dst}: output would overwrite {hit}, an input of this run")
+        if protected and rd in protected:
+            raise OutputExistsError(f"{dst}: output would overwrite {protected[rd]} (nothing was written)")
+        if rd in outputs:
+            raise OutputExistsError(f"{outputs[rd]} and {src} would both be written to {dst}: rename one of them "
+                                    "(nothing was written)")
+        outputs[rd] = src
 
 
-def plan(src: Path, dst: Path, force: bool, folder: bool, verify: Callable[[Path, Path], dict | None]) -> \
-        tuple[str, dict | None]:
-    """What to do for one output: ("written", None) for a new path or --force; in a folder run an output
-    that exists is ("skipped", its record values) when verify accepts it, else ("redone", None); a single
-    file's existing output without --force is an OutputExistsError."""
-    if force or not dst.exists():
-        return "written", None
-    if not folder:
-        raise OutputExistsError(f"{dst} exists: expected a new path (use --force to overwrite)")
-    got = verify(src, dst)
-    return ("skipped", got) if got is not None else ("redone", None)
+class RunRecord:
+    """The run record of a folder: one JSON line per output written, {output, command, key, sha256}; the last
+    line of an output wins. Processes of a sharded run append to files of their own (distributed.rank_path),
+    read back together; a single process folds them into one file, one line per output."""
+
+    def __init__(self, folder: Path, read_only: bool = False) -> None:
+        from .distributed import rank_path, world
+
+        self.folder = folder
+        self.path = folder / RECORD
+        self._lock = threading.Lock()
+        self.entries: dict[str, dict] = {}
+        parts = [p for p in (self.path, *sorted(folder.glob(".cmcodec-run.rank*.jsonl"))) if p.is_file()] \
+            if folder.is_dir() else []
+        lines = 0
+        for p in parts:
+            try:
+                text = p.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise ConfigError(f"{p}: unreadable run record ({e}); remove it, then rerun with --force") from None
+            for line in text.splitlines():
+                try:
+                    r = json.loads(line)
+                except ValueError:  # a line cut by a crash: its output is then not listed (refused, or --force)
+                    continue
+                lines += 1
+                if isinstance(r, dict) and isinstance(r.get("output"), str):
+                    self.entries[r["output"]] = r
+        folded = any(p != self.path for p in parts) or lines > len(self.entries)
+        if folded and not read_only and world()[1] == 1:
+            write_bytes(self.path, "".join(json.dumps(r) + "\n" for r in self.entries.values()).encode(),
+                        force=True)
+            for p in parts:
+                if p != self.path:
+                    p.unlink(missing_ok=True)
+        self._append_to = rank_path(self.path)
+
+    def add(self, src: Path, dst: Path, command: str, key: dict) -> None:
+        """Record an output just written from src (its bytes hashed from the file) under key."""
+        row = {"output": dst.name, "command": command, "input": str(src.resolve()), "key": key,
+               "sha256": sha256(dst)}
+        with self._lock:
+            append_jsonl(self._append_to, [row])
+            self.entries[dst.name] = row
+
+
+_NAMES = {"input": "input image", "bpp": "--bpp", "max_bytes": "--max-bytes", "seed": "--seed", "mode": "--mode",
+          "profile": "--profile", "words": "--words", "caption": "caption", "captioner": "captioner",
+          "ref_codec": "reference codec", "caption_coders": "caption coders", "cmcodec": "cmcodec version"}
+
+
+def changes(old: dict, new: dict) -> list[str]:
+    """What differs between two keys, one phrase per field ('--bpp 0.05 -> 0.002', 'caption changed'). A field
+    only one key has follows from another (a mode with a reference adds the reference codec): it is named only
+    when nothing else differs."""
+    out = []
+    for k in dict.fromkeys([*old, *new]):
+        a, b = old.get(k), new.get(k)
+        if a == b or k not in old or k not in new:
+            continue
+        name = _NAMES.get(k, k.replace("_", " "))
+        short = all(x is None or isinstance(x, (int, float)) or (isinstance(x, str) and len(x) <= 24)
+                    for x in (a, b)) and k not in ("input", "caption")  # hashes and texts: named, not shown
+        out.append(f"{name} {_show(a)} -> {_show(b)}" if short else f"{name} changed")
+    if not out and old != new:
+        out.append("options changed (" + ", ".join(_NAMES.get(k, k) for k in set(old) ^ set(new)) + ")")
+    return out
+
+
+def _show(v: Any) -> str:
+    return "none" if v is None else str(v)
+
+
+@dataclass
+class _Run:
+    """What encode and decode runs share: the outputs' record, and the decision for each existing output."""
+
+    force: bool
+    folder: bool
+    output_dir: Path | None = None  # the folder of a folder run's outputs (its run record lives there)
+    command: str = field(default="", init=False)
+
+    def __post_init__(self) -> None:
+        self.record = RunRecord(self.output_dir) if self.folder and self.output_dir is not None else None
+
+    def decide(self, src: Path, dst: Path, key: Callable[[], dict], header_changes: Callable[[], list[str]]) -> \
+            tuple[str, str | None]:
+        """(status, reason) for one output: written (new, or --force), redone (the reason), or skipped. A
+        single file's existing output without --force, and a folder's output that its record does not list,
+        are OutputExistsErrors."""
+        if not dst.exists():
+            return "written", None
+        if self.force:
+            return "written", "--force"
+        if self.record is None:
+            raise OutputExistsError(f"{dst} exists: expected a new path (use --force to overwrite)")
+        entry = self.record.entries.get(dst.name)
+        if entry is None or entry.get("command") != self.command:
+            raise OutputExistsError(f"{dst} exists and this folder's run record ({RECORD}) does not list it as a "
+                                    f"cmcodec {self.command} output: use --force to replace it")
+        try:
+            if sha256(dst) != entry.get("sha256"):
+                return "redone", "the output changed since it was written (damaged or edited)"
+        except OSError as e:
+            return "redone", f"the output cannot be read ({e.strerror or e})"
+        why = header_changes()
+        why += [w for w in changes(entry.get("key") or {}, key()) if w.split(" ")[0] not in
+                {x.split(" ")[0] for x in why}]
+        return ("redone", "; ".join(why)) if why else ("skipped", None)
 
 
 def _result(i: int, fut: Future[Done]) -> Result:
@@ -81,9 +206,22 @@ def _result(i: int, fut: Future[Done]) -> Result:
         return i, e
 
 
+def _versions(*dists: str) -> dict[str, str | None]:
+    """Installed versions of distributions (no import), None for one not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for d in dists:
+        try:
+            out[d] = version(d)
+        except PackageNotFoundError:
+            out[d] = None
+    return out
+
+
 def encode_items(input: Path, output: Path | None) -> list[Item]:
     """(image, .cmc) pairs of an encode run: NAME.cmc beside the image (or -o) for a file, OUTPUT/NAME.cmc
-    for each image of a folder."""
+    for each image of a folder. Two images of one name (a.png, a.jpg) are refused before any work."""
     if input.is_dir():
         if output is None:
             raise ConfigError("folder input needs -o OUTPUT_FOLDER")
@@ -98,23 +236,38 @@ def encode_items(input: Path, output: Path | None) -> list[Item]:
     return items
 
 
+def _encoded_images(*folders: Path) -> dict[Path, str]:
+    """Images that encode runs recorded as their inputs in these folders' run records: no decode writes there."""
+    out: dict[Path, str] = {}
+    for f in folders:
+        if f.is_dir():
+            for row in RunRecord(f, read_only=True).entries.values():
+                if row.get("command") == "encode" and isinstance(row.get("input"), str):
+                    out[Path(row["input"])] = f"{row['input']}, an image encoded to {f / row['output']}"
+    return out
+
+
 def decode_items(input: Path, output: Path | None) -> list[Item]:
     """(.cmc, image) pairs of a decode run: NAME.decoded.png beside the file (or -o) for a file,
-    OUTPUT/NAME.png for each .cmc of a folder."""
+    OUTPUT/NAME.decoded.png for each .cmc of a folder, so that no decoded picture lands on an image that was
+    encoded (refused in any case, as the run records of both folders list them)."""
     if input.is_dir():
         if output is None:
             raise ConfigError("folder input needs -o OUTPUT_FOLDER")
-        items = [(p, output / (p.stem + ".png")) for p in list_files(input, {".cmc"})]
+        if output.exists() and not output.is_dir():
+            raise ConfigError(f"{output}: folder input needs an output folder, found a file")
+        items = [(p, output / (p.stem + DECODED_SUFFIX)) for p in list_files(input, {".cmc"})]
         if not items:
             raise ConfigError(f"{input}: no .cmc files found")
+        no_input_overwritten(items, _encoded_images(input, output))
     else:
         items = [(input, output or input.with_suffix(DECODED_SUFFIX))]
-    no_input_overwritten(items)
+        no_input_overwritten(items)
     return items
 
 
-@dataclass
-class EncodeRun:
+@dataclass(kw_only=True)
+class EncodeRun(_Run):
     """An encode of items with one set of options. captions: per image name (a folder's CSV), read from
     caption_file; else caption for every image, else the captioner of options runs."""
 
@@ -128,45 +281,103 @@ class EncodeRun:
     caption_file: Path | None
     options: codec.EncodeOptions
     batch_size: int
-    force: bool
-    folder: bool
 
     def __post_init__(self) -> None:
         from . import codec
 
-        self.auto_caption = (self.caption is None and self.captions is None
-                             and codec.needs_captioner(self.mode, self.profile))
+        super().__post_init__()
+        self.command = "encode"
+        if self.mode != "auto":  # a mode the profile cannot decode is its own error (ProfileError), first
+            from .core.profiles import get_profile
 
-    def verify(self, src: Path, dst: Path) -> dict | None:
-        """Record values of an existing output that validates; another run's settings are refused."""
-        from . import codec
+            get_profile(self.profile).mode(self.mode)
+        uses_caption = codec.needs_captioner(self.mode, self.profile)
+        given = self.caption is not None or self.captions is not None
+        if given and not uses_caption:
+            raise ConfigError(f"a caption was given, but profile {self.profile} in {self.mode} mode stores none "
+                              "(its decoder reads none): drop --caption / --caption-file, or choose a mode and "
+                              "profile that carry one")
+        self.auto_caption = uses_caption and not given
+        self._static = self._key_parts(uses_caption)
+        self._hashes: dict[Path, str] = {}
+
+    def _key_parts(self, uses_caption: bool) -> dict:
+        """What decides every file of the run, beyond its image and caption (the run record's key)."""
+        from .core import guidance, textcode
+
+        o = self.options
+        key: dict[str, Any] = {"cmcodec": __version__, "mode": self.mode, "profile": self.profile, "seed": self.seed,
+                               "bpp": self.bpp, "max_bytes": self.max_bytes}
+        if uses_caption:
+            key["caption_coders"] = o.caption_coder or ",".join(textcode.available_coders())
+        if self.auto_caption:
+            from .models import i2t
+
+            key.update(captioner=i2t.identity(o.i2t, o.i2t_path), words=o.caption_words, captioner_dtype=o.dtype,
+                       **_versions("transformers", "torch"))
+        if self.mode in ("pixel", "auto"):
+            key.update(pixel_block=o.pixel_block, pixel_bits=o.pixel_bits)
+        if self.mode in ("image", "full", "auto"):
+            try:
+                rc = guidance.REF_CODECS[o.ref_codec] if o.ref_codec else guidance.default_ref_codec()
+                key.update(ref_codec=rc.name, ref_codec_version=rc.version() if rc.available() is None else None)
+            except (CmcodecError, KeyError):
+                key.update(ref_codec=o.ref_codec, ref_codec_version=None)  # each file then fails with the reason
+            key["ref_bpp"] = o.ref_bpp
+        return key
+
+    def _caption_of(self, src: Path) -> str | None:
+        return self.captions.get(src.name) if self.captions is not None else self.caption
+
+    def key(self, src: Path) -> dict:
+        """The run record's key of src's output."""
+        if src not in self._hashes:
+            self._hashes[src] = sha256(src)
+        return {**self._static, "input": self._hashes[src], "caption": self._caption_of(src)}
+
+    def _header_changes(self, dst: Path) -> list[str]:
+        """What the existing file's own header says differs from this run (mode, profile, seed)."""
+        from .core.bitstream import read_header
 
         try:
-            data = read_input(dst)
-            h = codec.validate(data)
-        except CmcodecError:
-            return None
-        if (self.mode != "auto" and h.mode != self.mode) or h.profile_name != self.profile:
-            raise OutputExistsError(f"{dst} exists from another run (mode {h.mode}, profile {h.profile_name}; this "
-                                    f"run asks mode {self.mode}, profile {self.profile}): use --force to redo it")
-        return {"bytes": len(data), "bpp": h.bpp, "mode": h.mode, "profile": h.profile_name}
+            h = read_header(read_input(dst))
+        except CmcodecError as e:
+            return [f"the output does not read ({e})"]
+        out = []
+        if self.mode != "auto" and h.mode != self.mode:
+            out.append(f"--mode {h.mode} -> {self.mode}")
+        if h.profile_name != self.profile:
+            out.append(f"--profile {h.profile_name} -> {self.profile}")
+        if h.seed != self.seed:
+            out.append(f"--seed {h.seed} -> {self.seed}")
+        return out
 
-    def work(self, src: Path, dst: Path, cap: str | None, status: str, t0: float) -> Done:
-        """Encode one image with its caption (None: the captioner's, or none) and write it."""
+    def work(self, src: Path, dst: Path, cap: str | None, status: str, reason: str | None, t0: float) -> Done:
+        """Encode one image with its caption (None: the captioner's, or none), write and record it."""
+        from . import codec
+
         if self.captions is not None:
             cap = self.captions.get(src.name)
             if cap is None:
                 raise ConfigError(f"{src.name}: no caption for it in {self.caption_file}")
-        from . import codec
-
+        key = self.key(src) if self.record is not None else None
         r = codec.encode_result(src, mode=self.mode, caption=cap, bpp=self.bpp, max_bytes=self.max_bytes,
                                 profile=self.profile, seed=self.seed, options=self.options)
         write_bytes(dst, r.data, status != "written" or self.force, (src,))
+        if self.record is not None and key is not None:
+            self.record.add(src, dst, self.command, key)
         h = r.header
         line = (f"{src} -> {dst}: {len(r.data)} bytes, {h.bpp:.5f} bpp, mode {r.mode}, profile {h.profile_name}"
-                + (f", caption {r.caption!r}" if r.caption else ""))
-        return Done(line, record(src, dst, status, bytes=len(r.data), bpp=h.bpp, mode=r.mode,
+                + (f", caption {r.caption!r}" if r.caption else "") + (f" (redone: {reason})" if reason else ""))
+        return Done(line, record(src, dst, status, reason=reason, bytes=len(r.data), bpp=h.bpp, mode=r.mode,
                                  profile=h.profile_name, seconds=round(time.perf_counter() - t0, 4)), status)
+
+    def _skipped(self, src: Path, dst: Path) -> Done:
+        from .core.bitstream import read_header
+
+        h = read_header(read_input(dst))
+        return Done("", record(src, dst, "skipped", bytes=h.file_size, bpp=h.bpp, mode=h.mode,
+                               profile=h.profile_name), "skipped")
 
     def results(self, its: list[Item]) -> Iterator[Result]:
         """Captions batch_size at a time (one I2T call), then each file coded with its caption."""
@@ -174,89 +385,116 @@ class EncodeRun:
 
         for start in range(0, len(its), self.batch_size):
             t0 = time.perf_counter()  # seconds of a file: from its batch's start (captioning shared) to written
-            todo: dict[int, str] = {}
+            todo: dict[int, tuple[str, str | None]] = {}
             for i in range(start, min(start + self.batch_size, len(its))):
+                src, dst = its[i]
                 try:
-                    status, got = plan(*its[i], self.force, self.folder, self.verify)
-                except CmcodecError as e:
-                    yield i, e
+                    status, reason = self.decide(src, dst, lambda src=src: self.key(src),
+                                                 lambda dst=dst: self._header_changes(dst))
+                    if status == "skipped":
+                        yield i, self._skipped(src, dst)
+                        continue
+                except (CmcodecError, OSError) as e:
+                    yield i, e if isinstance(e, CmcodecError) else ConfigError(f"{src}: {e.strerror or e}")
                     continue
-                if got is not None:
-                    yield i, Done("", record(*its[i], status, **got), status)
-                else:
-                    todo[i] = status
+                todo[i] = (status, reason)
             caps: dict[int, str | CmcodecError] = {}
             if self.auto_caption and len(todo) > 1:
                 for k, c in codec.caption_many([its[i][0] for i in todo], self.options, batch_size=self.batch_size):
                     caps[list(todo)[k]] = c
-            for i, status in todo.items():
+            for i, (status, reason) in todo.items():
                 c = caps.get(i, self.caption)
                 try:
                     if isinstance(c, CmcodecError):
                         raise c
-                    yield i, self.work(*its[i], c, status, t0)
+                    yield i, self.work(*its[i], c, status, reason, t0)
                 except CmcodecError as e:
                     yield i, e
 
 
-@dataclass
-class DecodeRun:
+def _decoder_key(header: Header, options: codec.DecodeOptions) -> dict:
+    """What decides a decoded picture besides the file: nothing more for a model-free (classic) file; for a
+    neural profile its models (hub revision, or the folder's signature), precision, device kind and the
+    libraries that run them."""
+    from .core.profiles import MODEL_FREE, get_profile
+
+    prof = get_profile(header.profile_id)
+    if prof.mode(header.mode).pipeline in MODEL_FREE:
+        return {}
+    from .models.loading import folder_signature, revision_for
+
+    key: dict[str, Any] = {"profile": prof.name}
+    model_dir, vae_dir = options.folders(prof)
+    for part, repo, rev, folder in (("model", prof.model, prof.revision, model_dir),
+                                    ("vae", prof.vae, prof.vae_revision, vae_dir),
+                                    ("controlnet", prof.controlnet, prof.controlnet_revision, None)):
+        if folder:
+            key[part] = f"{os.path.abspath(folder)} (files {folder_signature(folder)})"
+        elif repo:
+            name = prof.name if part == "model" else f"{prof.name}:{part}"
+            key[part] = f"{repo}@{revision_for(name, repo, rev)[0] or 'main'}"
+    key.update(dtype=options.dtype, device=(options.device or "default").split(":")[0],
+               **_versions("diffusers", "transformers", "torch"))
+    return key
+
+
+@dataclass(kw_only=True)
+class DecodeRun(_Run):
     """A decode of items with one set of runtime options."""
 
     options: codec.DecodeOptions
     batch_size: int
-    force: bool
-    folder: bool
 
-    def verify(self, src: Path, dst: Path) -> dict | None:
-        """Record values for an existing output image that opens fully at the size the file's header gives."""
-        from PIL import Image
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.command = "decode"
 
+    def key(self, src: Path, header: Header | None = None) -> dict:
+        """The run record's key of src's decoded picture."""
         from .core.bitstream import read_header
 
-        try:
-            data = read_input(src)
-            h = read_header(data)
-            with Image.open(dst) as im:
-                im.load()  # the whole image: a truncated or corrupt one fails here
-                ok = im.size == (h.width, h.height)
-        except (CmcodecError, OSError, SyntaxError, ValueError):
-            return None
-        return {"bytes": len(data), "bpp": h.bpp, "mode": h.mode, "profile": h.profile_name} if ok else None
+        h = header or read_header(read_input(src, self.options.limits.max_file_bytes), self.options.limits)
+        return {"cmcodec": __version__, "input": sha256(src), **_decoder_key(h, self.options)}
 
     def results(self, its: list[Item]) -> Iterator[Result]:
-        """decode_many over the files whose output may be written; each image saved as it comes."""
+        """decode_many over the files whose output may be written; each image saved and recorded as it comes."""
         from . import codec
         from .core.bitstream import read_header
 
-        ready: list[tuple[int, str, float, object]] = []  # (item, status, start, header) per file handed over
+        # (item, status, reason, start, header, key) per file handed over
+        ready: list[tuple[int, str, str | None, float, Header | None, dict | None]] = []
         early: list[Result] = []  # refusals and skips, reported between decoded files
 
         def datas() -> Iterator[bytes]:
             for i, (src, dst) in enumerate(its):
                 t0 = time.perf_counter()
                 try:
-                    status, got = plan(src, dst, self.force, self.folder, self.verify)
-                    if got is not None:
-                        early.append((i, Done("", record(src, dst, status, **got), status)))
+                    data = read_input(src, self.options.limits.max_file_bytes)
+                    try:
+                        h: Header | None = read_header(data, self.options.limits)
+                    except CmcodecError:
+                        h = None  # decode_many reports the error for this file
+                    key = self.key(src, h) if h is not None and self.record is not None else None
+                    status, reason = self.decide(src, dst, lambda key=key: key or {}, list)
+                    if status == "skipped" and h is not None:
+                        early.append((i, Done("", record(src, dst, status, bytes=len(data), bpp=h.bpp, mode=h.mode,
+                                                         profile=h.profile_name), status)))
                         continue
-                    data = read_input(src)
                 except CmcodecError as e:
                     early.append((i, e))
                     continue
-                try:
-                    h = read_header(data)
-                except CmcodecError:
-                    h = None  # decode_many reports the error for this file
-                ready.append((i, status, t0, h))
+                ready.append((i, status, reason, t0, h, key))
                 yield data
 
         def save(k: int, img: object) -> Done:
-            i, status, t0, h = ready[k]
+            i, status, reason, t0, h, key = ready[k]
             src, dst = its[i]
             save_image(img, dst, self.force or status == "redone", (src,))
-            return Done(f"{src} -> {dst}: {img.size[0]}x{img.size[1]}",  # type: ignore[attr-defined]
-                        record(src, dst, status, bytes=src.stat().st_size, bpp=h.bpp if h else None,
+            if self.record is not None and key is not None:
+                self.record.add(src, dst, self.command, key)
+            return Done(f"{src} -> {dst}: {img.size[0]}x{img.size[1]}"  # type: ignore[attr-defined]
+                        + (f" (redone: {reason})" if status == "redone" else ""),
+                        record(src, dst, status, reason=reason, bytes=src.stat().st_size, bpp=h.bpp if h else None,
                                mode=h.mode if h else None, profile=h.profile_name if h else None,
                                seconds=round(time.perf_counter() - t0, 4)), status)
 

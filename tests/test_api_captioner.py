@@ -295,7 +295,7 @@ def test_cli_folder_encode_continues_past_a_failed_image(server: Server, tmp_pat
     env = {api_i2t.ENV_KEY: KEY, api_i2t.ENV_RETRIES: "1"}
     r = cli("encode", str(src), "-o", str(tmp_path / "out"), "--i2t", "api:gpt-4o", "--api-base", server.url, env=env)
     assert r.returncode == 1, r.stderr
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.cmc", "c.cmc"]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.cmc")) == ["a.cmc", "c.cmc"]
     assert "1 of 3 files failed" in r.stderr and "b.png: captioner api:gpt-4o at" in r.stderr
     assert "HTTP 500: GPU fell over (after 2 attempts)" in r.stderr
     assert KEY not in r.stderr + r.stdout

@@ -93,10 +93,11 @@ def test_folder_runs_continue_past_bad_files(tmp_path: Path) -> None:
     r = run("encode", str(src), "-o", str(tmp_path / "out"), "--mode", "pixel", "--profile", "classic")
     assert r.returncode == 1
     assert "1 of 3 files failed" in r.stderr and "c.png" in r.stderr
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.cmc", "b.cmc"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".cmcodec-run.jsonl", "a.cmc", "b.cmc"]
     r = run("decode", str(tmp_path / "out"), "-o", str(tmp_path / "dec"))
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in (tmp_path / "dec").iterdir()) == ["a.png", "b.png"]
+    assert sorted(p.name for p in (tmp_path / "dec").iterdir()) == [".cmcodec-run.jsonl", "a.decoded.png",
+                                                                    "b.decoded.png"]
 
 
 def test_captions_csv_for_folders(tmp_path: Path) -> None:
@@ -175,7 +176,7 @@ def test_interrupted_folder_run_leaves_no_half_written_file(tmp_path: Path, sig:
     assert 2 <= len(done) < 200, "the run was not interrupted midway"
     for f in done:  # every file under its final name is complete
         cmcodec.codec.validate(f.read_bytes())
-    leftovers = [p.name for p in out.iterdir() if p.suffix != ".cmc"]
+    leftovers = [p.name for p in out.iterdir() if p.suffix != ".cmc" and p.name != ".cmcodec-run.jsonl"]
     if sig == signal.SIGKILL:  # nothing can clean up after SIGKILL: at most a hidden temp file remains
         assert all(n.startswith(".") and n.endswith(".tmp") for n in leftovers), leftovers
     else:
@@ -197,7 +198,11 @@ def test_two_process_sharding_with_torchrun_gloo(tmp_path: Path) -> None:
     r = subprocess.run([*launch, "decode", str(tmp_path / "cmc"), "-o", str(tmp_path / "png")], capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == [f"p{i}.png" for i in range(5)]
+    assert sorted(p.name for p in (tmp_path / "png").glob("*.png")) == [f"p{i}.decoded.png" for i in range(5)]
+    # each process recorded its outputs; the next run folds the records together and reuses every output
+    r = run("decode", str(tmp_path / "cmc"), "-o", str(tmp_path / "png"))
+    assert r.returncode == 0 and "0 written, 0 redone" in r.stderr and "5 skipped" in r.stderr, r.stderr
+    assert sorted(p.name for p in (tmp_path / "png").glob(".cmcodec-run*")) == [".cmcodec-run.jsonl"]
     r = subprocess.run([*launch, "rd-curve", str(src), "-o", str(tmp_path / "rd"), "--codecs", "jpeg,av1",
                         "--scales", "1", "--profiles", "none", "--metrics", "psnr", "--targets", "0.5,1,2"],
                        capture_output=True, text=True, timeout=300)
@@ -396,6 +401,7 @@ def _folder(tmp_path: Path, n: int) -> Path:
 
 
 def test_folder_encode_and_decode_resume(tmp_path: Path) -> None:
+    # the rerun cases one by one are in test_resume.py; here the whole round trip as a user runs it
     src = _folder(tmp_path, 4)
     out = tmp_path / "cmc"
     args = ["encode", str(src), "-o", str(out), "--mode", "pixel", "--profile", "classic"]
@@ -411,29 +417,28 @@ def test_folder_encode_and_decode_resume(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)
     assert [d["status"] for d in rows] == ["skipped", "written", "redone", "skipped"]
-    assert "1 written, 1 redone (an output that did not verify), 2 skipped" in r.stderr
+    assert "1 written, 1 redone (options or output changed), 2 skipped" in r.stderr
     assert (out / "p0.cmc").stat().st_mtime_ns == stamp and (out / "p2.cmc").read_bytes() == good
     assert all(d["bytes"] == first[d["input"]]["bytes"] for d in rows)
     r = run(*args, "--force", "--json")
     assert [d["status"] for d in json.loads(r.stdout)] == ["written"] * 4
-    # another run's settings are not silently taken as done
-    r = run("encode", str(src), "-o", str(out), "--mode", "image", "--profile", "classic")
-    assert r.returncode == 1 and "exists from another run (mode pixel" in r.stderr and "use --force" in r.stderr
+    # another run's settings are not silently taken as done: redone, saying why
+    r = run("encode", str(src), "-o", str(out), "--mode", "image", "--profile", "classic", "--json")
+    assert r.returncode == 0 and {d["reason"] for d in json.loads(r.stdout)} == {"--mode pixel -> image"}
 
     dec = tmp_path / "png"
     r = run("decode", str(out), "-o", str(dec))
     assert r.returncode == 0 and "4 written" in r.stderr
-    (dec / "p3.png").write_bytes((dec / "p3.png").read_bytes()[:200])  # truncated: does not open fully
-    (dec / "p0.png").unlink()
-    shutil.copy(HOUSE, dec / "p1.png")  # opens fully, but not at p1's size (p1 is the parrots, 192x128)
+    (dec / "p3.decoded.png").write_bytes((dec / "p3.decoded.png").read_bytes()[:200])  # truncated
+    (dec / "p0.decoded.png").unlink()
     r = run("decode", str(out), "-o", str(dec), "--json")
     assert r.returncode == 0, r.stderr
     got = [d["status"] for d in json.loads(r.stdout)]
-    assert got == ["written", "redone", "skipped", "redone"]
+    assert got == ["written", "skipped", "skipped", "redone"]
     from PIL import Image
 
     for i in range(4):
-        with Image.open(dec / f"p{i}.png") as im:
+        with Image.open(dec / f"p{i}.decoded.png") as im:
             assert im.size == Image.open(src / f"p{i}.png").size
 
 

@@ -136,7 +136,7 @@ def test_folder_decode_batches_and_goes_on_past_a_bad_file(tiny_sd: Path, tmp_pa
                 "--batch-size", b)
         assert r.returncode == 1 and "1 of 6 files failed" in r.stderr and "bad.cmc" in r.stderr
         outs[b] = {p.name: _px(Image.open(p)) for p in (tmp_path / f"png{b}").glob("*.png")}
-        assert sorted(outs[b]) == [f"f{i}.png" for i in range(5)]
+        assert sorted(outs[b]) == [f"f{i}.decoded.png" for i in range(5)]
         assert not list((tmp_path / f"png{b}").glob(".*.tmp"))
     assert all(np.abs(outs["1"][k] - outs["3"][k]).max() <= 1 for k in outs["1"])
 

@@ -15,7 +15,17 @@ from PIL import Image
 
 from ..core.errors import CmcodecError, ConfigError, ModelError
 from . import api_i2t
-from .loading import EAGER, Accel, load_error, locate, pick_device, pick_dtype, require, revision_for
+from .loading import (
+    EAGER,
+    Accel,
+    folder_signature,
+    load_error,
+    locate,
+    pick_device,
+    pick_dtype,
+    require,
+    revision_for,
+)
 
 
 @dataclass(frozen=True)
@@ -318,3 +328,24 @@ def caption(image: Image.Image, *, model: str | None = None, words: int = 20, de
     """Caption of one image (see caption_batch)."""
     return caption_batch([image], model=model, words=words, device=device, dtype=dtype, model_path=model_path,
                          accel=accel)[0]
+
+
+def identity(model: str | None, model_path: str | None = None) -> dict[str, str | None]:
+    """What decides a captioner's text besides the image, without loading it (the key of outputs made from
+    its captions): the row's name and hub id with its revision (pinned, local pin or unpinned), the weights
+    folder when one is used, read as a signature of its files (name, size, modification time: a retrained
+    folder differs), or an api: model and the server it is sent to."""
+    import os
+    from pathlib import Path
+
+    row = _captioner(model)
+    if row.kind == "api":
+        return {"captioner": row.name, "server": api_i2t.ApiConfig.from_env().base}
+    folder = model_path or (row.model if Path(row.model).is_dir() else None)
+    out: dict[str, str | None] = {"captioner": row.name, "model": row.model}
+    if folder is None:
+        out["revision"] = revision_for(row.name, row.model, row.revision)[0] or "unpinned (main)"
+        return out
+    out["folder"] = os.path.abspath(folder)
+    out["files"] = folder_signature(folder)
+    return out

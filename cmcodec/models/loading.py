@@ -275,3 +275,18 @@ def revision_for(name: str, model: str, row_revision: str | None,
         if key in pins:
             return pins[key], f"${ENV_REVISIONS}"
     return (row_revision, "row") if row_revision else (None, "unpinned")
+
+
+def folder_signature(folder: str | os.PathLike) -> str:
+    """A short digest of a model folder's files (relative name, size, modification time): what stands for the
+    revision of local weights when outputs are keyed by the model that made them (retrained or replaced
+    weights differ; reading every byte of a multi-gigabyte folder would not be affordable per run)."""
+    import hashlib
+
+    root = Path(folder)
+    sig = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            st = p.stat()
+            sig.update(f"{p.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return sig.hexdigest()[:16]

@@ -166,9 +166,33 @@ def model_dir(dirs: dict[str, str], name: str | None) -> str | None:
 
 
 def _profile_names() -> Iterable[str]:
-    from .core.profiles import PROFILES_BY_NAME
+    """Built-in rows, then the user rows of $CMCODEC_PROFILES and --profiles-file (read as the option is)."""
+    from .core.profiles import PROFILES_BY_NAME, user_rows
 
-    return PROFILES_BY_NAME
+    try:
+        users = [r.profile.name for r in user_rows()]
+    except CmcodecError:  # a broken profiles file: --profiles-file (or the command) reports it
+        users = []
+    return [*PROFILES_BY_NAME, *users]
+
+
+def _profiles_files(ctx: click.Context, param: click.Parameter, value: tuple[Path, ...]) -> None:
+    """--profiles-file: its user rows join $CMCODEC_PROFILES (so worker processes see them too)."""
+    from .core.profiles import add_profiles_files
+
+    try:
+        add_profiles_files(value)
+    except CmcodecError as e:
+        _fail(e)
+    PROFILE.choices = _profile_names()  # this run's rows (the variable may have changed since the last)
+
+
+# before any --profile is read (eager), and for the worker processes it starts
+profiles_file_option = click.option(
+    "--profiles-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
+    is_eager=True, expose_value=False, callback=_profiles_files,
+    help="TOML or JSON file of user profiles (README, Bring your own model); repeatable; adds to "
+         "$CMCODEC_PROFILES.")
 
 
 def _captioner_names() -> Iterable[str]:
@@ -493,6 +517,7 @@ def main() -> None:
 @click.option("--offline", is_flag=True, help="Never contact the model hub.")
 @click.option("-f", "--force", is_flag=True, help=FORCE_HELP)
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@profiles_file_option
 def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_bytes: int | None,
            caption: str | None, caption_file: Path | None, profile: str, seed: int, i2t: str | None,
            i2t_paths: dict[str, str], api_base: str | None, words: int | None, ref_codec: str | None,
@@ -551,6 +576,7 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
 @click.option("--offline", is_flag=True, help="Never contact the model hub.")
 @click.option("-f", "--force", is_flag=True, help=FORCE_HELP)
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@profiles_file_option
 def decode(input: Path, output: Path | None, device: str | None, dtype: str | None, model_paths: dict[str, str],
            vae_paths: dict[str, str], batch_size: int, compile_mode: str, channels_last: bool, offline: bool,
            force: bool, as_json: bool) -> None:
@@ -639,6 +665,7 @@ def _info_dict(path: Path, verify: bool = False) -> dict:
 @list_option("--report-targets", item=POSITIVE, default=["0.002", "0.005", "0.02"],
              help="Target bpp values of report.html's crops.")
 @click.option("--report-region", help="X,Y,W,H of the crops (default: the most detailed 160-px square).")
+@profiles_file_option
 def rd_curve(images: Path, output: Path, codecs: list[str] | None, scales: list[str], profiles: list[str],
              modes: list[str], metric_names: list[str], metric_weights: Path | None, bpp_range: tuple[float, float],
              points: int, targets: list[float], anchor: str | None, captions: Path | None, model_paths: dict[str, str],
@@ -720,6 +747,7 @@ def rd_curve(images: Path, output: Path, codecs: list[str] | None, scales: list[
 @click.option("--device", help="cuda, cpu, ... (default: cuda when present).")
 @_dtype_option("Captioner and decoder precision (default: each model's own on CUDA, float32 on CPU).")
 @click.option("--offline", is_flag=True, help="Never contact the model hub.")
+@profiles_file_option
 def evaluate(gt: Path, output: Path, i2ts: list[str], i2t_paths: dict[str, str], api_base: str | None,
              profiles: list[str], model_paths: dict[str, str], modes: list[str], captions: Path | None,
              results: Path | None, fr: str, nr: str, metric_weights: Path | None, categories: Path | None, words: int,
@@ -787,6 +815,7 @@ def evaluate(gt: Path, output: Path, i2ts: list[str], i2t_paths: dict[str, str],
 @click.option("--json", "as_json", is_flag=True,
               help="Print a JSON list with one object per file read (also for a single file).")
 @click.option("--verify", is_flag=True, help="Also decode the pixel map and reference picture (still no model).")
+@profiles_file_option
 def info(files: tuple[Path, ...], as_json: bool, verify: bool) -> None:
     """Show what a .cmc file holds (no model is loaded, torch is not imported)."""
     out, failed = [], 0
@@ -814,19 +843,27 @@ def info(files: tuple[Path, ...], as_json: bool, verify: bool) -> None:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list with one object per profile.")
+@profiles_file_option
 def profiles(as_json: bool) -> None:
-    """List the decoder profiles (stable ids written into files)."""
+    """List the decoder profiles: built-in rows (stable ids written into files), then user rows (private ids,
+    from --profiles-file, $CMCODEC_PROFILES and installed plugins)."""
     import dataclasses
 
-    from .core.profiles import PROFILES, Pipeline
+    from .core.profiles import PROFILES, Pipeline, user_rows
 
+    try:
+        rows = [(p, None) for p in PROFILES] + [(r.profile, r) for r in user_rows()]
+    except CmcodecError as e:
+        _fail(e)
     if as_json:
-        click.echo(json.dumps([dataclasses.asdict(p) for p in PROFILES], indent=2))
+        click.echo(json.dumps([{**dataclasses.asdict(p), **({"user": {
+            "private_number": u.number, "definition_sha256": u.digest, "origin": u.origin}} if u else {})}
+            for p, u in rows], indent=2))
         return
     from .models.loading import revision_for
 
     try:
-        for p in PROFILES:
+        for p, u in rows:
             modes = ", ".join(f"{m}: {c.pipeline.value}" + (f" {c.steps} steps" if c.steps else "")
                               + (f" strength {c.strength}" if c.pipeline is Pipeline.IMG2IMG else "")
                               for m, c in p.modes.items())
@@ -836,12 +873,18 @@ def profiles(as_json: bool) -> None:
                                        (p.name + ":controlnet", p.controlnet, p.controlnet_revision)):
                 if not repo:
                     continue
-                rev, how = revision_for(key, repo, row_rev)
                 what = "revision" if repo == p.model else f"{repo} revision"
+                if Path(repo).is_dir():
+                    pin += f"\n     {what}: a local folder" + (f" (labelled {row_rev})" if row_rev else "")
+                    continue
+                rev, how = revision_for(key, repo, row_rev)
                 pin += (f"\n     {what} {rev} (pinned by {'the profile' if how == 'row' else how})" if rev else
                         f"\n     {what}: unpinned (follows the repo's main branch; pin it in $CMCODEC_REVISIONS)")
-            click.echo(f"{p.id:>3}  {p.name:<14} {p.model or '(no model)'}, {p.long_side} px\n"
-                       f"     {p.description}\n     {modes}{pin}\n     licence: {p.license}")
+            ident = f"{p.id:>3}" if u is None else f"u{u.number:<2}"
+            user = "" if u is None else (f"\n     user profile {u.number}, definition {u.short} "
+                                         f"(sha256 {u.digest}), from {u.origin}")
+            click.echo(f"{ident}  {p.name:<14} {p.model or '(no model)'}, {p.long_side} px\n"
+                       f"     {p.description}{user}\n     {modes}{pin}\n     licence: {p.license}")
     except CmcodecError as e:
         _fail(e)
 

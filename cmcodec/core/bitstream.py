@@ -289,11 +289,13 @@ def _read_size(r: BitReader, limits: Limits) -> tuple[int, int]:
 
 
 def _read_profile(r: BitReader) -> int:
-    """Field 7: a registered decoder profile id (§4.4: a reader never substitutes another)."""
+    """Field 7: a registered decoder profile id or a private one (§4.4, §4.4.1: a reader never substitutes
+    another; whether a private id's definition is at hand is the decoder's question, not the reader's)."""
     profile_id = r.ue("profile id")
-    if profile_id not in profiles.PROFILES_BY_ID:
+    if profile_id not in profiles.PROFILES_BY_ID and not profiles.is_private(profile_id):
         raise UnknownSectionError(
-            f"unknown decoder profile id {profile_id}: expected one of {sorted(profiles.PROFILES_BY_ID)}"
+            f"unknown decoder profile id {profile_id}: expected one of {sorted(profiles.PROFILES_BY_ID)} or a "
+            f"private id ({profiles.PRIVATE_BIT} and up, §4.4.1)"
         )
     return profile_id
 

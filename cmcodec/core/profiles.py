@@ -25,11 +25,17 @@ Adding a mode (spec §3's mode field, §4.2's implied sections):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, fields, replace
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
-from .errors import ProfileError
+from .errors import CmcodecError, ConfigError, ProfileError
 from .ids import MODE_SECTIONS, SECTION_IDS
 
 
@@ -563,22 +569,320 @@ def spec_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+# --- user profiles (spec §4.4.1) -----------------------------------------------------------------------------
+# A user profile is a row defined outside this source, in a TOML or JSON file (--profiles-file, $CMCODEC_PROFILES)
+# or by an installed package's entry point (group "cmcodec.profiles"), with the fields of a built-in row. Its
+# profile id is private: bit 31 set, the user's private number (0-127) in bits 30-24 and the first 24 bits of the
+# SHA-256 of its definition (the pixel-deciding fields, DECODE_FIELDS) in bits 23-0. A decoder decodes such a
+# file only with a definition of that number and hash; the file itself never names a model, a path or code.
+ENV_PROFILES = "CMCODEC_PROFILES"  # profiles files, separated by os.pathsep
+ENTRY_POINT_GROUP = "cmcodec.profiles"
+PRIVATE_BIT = 1 << 31
+PRIVATE_NUMBERS = 128  # private numbers 0..127 (bits 30-24)
+HASH_BITS = 24
+HASH_HEX = HASH_BITS // 4
+# "like" starts a user row from a built-in row's way of decoding (these fields), which its own fields override
+LIKE_FIELDS: tuple[str, ...] = ("modes", "long_side", "multiple_of", "scheduler", "scheduler_kwargs", "load_kwargs",
+                                "encoder", "family", "prompt_tokens", "tokenizer", "dtype")
+
+
+def is_private(profile_id: int) -> bool:
+    """True for a private (user) profile id: 2^31 <= id < 2^32 (spec §4.4.1)."""
+    return PRIVATE_BIT <= profile_id < 2 * PRIVATE_BIT
+
+
+def private_id(number: int, digest: str) -> int:
+    """The profile id of user profile ``number`` whose definition's SHA-256 is ``digest`` (hex)."""
+    if not 0 <= number < PRIVATE_NUMBERS:
+        raise ValueError(f"private number {number} outside 0..{PRIVATE_NUMBERS - 1}")
+    return PRIVATE_BIT | number << HASH_BITS | int(digest[:HASH_HEX], 16)
+
+
+def split_private(profile_id: int) -> tuple[int, str]:
+    """(private number, definition hash as HASH_HEX hex digits) of a private profile id."""
+    return (profile_id >> HASH_BITS) & (PRIVATE_NUMBERS - 1), f"{profile_id & ((1 << HASH_BITS) - 1):0{HASH_HEX}x}"
+
+
+def definition_json(p: Profile) -> str:
+    """The canonical text of a row's definition: its pixel-deciding fields as JSON, keys sorted, no spaces."""
+    return json.dumps(decode_fields(p), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def definition_hash(p: Profile) -> str:
+    """SHA-256 (hex) of definition_json: a private profile id carries its first 24 bits."""
+    return hashlib.sha256(definition_json(p).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class UserRow:
+    """A user profile as loaded: the row (its id private), its definition's hash and where it was defined."""
+
+    profile: Profile
+    number: int  # the private number
+    digest: str  # the full SHA-256 of its definition (the id holds the first HASH_HEX digits)
+    origin: str  # the file or entry point that defined it
+
+    @property
+    def short(self) -> str:
+        return self.digest[:HASH_HEX]
+
+
+def _kind(annotation: str, value: Any) -> Any:
+    """value checked against a field's annotation (as the dataclasses spell it), ints widened to floats; raises
+    TypeError saying what was expected."""
+    want = annotation.replace(" | None", "")
+    if value is None and annotation.endswith("| None"):
+        return None
+    if want == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if want == "int" and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if want == "str" and isinstance(value, str):
+        return value
+    if want.startswith("dict") and isinstance(value, dict):
+        return dict(value)
+    if want.startswith("tuple[tuple[float, str]") and isinstance(value, list) and all(
+            isinstance(r, list) and len(r) == 2 and isinstance(r[0], (int, float)) and isinstance(r[1], str)
+            for r in value):
+        return tuple((float(b), m) for b, m in value)
+    if want == "Pipeline" and value in {x.value for x in Pipeline}:
+        return Pipeline(value)
+    shown = {"Pipeline": "one of " + ", ".join(x.value for x in Pipeline), "int": "an integer", "float": "a number",
+             "str": "a string", "tuple[tuple[float, str], ...]": "a list of [bpp, mode] pairs"}.get(want, "a table")
+    raise TypeError(f"expected {shown}, found {value!r}")
+
+
+def _fields_of(cls: type, data: Any, where: str, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Keyword arguments of a dataclass from a table of its field names (but skip), each type-checked."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a table of fields, found {data!r}")
+    known = {f.name: f for f in fields(cls) if f.name not in skip}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown field {', '.join(unknown)}: expected {', '.join(known)}")
+    out = {}
+    for k, v in data.items():
+        try:
+            out[k] = _kind(str(known[k].type), v)
+        except TypeError as e:
+            raise ConfigError(f"{where}.{k}: {e}") from None
+    return out
+
+
+def _user_row(name: str, data: Any, origin: str, base: Path | None) -> UserRow:
+    """One user row from its table in a profiles file (base: the file's folder, for relative model folders)."""
+    where = f"{origin}: profile {name}"
+    if name in PROFILES_BY_NAME:
+        raise ConfigError(f"{where}: {name!r} is a built-in profile; a user profile cannot shadow a built-in row "
+                          "(give it another name)")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a table of fields, found {data!r}")
+    data = dict(data)
+    number = data.pop("id", None)
+    if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number < PRIVATE_NUMBERS:
+        raise ConfigError(f"{where}: id must be a private number 0..{PRIVATE_NUMBERS - 1} (spec §4.4.1: built-in "
+                          f"ids cannot be taken); found {number!r}")
+    kw: dict[str, Any] = {}
+    like = data.pop("like", None)
+    if like is not None:
+        if like not in PROFILES_BY_NAME:
+            raise ConfigError(f"{where}: like {like!r} is no built-in profile: expected one of "
+                              f"{', '.join(PROFILES_BY_NAME)}")
+        kw = {f: getattr(PROFILES_BY_NAME[like], f) for f in LIKE_FIELDS}
+    modes = data.pop("modes", None)
+    enc = data.pop("encoder", None)
+    kw.update(_fields_of(Profile, data, where, skip=("id", "name", "note", "modes", "encoder")))
+    if modes is not None:
+        if not isinstance(modes, dict):
+            raise ConfigError(f"{where}.modes: expected a table of modes, found {modes!r}")
+        table = dict(kw.get("modes", {}))
+        for m, mc in modes.items():
+            got = _fields_of(ModeConfig, mc, f"{where}.modes.{m}")
+            if m in table:
+                table[m] = replace(table[m], **got)
+            elif "pipeline" not in got:
+                raise ConfigError(f"{where}.modes.{m}: pipeline is required (one of "
+                                  f"{', '.join(x.value for x in Pipeline)})")
+            else:
+                table[m] = ModeConfig(**got)
+        kw["modes"] = table
+    if enc is not None:
+        kw["encoder"] = replace(kw.get("encoder", EncoderDefaults()),
+                                **_fields_of(EncoderDefaults, enc, f"{where}.encoder"))
+    if not kw.get("model"):
+        raise ConfigError(f"{where}: model is required (a hub id, or a model folder saved with save_pretrained)")
+    if not kw.get("modes"):
+        raise ConfigError(f"{where}: modes is required (the modes it decodes, or like = a built-in row)")
+    kw.setdefault("description", f"user profile {name}")
+    row = Profile(id=0, name=name, **kw)
+    why = row_problem(row)
+    if why:
+        raise ConfigError(f"{where}: {why}")
+    digest = definition_hash(row)  # of the definition as written: a folder is named as the file names it
+    folder = base / row.model if base is not None and not Path(row.model).is_absolute() else None
+    model = str(folder) if folder is not None and folder.is_dir() else row.model
+    return UserRow(replace(row, id=private_id(number, digest), model=model), number, digest, origin)
+
+
+def parse_profiles(text: str, origin: str, base: Path | None = None, fmt: str = "toml") -> list[UserRow]:
+    """The user rows of a profiles file's text: a TOML (or JSON) table ``profiles`` of rows by name."""
+    try:
+        if fmt == "json":
+            doc = json.loads(text)
+        else:
+            if sys.version_info >= (3, 11):
+                import tomllib
+            else:  # the backport of the same parser (a dependency on Python 3.10)
+                import tomli as tomllib
+            doc = tomllib.loads(text)
+    except ValueError as e:  # json.JSONDecodeError and tomllib.TOMLDecodeError are ValueErrors
+        raise ConfigError(f"{origin}: expected a {fmt.upper()} profiles file ({e})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("profiles"), dict) or set(doc) - {"profiles"}:
+        raise ConfigError(f"{origin}: expected one table 'profiles' of user profiles by name, found "
+                          f"{sorted(doc) if isinstance(doc, dict) else type(doc).__name__}")
+    return [_user_row(n, d, origin, base) for n, d in doc["profiles"].items()]
+
+
+def read_profiles_file(path: str | Path) -> list[UserRow]:
+    """The user rows of a .toml or .json profiles file (relative model folders are relative to it)."""
+    p = Path(path).expanduser()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"profiles file {path}: cannot read it ({e.__class__.__name__}: {e})") from None
+    return parse_profiles(text, str(path), p.resolve().parent, "json" if p.suffix.lower() == ".json" else "toml")
+
+
+def _entry_point_rows() -> list[UserRow]:
+    """Rows of installed packages' "cmcodec.profiles" entry points: each gives a profiles file (its path) or its
+    content (a mapping), or a function returning one. Loading one imports that package: code the user
+    installed, which no .cmc file can name."""
+    from importlib.metadata import entry_points
+
+    out: list[UserRow] = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        origin = f"entry point {ep.name} ({ep.value})"
+        try:
+            obj = ep.load()
+            obj = obj() if callable(obj) else obj
+        except Exception as e:  # a broken plugin: one line naming it
+            raise ConfigError(f"{origin}: cannot load it ({e.__class__.__name__}: {e})") from None
+        if isinstance(obj, (str, Path)):
+            out += read_profiles_file(obj)
+        elif isinstance(obj, dict):
+            out += parse_profiles(json.dumps(obj), origin, None, "json")
+        else:
+            raise ConfigError(f"{origin}: expected a profiles file path or a mapping {{'profiles': ...}}, found "
+                              f"{type(obj).__name__}")
+    return out
+
+
+_USER: dict[tuple, tuple[UserRow, ...]] = {}
+_ENTRY_POINTS: list[UserRow] = []
+_ENTRY_POINTS_READ = False
+
+
+def _stamp(path: str) -> tuple[int, int]:
+    """(modification time, size) of a file, (0, -1) when it cannot be seen (reading it then says why)."""
+    try:
+        st = Path(path).expanduser().stat()
+    except OSError:
+        return 0, -1
+    return st.st_mtime_ns, st.st_size
+
+
+def user_rows() -> tuple[UserRow, ...]:
+    """Every user row: those of the files in $CMCODEC_PROFILES (which --profiles-file extends), then of entry
+    points; files are read again when they change. Two rows of one name or one id are refused, unless they are
+    the same definition under the same name."""
+    global _ENTRY_POINTS, _ENTRY_POINTS_READ
+    files = [f for f in os.environ.get(ENV_PROFILES, "").split(os.pathsep) if f]
+    key = tuple((f, *_stamp(f)) for f in files)
+    if key not in _USER:
+        if not _ENTRY_POINTS_READ:
+            _ENTRY_POINTS, _ENTRY_POINTS_READ = _entry_point_rows(), True
+        rows = [r for f in files for r in read_profiles_file(f)] + _ENTRY_POINTS
+        by_name: dict[str, UserRow] = {}
+        by_id: dict[int, UserRow] = {}
+        for r in rows:
+            old = by_name.get(r.profile.name) or by_id.get(r.profile.id)
+            if old is not None and (old.profile.name, old.profile.id) != (r.profile.name, r.profile.id):
+                raise ConfigError(f"user profile {r.profile.name} (private id {r.number}, definition {r.short}, "
+                                  f"{r.origin}) clashes with {old.profile.name} (private id {old.number}, "
+                                  f"definition {old.short}, {old.origin}): one name and one definition each")
+            by_name.setdefault(r.profile.name, r)
+            by_id.setdefault(r.profile.id, r)
+        _USER[key] = tuple(by_name.values())
+    return _USER[key]
+
+
+def add_profiles_files(paths: Iterable[str | Path]) -> None:
+    """Make the user rows of these files known to this process and to the processes it starts (they are put
+    first in $CMCODEC_PROFILES), each file checked now."""
+    new = [str(p) for p in paths]
+    for p in new:
+        read_profiles_file(p)
+    old = [x for x in os.environ.get(ENV_PROFILES, "").split(os.pathsep) if x]
+    os.environ[ENV_PROFILES] = os.pathsep.join(dict.fromkeys([*new, *old]))
+
+
+def _private(profile_id: int) -> Profile:
+    """The user row of a private id, or the one-line refusal of spec §4.4.1."""
+    number, h = split_private(profile_id)
+    rows = user_rows()
+    for r in rows:
+        if r.profile.id == profile_id:
+            return r.profile
+    same = [r for r in rows if r.number == number]
+    if same:
+        here = "; ".join(f"{r.profile.name} (from {r.origin}) has definition {r.short}" for r in same)
+        raise ProfileError(f"the file was written with user profile {number} of definition {h}; here user profile "
+                           f"{number} {here}: the definitions differ, so it is not decoded (spec §4.4.1)")
+    raise ProfileError(f"the file needs user profile {number} of definition {h}, which no profiles file here "
+                       f"defines: pass --profiles-file (or ${ENV_PROFILES}) with the definition it was written with")
+
+
+def user_row(p: Profile) -> UserRow | None:
+    """The user row of a profile (None for a built-in one)."""
+    if not is_private(p.id):
+        return None
+    return next((r for r in user_rows() if r.profile.id == p.id), None)
+
+
 def name_of(profile_id: int) -> str:
-    """The name of a profile id (``unknown-<id>`` for one no row has)."""
+    """The name of a profile id: a built-in row's, a known user row's, ``user-<number>:<hash>`` for another
+    private id, ``unknown-<id>`` otherwise."""
     p = PROFILES_BY_ID.get(profile_id)
-    return p.name if p else f"unknown-{profile_id}"
+    if p is not None:
+        return p.name
+    if is_private(profile_id):
+        try:
+            return _private(profile_id).name
+        except CmcodecError:  # not defined here (or a profiles file that cannot be read): the id's parts
+            number, h = split_private(profile_id)
+            return f"user-{number}:{h}"
+    return f"unknown-{profile_id}"
 
 
 def get_profile(key: str | int | Profile | None) -> Profile:
-    """Profile by name or id (None gives the default); unknown keys raise ProfileError."""
+    """Profile by name or id, built-in or user (None gives the default); unknown keys raise ProfileError."""
     if isinstance(key, Profile):
         return key
     if key is None:
         key = DEFAULT_PROFILE
-    p = PROFILES_BY_ID.get(key) if isinstance(key, int) else PROFILES_BY_NAME.get(key)
-    if p is None:
-        raise ProfileError(f"unknown profile {key!r}: expected one of {', '.join(PROFILES_BY_NAME)}")
-    return p
+    if isinstance(key, int):
+        if key in PROFILES_BY_ID:
+            return PROFILES_BY_ID[key]
+        if is_private(key):
+            return _private(key)
+    elif key in PROFILES_BY_NAME:
+        return PROFILES_BY_NAME[key]
+    else:
+        for r in user_rows():
+            if r.profile.name == key:
+                return r.profile
+    names = [*PROFILES_BY_NAME, *(r.profile.name for r in user_rows())]
+    raise ProfileError(f"unknown profile {key!r}: expected one of {', '.join(names)}")
 
 
 def row_problem(p: Profile) -> str | None:

@@ -176,12 +176,12 @@ def _profile_names() -> Iterable[str]:
     return [*PROFILES_BY_NAME, *users]
 
 
-def _profiles_files(ctx: click.Context, param: click.Parameter, value: tuple[Path, ...]) -> None:
+def _profiles_files(ctx: click.Context, param: click.Parameter, value: tuple[list, ...]) -> None:
     """--profiles-file: its user rows join $CMCODEC_PROFILES (so worker processes see them too)."""
     from .core.profiles import add_profiles_files
 
     try:
-        add_profiles_files(value)
+        add_profiles_files(_flat(ctx, param, value))
     except CmcodecError as e:
         _fail(e)
     PROFILE.choices = _profile_names()  # this run's rows (the variable may have changed since the last)
@@ -189,10 +189,10 @@ def _profiles_files(ctx: click.Context, param: click.Parameter, value: tuple[Pat
 
 # before any --profile is read (eager), and for the worker processes it starts
 profiles_file_option = click.option(
-    "--profiles-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
+    "--profiles-file", type=ListOf(click.Path(exists=True, dir_okay=False, path_type=Path)), multiple=True,
     is_eager=True, expose_value=False, callback=_profiles_files,
-    help="TOML or JSON file of user profiles (README, Bring your own model); repeatable; adds to "
-         "$CMCODEC_PROFILES.")
+    help="TOML or JSON files of user profiles (README, Bring your own model), added to $CMCODEC_PROFILES. "
+         "Comma list or repeated.")
 
 
 def _captioner_names() -> Iterable[str]:

@@ -140,3 +140,57 @@ def test_the_default_budget_is_stated() -> None:
     assert limits.limits_from_env({}) == limits.DEFAULT_LIMITS
     assert limits.limits_from_env({"CMCODEC_LIMITS": " max_image_pixels=7 , max_file_bytes=9"}) == \
         cmcodec.Limits(max_image_pixels=7, max_file_bytes=9)
+
+
+# --- no native call without a bound ----------------------------------------------------------------------
+
+FORGED = Path(__file__).parent / "forged"
+
+
+def test_a_reference_stream_declaring_a_huge_picture_is_refused_before_decoding(tmp_path: Path) -> None:
+    # 347 bytes: a 16x16 image whose VVC reference's SPS declares 4096x2176 (a flat picture VVenC made); the
+    # demuxer ignored max_pixels, so the whole picture was decoded before the size check
+    pytest.importorskip("av")
+    data = (FORGED / "vvc_ref_declares_4096x2176.cmc").read_bytes()
+    from cmcodec.core.refcodecs import _AV_DECODERS, _av_codecs
+
+    if _av_codecs(_AV_DECODERS["vvc"])():
+        pytest.skip("PyAV without a VVC decoder")
+    with pytest.raises(cmcodec.FormatError, match="exceeds specified max pixel count"):
+        cmcodec.decode(data)
+    line = one_line_error(run("decode", str(FORGED / "vvc_ref_declares_4096x2176.cmc"), "-o",
+                              str(tmp_path / "x.png")), 3)
+    assert "corrupt image reference: vvc decoder failed" in line
+
+
+def test_a_reference_decode_past_its_deadline_is_killed_and_the_next_one_works(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import GOLDEN
+
+    from cmcodec.core import refcodecs
+
+    data = (GOLDEN / "image_av1_classic.cmc").read_bytes()
+    cmcodec.decode(data)  # the worker is up
+    worker = refcodecs._worker
+    assert worker is not None and worker.proc.is_alive()
+    monkeypatch.setattr(refcodecs, "ref_deadline", lambda n, px: 0.0)  # no decode finishes in no time
+    t0 = time.perf_counter()
+    with pytest.raises(LimitError, match="the reference decoder did not finish within 0.0 s"):
+        cmcodec.decode(data)
+    assert time.perf_counter() - t0 < 5
+    worker.proc.join(5)
+    assert not worker.proc.is_alive()  # killed, not left running
+    monkeypatch.undo()
+    assert cmcodec.decode(data).size == (cmcodec.read_header(data).width, cmcodec.read_header(data).height)
+
+
+def test_a_crashing_reference_decoder_is_one_error_not_a_dead_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import GOLDEN
+
+    from cmcodec.core import refcodecs
+
+    data = (GOLDEN / "image_av1_classic.cmc").read_bytes()
+    cmcodec.decode(data)
+    refcodecs._worker.proc.kill()  # as a segfault in native code would end it
+    refcodecs._worker.proc.join(5)
+    assert cmcodec.decode(data).size == (cmcodec.read_header(data).width, cmcodec.read_header(data).height)

@@ -364,12 +364,11 @@ def default_ref_codec() -> RefCodec:
 _AV1_TD = b"\x12\x00"  # AV1 temporal delimiter OBU: rebuilt by the decoder (spec §8.3)
 
 
-def _av_decode(data: bytes, codec: str, max_pixels: int) -> Image.Image:
-    """A PyAV-decoded picture; a corrupt stream is a GuidanceDecodeError naming the decoder's complaint."""
-    from .refcodecs import av_decode
-
+def _bounded(name: str, args: tuple, codec: str, n_bytes: int, pixels: int) -> Image.Image:
+    """A reference decode in the worker under its deadline (spec §9.1); a corrupt stream is a
+    GuidanceDecodeError naming the decoder's complaint."""
     try:
-        return av_decode(data, codec, max_pixels)
+        return refcodecs.bounded_decode(name, args, n_bytes, pixels)
     except ValueError as e:
         raise GuidanceDecodeError(f"corrupt image reference: {codec} decoder failed ({e})") from None
 
@@ -387,26 +386,11 @@ def _codec_decode(data: bytes, codec: str, want: tuple[int, int] | None = None) 
     # coded sizes round up to 8x8 (HEVC) or 64x64 (AV1 superblocks) before cropping
     max_pixels = (want[0] + 64) * (want[1] + 64) if want else 4096 * 4096
     if codec == "av1":
-        return _av_decode(_AV1_TD + data, "av1", max_pixels)
+        return _bounded("av", (_AV1_TD + data, "av1", max_pixels), codec, len(data), max_pixels)
     if codec in ("hevc", "vvc"):
-        return _av_decode(data, codec, max_pixels)
+        return _bounded("av", (data, codec, max_pixels), codec, len(data), max_pixels)
     if codec == "j2k":
-        import io
-        import warnings
-
-        try:
-            with warnings.catch_warnings():  # a huge SIZ header is refused just below, not warned about
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                img = Image.open(io.BytesIO(data), formats=["JPEG2000"])
-            if want and img.size != want:  # the codestream's SIZ header, read before any sample
-                raise GuidanceDecodeError(f"corrupt image reference: expected a {want[0]}x{want[1]} picture, "
-                                          f"found {img.size[0]}x{img.size[1]}")
-            img.load()
-            return img.convert("RGB")
-        except GuidanceDecodeError:
-            raise
-        except Exception as e:  # Pillow raises OSError/SyntaxError/ValueError/... on broken codestreams
-            raise GuidanceDecodeError(f"corrupt image reference: JPEG 2000 decoder failed ({e})") from None
+        return _bounded("j2k", (data, want), "JPEG 2000", len(data), max_pixels)
     raise GuidanceDecodeError(f"image-reference codec {codec} cannot be decoded by this reader")
 
 

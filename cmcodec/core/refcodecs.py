@@ -24,7 +24,7 @@ from typing import Any
 from PIL import Image
 
 from . import deps, ids
-from .errors import CodecUnavailableError, ConfigError, UnknownCoderError
+from .errors import CodecUnavailableError, ConfigError, LimitError, UnknownCoderError
 
 # --- PyAV video codecs (one intra picture) -------------------------------------------------------------
 
@@ -100,8 +100,11 @@ def av_decode(data: bytes, codec: str, max_pixels: int = 1 << 26) -> Image.Image
     with av.logging.Capture() as logs:  # a corrupt stream's complaints go into the error, not to stderr
         try:
             if codec == "vvc":  # PyAV has no VVC parser: go through the raw VVC demuxer
-                with av.open(io.BytesIO(data), format="vvc", options={"max_pixels": str(max_pixels)}) as c:
-                    frames = [next(c.decode(video=0))]
+                with av.open(io.BytesIO(data), format="vvc") as c:
+                    stream = c.streams.video[0]
+                    # a decoder option (the demuxer ignores it): checked on the SPS, before any allocation
+                    stream.codec_context.options = {"max_pixels": str(max_pixels)}
+                    frames = [next(c.decode(stream))]
             else:
                 ctx = av.CodecContext.create(decoder, "r")
                 ctx.options = {"max_pixels": str(max_pixels)}  # checked on the stream header, before allocation
@@ -115,6 +118,115 @@ def av_decode(data: bytes, codec: str, max_pixels: int = 1 << 26) -> Image.Image
     if not frames:
         raise ValueError(f"the {codec} stream holds no frame")
     return frames[0].to_image()
+
+
+# --- native decoders under a deadline (spec §9.1) --------------------------------------------------------
+# A reference stream of a .cmc file is untrusted input to a native decoder (dav1d, FFmpeg's HEVC and VVC,
+# OpenJPEG): one that loops, crashes or blocks inside C code would hang the process where no signal handler
+# runs. Such decodes run in a worker process (spawned, so no threads or locks of this process are inherited)
+# that is killed when it overruns a deadline proportional to the stream; the worker is reused between calls.
+
+
+def ref_deadline(n_bytes: int, pixels: int) -> float:
+    """Seconds a reference decode may take: REF_DEADLINE_S plus 1 s per 100 kB of stream and per megapixel
+    of the picture it declares (a 2040 x 2040 reference of 1 MB: 19 s; the usual few hundred bytes: 5 s)."""
+    from .limits import REF_DEADLINE_S
+
+    return REF_DEADLINE_S + n_bytes / 100_000 + pixels / 1_000_000
+
+
+def _j2k_decode(data: bytes, want: tuple[int, int] | None) -> Image.Image:
+    """A JPEG 2000 codestream through Pillow (OpenJPEG); a picture that is not ``want`` pixels is refused from
+    its SIZ header, before any sample is decoded. ValueError carries the decoder's complaint."""
+    import warnings
+
+    with warnings.catch_warnings():  # a huge SIZ header is refused just below, not warned about
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(io.BytesIO(data), formats=["JPEG2000"])
+            if want and img.size != want:
+                raise ValueError(f"expected a {want[0]}x{want[1]} picture, found {img.size[0]}x{img.size[1]}")
+            img.load()
+        except ValueError:
+            raise
+        except Exception as e:  # Pillow raises OSError/SyntaxError/... on broken codestreams
+            raise ValueError(str(e) or type(e).__name__) from None
+    return img.convert("RGB")
+
+
+_WORKER_CALLS: dict[str, Callable[..., Image.Image]] = {"av": av_decode, "j2k": _j2k_decode}
+
+
+def _serve(conn: Any) -> None:
+    """The worker's loop: (call, args) in, ("ok", (mode, size, pixels)) or ("err", kind, message) out."""
+    while True:
+        try:
+            name, args = conn.recv()
+        except EOFError:
+            return
+        try:
+            img = _WORKER_CALLS[name](*args)
+            conn.send(("ok", (img.mode, img.size, img.tobytes())))
+        except CodecUnavailableError as e:
+            conn.send(("err", "unavailable", str(e)))
+        except Exception as e:  # the decoder's complaint about a corrupt stream, told to the caller
+            conn.send(("err", "corrupt", str(e) or type(e).__name__))
+
+
+class _Worker:
+    """One spawned process serving _serve, with the parent's end of its pipe."""
+
+    def __init__(self) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_serve, args=(child,), daemon=True, name="cmcodec-ref-decoder")
+        self.proc.start()
+        child.close()
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.join(5)
+        self.conn.close()
+
+
+_worker: _Worker | None = None
+_worker_lock = __import__("threading").Lock()
+
+
+def bounded_decode(name: str, args: tuple, n_bytes: int, pixels: int) -> Image.Image:
+    """_WORKER_CALLS[name](*args) in the worker process within ref_deadline(n_bytes, pixels) seconds. A corrupt
+    stream raises ValueError with the decoder's complaint; an overrun kills the worker and raises LimitError;
+    a worker that dies (a crash in native code) raises ValueError."""
+    global _worker
+    deadline = ref_deadline(n_bytes, pixels)
+    with _worker_lock:
+        if _worker is None or not _worker.proc.is_alive():
+            _worker = _Worker()
+        w = _worker
+        try:
+            w.conn.send((name, args))
+            if not w.conn.poll(deadline):
+                w.stop()
+                _worker = None
+                raise LimitError(f"the reference decoder did not finish within {deadline:.1f} s (spec §9.1 deadline "
+                                 f"of a {n_bytes}-byte stream); a hostile or damaged stream")
+            kind, *rest = w.conn.recv()
+        except (EOFError, OSError):  # the worker died: a crash inside the native decoder
+            w.stop()
+            _worker = None
+            raise ValueError("the decoder process crashed on this stream") from None
+        except BaseException:  # Ctrl-C or SIGTERM while waiting: the worker may be mid-decode, never reused
+            w.stop()
+            _worker = None
+            raise
+    if kind == "ok":
+        mode, size, pixels_bytes = rest[0]
+        return Image.frombytes(mode, size, pixels_bytes)
+    if rest[0] == "unavailable":
+        raise CodecUnavailableError(rest[1])
+    raise ValueError(rest[1])
 
 
 @cache

@@ -15,7 +15,7 @@ import click
 from . import __version__
 from .core import ids
 from .core.bitstream import MAX_SEED
-from .core.errors import CmcodecError, ConfigError, ModelError
+from .core.errors import CmcodecError, ConfigError, DiskFullError, ModelError
 from .core.limits import limits_from_env
 from .media.fileio import list_files
 from .models.loading import COMPILE_MODES
@@ -328,6 +328,10 @@ class _Group(click.Group):
             sys.exit(130)
         except CmcodecError as e:  # raised while parsing (a registry read for an option's choices)
             _fail(e)
+        except OSError as e:  # a file-system failure no layer below named: still one line (OutputError's code)
+            from .core.errors import OutputError
+
+            _fail(OutputError(f"{e.filename or 'file system'}: {e.strerror or e}"))
         if isinstance(rv, int) and rv:
             sys.exit(rv)
         sys.exit(0)
@@ -411,6 +415,13 @@ def _report(items: list[Item], results: Callable[[list[Item]], Iterator[Result]]
                 if single:
                     dump()
                     _fail(res)
+                if isinstance(res, DiskFullError):  # every later file would fail too: stop, keeping what is done
+                    bar.close()
+                    dump()
+                    done = sum(counts.values())
+                    click.echo(f"cmcodec: error: {res}; the run stopped after {done} of {len(items)} files (kept)",
+                               err=True)
+                    sys.exit(res.exit_code)
                 failed.append((items[i][0], str(res)))
                 bar.write(f"cmcodec: error: {res}", file=sys.stderr)
                 continue

@@ -29,7 +29,15 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 from .core.errors import CmcodecError, ConfigError, OutputExistsError
 from .core.ids import IMAGE_SUFFIXES
-from .media.fileio import append_jsonl, list_files, read_input, save_image, write_bytes
+from .media.fileio import (
+    append_jsonl,
+    check_replaceable,
+    list_files,
+    output_exists,
+    read_input,
+    save_image,
+    write_bytes,
+)
 
 if TYPE_CHECKING:  # codec (numpy, the image loaders) is imported when a run starts, not with the CLI
     from . import codec
@@ -177,8 +185,9 @@ class _Run:
         """(status, reason) for one output: written (new, or --force), redone (the reason), or skipped. A
         single file's existing output without --force, and a folder's output that its record does not list,
         are OutputExistsErrors."""
-        if not dst.exists():
+        if not output_exists(dst):
             return "written", None
+        check_replaceable(dst)  # a FIFO or device named like an output is refused, never opened to check it
         if self.force:
             return "written", "--force"
         if self.record is None:

@@ -194,3 +194,169 @@ def test_a_crashing_reference_decoder_is_one_error_not_a_dead_process(monkeypatc
     refcodecs._worker.proc.kill()  # as a segfault in native code would end it
     refcodecs._worker.proc.join(5)
     assert cmcodec.decode(data).size == (cmcodec.read_header(data).width, cmcodec.read_header(data).height)
+
+
+# --- special files and file-system traps -----------------------------------------------------------------
+
+def test_special_files_are_refused_as_inputs_before_a_byte_is_read(tmp_path: Path) -> None:
+    fifo = tmp_path / "in.cmc"
+    os.mkfifo(fifo)  # no writer: reading it would block for ever
+    t0 = time.monotonic()
+    line = one_line_error(run("decode", str(fifo), "-o", str(tmp_path / "x.png")), 2)
+    assert "expected a regular file, found a FIFO" in line
+    line = one_line_error(run("info", str(fifo)), 2)
+    line = one_line_error(run("encode", "/dev/zero", "-o", str(tmp_path / "z.cmc"), "--caption", "x"), 5)
+    assert "expected an image file, found a character device" in line
+    png = tmp_path / "pic.png"
+    os.mkfifo(png)
+    line = one_line_error(run("encode", str(png), "--caption", "x"), 5)
+    assert "found a FIFO" in line
+    assert time.monotonic() - t0 < 60  # four process starts, no wait on a FIFO
+    from cmcodec.media.fileio import read_input
+
+    with pytest.raises(cmcodec.CmcodecError, match="found a character device"):
+        read_input(Path("/dev/zero"))
+
+
+@pytest.mark.parametrize("kind", ["fifo", "link-to-stdout", "link-to-null", "folder"])
+def test_force_never_replaces_a_special_file_with_a_regular_one(tmp_path: Path, kind: str) -> None:
+    out = tmp_path / "out.cmc"
+    if kind == "fifo":
+        os.mkfifo(out)
+    elif kind == "folder":
+        out.mkdir()
+    else:
+        out.symlink_to("/dev/stdout" if kind == "link-to-stdout" else "/dev/null")
+    line = one_line_error(run("encode", str(PARROTS), "-o", str(out), "--caption", "x", "--force"), 10)
+    assert "expected a regular file or a new path" in line
+    assert out.is_symlink() or out.is_dir() or out.is_fifo()
+    assert [p.name for p in tmp_path.iterdir()] == ["out.cmc"]  # no temp or lock file left
+
+
+def _cmc(tmp_path: Path) -> Path:
+    src = tmp_path / "src.cmc"
+    src.write_bytes(pixel_file(64, 48, 16))
+    return src
+
+
+def test_every_file_system_failure_of_an_output_is_one_line(tmp_path: Path) -> None:
+    src = _cmc(tmp_path)
+    (tmp_path / "afile").write_bytes(b"x")
+    line = one_line_error(run("decode", str(src), "-o", str(tmp_path / "afile" / "x.png")), 11)
+    assert "x.png: Not a directory" in line
+    line = one_line_error(run("decode", str(src), "-o", str(tmp_path / ("n" * 300 + ".png"))), 11)
+    assert "File name too long" in line
+    ok = tmp_path / ("n" * 240 + ".png")  # fits the file system, not with a temp suffix: a hashed temp name
+    r = run("decode", str(src), "-o", str(ok))
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["afile", "src.cmc", ok.name])
+
+
+def test_a_read_only_folder_is_one_line(tmp_path: Path) -> None:
+    src = _cmc(tmp_path)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        if os.access(ro, os.W_OK):  # root ignores permissions: a read-only mount instead, if allowed
+            ro.chmod(0o755)
+            if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(ro)],
+                              capture_output=True).returncode:
+                pytest.skip("running as root without mount: no read-only folder to test against")
+        line = one_line_error(run("decode", str(src), "-o", str(ro / "x.png")), 11)
+        assert "Permission denied" in line or "Read-only file system" in line
+    finally:
+        subprocess.run(["umount", str(ro)], capture_output=True)
+        ro.chmod(0o755)
+
+
+def test_a_full_disk_in_a_write_is_a_disk_full_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from cmcodec.core.errors import DiskFullError
+    from cmcodec.media import fileio
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(DiskFullError, match="No space left on device"):
+        fileio.write_bytes(tmp_path / "a.cmc", b"x" * 100)
+    assert list(tmp_path.iterdir()) == []  # the temp file and the lock are gone
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 400 kB tmpfs (root with mount), else skip: a real full disk, not a simulated one."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(disk)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (the simulated ENOSPC test covers the API)")
+    yield disk
+    subprocess.run(["umount", str(disk)], capture_output=True)
+
+
+def test_a_full_disk_stops_a_folder_run_keeping_finished_files(tmp_path: Path, small_disk: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(12):  # a noisy 8-bit map: about 100 kB of PNG each
+        pm = bitstream.Section(1, 0, bytes([guidance.PixelParams(block=8, bits=8, chroma_drop=0).byte])
+                               + rng.integers(0, 256, 3000, dtype=np.uint8).tobytes())
+        (src / f"f{i:02d}.cmc").write_bytes(bitstream.pack(mode="pixel", width=256, height=256, profile_id=1,
+                                                           sections=[pm, bitstream.Section(0, 2, b"")]))
+    r = run("decode", str(src), "-o", str(small_disk / "out"))
+    line = one_line_error(r, 11) if r.stderr.count("\n") == 1 else r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 11 and "No space left on device" in line and "the run stopped after" in line
+    kept = sorted((small_disk / "out").iterdir())
+    assert 0 < len(kept) < 12 and all(p.suffix == ".png" for p in kept)  # no temp or lock file left
+    for p in kept:
+        Image.open(p).load()  # every kept file is complete
+
+
+def test_two_writers_of_one_output_exactly_one_wins(tmp_path: Path) -> None:
+    from cmcodec.core.errors import OutputError, OutputExistsError
+    from cmcodec.media import fileio
+
+    out = tmp_path / "o.cmc"
+    with fileio.atomic_path(out) as tmp:  # a writer holds the output
+        tmp.write_bytes(b"first")
+        with pytest.raises(OutputError, match="another process is writing this output"):
+            fileio.write_bytes(out, b"second", force=True)
+    assert out.read_bytes() == b"first"
+    with pytest.raises(OutputExistsError), fileio.atomic_path(tmp_path / "p.cmc") as tmp:
+        tmp.write_bytes(b"mine")
+        (tmp_path / "p.cmc").write_bytes(b"theirs")  # appeared while this one was computed
+    assert (tmp_path / "p.cmc").read_bytes() == b"theirs"
+    # two processes at once, no --force: one writes, the other is refused
+    procs = [subprocess.Popen([sys.executable, "-m", "cmcodec.cli", "encode", str(PARROTS), "-o",
+                               str(tmp_path / "c.cmc"), "--caption", f"writer {k}", "--mode", "pixel",
+                               "--profile", "classic"], stderr=subprocess.PIPE, text=True) for k in range(2)]
+    codes = sorted(p.wait(120) for p in procs)
+    assert codes[0] == 0 and codes[1] in (10, 11), codes
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.cmc", "o.cmc", "p.cmc"]
+
+
+def test_stale_temp_files_of_a_killed_run_are_removed_by_the_next_writer(tmp_path: Path) -> None:
+    from cmcodec.media import fileio
+
+    stale = tmp_path / ".o.cmc.abcd1234.tmp"
+    stale.write_bytes(b"half a file")
+    other = tmp_path / ".x.cmc.abcd1234.tmp"  # another output's: not this writer's to remove
+    other.write_bytes(b"x")
+    fileio.write_bytes(tmp_path / "o.cmc", b"whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".x.cmc.abcd1234.tmp", "o.cmc"]
+
+
+def test_a_fifo_named_like_an_output_fails_alone_in_a_folder_run(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    for n in ("a", "b"):
+        (src / f"{n}.cmc").write_bytes(pixel_file(64, 48, 16))
+    out = tmp_path / "out"
+    out.mkdir()
+    os.mkfifo(out / "a.png")
+    r = run("decode", str(src), "-o", str(out), timeout=60)
+    assert r.returncode == 1 and "found a FIFO" in r.stderr, r.stderr
+    assert (out / "b.png").is_file() and (out / "a.png").is_fifo()

@@ -96,6 +96,17 @@ class OutputExistsError(CmcodecError):
     exit_code = 10
 
 
+class OutputError(CmcodecError):
+    """An output cannot be written: the file system refused it (permissions, a parent that is not a folder, a
+    name too long, a full disk) or another process is writing the same output."""
+
+    exit_code = 11
+
+
+class DiskFullError(OutputError):
+    """The disk (or quota) holding an output is full: a folder run stops here, keeping every finished file."""
+
+
 class ConfigError(CmcodecError):
     """Inconsistent options (for example --bpp together with --max-bytes)."""
 

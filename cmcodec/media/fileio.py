@@ -1,14 +1,46 @@
-"""Atomic output files: temp file in the target folder, fsync, rename; inputs are never overwritten."""
+"""Atomic output files: temp file in the target folder, fsync, rename; inputs are never overwritten.
+
+Outputs are safe against a hostile or unlucky file system: only regular files are read as inputs or replaced
+as outputs (a FIFO, a device or a link to one is refused, never read without end or replaced by a file); a
+writer holds a per-output lock, so of two processes writing one output exactly one wins and the other is
+refused, and stale temp files of a killed run are removed by the next writer of that output; every
+file-system failure is one OutputError (DiskFullError for a full disk) naming the path and the reason.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..core.errors import ConfigError, LimitError, OutputExistsError
+from ..core.errors import ConfigError, DiskFullError, LimitError, OutputError, OutputExistsError
+
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISREG, "a regular file"))
+
+
+def describe(path: Path) -> str:
+    """What is at path, for messages: "a regular file", "a FIFO", "a character device", "a folder", ...,
+    "a broken link" or "nothing"."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a broken link" if os.path.islink(path) else "nothing"
+    except OSError as e:
+        return f"something unreadable ({e.strerror or e})"
+    return next((what for test, what in _KINDS if test(mode)), "a special file")
+
+
+def fs_error(e: OSError, path: Path, doing: str) -> OutputError:
+    """A file-system failure as one line: DiskFullError for a full disk or quota, else OutputError."""
+    why = e.strerror or str(e)
+    cls = DiskFullError if e.errno in (errno.ENOSPC, errno.EDQUOT) else OutputError
+    return cls(f"cannot {doing} {path}: {why}")
 
 
 def list_files(folder: Path, suffixes: set[str] | None = None) -> list[Path]:
@@ -21,24 +53,66 @@ def list_files(folder: Path, suffixes: set[str] | None = None) -> list[Path]:
 
 
 def read_input(path: Path, max_bytes: int = 64 * 1024 * 1024) -> bytes:
-    """The bytes of an input file, refusing one larger than max_bytes before reading it (spec §3 limits)."""
+    """The bytes of a regular input file, refusing one larger than max_bytes before reading it (spec §3 limits)
+    and anything else (a FIFO, a device such as /dev/zero) before reading a byte: those never end."""
     try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise LimitError(f"{path}: file of {size} bytes exceeds the limit of {max_bytes} bytes")
-        return path.read_bytes()
+        # O_NONBLOCK: opening a FIFO without a writer must not block; fstat then judges what was opened
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
         raise ConfigError(f"cannot read {path}: {e.strerror or e}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{path}: expected a regular file, found {describe(path)}")
+        if st.st_size > max_bytes:
+            raise LimitError(f"{path}: file of {st.st_size} bytes exceeds the limit of {max_bytes} bytes")
+        try:
+            data = f.read(max_bytes + 1)  # a file that grew since fstat is still bounded
+        except OSError as e:
+            raise ConfigError(f"cannot read {path}: {e.strerror or e}") from None
+    if len(data) > max_bytes:
+        raise LimitError(f"{path}: file of more than {max_bytes} bytes exceeds the limit")
+    return data
 
 
 def check_output(path: Path, force: bool, inputs: tuple[Path, ...] = ()) -> None:
-    """Refuse an existing output without force, and any output that is one of the inputs."""
+    """Refuse an existing output without force, any output that is one of the inputs, and with or without
+    force anything at the path but a regular file (or a link to one): a FIFO, a device, a folder or a link to
+    /dev/stdout is never replaced by a file."""
     rp = path.resolve()
     for i in inputs:
         if i.exists() and rp == i.resolve():
             raise OutputExistsError(f"{path}: output would overwrite its own input")
-    if path.exists() and not force:
+    if not output_exists(path):
+        return
+    check_replaceable(path)
+    if not force:
         raise OutputExistsError(f"{path} exists: expected a new path (use --force to overwrite)")
+
+
+def output_exists(path: Path) -> bool:
+    """Whether anything is at an output path (a link counts); a path the file system cannot even look up (a
+    name too long, a parent that is a file) is an OutputError naming why."""
+    try:
+        os.lstat(path)
+        return True
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        raise fs_error(e, path, "write") from None
+
+
+def check_replaceable(path: Path) -> None:
+    """Refuse an existing output path that is not a regular file (or a link to one outside /dev and /proc): a
+    FIFO, a device, a folder or a link to /dev/stdout is never opened for a resume check nor replaced."""
+    what = describe(path)
+    link = os.path.realpath(path) if os.path.islink(path) else ""
+    if what == "a regular file" and not link.startswith(("/dev/", "/proc/")):
+        return
+    if link:
+        what += f" (a link to {os.readlink(path)})"
+    raise OutputExistsError(f"{path}: expected a regular file or a new path, found {what}; cmcodec never "
+                            "replaces it (give another output path)")
 
 
 def _umask() -> int:
@@ -57,25 +131,109 @@ def _final_mode(path: Path) -> int:
         return 0o666 & ~_umask()
 
 
+def _temp_stem(path: Path) -> str:
+    """Hidden prefix of an output's temp and lock files: its name, or a hash of a name too long to extend."""
+    name = path.name
+    if len(os.fsencode(name)) > 200:
+        name = "cmc-" + hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
+    return "." + name + "."
+
+
+@contextlib.contextmanager
+def _output_lock(path: Path) -> Iterator[None]:
+    """Hold the output's lock (flock on a hidden lock file beside it) or refuse: another writer has it."""
+    import fcntl
+
+    lock = path.parent / (_temp_stem(path) + "lock.tmp")
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except OSError as e:
+        raise fs_error(e, path, "write") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputError(f"{path}: another process is writing this output; expected it alone") from None
+        try:  # a lock file removed by its last holder after we opened it locks nothing: that writer finished
+            if os.stat(lock).st_ino != os.fstat(fd).st_ino:
+                raise FileNotFoundError
+        except FileNotFoundError:
+            raise OutputError(f"{path}: another process wrote this output meanwhile; expected it alone") from None
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock)  # while still held, so no writer can hold a lock on the removed file unnoticed
+        os.close(fd)
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Temp files of this output left by a killed run (the lock is held, so no live writer owns one)."""
+    stem = _temp_stem(path)
+    with contextlib.suppress(OSError):
+        for n in os.listdir(path.parent):
+            if n.startswith(stem) and n.endswith(".tmp") and n != stem + "lock.tmp" and len(n) == len(stem) + 12:
+                with contextlib.suppress(OSError):
+                    os.unlink(path.parent / n)
+
+
+def _link_new(tmp: str, path: Path) -> None:
+    """Put tmp at path only if nothing is there: a hard link fails if the path exists (never a silent
+    replace); on a file system without hard links, the check and a rename (the lock still excludes cmcodec's
+    other writers)."""
+    try:
+        os.link(tmp, path)
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+            raise
+        if os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, "exists") from None
+        os.replace(tmp, path)
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path, force: bool = False, inputs: tuple[Path, ...] = ()) -> Iterator[Path]:
-    """Yield a temp path beside ``path``; on success it replaces ``path``, on any error it is removed."""
+    """Yield a temp path beside ``path``; on success it replaces ``path``, on any error it is removed. The
+    output's lock is held throughout; without force the temp file is linked into place, so an output that
+    appeared meanwhile is never replaced. File-system failures are OutputError (DiskFullError)."""
     path = Path(path)
     check_output(path, force, inputs)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    for parent in (path.parent, *path.parent.parents):  # the nearest existing one must be a folder
+        if os.path.lexists(parent):
+            if not parent.is_dir():
+                raise OutputError(f"cannot write {path}: {parent} is {describe(parent)}, expected a folder")
+            break
     try:
-        yield Path(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, _final_mode(path))
-        if not force and path.exists():  # lost a race with another writer
-            raise OutputExistsError(f"{path} exists: expected a new path (use --force to overwrite)")
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise fs_error(e, path.parent, "create the folder") from None
+    with _output_lock(path):
+        _remove_stale_temps(path)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=_temp_stem(path), suffix=".tmp", dir=path.parent)
+        except OSError as e:
+            raise fs_error(e, path, "write") from None
+        os.close(fd)
+        try:
+            try:
+                yield Path(tmp)
+            except OSError as e:  # the caller's write into the temp file (a full disk, most often)
+                raise fs_error(e, path, "write") from None
+            try:
+                with open(tmp, "rb+") as f:
+                    os.fsync(f.fileno())
+                os.chmod(tmp, _final_mode(path))
+                check_output(path, force, inputs)  # what appeared while this output was computed
+                if force:
+                    os.replace(tmp, path)
+                else:
+                    _link_new(tmp, path)
+            except FileExistsError:
+                raise OutputExistsError(f"{path} exists: expected a new path (use --force to overwrite)") from None
+            except OSError as e:
+                raise fs_error(e, path, "write") from None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
 
 
 def write_bytes(path: Path, data: bytes, force: bool = False, inputs: tuple[Path, ...] = ()) -> None:

@@ -10,8 +10,9 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..core.bitstream import DEFAULT_LIMITS, Limits
-from ..core.limits import check_image
 from ..core.errors import ImageInputError, LimitError
+from ..core.limits import check_image
+from .fileio import describe
 
 
 def _to_8bit(arr: np.ndarray) -> np.ndarray:
@@ -62,9 +63,8 @@ def load_image(src: object, limits: Limits = DEFAULT_LIMITS) -> Image.Image:
             data = bytes(src)
         elif isinstance(src, (str, os.PathLike)):
             data = Path(src)
-            if not data.is_file():
-                found = "a folder" if data.is_dir() else "nothing"
-                raise ImageInputError(f"{name}: expected an image file, found {found}")
+            if not data.is_file():  # a FIFO or a device (/dev/zero) is refused before it is opened: never ends
+                raise ImageInputError(f"{name}: expected an image file, found {describe(data)}")
         else:
             raise ImageInputError(f"expected an image path, bytes, PIL image or array, found {type(src).__name__}")
         try:

@@ -113,12 +113,12 @@ def test_encode_refuses_an_input_beyond_the_budget_from_its_header(monkeypatch: 
     opts = cmcodec.EncodeOptions(limits=cmcodec.Limits(max_image_pixels=100_000))
     monkeypatch.setattr(Image.Image, "load", lambda self: pytest.fail("pixels decoded before the budget check"))
     with pytest.raises(LimitError, match="400x300 is 120000 pixels, above the limit of 100000"):
-        cmcodec.encode(buf.getvalue(), caption="x", profile="classic", mode="pixel", options=opts)
+        cmcodec.encode(buf.getvalue(), profile="classic", mode="pixel", options=opts)
 
 
 def test_encode_leaves_pillows_process_wide_guard_alone() -> None:
     before = Image.MAX_IMAGE_PIXELS
-    cmcodec.encode(PARROTS, caption="a parrot", profile="classic", mode="pixel")
+    cmcodec.encode(PARROTS, profile="classic", mode="pixel")
     cmcodec.encode(str(PARROTS), caption="a parrot")
     assert Image.MAX_IMAGE_PIXELS == before
 
@@ -129,7 +129,7 @@ def test_running_out_of_memory_is_a_limit_error(monkeypatch: pytest.MonkeyPatch)
 
     monkeypatch.setattr(guidance, "_cells", no_memory)
     with pytest.raises(LimitError, match="out of memory encoding an image"):
-        cmcodec.encode(PARROTS, caption="x", profile="classic", mode="pixel")
+        cmcodec.encode(PARROTS, profile="classic", mode="pixel")
     monkeypatch.setattr(guidance, "render_pixel_map", no_memory)
     with pytest.raises(LimitError, match="out of memory decoding a file"):
         cmcodec.decode(pixel_file(64, 64, 8))
@@ -309,8 +309,8 @@ def test_a_full_disk_stops_a_folder_run_keeping_finished_files(tmp_path: Path, s
     r = run("decode", str(src), "-o", str(small_disk / "out"))
     line = one_line_error(r, 11) if r.stderr.count("\n") == 1 else r.stderr.strip().splitlines()[-1]
     assert r.returncode == 11 and "No space left on device" in line and "the run stopped after" in line
-    kept = sorted((small_disk / "out").iterdir())
-    assert 0 < len(kept) < 12 and all(p.suffix == ".png" for p in kept)  # no temp or lock file left
+    kept = sorted(p for p in (small_disk / "out").iterdir() if p.name != ".cmcodec-run.jsonl")  # the run record
+    assert 0 < len(kept) < 12 and all(p.suffix == ".png" for p in kept), kept  # no temp or lock file left
     for p in kept:
         Image.open(p).load()  # every kept file is complete
 
@@ -331,8 +331,8 @@ def test_two_writers_of_one_output_exactly_one_wins(tmp_path: Path) -> None:
     assert (tmp_path / "p.cmc").read_bytes() == b"theirs"
     # two processes at once, no --force: one writes, the other is refused
     procs = [subprocess.Popen([sys.executable, "-m", "cmcodec.cli", "encode", str(PARROTS), "-o",
-                               str(tmp_path / "c.cmc"), "--caption", f"writer {k}", "--mode", "pixel",
-                               "--profile", "classic"], stderr=subprocess.PIPE, text=True) for k in range(2)]
+                               str(tmp_path / "c.cmc"), "--mode", "pixel", "--profile", "classic", "--seed", str(k)],
+                              stderr=subprocess.PIPE, text=True) for k in range(2)]
     codes = sorted(p.wait(120) for p in procs)
     assert codes[0] == 0 and codes[1] in (10, 11), codes
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.cmc", "o.cmc", "p.cmc"]
@@ -356,7 +356,7 @@ def test_a_fifo_named_like_an_output_fails_alone_in_a_folder_run(tmp_path: Path)
         (src / f"{n}.cmc").write_bytes(pixel_file(64, 48, 16))
     out = tmp_path / "out"
     out.mkdir()
-    os.mkfifo(out / "a.png")
+    os.mkfifo(out / "a.decoded.png")
     r = run("decode", str(src), "-o", str(out), timeout=60)
     assert r.returncode == 1 and "found a FIFO" in r.stderr, r.stderr
-    assert (out / "b.png").is_file() and (out / "a.png").is_fifo()
+    assert (out / "b.decoded.png").is_file() and (out / "a.decoded.png").is_fifo()

@@ -94,7 +94,7 @@ CLASSIC_DECODE_MODULES = [
     "cmcodec", "cmcodec._version", "cmcodec.codec", "cmcodec.core", "cmcodec.core.arith", "cmcodec.core.bitstream",
     "cmcodec.core.classic", "cmcodec.core.deps", "cmcodec.core.errors", "cmcodec.core.guidance", "cmcodec.core.ids",
     "cmcodec.core.limits", "cmcodec.core.profiles", "cmcodec.core.refcodecs", "cmcodec.core.textcode",
-    "cmcodec.core.wordmodel", "cmcodec.media", "cmcodec.media.images",
+    "cmcodec.core.wordmodel", "cmcodec.media", "cmcodec.media.fileio", "cmcodec.media.images",
 ]
 
 

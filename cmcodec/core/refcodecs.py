@@ -82,6 +82,18 @@ _REF_AV_OPTIONS = {
 _AV_DECODERS = {"av1": "libdav1d", "hevc": "hevc", "vvc": "vvc"}
 
 
+def _check_av_decoder(codec: str) -> None:
+    """CodecUnavailableError when PyAV here cannot decode the codec: a valid stream this install cannot
+    decode is not a corrupt one."""
+    why = _av_codecs(_AV_DECODERS[codec])()
+    if not why and codec == "vvc":
+        import av
+
+        why = None if "vvc" in av.formats_available else "PyAV's FFmpeg lacks the vvc demuxer" + _av_hint()
+    if why:
+        raise CodecUnavailableError(f"cannot decode {codec}: {why}")
+
+
 def av_decode(data: bytes, codec: str, max_pixels: int = 1 << 26) -> Image.Image:
     """Decode one frame with PyAV (dav1d, FFmpeg's HEVC or VVC decoder), refusing pictures above max_pixels.
 
@@ -91,10 +103,7 @@ def av_decode(data: bytes, codec: str, max_pixels: int = 1 << 26) -> Image.Image
     import av
 
     decoder = _AV_DECODERS[codec]
-    why = _av_codecs(decoder)() or (None if codec != "vvc" or "vvc" in av.formats_available
-                                    else "PyAV's FFmpeg lacks the vvc demuxer" + _av_hint())
-    if why:  # a valid stream this install cannot decode is not a corrupt one
-        raise CodecUnavailableError(f"cannot decode {codec}: {why}")
+    _check_av_decoder(codec)
     av.logging.set_level(av.logging.ERROR)
     frames = []
     with av.logging.Capture() as logs:  # a corrupt stream's complaints go into the error, not to stderr
@@ -200,6 +209,8 @@ def bounded_decode(name: str, args: tuple, n_bytes: int, pixels: int) -> Image.I
     stream raises ValueError with the decoder's complaint; an overrun kills the worker and raises LimitError;
     a worker that dies (a crash in native code) raises ValueError."""
     global _worker
+    if name == "av":  # asked here, not only in the worker: this process's PyAV is the one a user set up
+        _check_av_decoder(args[1])
     deadline = ref_deadline(n_bytes, pixels)
     with _worker_lock:
         if _worker is None or not _worker.proc.is_alive():

@@ -29,6 +29,8 @@ conventional-codec wrappers sit in ``core`` because decoding an image-reference 
 
 from __future__ import annotations
 
+from typing import Any
+
 from ._version import __version__
 from .core.bitstream import Header, Limits, read_header
 from .core.errors import (
@@ -47,26 +49,29 @@ from .core.errors import (
 )
 
 
-def _register_pillow() -> None:
-    """Image.open / Image.save know .cmc once cmcodec is imported. The entry points load cmcodec.pillow_plugin
-    when Pillow first opens, decodes or saves a .cmc (Pillow calls a factory, not necessarily a class), so a
-    program that only calls cmcodec.decode loads no plugin code; pillow_plugin.register() puts its classes in
-    the same places."""
+def _register_pillow(plugin: Any = None) -> None:
+    """Image.open / Image.save know .cmc once cmcodec is imported: the one place the format is registered.
+
+    Without ``plugin`` the entry points are factories that load cmcodec.pillow_plugin when Pillow first opens,
+    decodes or saves a .cmc (Pillow calls a factory, not necessarily a class), so a program that only calls
+    cmcodec.decode loads no plugin code; pillow_plugin.register() passes itself to put its classes in the same
+    places."""
     from PIL import Image
 
     from .core import bitstream
 
-    def plugin():
+    def load() -> Any:
         from . import pillow_plugin
 
         return pillow_plugin
 
     fmt = bitstream.FORMAT_NAME
-    Image.register_open(fmt, lambda fp, filename: plugin().CmcImageFile(fp, filename), bitstream.has_magic)
-    Image.register_save(fmt, lambda im, fp, filename: plugin()._save(im, fp, filename))
+    Image.register_open(fmt, plugin.CmcImageFile if plugin else lambda fp, filename: load().CmcImageFile(fp, filename),
+                        bitstream.has_magic)
+    Image.register_save(fmt, plugin._save if plugin else lambda im, fp, filename: load()._save(im, fp, filename))
     Image.register_extension(fmt, bitstream.EXTENSION)
     Image.register_mime(fmt, bitstream.MIME)
-    Image.register_decoder("cmc", lambda mode, *args: plugin().CmcDecoder(mode, *args))
+    Image.register_decoder("cmc", plugin.CmcDecoder if plugin else lambda mode, *args: load().CmcDecoder(mode, *args))
 
 
 _register_pillow()

@@ -910,7 +910,7 @@ def captioners(as_json: bool, words: int) -> None:
 
     rows = [*i2t.CAPTIONERS.values(), i2t.API_CAPTIONER]
     out = [{"name": r.name, "model": r.model or None, "kind": r.kind, "size": r.size, "dtype": r.dtype,
-            "licence": r.licence, "origin": r.origin, "prompt": i2t.prompt_for(r, words) or None,
+            "license": r.license, "origin": r.origin, "prompt": i2t.prompt_for(r, words) or None,
             "default": r.name == i2t.DEFAULT_CAPTIONER} for r in rows]
     refused = [{"name": n, "model": m, "refused": why} for n, (m, why) in i2t.REFUSED.items()]
     if as_json:
@@ -918,7 +918,7 @@ def captioners(as_json: bool, words: int) -> None:
         return
     for d in out:
         click.echo(f"{d['name']:<23} {d['model'] or '(OpenAI-compatible server, --api-base)'}, {d['size']}, "
-                   f"{d['dtype']}, {d['licence']}; {d['origin']}" + (" (default)" if d["default"] else ""))
+                   f"{d['dtype']}, {d['license']}; {d['origin']}" + (" (default)" if d["default"] else ""))
         click.echo(f"  prompt: {d['prompt']}" if d["prompt"] else "  prompt: none (plain captioning head)")
     for d in refused:
         click.echo(f"{d['name']:<23} {d['model']}: refused, {d['refused']}")

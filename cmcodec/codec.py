@@ -29,7 +29,7 @@ from .core.errors import (
     ProfileError,
     UnknownCoderError,
 )
-from .core.profiles import MODEL_FREE, Profile, get_profile
+from .core.profiles import MODEL_FREE, SPECIAL_TOKENS, Profile, get_profile
 from .media.images import load_image
 
 if TYPE_CHECKING:
@@ -57,7 +57,6 @@ REF_GROW_SLACK = 15  # percent of a budget the best-quality reference may leave 
 # CLIP BPE tokens per caption word: 95th percentile 1.47 (median 1.24) over CMC-Bench's 1000 GPT-4V captions,
 # rounded up; it bounds how many words rate control asks of the captioner (caption_word_limit)
 TOKENS_PER_WORD = 1.5
-SPECIAL_TOKENS = 2  # start and end of text, counted in Profile.prompt_tokens
 # Coded bytes per caption word: 24.4 bytes per 20-word caption with wlm2 (README, benchmarks/textcode_bench.py)
 BYTES_PER_WORD = 1.22
 
@@ -163,9 +162,8 @@ class _Packer:
         return best
 
 
-def _fit_caption(caption: str, build: Callable[[str], bytes], budget: int | None,
-                 min_words: int = 0) -> tuple[bytes, str] | None:
-    """Longest word prefix of caption whose file fits budget (None if below min_words or nothing fits)."""
+def _fit_caption(caption: str, build: Callable[[str], bytes], budget: int | None) -> tuple[bytes, str] | None:
+    """Longest word prefix of caption whose file fits budget (None if nothing fits)."""
     data = build(caption)
     if budget is None or len(data) <= budget:
         return data, caption
@@ -179,8 +177,7 @@ def _fit_caption(caption: str, build: Callable[[str], bytes], budget: int | None
     k = textcode.longest_prefix(len(words), fits)
     if k is None:
         return None
-    best = textcode.word_prefix(words, k)
-    return None if len(best.split()) < min(min_words, len(words)) else (sizes[k], best)
+    return sizes[k], textcode.word_prefix(words, k)
 
 
 def _ref_search(img: Image.Image, codec: guidance.RefCodec, target: int,

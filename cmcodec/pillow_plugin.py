@@ -29,16 +29,17 @@ encodes through ``codec``); ``codec`` is imported only when pixels are asked for
 from __future__ import annotations
 
 import dataclasses
+import sys
 from typing import IO, Any
 
 from PIL import Image, ImageFile
 
 from .core import bitstream, textcode
 from .core.errors import CmcodecError, ConfigError
-from .core.limits import check_image
+from .core.limits import DEFAULT_LIMITS, check_image
 
 FORMAT, EXTENSION, MIME = bitstream.FORMAT_NAME, bitstream.EXTENSION, bitstream.MIME
-MAX_FILE_BYTES = 64 * 1024 * 1024  # the CLI's input limit (media.fileio.read_input): header read once, whole
+MAX_FILE_BYTES = DEFAULT_LIMITS.max_file_bytes  # the reader's file limit: header read once, whole
 
 # save() keywords passed to cmcodec.encode (everything else of the encoder goes through plugin_options)
 SAVE_KEYWORDS = ("mode", "caption", "bpp", "max_bytes", "profile", "seed")
@@ -169,11 +170,9 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
 def register() -> None:
     """Register the format with Pillow's classes of this module (``import cmcodec`` registers the same entry
     points lazily, loading this module on the first .cmc opened or saved; calling it again changes nothing)."""
-    Image.register_open(FORMAT, CmcImageFile, _accept)
-    Image.register_save(FORMAT, _save)
-    Image.register_extension(FORMAT, EXTENSION)
-    Image.register_mime(FORMAT, MIME)
-    Image.register_decoder("cmc", CmcDecoder)
+    import cmcodec
+
+    cmcodec._register_pillow(sys.modules[__name__])
 
 
 __all__ = ["EXTENSION", "FORMAT", "MIME", "CmcImageFile", "plugin_options", "register"]

@@ -27,15 +27,15 @@ def test_captioners_lists_every_row_with_its_costs() -> None:
     assert list(rows) == [*i2t.CAPTIONERS, "api:MODEL"]
     for name in ("llava-1.5-7b", "llava-next-mistral-7b", "instructblip-vicuna-7b", "smolvlm2-2.2b", "internvl3-1b"):
         d = rows[name]
-        assert d["model"] == i2t.CAPTIONERS[name].model and d["size"].endswith("B") and d["licence"]
-        assert d["dtype"] in ("fp16", "bf16") and d["prompt"]
+        assert d["model"] == i2t.CAPTIONERS[name].model and d["size"].endswith("B") and d["license"]
+        assert d["dtype"] in ("float16", "bfloat16") and d["prompt"]
     assert rows["llava-1.5-7b"]["model"] == "llava-hf/llava-1.5-7b-hf"
     assert rows["instructblip-vicuna-7b"]["prompt"] == ("Generate an informative paragraph in 20 words based on the "
                                                         "image.Considering Light and Color, Clarity")
-    assert rows["smolvlm2-2.2b"]["dtype"] == "bf16" and rows["blip-large"]["default"]
+    assert rows["smolvlm2-2.2b"]["dtype"] == "bfloat16" and rows["blip-large"]["default"]
     assert {d["name"] for d in got["refused"]} == {"sharegpt4v", "mplug-owl2"}
     text = run("captioners").stdout
-    assert "llava-hf/llava-v1.6-mistral-7b-hf, 7.6B, fp16, Apache-2.0" in text
+    assert "llava-hf/llava-v1.6-mistral-7b-hf, 7.6B, float16, Apache-2.0" in text
     assert "mplug-owl2" in text and "refused" in text
 
 

@@ -1,10 +1,11 @@
-"""Version floors of the conventional libraries the core calls, checked where an older install would otherwise
-fail obscurely (a TypeError inside the caption decoder, a valid file reported as corrupt) instead of with a
-one-line error naming the version found and the one needed.
+"""Version floors of the libraries cmcodec calls, in one table, checked where an older install would otherwise
+fail obscurely (a TypeError inside the caption decoder, a valid file reported as corrupt, a model that loads
+wrongly) instead of with a one-line error naming the version found and the one needed.
 
-pyproject.toml states the same floors for pip; this table covers installs pip did not resolve (``--no-deps``,
-distribution packages, environments pinned by hand). The neural libraries' floors are in
-``cmcodec.models.loading.FLOORS``.
+pyproject.toml states the same floors for pip (tests/test_deps.py keeps them equal); this table covers installs
+pip did not resolve (``--no-deps``, distribution packages, environments pinned by hand). The conventional
+libraries are checked by feature (``require``), the model libraries by package when a model loads
+(``cmcodec.models.loading.require``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,17 @@ FLOORS: dict[str, tuple[str, str, str]] = {
     # first AVIF-mode picture in 15.0-17.0.1
     "av": ("av", "17.1", "the VVC decoder, and an SVT-AV1 that encodes every still picture of spec §8"),
     "avif": ("pillow", "11.3", "Pillow's wheels carry libavif from 11.3 on"),
+    # the model libraries (pyproject's neural extra), by package
+    "torch": ("torch", "2.4", "torch.compile of the UNet and text decoder, torch.compiler.cudagraph_mark_step_begin"),
+    "transformers": ("transformers", "4.56", "from_pretrained(dtype=), native Florence-2 "
+                     "(Florence2ForConditionalGeneration) and AutoModelForImageTextToText for every registered "
+                     "captioner"),
+    "diffusers": ("diffusers", "0.30", "AutoPipeline*.from_pipe, AutoencoderTiny, variant= and use_safetensors= "
+                  "loading, add_watermarker= on the SDXL pipelines"),
+    "huggingface_hub": ("huggingface_hub", "0.34", "try_to_load_from_cache and the offline cache layout "
+                        "transformers 4.56 needs"),
+    "safetensors": ("safetensors", "0.4", "safetensors.torch save_file / load_file"),
+    "accelerate": ("accelerate", "0.30", "device placement used by transformers' from_pretrained"),
 }
 
 

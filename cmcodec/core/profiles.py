@@ -150,6 +150,10 @@ class Profile:
         return max(m, round(width * s / m) * m), max(m, round(height * s / m) * m)
 
 
+# special tokens a text encoder adds to a prompt (CLIP: start and end; T5: an end; Gemma: a start; 2 covers each),
+# counted in Profile.prompt_tokens
+SPECIAL_TOKENS = 2
+
 _QUALITY = "a high quality, sharp, detailed photograph"
 _QUALITY_FULL = "{caption}, high quality, sharp, detailed"
 _NEG = "blurry, low quality, jpeg artifacts, distorted"

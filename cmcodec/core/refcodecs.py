@@ -72,10 +72,12 @@ def av_encode(img: Image.Image, codec: str, q: int, options: Mapping[str, str] |
     return b"".join(bytes(p) for p in packets)
 
 
+# x265 for one still picture at every effort: quiet, all-intra, parameter sets once
+_X265_PARAMS = "info=0:log-level=none:keyint=1:repeat-headers=0"
 # what spec §8.3's rebuilt sequence header / parameter sets assume: the image reference's encoder options
 _REF_AV_OPTIONS = {
     "av1": {"preset": "6", "svtav1-params": "avif=1:tune=0"},
-    "hevc": {"preset": "medium", "x265-params": "info=0:log-level=none:keyint=1:repeat-headers=0"},
+    "hevc": {"preset": "medium", "x265-params": _X265_PARAMS},
 }
 
 
@@ -645,11 +647,9 @@ CODECS: dict[str, RefCodec] = {c.name: c for c in (
     RefCodec(
         name="hevc", label="HEVC (x265)", library="PyAV (libx265 / FFmpeg hevc)", quality=(0, 51), small_at="hi",
         headers="VPS, SPS, PPS, SEI NAL units",
-        efforts={"best": Effort({"preset": "slow", "tune": "psnr",
-                                 "x265-params": "info=0:log-level=none:keyint=1:repeat-headers=0"},
+        efforts={"best": Effort({"preset": "slow", "tune": "psnr", "x265-params": _X265_PARAMS},
                                 "x265 preset slow, tune psnr (no psycho-visual RD, the yardstick is PSNR)"),
-                 "fast": Effort({"preset": "medium",
-                                 "x265-params": "info=0:log-level=none:keyint=1:repeat-headers=0"},
+                 "fast": Effort({"preset": "medium", "x265-params": _X265_PARAMS},
                                 "x265 preset medium, default tuning"),
                  "ref": Effort(_REF_AV_OPTIONS["hevc"], "spec §8.3: the parameter sets hevcs rebuilds")},
         encoder=lambda img, q, o: av_encode(img, "hevc", q, o), decoder=lambda d: av_decode(d, "hevc"),

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..core.errors import ConfigError, DiskFullError, LimitError, OutputError, OutputExistsError
+from ..core.limits import DEFAULT_LIMITS
 
 _KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
           (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISREG, "a regular file"))
@@ -52,7 +53,7 @@ def list_files(folder: Path, suffixes: set[str] | None = None) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in want)
 
 
-def read_input(path: Path, max_bytes: int = 64 * 1024 * 1024) -> bytes:
+def read_input(path: Path, max_bytes: int = DEFAULT_LIMITS.max_file_bytes) -> bytes:
     """The bytes of a regular input file, refusing one larger than max_bytes before reading it (spec §3 limits)
     and anything else (a FIFO, a device such as /dev/zero) before reading a byte: those never end."""
     try:

@@ -38,8 +38,9 @@ class Captioner:
     kind: str  # "caption" (captioning head, optional text prompt), "chat" (VLM with a chat template), "api"
     prompt: str = ""
     size: str = ""  # parameters as the model card gives them
-    dtype: str = "fp16"  # precision on a GPU: what the model was trained and published in (CPU runs float32)
-    licence: str = ""
+    # precision on a GPU, by torch's name: what the model was trained and published in (CPU runs float32)
+    dtype: str = "float16"
+    license: str = ""  # as the model card names it (the user must accept it)
     origin: str = ""  # why it is in the line-up
     # (most words, prompt) pairs, shortest first: the first whose budget covers the asked words is used
     # instead of ``prompt`` (Florence-2's task tokens answer at different lengths)
@@ -84,51 +85,51 @@ QWEN_PROCESSOR = (("max_pixels", QWEN_MAX_PIXELS),)
 CMCB = "CMC-Bench"
 CAPTIONERS: dict[str, Captioner] = {c.name: c for c in (
     Captioner("blip-large", "Salesforce/blip-image-captioning-large", "caption", size="0.47B",
-              licence="BSD-3-Clause", origin="fast", revision="2227ac38c9f16105cb0412e7cab4759978a8fd90"),
+              license="BSD-3-Clause", origin="fast", revision="2227ac38c9f16105cb0412e7cab4759978a8fd90"),
     # main holds only pytorch_model.bin and tf_model.h5: the row loads the hub's safetensors conversion
     # commit of it (fixtures/hub/Salesforce--blip-image-captioning-base.json)
     Captioner("blip-base", "Salesforce/blip-image-captioning-base", "caption", size="0.25B",
-              licence="BSD-3-Clause", origin="fast", revision="9cfcdbcaccbcadb2b53b36d4b50042c4eeaa0c25"),
+              license="BSD-3-Clause", origin="fast", revision="9cfcdbcaccbcadb2b53b36d4b50042c4eeaa0c25"),
     # the commit whose processor_config.json / image_token_index transformers 5 generate needs
     # (fixtures/hub/Salesforce--blip2-opt-2.7b.json). 3.7B: its float32 shards hold 15.0 GB, and the stored
     # page of a copy of it (huggingface.co/qcee/wd, image_token_index 50265, OPT-2.7b) gives 3.74B params
-    Captioner("blip2-opt-2.7b", "Salesforce/blip2-opt-2.7b", "caption", size="3.7B", licence="MIT",
+    Captioner("blip2-opt-2.7b", "Salesforce/blip2-opt-2.7b", "caption", size="3.7B", license="MIT",
               origin="BLIP-2", revision="c7d6c9f37354a91481abf26893b22ffcb6d10878"),
     # unpinned: no stored page shows a commit of the florence-community conversion; 0.77B, MIT as Microsoft
     # released Florence-2 (www.llmreference.com/model/florence-2-large)
     Captioner("florence-2-large", "florence-community/Florence-2-large", "caption", "<MORE_DETAILED_CAPTION>",
-              size="0.77B", licence="MIT", origin="small captioner", prompts_by_words=FLORENCE_TASKS),
-    Captioner("qwen2-vl-2b", "Qwen/Qwen2-VL-2B-Instruct", "chat", WORD_PROMPT, size="2.2B", dtype="bf16",
-              licence="Apache-2.0", origin="small VLM", processor_kwargs=QWEN_PROCESSOR),
+              size="0.77B", license="MIT", origin="small captioner", prompts_by_words=FLORENCE_TASKS),
+    Captioner("qwen2-vl-2b", "Qwen/Qwen2-VL-2B-Instruct", "chat", WORD_PROMPT, size="2.2B", dtype="bfloat16",
+              license="Apache-2.0", origin="small VLM", processor_kwargs=QWEN_PROCESSOR),
     # unpinned: the stored tree of main shows only its short id; its first upload's preprocessor_config.json
     # was changed afterwards (fixtures/hub/Qwen--Qwen2.5-VL-3B-Instruct.json). 3.75B params in 7.51 GB of
     # bfloat16 shards; its LICENSE (7.39 kB) is not the Apache-2.0 text of the Qwen2-VL repos
-    Captioner("qwen2.5-vl-3b", "Qwen/Qwen2.5-VL-3B-Instruct", "chat", WORD_PROMPT, size="3.8B", dtype="bf16",
-              licence="Qwen Research License", origin="small VLM", processor_kwargs=QWEN_PROCESSOR),
+    Captioner("qwen2.5-vl-3b", "Qwen/Qwen2.5-VL-3B-Instruct", "chat", WORD_PROMPT, size="3.8B", dtype="bfloat16",
+              license="Qwen Research License", origin="small VLM", processor_kwargs=QWEN_PROCESSOR),
     # llava-1.5: 7.06B params in 14.1 GB of float16 shards (its stored tree page), Llama 2 Community License
     # (the model card); llava-next: 7.57B in 15.1 GB, "License: apache-2.0" on its stored commits page;
     # instructblip: 7.9B in 31.7 GB of float32 shards, "License: other" on its stored tree page: Vicuna-7B
     # inherits LLaMA's non-commercial terms
     Captioner("llava-1.5-7b", "llava-hf/llava-1.5-7b-hf", "chat", CMCBENCH_PROMPT, size="7.1B",
-              licence="Llama 2 Community License", origin=CMCB, processor_kwargs=LLAVA_PROCESSOR,
+              license="Llama 2 Community License", origin=CMCB, processor_kwargs=LLAVA_PROCESSOR,
               revision="95f2cf316249a98c11183f471ab76065c3e5f494"),
     Captioner("llava-next-mistral-7b", "llava-hf/llava-v1.6-mistral-7b-hf", "chat", CMCBENCH_PROMPT, size="7.6B",
-              licence="Apache-2.0", origin=CMCB + " (LLaVA-NeXT)",
+              license="Apache-2.0", origin=CMCB + " (LLaVA-NeXT)",
               revision="0cfb71e15a694974ba847f6aaaef8d5c19f2879e"),
     Captioner("instructblip-vicuna-7b", "Salesforce/instructblip-vicuna-7b", "caption", CMCBENCH_PROMPT,
-              size="7.9B", licence="non-commercial (Vicuna / LLaMA terms)", origin=CMCB,
+              size="7.9B", license="non-commercial (Vicuna / LLaMA terms)", origin=CMCB,
               revision="4fd0ddbb2172352d120b7ff982274f32f6fe278f"),
     # smolvlm2 (2.25B params in 9.0 GB of float32 shards, "License: apache-2.0" on its stored tokenizer.json
     # page) and internvl3 (0.94B in 1.88 GB of bfloat16, "License: apache-2.0" on the stored tree page of
     # OpenGVLab/InternVL3-1B) are unpinned: their stored trees show short commit ids only
     Captioner("smolvlm2-2.2b", "HuggingFaceTB/SmolVLM2-2.2B-Instruct", "chat", WORD_PROMPT, size="2.2B",
-              dtype="bf16", licence="Apache-2.0", origin="small VLM"),
-    Captioner("internvl3-1b", "OpenGVLab/InternVL3-1B-hf", "chat", WORD_PROMPT, size="0.9B", dtype="bf16",
-              licence="Apache-2.0", origin="small VLM"),
+              dtype="bfloat16", license="Apache-2.0", origin="small VLM"),
+    Captioner("internvl3-1b", "OpenGVLab/InternVL3-1B-hf", "chat", WORD_PROMPT, size="0.9B", dtype="bfloat16",
+              license="Apache-2.0", origin="small VLM"),
 )}
 # CMC-Bench's GPT-4o row: any model behind an OpenAI-compatible server (models/api_i2t.py).
 API_CAPTIONER = Captioner("api:MODEL", "", "api", CMCBENCH_PROMPT, size="(server)", dtype="(server)",
-                          licence="the server's terms", origin=CMCB + " (GPT-4o); vLLM, Ollama, LM Studio")
+                          license="the server's terms", origin=CMCB + " (GPT-4o); vLLM, Ollama, LM Studio")
 # CMC-Bench captioners whose checkpoints load only with their authors' model code: cmcodec never runs remote
 # code (trust_remote_code), so they are refused by name and hub id with the reason.
 REFUSED: dict[str, tuple[str, str]] = {
@@ -167,15 +168,15 @@ def _captioner(model: str | None) -> Captioner:
 
 
 def load(model: str | None = None, device: str | None = None, dtype: str | None = None,
-         model_path: str | None = None, accel: Accel = EAGER,
-         revision: str | None = None) -> tuple[Any, Any, Captioner, str]:
+         model_path: str | None = None, accel: Accel = EAGER) -> tuple[Any, Any, Captioner, str]:
     """(processor, model, row, device), cached; ``accel.compile`` compiles the token decoder (BLIP-class).
 
-    The model loads at the row's pinned revision (``revision`` overrides it), in the row's dtype on GPUs."""
+    The model loads at the row's pinned revision (or a local pin, models.loading.revision_for), in the row's
+    dtype on GPUs."""
     row = _captioner(model)
     if row.kind == "api":
         raise ConfigError(f"captioner {row.name} runs on a server: there is no local model to load")
-    rev, _ = revision_for(row.name, row.model, row.revision, revision)
+    rev, _ = revision_for(row.name, row.model, row.revision)
     src = locate("I2T", row.model, model_path, "--i2t-path", rev)  # before heavy imports: fail fast
     try:
         import torch  # noqa: F401

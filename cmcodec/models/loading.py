@@ -26,7 +26,7 @@ def resolve_location(model: str, override: str | None = None) -> str:
         return str(Path(model).expanduser())
     root = os.environ.get(ENV_MODEL_DIR)
     if root:
-        for cand in (model.replace("/", "--"), model.split("/")[-1]):
+        for cand in (model_dir_name(model), model.split("/")[-1]):
             p = Path(root).expanduser() / cand
             if p.is_dir():
                 return str(p)
@@ -160,11 +160,18 @@ def locate(kind: str, model: str, override: str | None, option: str, revision: s
         if snapshot is not None:
             return Source(loc, revision, local_only=True, snapshot=snapshot)
         why = f"not in the local Hugging Face cache{at} and the hub is {why}"
-    raise ModelError(
-        f"cannot load {kind} model {model!r}: {why} | supply it with {option} DIR (a folder saved with "
-        f"save_pretrained), ${ENV_MODEL_DIR}/{model.replace('/', '--')}, or a Hugging Face cache (HF_HOME) "
-        "that holds it"
-    )
+    raise ModelError(f"cannot load {kind} model {model!r}: {why} | {_ways_to_supply(model, option)}")
+
+
+def model_dir_name(model: str) -> str:
+    """The folder name under $CMCODEC_MODEL_DIR that stands for a hub id (``org/name`` -> ``org--name``)."""
+    return model.replace("/", "--")
+
+
+def _ways_to_supply(model: str, option: str) -> str:
+    """Every way to give a model that cannot be loaded, as each one-line error ends."""
+    return (f"supply it with {option} DIR (a folder saved with save_pretrained), ${ENV_MODEL_DIR}/"
+            f"{model_dir_name(model)}, or a Hugging Face cache (HF_HOME) that holds it")
 
 
 def offline() -> bool:
@@ -178,44 +185,21 @@ def load_error(kind: str, model: str, source: Source, err: BaseException, option
     where = ("local folder" if source.is_folder else
              "hub id (local cache only)" if source.local_only else "hub id")
     at = f" at revision {source.revision}" if source.revision and not source.is_folder else ""
-    return ModelError(
-        f"cannot load {kind} model {model!r} from {where} {source.path!r}{at}: {first[:300]} | supply it with "
-        f"{option} DIR (a folder saved with save_pretrained), ${ENV_MODEL_DIR}/{model.replace('/', '--')}, "
-        "or a Hugging Face cache (HF_HOME) that holds it"
-    )
-
-
-# Oldest versions of the model libraries whose features this package uses (the floors of pyproject.toml's
-# neural extra, kept equal by a test). Each reason names what the older versions lack.
-FLOORS: dict[str, tuple[str, str]] = {
-    "torch": ("2.4", "torch.compile of the UNet and text decoder, torch.compiler.cudagraph_mark_step_begin"),
-    "transformers": ("4.56", "from_pretrained(dtype=), native Florence-2 (Florence2ForConditionalGeneration) "
-                             "and AutoModelForImageTextToText for every registered captioner"),
-    "diffusers": ("0.30", "AutoPipeline*.from_pipe, AutoencoderTiny, variant= and use_safetensors= loading, "
-                          "add_watermarker= on the SDXL pipelines"),
-    "huggingface_hub": ("0.34", "try_to_load_from_cache and the offline cache layout transformers 4.56 needs"),
-    "safetensors": ("0.4", "safetensors.torch save_file / load_file"),
-    "accelerate": ("0.30", "device placement used by transformers' from_pretrained"),
-}
+    return ModelError(f"cannot load {kind} model {model!r} from {where} {source.path!r}{at}: {first[:300]} | "
+                      f"{_ways_to_supply(model, option)}")
 
 
 def require(*packages: str) -> None:
-    """ModelError naming the version found when an installed model library is older than its floor (the
-    conventional libraries' floors: core.deps)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    from ..core.deps import version_tuple
+    """ModelError naming the version found when a model library is missing or older than its floor
+    (core.deps.FLOORS, the one floor table)."""
+    from ..core.deps import FLOORS, installed, too_old
 
     for pkg in packages:
-        floor, why = FLOORS[pkg]
-        try:
-            found = version(pkg)
-        except PackageNotFoundError:
-            raise ModelError(f"{pkg} is not installed: pip install 'cmcodec[neural]' "
-                             f"(needs {pkg} >= {floor})") from None
-        if version_tuple(found) < version_tuple(floor):
-            raise ModelError(f"{pkg} {found} is installed; cmcodec needs {pkg} >= {floor} ({why}): "
-                             f"pip install -U '{pkg}>={floor}'")
+        if installed(pkg) is None:
+            raise ModelError(f"{pkg} is not installed: pip install 'cmcodec[neural]' (needs {pkg} >= {FLOORS[pkg][1]})")
+        why = too_old(pkg)
+        if why:
+            raise ModelError(why)
 
 
 def pick_device(device: str | None) -> str:
@@ -230,12 +214,13 @@ def pick_device(device: str | None) -> str:
 
 
 def pick_dtype(device: str, dtype: str | None, gpu_default: str = "float16"):
-    """The named dtype (float16, bfloat16, float32), else the model's own GPU dtype on CUDA (float16 unless
-    its row says otherwise: Qwen2-VL was trained in bfloat16), else float32 (CPU)."""
+    """The named dtype (torch's names float16, bfloat16, float32, as rows and --dtype spell them; the short
+    fp16 / bf16 / fp32 are read too), else the model's own GPU dtype on CUDA (float16 unless its row says
+    otherwise: Qwen2-VL was trained in bfloat16), else float32 (CPU)."""
     import torch
 
-    names = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16,
-             "bfloat16": torch.bfloat16, "fp32": torch.float32, "float32": torch.float32}
+    names = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
+             "fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
     if dtype:
         try:
             return names[dtype]
@@ -264,12 +249,9 @@ def local_pins() -> dict[str, str]:
     return pins
 
 
-def revision_for(name: str, model: str, row_revision: str | None,
-                 override: str | None = None) -> tuple[str | None, str]:
-    """(revision, where it comes from) of a row's model: --revision, then a local pin of the row's name or
-    hub id, then the row's own pin; None follows the repo's main branch ("unpinned")."""
-    if override:
-        return override, "--revision"
+def revision_for(name: str, model: str, row_revision: str | None) -> tuple[str | None, str]:
+    """(revision, where it comes from) of a row's model: a local pin of the row's name or hub id, then the row's
+    own pin; None follows the repo's main branch ("unpinned")."""
     pins = local_pins()
     for key in (name, model):
         if key in pins:

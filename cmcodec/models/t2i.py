@@ -16,8 +16,9 @@ from typing import Any
 
 from PIL import Image
 
+from ..core.deps import version_tuple
 from ..core.errors import ConfigError, ModelError
-from ..core.profiles import MODEL_FREE, Pipeline, Profile
+from ..core.profiles import MODEL_FREE, SPECIAL_TOKENS, Pipeline, Profile
 from ..core.textcode import longest_prefix, word_prefix
 from .loading import (
     EAGER,
@@ -89,23 +90,22 @@ def clear_cache() -> None:
 
 def _dtype_kw(version: str, dtype: Any) -> dict[str, Any]:
     """diffusers renamed torch_dtype to dtype in 0.42."""
-    major, minor = (int(x) for x in version.split(".")[:2])
-    return {"dtype": dtype} if (major, minor) >= (0, 42) else {"torch_dtype": dtype}
+    return {"dtype": dtype} if version_tuple(version) >= (0, 42) else {"torch_dtype": dtype}
 
 
 def load_pipelines(profile: Profile, device: str | None = None, dtype: str | None = None,
                    model_path: str | None = None, vae_path: str | None = None,
-                   accel: Accel = EAGER, revision: str | None = None) -> tuple[Any, Any, str]:
+                   accel: Accel = EAGER) -> tuple[Any, Any, str]:
     """(text2img, image pipeline, device) for a profile, cached; the image pipeline shares the components of
     the text one. text2img is None for the families that only restore a guidance image.
 
-    The model loads at the profile's pinned revision (``revision`` overrides it; its autoencoder and ControlNet
-    repos at their own pins), in float16 on GPUs with the repo's fp16 weight variant where it publishes one, and
-    never with an invisible watermark."""
+    The model loads at the profile's pinned revision (or a local pin, models.loading.revision_for; its
+    autoencoder and ControlNet repos at their own pins), in float16 on GPUs with the repo's fp16 weight variant
+    where it publishes one, and never with an invisible watermark."""
     if not profile.model:
         raise ModelError(f"profile {profile.name} has no generative model")
     fam = family(profile)
-    rev, _ = revision_for(profile.name, profile.model, profile.revision, revision)
+    rev, _ = revision_for(profile.name, profile.model, profile.revision)
     # before heavy imports: fail fast
     src = locate("T2I", profile.model, model_path, "--model-path", rev, "model_index.json")
     vae_src = None
@@ -318,7 +318,6 @@ def _map(fn: Any, *args: list) -> list:
 
 
 # --- prompt length (the encoder trims; no pipeline truncates a caption) ---------------------------------------
-SPECIAL_TOKENS = 2  # CLIP adds start and end, T5 an end, Gemma a start: 2 covers each
 _TOKENIZERS: dict[tuple, Any] = {}
 
 

@@ -29,7 +29,7 @@ from .core.errors import (
     ProfileError,
     UnknownCoderError,
 )
-from .core.profiles import MODEL_FREE, SPECIAL_TOKENS, Profile, get_profile
+from .core.profiles import MODEL_FREE, SPECIAL_TOKENS, Pipeline, Profile, get_profile
 from .media.images import load_image
 
 if TYPE_CHECKING:
@@ -77,6 +77,9 @@ class EncodeOptions:
     pixel_bits: int | None = None  # ... and its luma bits
     ref_codec: str | None = None  # image-reference codec name (guidance.REF_CODECS)
     ref_bpp: float | None = None  # reference rate when no budget is given
+    noise_steps: int | None = None  # noise mode: trajectory steps T (spec §10.5)
+    noise_log2_k: int | None = None  # noise mode: codebook of 2^this atoms
+    model_path: str | None = None  # noise mode: local folder of the profile's T2I model (the encoder runs it)
     limits: Limits = DEFAULT_LIMITS
 
 
@@ -91,6 +94,9 @@ class DecodeOptions:
     vae_path: str | Mapping[str, str] | None = None  # the same for a *-taesd profile's tiny autoencoder
     accel: Accel | None = None  # channels_last, torch.compile (None: eager)
     limits: Limits = DEFAULT_LIMITS
+    # noise mode: decode with only the first k coded steps (a prefix, spec §10.6), as a receiver that has only
+    # part of the file would; None: all of them
+    steps_available: int | None = None
 
     def folders(self, prof: Profile) -> tuple[str | None, str | None]:
         """(model folder, autoencoder folder) for prof."""
@@ -151,8 +157,9 @@ class _Packer:
         captions: list[Section] = []
         if caption is not None:
             captions = [textcode.caption_section(caption, name) for name in self.coders]
+        order = ids.MODE_SECTIONS[self.mode]  # payload order (spec §4.2)
         for cap in captions or [None]:
-            sections = [s for s in (guide, cap) if s is not None]
+            sections = sorted((s for s in (guide, cap) if s is not None), key=lambda s: order.index(s.type_id))
             data = bitstream.pack(mode=self.mode, width=self.width, height=self.height,
                                   profile_id=self.profile.id, seed=self.seed, sections=sections)
             if best is None or len(data) < len(best):
@@ -373,11 +380,56 @@ def _encode_full(job: _Job) -> bytes:
     raise _budget_error(job)
 
 
+def _noise_section(payload: bytes) -> Section:
+    return Section(ids.SECTION_IDS["noise"], 0, payload)
+
+
+def _noise_shape(job: _Job) -> tuple[int, int]:
+    """(T, log2 K) of a noise-mode file: the options', else the profile's."""
+    enc = job.prof.encoder
+    return job.options.noise_steps or enc.noise_steps, job.options.noise_log2_k or enc.noise_log2_k
+
+
+def _encode_noise(job: _Job) -> bytes:
+    """Noise mode (spec §10): the caption (the longest prefix that fits beside an empty noise code), then the
+    plan of the most coded bits that fits what is left (noisecode.fit_plan), then one encoding trajectory."""
+    from .core import noisecode
+    from .models import noise
+
+    steps, log2_k = _noise_shape(job)
+    noisecode.Plan(steps).check()
+    empty = noisecode.Plan(steps)
+    pack = job.packer.pack
+    got = _fit_caption(job.caption, lambda c: pack(c, _noise_section(noisecode.pack(empty, []))), job.budget)
+    if got is None:
+        raise _budget_error(job)
+    caption = got[1]
+    fixed = len(got[0]) - empty.nbytes()  # everything but the noise payload (its section is last: no length)
+    w, h = job.img.size
+    budget = job.budget if job.budget is not None else         max(len(got[0]), budget_bytes(w, h, job.prof.encoder.noise_bpp))
+    room = budget - fixed
+    while True:  # the check grows from 1 to 4 bytes past 256 bytes (spec §5): shrink until the file fits
+        plan = noisecode.fit_plan(steps, log2_k, room)
+        data_len = len(pack(caption, _noise_section(bytes(plan.nbytes()))))
+        if data_len <= budget or plan.coded == 0:
+            break
+        room -= data_len - budget
+    # the decoder's own trajectory, in the profile's precision on the options' device
+    (codes, _), = noise.run_batch(job.prof, [noise.NoiseJob(caption, w, h, job.packer.seed, plan, image=job.img)],
+                                  device=job.options.device, accel=_accel(job.options),
+                                  model_path=job.options.model_path)
+    return pack(caption, _noise_section(noisecode.pack(plan, codes)))
+
+
 def _smallest(job: _Job) -> int:
     """Bytes of the smallest file this mode can make for this image: no caption, the coarsest guidance."""
     pack, opts, enc = job.packer.pack, job.options, job.prof.encoder
     if job.mode == "text":
         return len(pack(""))
+    if job.mode == "noise":
+        from .core import noisecode
+
+        return len(pack("", _noise_section(noisecode.pack(noisecode.Plan(_noise_shape(job)[0]), []))))
     if job.mode == "pixel":
         if opts.pixel_block is not None or opts.pixel_bits is not None:
             entry = (opts.pixel_block or enc.pixel_block, opts.pixel_bits or enc.pixel_bits, 2)
@@ -394,6 +446,7 @@ def _budget_error(job: _Job) -> BudgetError:
 
 _MODE_ENCODERS: dict[str, Callable[[_Job], bytes]] = {
     "text": _encode_text, "pixel": _encode_pixel, "image": _encode_image, "full": _encode_full,
+    "noise": _encode_noise,
 }
 if set(_MODE_ENCODERS) != set(ids.MODES):
     raise RuntimeError("codec._MODE_ENCODERS and core.ids.MODES disagree: every mode needs one encoder")
@@ -546,7 +599,7 @@ def smallest_size(image: object, *, mode: str = "text", profile: str | int | Pro
 
 def _uses_caption(prof: Profile, mode: str) -> bool:
     """True when this profile's decoder reads a caption in this mode (else none is stored)."""
-    return (mode in ("text", "pixel", "full") and mode in prof.modes
+    return (mode in ("text", "pixel", "full", "noise") and mode in prof.modes
             and prof.modes[mode].pipeline not in MODEL_FREE)
 
 
@@ -609,6 +662,11 @@ def validate(data: bytes, limits: Limits = DEFAULT_LIMITS) -> bitstream.Header:
     ref = header.section("image_ref")
     if ref is not None:
         guidance.decode_image_ref(ref.payload, ref.coder_id, header.width, header.height)
+    noise = header.section("noise")
+    if noise is not None:
+        from .core import noisecode
+
+        noisecode.unpack(noise.payload)
     return header
 
 
@@ -645,9 +703,44 @@ def decode(data: bytes, options: DecodeOptions | None = None) -> Image.Image:
         from .models import t2i
 
         model_path, vae_path = opts.folders(prof)
+        if prof.mode(header.mode).pipeline is Pipeline.NOISE:
+            return _decode_noise([(header, caption)], prof, opts)[0]
         return t2i.generate(prof, header.mode, caption=caption, init=init, width=header.width,
                             height=header.height, seed=header.seed, device=opts.device, model_path=model_path,
                             dtype=opts.dtype, vae_path=vae_path, accel=_accel(opts))
+
+
+def _noise_job(header: bitstream.Header, caption: str, steps_available: int | None) -> object:
+    """The decoding job of a noise-mode file: its plan and step codes (spec §10.5), a prefix when asked."""
+    from .core import noisecode
+    from .models import noise
+
+    sec = header.section("noise")
+    if sec is None:  # read_header names a file noise-mode only with its noise section
+        raise RuntimeError("noise-mode header without a noise section")
+    plan, codes = noisecode.unpack(sec.payload, steps_available)
+    return noise.NoiseJob(caption, header.width, header.height, header.seed, plan, codes=tuple(codes))
+
+
+def _decode_noise(files: list[tuple[bitstream.Header, str]], prof: Profile, opts: DecodeOptions) -> list[Image.Image]:
+    """Decode noise-mode files of one profile, generation size and step count in one batch."""
+    from .models import noise
+
+    model_path, vae_path = opts.folders(prof)
+    jobs = [_noise_job(h, c, opts.steps_available) for h, c in files]
+    out = noise.run_batch(prof, jobs, device=opts.device, model_path=model_path, dtype=opts.dtype,
+                          vae_path=vae_path, accel=_accel(opts))
+    return [im for _, im in out]
+
+
+def _steps_of(header: bitstream.Header) -> int:
+    """Trajectory steps of a noise-mode file (files batch together only with the same count), else 0."""
+    sec = header.section("noise")
+    if sec is None:
+        return 0
+    from .core import noisecode
+
+    return noisecode.read_plan(sec.payload)[0].steps
 
 
 def decode_many(datas: Iterable[bytes], options: DecodeOptions | None = None, *,
@@ -670,9 +763,13 @@ def decode_many(datas: Iterable[bytes], options: DecodeOptions | None = None, *,
         prof, mode = get_profile(key[0]), key[1]
         items = [(cap, init, h.width, h.height, h.seed) for _, h, cap, init in batch]
         try:
-            out: list[Image.Image | CmcodecError] = list(t2i.generate_batch(
-                prof, mode, items, device=opts.device, model_path=opts.folders(prof)[0], dtype=opts.dtype,
-                vae_path=opts.folders(prof)[1], accel=_accel(opts)))
+            if prof.mode(mode).pipeline is Pipeline.NOISE:
+                out: list[Image.Image | CmcodecError] = list(_decode_noise([(h, cap) for _, h, cap, _ in batch],
+                                                                            prof, opts))
+            else:
+                out = list(t2i.generate_batch(
+                    prof, mode, items, device=opts.device, model_path=opts.folders(prof)[0], dtype=opts.dtype,
+                    vae_path=opts.folders(prof)[1], accel=_accel(opts)))
         except CmcodecError as e:
             out = [e] * len(batch)
         except RuntimeError as e:  # torch.cuda.OutOfMemoryError is one
@@ -700,7 +797,7 @@ def decode_many(datas: Iterable[bytes], options: DecodeOptions | None = None, *,
         if done is not None:
             yield i, done
             continue
-        key = (prof.id, header.mode, prof.decode_size(header.width, header.height))
+        key = (prof.id, header.mode, prof.decode_size(header.width, header.height), _steps_of(header))
         groups.setdefault(key, []).append((i, header, caption, init))
         if len(groups[key]) >= batch_size:
             yield from flush(key)

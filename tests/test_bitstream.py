@@ -54,7 +54,7 @@ def containers(draw: st.DrawFn) -> dict:
     types = bitstream.ids.MODE_SECTIONS[mode]
     coders = {0: [0, 1, 2], 1: [0], 2: [0, 1, 2, 3]}
     sections = [Section(t, draw(st.sampled_from(coders[t])), draw(st.binary(max_size=300))) for t in types]
-    extra = draw(st.lists(st.tuples(st.integers(3, 40), st.booleans(), st.integers(0, 5), st.binary(max_size=20)),
+    extra = draw(st.lists(st.tuples(st.integers(4, 40), st.booleans(), st.integers(0, 5), st.binary(max_size=20)),
                           max_size=3, unique_by=lambda x: x[0]))
     return {"mode": mode, "width": draw(st.integers(1, 65536)), "height": draw(st.integers(1, 65536)),
             "profile_id": draw(st.sampled_from([0, 1, 2, 3, 4])), "seed": draw(st.integers(0, 2**32 - 1)),

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import ids, profiles
 from .arith import pack_bits
@@ -363,7 +363,7 @@ def pack(
 ) -> bytes:
     """Build a container of the current VERSION: the mode's implied sections in spec order, then
     optional extra ones."""
-    if mode not in ids.MODE_IDS:
+    if mode not in ids.MODE_SECTIONS:
         raise ValueError(f"unknown mode {mode!r}")
     implied = ids.MODE_SECTIONS[mode]
     if tuple(s.type_id for s in sections) != implied:
@@ -377,8 +377,14 @@ def pack(
     for s in extra:
         if s.type_id in implied:
             raise ValueError(f"extra section repeats implied type {s.type_id}")
+        if any(s.type_id in own for _, own in ids.SECTION_MODES.values()):
+            raise ValueError(f"section type {s.type_id} belongs to a mode: pack it as that mode's section")
+    # a mode of SECTION_MODES: its header mode, its own sections first among the required extra ones (§4.2)
+    header_mode, _ = ids.SECTION_MODES.get(mode, (mode, ()))
+    n_base = len(ids.MODE_SECTIONS[header_mode])
+    sections, extra = sections[:n_base], [replace(s, required=True) for s in sections[n_base:]] + list(extra)
     everything = [*sections, *extra]
-    fields = _Fields(mode, width, height, profile_id, seed,
+    fields = _Fields(header_mode, width, height, profile_id, seed,
                      tuple((s.type_id, s.coder_id, s.required) for s in everything),
                      tuple(len(s.payload) for s in everything[:-1]))
     w = BitWriter()
@@ -407,9 +413,29 @@ def read_header(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Header:
     f = FORMATS[version].read(r, limits)
     header_bytes = r.byte_align()
     sections, skipped = _split_sections(body, header_bytes, f.layout, f.lengths, limits)
-    return Header(version=version, mode=f.mode, width=f.width, height=f.height, profile_id=f.profile_id,
+    mode = _section_mode(f)
+    return Header(version=version, mode=mode, width=f.width, height=f.height, profile_id=f.profile_id,
                   seed=f.seed, sections=sections, file_size=len(data), header_bytes=header_bytes, check=check,
                   skipped=skipped)
+
+
+def _section_mode(f: _Fields) -> str:
+    """The file's mode: the header's, or the mode of SECTION_MODES whose own sections follow the implied ones
+    (§4.2). Their sections anywhere else, optional, or under another header mode are refused."""
+    n_base = len(ids.MODE_SECTIONS[f.mode])
+    for name, (header_mode, own) in ids.SECTION_MODES.items():
+        where = [i for i, (t, _, _) in enumerate(f.layout) if t in own]
+        if not where:
+            continue
+        if f.mode != header_mode:
+            raise FormatError(f"corrupt .cmc file: a {ids.SECTION_TYPES[own[0]]} section in a {f.mode}-mode file "
+                              f"(expected it only in {header_mode} mode)")
+        placed = tuple(t for t, _, _ in f.layout[n_base:n_base + len(own)])
+        if placed != own or not all(f.layout[i][2] for i in where) or len(where) != len(own):
+            raise FormatError(f"corrupt .cmc file: {name} mode needs required section(s) {list(own)} first among "
+                              f"the extra sections, found types {[t for t, _, _ in f.layout[n_base:]]}")
+        return name
+    return f.mode
 
 
 def _read_magic(data: bytes, limits: Limits) -> bytes:

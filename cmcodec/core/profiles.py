@@ -45,6 +45,7 @@ class Pipeline(str, Enum):
     TEXT2IMG = "text2img"  # diffusion from the caption alone
     IMG2IMG = "img2img"  # diffusion from the guidance image, strength of it noised
     CLASSIC = "classic"  # no model: the guidance image upsampled (spec §7.4, §8)
+    NOISE = "noise"  # the coded trajectory of spec §10 (cmcodec.models.noise), the caption as its prompt
 
 
 # pipelines decoded from the bitstream alone by core.classic; codec.decode sends every other one to
@@ -97,6 +98,11 @@ class EncoderDefaults:
     # largest image reference, as a fraction of the image's long side: the x4 upscaler restores 4x, so a
     # larger reference would only be shrunk again before it (the bytes would be wasted)
     ref_max_scale: float = 1.0
+    # noise mode (spec §10): trajectory steps T and codebook size 2^log2_k written into its files (Turbo-DDCM's
+    # T = 30 and K = 16384), and its rate without a budget
+    noise_steps: int = 30
+    noise_log2_k: int = 14
+    noise_bpp: float = 0.02
 
 
 @dataclass(frozen=True)
@@ -208,6 +214,11 @@ def _fast_modes(steps: int, cfg: float = 0.0, image_steps: int = 2, **extra: Any
     }
 
 
+# Noise mode (spec §10) of the SD-class epsilon / v rows: the caption as the prompt (an empty one: the empty prompt,
+# unconditional, as Turbo-DDCM runs), no classifier-free guidance (one UNet call per step); the steps and the
+# codebook are in the file, the schedule in the spec
+NOISE_MODE = ModeConfig(Pipeline.NOISE, guidance_scale=1.0)
+
 _SAI_NC = "sai-nc-community (Stability AI non-commercial research community licence)"
 
 
@@ -288,7 +299,7 @@ PROFILES: tuple[Profile, ...] = _build((
         model="stable-diffusion-v1-5/stable-diffusion-v1-5",
         revision="451f4fe16113bff5a5d2269ed5ad43b0592e9a14",  # fixtures/hub/stable-diffusion-v1-5--....json
         variant="fp16",
-        modes=_cfg_modes(25, 7.5),
+        modes={**_cfg_modes(25, 7.5), "noise": NOISE_MODE},
         scheduler="DPMSolverMultistepScheduler",
         load_kwargs={"safety_checker": None, "requires_safety_checker": False},
         # licence: https://huggingface.co/runwayml/stable-diffusion-v1-5/discussions/164/files

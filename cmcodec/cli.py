@@ -502,7 +502,8 @@ def main() -> None:
               help="Output .cmc file (default NAME.cmc beside the image; a folder for folder input).")
 @click.option("--mode", type=click.Choice(["auto", *ids.MODES]), default="text", show_default=True,
               help="What the file carries: text (caption), pixel (caption + pixel map), image (reference "
-              "picture), full (reference + caption); auto picks by budget.")
+              "picture), full (reference + caption), noise (caption + the diffusion model's coded sampling "
+              "noise, any rate: runs the profile's model while encoding); auto picks by budget.")
 @click.option("--bpp", type=POSITIVE, help="Budget in bits per pixel of the original image (whole file).")
 @click.option("--max-bytes", type=click.IntRange(min=1), help="Budget in bytes (whole file); never exceeded.")
 @click.option("--caption", help="Use this caption; no I2T model is loaded.")
@@ -519,6 +520,12 @@ def main() -> None:
 @click.option("--api-base", metavar="URL", help=API_BASE_HELP)
 @click.option("--words", type=click.IntRange(min=1), help="Caption word budget (default from the profile: 20).")
 @click.option("--ref-codec", type=REF_CODEC, help="Image-reference codec (default: the best one installed).")
+@click.option("--model-path", type=click.Path(exists=True, file_okay=False),
+              help="Noise mode: local folder of the profile's T2I model (the encoder runs its trajectory).")
+@click.option("--noise-steps", type=click.IntRange(2, 1000),
+              help="Noise mode: trajectory steps T written in the file (default from the profile: 30).")
+@click.option("--noise-log2k", type=click.IntRange(1, 20),
+              help="Noise mode: codebook of 2^N atoms per step (default from the profile: 14).")
 @click.option("--device", help="cuda, cuda:1, cpu, ... (default: cuda when present).")
 @_dtype_option("Captioner precision (default: the captioner's own on CUDA, e.g. bfloat16 for Qwen2-VL; "
                "float32 on CPU).")
@@ -532,7 +539,7 @@ def main() -> None:
 def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_bytes: int | None,
            caption: str | None, caption_file: Path | None, profile: str, seed: int, i2t: str | None,
            i2t_paths: dict[str, str], api_base: str | None, words: int | None, ref_codec: str | None,
-           device: str | None, dtype: str | None, batch_size: int, compile_mode: str, offline: bool, force: bool,
+           model_path: str | None, noise_steps: int | None, noise_log2k: int | None, device: str | None, dtype: str | None, batch_size: int, compile_mode: str, offline: bool, force: bool,
            as_json: bool) -> None:
     """Encode an image (or a folder of images) to .cmc.
 
@@ -561,7 +568,8 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
         enc_opts = codec.EncodeOptions(i2t=i2t_model, device=dist_device(device), dtype=dtype,
                                        accel=_accel(compile_mode, False),
                                        caption_words=words or get_profile(profile).encoder.caption_words,
-                                       ref_codec=ref_codec, limits=limits_from_env())
+                                       ref_codec=ref_codec, limits=limits_from_env(), model_path=model_path,
+                                       noise_steps=noise_steps, noise_log2_k=noise_log2k)
         run = runs.EncodeRun(mode=mode, profile=profile, seed=seed, bpp=bpp, max_bytes=max_bytes, caption=caption,
                              captions=captions, caption_file=caption_file, options=enc_opts, batch_size=batch_size,
                              force=force, folder=folder, output_dir=output if folder else None)
@@ -584,13 +592,16 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
                 "torch.compile the UNet and autoencoder (reduce-overhead adds CUDA graphs); the first batch of "
                 "each shape pays about a minute of compile time.")
 @click.option("--channels-last", is_flag=True, help="channels_last memory format for the convolutions.")
+@click.option("--steps-available", type=click.IntRange(min=0),
+              help="Noise-mode files: decode with only the first K coded steps, as a receiver holding only a prefix "
+              "of the noise section would (spec §10.6).")
 @click.option("--offline", is_flag=True, help="Never contact the model hub.")
 @click.option("-f", "--force", is_flag=True, help=FORCE_HELP)
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @profiles_file_option
 def decode(input: Path, output: Path | None, device: str | None, dtype: str | None, model_paths: dict[str, str],
-           vae_paths: dict[str, str], batch_size: int, compile_mode: str, channels_last: bool, offline: bool,
-           force: bool, as_json: bool) -> None:
+           vae_paths: dict[str, str], batch_size: int, compile_mode: str, channels_last: bool,
+           steps_available: int | None, offline: bool, force: bool, as_json: bool) -> None:
     """Decode a .cmc file (or a folder of them) to an image.
 
     A file decodes to NAME.decoded.png (beside it, or in the -o folder of a folder run): never the encoder's
@@ -607,7 +618,7 @@ def decode(input: Path, output: Path | None, device: str | None, dtype: str | No
         items = runs.decode_items(input, output)
         opts = codec.DecodeOptions(device=dist_device(device), dtype=dtype, model_path=model_paths or None,
                                    vae_path=vae_paths or None, accel=_accel(compile_mode, channels_last),
-                                   limits=limits_from_env())
+                                   limits=limits_from_env(), steps_available=steps_available)
         folder = input.is_dir()
         run = runs.DecodeRun(options=opts, batch_size=batch_size, force=force, folder=folder,
                              output_dir=output if folder else None)

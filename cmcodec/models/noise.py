@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..core import noisecode as nc
@@ -94,6 +94,43 @@ def combine(seed: int, step: int, code: StepCode, n: int, device: Any) -> Any:
     return z * (math.sqrt(n) / z.norm().clamp_min(1e-20))
 
 
+def _project(seed: Any, step: Any, a0: Any, r: Any, count: int, table: Any) -> Any:
+    """<atom, r> for atoms a0 .. a0 + count - 1 of a step's codebook, on r's device, with seed, step and a0 as
+    int64 tensors (so that one compiled graph serves every step and seed)."""
+    import torch
+
+    n = r.shape[0]
+    nb = -(-n // nc.VALUES_PER_BLOCK)
+    dev = r.device
+    atoms = (a0 + torch.arange(count, dtype=torch.int64, device=dev)).reshape(-1, 1)
+    blocks = torch.arange(nb, dtype=torch.int64, device=dev).reshape(1, -1)
+    c0, c1, c2, c3 = blocks, atoms, step + 0 * atoms, torch.full_like(atoms, nc.STREAM_ATOMS)
+    k0, k1 = seed, seed * 0
+    for i in range(nc.PHILOX_ROUNDS):  # philox() with the key as tensors
+        if i:
+            k0, k1 = (k0 + nc.PHILOX_W[0]) & nc.MASK32, (k1 + nc.PHILOX_W[1]) & nc.MASK32
+        hi0, lo0 = _mulhilo(c0, nc.PHILOX_M[0])
+        hi1, lo1 = _mulhilo(c2, nc.PHILOX_M[1])
+        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+    w = torch.stack(torch.broadcast_tensors(c0, c1, c2, c3), dim=-1)
+    idx = torch.stack([w >> 16, w & 0xFFFF], dim=-1).reshape(count, nb * nc.VALUES_PER_BLOCK)[:, :n]
+    return table[idx] @ r
+
+
+_COMPILED: dict[str, Any] = {}
+
+
+def compiled_projection(on: bool = True) -> None:
+    """Fuse the encoder's codebook scan into one kernel per chunk with torch.compile (GPUs; first call of each
+    latent size compiles). The atoms are the same bits either way (benchmarks/noise_speed.py checks)."""
+    import torch
+
+    if on:
+        _COMPILED["project"] = torch.compile(_project, dynamic=False, fullgraph=True)
+    else:
+        _COMPILED.pop("project", None)
+
+
 def select(seed: int, step: int, residual: Any, k: int, m: int) -> StepCode:
     """Turbo-DDCM's choice (spec §10.3, informative): the m atoms of the step's codebook of k with the largest
     |<atom, residual>|, signed by their inner products, scanned in chunks so no codebook is held whole."""
@@ -101,13 +138,23 @@ def select(seed: int, step: int, residual: Any, k: int, m: int) -> StepCode:
 
     n = residual.numel()
     r = residual.reshape(-1, 1).float()
+    dev = residual.device
     per = max(1, min(k, ATOM_CHUNK_VALUES // max(1, n)))
-    proj = torch.empty(k, dtype=torch.float32, device=residual.device)
-    for a0 in range(0, k, per):
-        a1 = min(k, a0 + per)
-        atoms = gaussian(seed, step, torch.arange(a0, a1, device=residual.device), nc.STREAM_ATOMS, n,
-                         residual.device)
-        proj[a0:a1] = (atoms @ r).reshape(-1)
+    proj = torch.empty(k, dtype=torch.float32, device=dev)
+    if dev.type == "cpu":
+        for a0 in range(0, k, per):
+            a1 = min(k, a0 + per)
+            atoms = gaussian(seed, step, torch.arange(a0, a1), nc.STREAM_ATOMS, n, dev)
+            proj[a0:a1] = (atoms @ r).reshape(-1)
+    else:
+        per = 1 << (per.bit_length() - 1)  # a power of two: K is one, so every chunk has this one shape
+        fn = _COMPILED.get("project", _project)
+        s_t = torch.tensor(seed & nc.MASK32, dtype=torch.int64, device=dev)
+        st_t = torch.tensor(step, dtype=torch.int64, device=dev)
+        for a0 in range(0, k, per):
+            cnt = min(per, k - a0)
+            proj[a0:a0 + cnt] = fn(s_t, st_t, torch.tensor(a0, dtype=torch.int64, device=dev), r, cnt,
+                                   _table(dev)).reshape(-1)
     top = torch.topk(proj.abs(), m).indices
     order = torch.sort(top).values
     signs = proj[order]
@@ -183,10 +230,47 @@ def _prediction(pipe: Any) -> str:
     return str(pipe.scheduler.config.get("prediction_type", "epsilon"))
 
 
+_GRAPHS: dict[tuple, Any] = {}
+
+
+def _graphed_unet(unet: Any, inp_shape: tuple[int, ...], emb: Any) -> Callable[[Any, int], Any]:
+    """The UNet call replayed as a CUDA graph (one capture per model, input shape and prompt shape; inputs copied
+    into static buffers): a step of SD 1.5 takes a fifth of its eager time at batch 1, where kernel launches,
+    not arithmetic, bound it."""
+    import torch
+
+    key = (id(unet), tuple(inp_shape), tuple(emb.shape), str(emb.dtype))
+    if key not in _GRAPHS:
+        sx = torch.zeros(inp_shape, dtype=unet.dtype, device=emb.device)
+        st = torch.zeros((), dtype=torch.int64, device=emb.device)
+        se = torch.zeros_like(emb)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):  # warm-up outside the graph (lazy initialisation, algorithm choice)
+                unet(sx, st, encoder_hidden_states=se, return_dict=False)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = unet(sx, st, encoder_hidden_states=se, return_dict=False)[0]
+        _GRAPHS[key] = (graph, sx, st, se, out)
+    graph, sx, st, se, out = _GRAPHS[key]
+    se.copy_(emb)
+
+    def call(inp: Any, t: int) -> Any:
+        sx.copy_(inp)
+        st.fill_(t)
+        graph.replay()
+        return out
+
+    return call
+
+
 def sd_denoiser(pipe: Any, prompts: Sequence[str], guidance: float, negative: str, latent_shape: tuple[int, ...],
-                dtype: Any, device: Any) -> Denoiser:
+                dtype: Any, device: Any, graphs: bool = False) -> Denoiser:
     """The UNet as a Denoiser for a batch: prompts encoded once, classifier-free guidance when guidance > 1,
-    v predictions turned into epsilon (eps = sqrt(abar) v + sqrt(1 - abar) x_t)."""
+    v predictions turned into epsilon (eps = sqrt(abar) v + sqrt(1 - abar) x_t); graphs: the UNet call replayed
+    as a CUDA graph."""
     import torch
 
     cfg = guidance > 1
@@ -195,11 +279,14 @@ def sd_denoiser(pipe: Any, prompts: Sequence[str], guidance: float, negative: st
     emb = torch.cat([ne, pe]) if cfg else pe
     v_pred = _prediction(pipe) == "v_prediction"
     abar = nc.alphas_cumprod()
+    in_shape = (latent_shape[0] * (2 if cfg else 1), *latent_shape[1:])
+    unet = _graphed_unet(pipe.unet, in_shape, emb) if graphs else \
+        (lambda inp, t: pipe.unet(inp, t, encoder_hidden_states=emb, return_dict=False)[0])
 
     def denoise(x: Any, t: int) -> Any:
         lat = x.reshape(latent_shape).to(dtype)
         inp = torch.cat([lat, lat]) if cfg else lat
-        out = pipe.unet(inp, t, encoder_hidden_states=emb, return_dict=False)[0].float()
+        out = unet(inp, t).float()
         if cfg:
             u, c = out.chunk(2)
             out = u + guidance * (c - u)
@@ -247,11 +334,12 @@ class NoiseJob:
 
 
 def run_batch(profile: Any, jobs: Sequence[NoiseJob], *, device: str | None = None, model_path: str | None = None,
-              dtype: str | None = None, vae_path: str | None = None, accel: Any = None
+              dtype: str | None = None, vae_path: str | None = None, accel: Any = None, graphs: bool = False
               ) -> list[tuple[list[StepCode], Any]]:
     """Encode (jobs with images) or decode (jobs with codes) a batch of one generation size and one step count:
     each job's step codes and its reconstruction at the original size. The encoder's reconstruction is what the
-    decoder makes of its file."""
+    decoder makes of its file (with the same device, precision, batch and graphs setting). graphs: replay the
+    UNet as a CUDA graph (CUDA devices only)."""
     import torch
     from PIL import Image
 
@@ -259,7 +347,14 @@ def run_batch(profile: Any, jobs: Sequence[NoiseJob], *, device: str | None = No
     from .loading import EAGER
 
     mc = profile.mode("noise")
-    t2i_pipe, _, dev = t2i.load_pipelines(profile, device, dtype, model_path, vae_path, accel or EAGER)
+    acc = accel or EAGER
+    # compile mode reduce-overhead means CUDA graphs: this sampler captures the UNet step itself (seconds, where
+    # torch.compile of the UNet takes minutes); any compile mode fuses the encoder's codebook scan
+    graphs = graphs or acc.compile == "reduce-overhead"
+    t2i_pipe, _, dev = t2i.load_pipelines(profile, device, dtype, model_path, vae_path,
+                                          replace(acc, compile=None) if graphs else acc)
+    if acc.compile and str(dev).startswith("cuda") and "project" not in _COMPILED:
+        compiled_projection(True)
     check_schedule(t2i_pipe, profile.name)
     sizes = {profile.decode_size(j.width, j.height) for j in jobs}
     if len(sizes) != 1:
@@ -279,7 +374,8 @@ def run_batch(profile: Any, jobs: Sequence[NoiseJob], *, device: str | None = No
             shape = (len(jobs), t2i_pipe.unet.config.in_channels, gh // f, gw // f)
             targets = None
         n = math.prod(shape[1:])
-        den = sd_denoiser(t2i_pipe, prompts, mc.guidance_scale, mc.negative_prompt, shape, wdtype, dev)
+        den = sd_denoiser(t2i_pipe, prompts, mc.guidance_scale, mc.negative_prompt, shape, wdtype, dev,
+                          graphs=graphs and str(dev).startswith("cuda"))
         traj = sample(den, [j.seed for j in jobs], [j.plan for j in jobs], n, dev, targets=targets,
                       codes=None if encoding else [list(j.codes or ()) for j in jobs])
         pixels = decode_latents(t2i_pipe, traj.x0, shape, t2i_pipe.vae.dtype)

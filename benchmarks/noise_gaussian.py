@@ -107,8 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sigma", type=float, default=1.0)
     ap.add_argument("--rates", type=float, nargs="+", default=list(RATES))
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--compile", action="store_true", help="fuse the codebook scan with torch.compile (GPUs)")
     ap.add_argument("--json", type=Path, help="write the rows and settings here")
     a = ap.parse_args(argv)
+    if a.compile:
+        from cmcodec.models import noise
+
+        noise.compiled_projection(True)
     rows = run(a.dims, a.log2k, a.steps, a.images, tuple(a.rates), a.sigma, a.device)
     print(table(rows))
     if a.json:

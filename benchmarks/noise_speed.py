@@ -30,8 +30,8 @@ for p in (ROOT, ROOT / "tests", ROOT / "benchmarks"):
         sys.path.insert(0, str(p))
 
 
-def codebook_check(device: str) -> dict:
-    """Device atoms against the numpy reference, bit for bit."""
+def codebook_check(device: str, n_big: int = 11008, atoms: int = 4096, compiled: bool = True) -> dict:
+    """Device atoms against the numpy reference, bit for bit (n_big: the SD 1.5 latent of a 768x512 image)."""
     import numpy as np
     import torch
 
@@ -40,22 +40,25 @@ def codebook_check(device: str) -> dict:
 
     out = {}
     idx = np.array([0, 1, 5, 777, 4095, 16383])
-    for n in (8, 1001, 11008):
+    for n in (8, 1001, n_big):
         want = nc.atoms(12345, 3, idx, n)
         got = noise.gaussian(12345, 3, idx, nc.STREAM_ATOMS, n, device).cpu().numpy()
         out[f"atoms_n{n}"] = bool(np.array_equal(want.view(np.uint32), got.view(np.uint32)))
-    want0 = nc.initial_noise(7, 11008)
+    want0 = nc.initial_noise(7, n_big)
     out["initial_noise"] = bool(np.array_equal(want0.view(np.uint32),
-                                               noise.initial_noise([7], 11008, device)[0].cpu().numpy().view(np.uint32)))
-    r = torch.randn(11008, 1, generator=torch.Generator().manual_seed(0))
-    ref = torch.from_numpy(nc.atoms(99, 2, np.arange(4096), 11008)) @ r
-    for name, fn in (("eager", noise._project), ("compiled", torch.compile(noise._project, dynamic=False,
-                                                                           fullgraph=True))):
+                                               noise.initial_noise([7], n_big, device)[0].cpu().numpy().view(np.uint32)))
+    r = torch.randn(n_big, 1, generator=torch.Generator().manual_seed(0))
+    ref = torch.from_numpy(nc.atoms(99, 2, np.arange(atoms), n_big)) @ r
+    fns = [("eager", noise._project)]
+    if compiled:
+        fns.append(("compiled", torch.compile(noise._project, dynamic=False, fullgraph=True)))
+    for name, fn in fns:
         got = fn(torch.tensor(99, device=device), torch.tensor(2, device=device), torch.tensor(0, device=device),
-                 r.to(device), 4096, noise._table(device)).cpu()
+                 r.to(device), atoms, noise._table(device)).cpu()
         out[f"projection_{name}_max_abs_diff"] = float((got - ref).abs().max())  # float sums: order differs
-        out[f"projection_{name}_same_top100"] = bool(set(torch.topk(got.abs().reshape(-1), 100).indices.tolist())
-                                                     == set(torch.topk(ref.abs().reshape(-1), 100).indices.tolist()))
+        top = min(100, atoms // 2)
+        out[f"projection_{name}_same_top{top}"] = bool(set(torch.topk(got.abs().reshape(-1), top).indices.tolist())
+                                                       == set(torch.topk(ref.abs().reshape(-1), top).indices.tolist()))
     out["spec_reference_values"] = [f"{x:08x}" for x in noise.gaussian(12345, 3, [5], 1, 8, device)[0].cpu().numpy()
                                     .view(np.uint32)]
     out["spec_reference_values_match"] = out["spec_reference_values"] == [
@@ -76,7 +79,7 @@ def tolerance(device: str, folder: Path) -> dict:
         make_tiny_sd(tiny)
     img = Image.open(ROOT / "fixtures/images/parrots_192x128.png").convert("RGB")
     data = codec.encode(img, mode="noise", caption="two parrots", max_bytes=200, profile="sd15", seed=3,
-                        options=codec.EncodeOptions(model_path=str(tiny), device="cpu", noise_steps=6,
+                        options=codec.EncodeOptions(model_path=str(tiny), device="cpu", noise_steps=6, caption_coder="wlm2",
                                                     noise_log2_k=8))
     cpu = np.asarray(codec.decode(data, codec.DecodeOptions(model_path=str(tiny), device="cpu")), dtype=int)
     gpu = np.asarray(codec.decode(data, codec.DecodeOptions(model_path=str(tiny), device=device,
@@ -89,23 +92,28 @@ def tolerance(device: str, folder: Path) -> dict:
 def _median_time(fn, reps: int) -> tuple[float, float]:
     import torch
 
-    torch.cuda.synchronize()
+    def sync() -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+    sync()
     t0 = time.perf_counter()
     fn()
-    torch.cuda.synchronize()
+    sync()
     first = time.perf_counter() - t0
     ts = []
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
-        torch.cuda.synchronize()
+        sync()
         ts.append(time.perf_counter() - t0)
     return first, statistics.median(ts)
 
 
 def speed(device: str, folder: Path, bpps: list[float], batches: list[int], variants: list[str], reps: int,
-          emit) -> None:
-    """Encode and decode time per image at each bpp, batch and variant."""
+          emit, model: Path | None = None, shape: dict | None = None) -> None:
+    """Encode and decode time per image at each bpp, batch and variant (model: a pipeline folder instead of the
+    random-weight SD 1.5 build; shape: EncodeOptions' noise_steps / noise_log2_k instead of the profile's)."""
     from PIL import Image
 
     from cmcodec import codec
@@ -116,7 +124,7 @@ def speed(device: str, folder: Path, bpps: list[float], batches: list[int], vari
     from cmcodec.models.loading import Accel
     from gpu_speed import build_pipeline
 
-    model = build_pipeline("sd15", folder / "sd15")
+    model = model or build_pipeline("sd15", folder / "sd15")
     prof = get_profile("sd15")
     img = Image.open(ROOT / "fixtures/images/parrots_192x128.png").convert("RGB").resize((768, 512),
                                                                                           Image.Resampling.LANCZOS)
@@ -125,7 +133,8 @@ def speed(device: str, folder: Path, bpps: list[float], batches: list[int], vari
         noise.compiled_projection(variant != "eager")
         for bpp in bpps:
             for b in batches:
-                opts = codec.EncodeOptions(model_path=str(model), device=device, accel=accel)
+                opts = codec.EncodeOptions(model_path=str(model), device=device, accel=accel, caption_coder="wlm2",
+                                           **(shape or {}))
                 dopts = codec.DecodeOptions(model_path=str(model), device=device, accel=accel)
                 res = {}
 

@@ -520,8 +520,8 @@ def main() -> None:
 @click.option("--api-base", metavar="URL", help=API_BASE_HELP)
 @click.option("--words", type=click.IntRange(min=1), help="Caption word budget (default from the profile: 20).")
 @click.option("--ref-codec", type=REF_CODEC, help="Image-reference codec (default: the best one installed).")
-@click.option("--model-path", type=click.Path(exists=True, file_okay=False),
-              help="Noise mode: local folder of the profile's T2I model (the encoder runs its trajectory).")
+@dirs_option("--model-path", "model_paths", names=PROFILE,
+             help="Noise mode: local folder of the profile's T2I model (the encoder runs its trajectory).")
 @click.option("--noise-steps", type=click.IntRange(2, 1000),
               help="Noise mode: trajectory steps T written in the file (default from the profile: 30).")
 @click.option("--noise-log2k", type=click.IntRange(1, 20),
@@ -539,7 +539,7 @@ def main() -> None:
 def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_bytes: int | None,
            caption: str | None, caption_file: Path | None, profile: str, seed: int, i2t: str | None,
            i2t_paths: dict[str, str], api_base: str | None, words: int | None, ref_codec: str | None,
-           model_path: str | None, noise_steps: int | None, noise_log2k: int | None, device: str | None, dtype: str | None, batch_size: int, compile_mode: str, offline: bool, force: bool,
+           model_paths: dict[str, str], noise_steps: int | None, noise_log2k: int | None, device: str | None, dtype: str | None, batch_size: int, compile_mode: str, offline: bool, force: bool,
            as_json: bool) -> None:
     """Encode an image (or a folder of images) to .cmc.
 
@@ -568,7 +568,8 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
         enc_opts = codec.EncodeOptions(i2t=i2t_model, device=dist_device(device), dtype=dtype,
                                        accel=_accel(compile_mode, False),
                                        caption_words=words or get_profile(profile).encoder.caption_words,
-                                       ref_codec=ref_codec, limits=limits_from_env(), model_path=model_path,
+                                       ref_codec=ref_codec, limits=limits_from_env(),
+                                       model_path=model_dir(model_paths, profile),
                                        noise_steps=noise_steps, noise_log2_k=noise_log2k)
         run = runs.EncodeRun(mode=mode, profile=profile, seed=seed, bpp=bpp, max_bytes=max_bytes, caption=caption,
                              captions=captions, caption_file=caption_file, options=enc_opts, batch_size=batch_size,

@@ -236,3 +236,37 @@ def test_tiny_noise_prefix_decode_is_the_shorter_files_decode(tiny_sd) -> None:
     for k in (0, 1):
         plan, _ = noisecode.unpack(r.header.section("noise").payload, steps_available=k)
         assert np.array_equal(_decode(tiny_sd, r.data, steps_available=k), _reconstruct(tiny_sd, plan)[1])
+
+
+# --- the benchmarks' own code paths, on tiny sizes ---------------------------------------------------------------
+def _bench(name: str):
+    import importlib
+    import sys
+
+    from conftest import ROOT
+
+    if str(ROOT / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+    return importlib.import_module(name)
+
+
+def test_gaussian_benchmark_runs_the_products_sampler() -> None:
+    bench = _bench("noise_gaussian")
+    rows = bench.run(dims=64, log2k=6, steps=4, images=2, rates=(0.5, 2.0), s=1.0, device="cpu")
+    for r in rows:
+        assert 0 < r["bits_per_dim"] <= r["target_bits_per_dim"]
+        assert r["realism_bound"] >= r["shannon_D"] > 0 and math.isfinite(r["mse"]) and r["mse"] > 0
+    assert rows[1]["mse"] < rows[0]["mse"]  # more bits, less distortion
+    assert "gap (dB)" in bench.table(rows)
+
+
+def test_speed_benchmark_paths_on_a_tiny_model(tiny_sd, tmp_path) -> None:
+    bench = _bench("noise_speed")
+    check = bench.codebook_check("cpu", n_big=64, atoms=16, compiled=False)
+    assert all(v for k, v in check.items() if k.startswith(("atoms", "initial", "spec_reference_values_match")))
+    rows: list[dict] = []
+    bench.speed("cpu", tmp_path, [0.002], [1, 2], ["eager"], 1, rows.append, model=tiny_sd,
+                shape={"noise_steps": 3, "noise_log2_k": 6})
+    # T = 3 and K = 64 code at most 2 steps of 62 atoms: the plan saturates below the 98-byte budget
+    assert [r["batch"] for r in rows] == [1, 2] and rows[0]["file_bytes"] == rows[1]["file_bytes"] <= 98
+    assert rows[0]["plan"]["coded"] == 2 and rows[0]["plan"]["atoms"] == 62

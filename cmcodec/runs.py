@@ -333,6 +333,12 @@ class EncodeRun(_Run):
             except (CmcodecError, KeyError):
                 key.update(ref_codec=o.ref_codec, ref_codec_version=None)  # each file then fails with the reason
             key["ref_bpp"] = o.ref_bpp
+        if self.mode == "noise":  # the trajectory's shape and the model the encoder runs decide the file
+            from .models.loading import folder_signature
+
+            key.update(noise_steps=o.noise_steps, noise_log2_k=o.noise_log2_k, device=(o.device or "default"),
+                       model=f"{os.path.abspath(o.model_path)} (files {folder_signature(o.model_path)})"
+                       if o.model_path else None, **_versions("diffusers", "torch"))
         return key
 
     def _caption_of(self, src: Path) -> str | None:
@@ -444,6 +450,8 @@ def _decoder_key(header: Header, options: codec.DecodeOptions) -> dict:
             key[part] = f"{repo}@{revision_for(name, repo, rev)[0] or 'main'}"
     key.update(dtype=options.dtype, device=(options.device or "default").split(":")[0],
                **_versions("diffusers", "transformers", "torch"))
+    if header.mode == "noise":  # a prefix decode is another picture (spec §10.6)
+        key["steps_available"] = options.steps_available
     return key
 
 

@@ -304,3 +304,22 @@ def test_batched_output_is_diffusers_own_pil_output_resized(tiny_sd: Path, mode:
     for a, b in zip(got, ref, strict=True):
         assert a.size == (w, h)
         assert np.array_equal(_px(a), _px(b.resize((w, h), Image.Resampling.LANCZOS)))
+
+
+@pytest.mark.parametrize("src, dst", [((96, 64), (192, 128)), ((128, 128), (125, 83)), ((120, 80), (119, 40)),
+                                      ((64, 40), (61, 40)), ((300, 200), (77, 61))])
+def test_lanczos_on_the_device_gives_pillows_pixels(src: tuple[int, int], dst: tuple[int, int]) -> None:
+    """The decoded batch is resized to each file's size as tensor arithmetic (models.resample): the same
+    bytes as Pillow's Lanczos, whichever pass order the installed Pillow takes for the size pair."""
+    import torch
+
+    from cmcodec.models.resample import resize_lanczos
+
+    rng = np.random.default_rng(0)
+    (w, h), (ow, oh) = src, dst
+    batch = rng.integers(0, 256, (2, h, w, 3), dtype=np.uint8)
+    batch[1] = np.clip(np.cumsum(rng.integers(-4, 5, (h, w, 3)), axis=1) + 128, 0, 255)  # smooth, clipped
+    got = resize_lanczos(torch.from_numpy(batch), dst)
+    assert got is not None and got.dtype == torch.uint8
+    for a, b in zip(got.numpy(), batch, strict=True):
+        assert np.array_equal(a, np.asarray(Image.fromarray(b).resize((ow, oh), Image.Resampling.LANCZOS)))

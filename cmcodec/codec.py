@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from PIL import Image
 
@@ -31,6 +31,8 @@ from .core.errors import (
 )
 from .core.profiles import MODEL_FREE, SPECIAL_TOKENS, Pipeline, Profile, get_profile
 from .media.images import load_image
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from .models.loading import Accel
@@ -743,13 +745,58 @@ def _steps_of(header: bitstream.Header) -> int:
     return noisecode.read_plan(sec.payload)[0].steps
 
 
+def read_ahead(items: Iterable[T], depth: int) -> Iterator[T]:
+    """The items of an iterator, produced by a background thread up to ``depth`` ahead of the consumer (file
+    reading and parsing overlap the model's work; the GIL is free while the model waits on the device). An
+    exception of the producer is raised to the consumer; closing the consumer stops the producer."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+    end = object()
+
+    def put(entry: tuple) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for x in items:
+                if not put((None, x)):
+                    return
+            put((None, end))
+        except BaseException as e:  # handed to the consumer, which raises it
+            put((e, None))
+
+    worker = threading.Thread(target=produce, name="cmcodec-read-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            err, x = q.get()
+            if err is not None:
+                raise err
+            if x is end:
+                return
+            yield x
+    finally:
+        stop.set()
+        worker.join()
+
+
 def decode_many(datas: Iterable[bytes], options: DecodeOptions | None = None, *,
                 batch_size: int = 8) -> Iterator[tuple[int, Image.Image | CmcodecError]]:
     """Decode many files, batching those of one profile, mode and generation size into one pipeline call.
     Yields (index, image or the CmcodecError of that file) as results are ready, not in order.
 
     Each file keeps its own seed and CPU generator, so a file decodes to the same image in any batch up to
-    the last bits of batched arithmetic.
+    the last bits of batched arithmetic. The files are taken from ``datas`` and parsed (header, caption,
+    guidance image) by a reader thread up to two batches ahead, while the model runs on the batch before.
     """
     opts = options or DecodeOptions()
     if batch_size < 1:
@@ -784,19 +831,23 @@ def decode_many(datas: Iterable[bytes], options: DecodeOptions | None = None, *,
         for (i, *_), res in zip(batch, out, strict=True):
             yield i, res
 
-    for i, data in enumerate(datas):
-        try:
-            header = bitstream.read_header(data, opts.limits)
-            with _memory_bounded("decoding a file"):
-                done = _model_free(header, opts.limits)  # as in decode
-                if done is None:
-                    prof, caption, init = _prepare(header, opts.limits)
-        except CmcodecError as e:
-            yield i, e
+    def parsed() -> Iterator[tuple[int, tuple]]:
+        """(index, ("done", image) | ("model", header, profile, caption, guidance) | ("error", e)) per file."""
+        for i, data in enumerate(datas):
+            try:
+                header = bitstream.read_header(data, opts.limits)
+                with _memory_bounded("decoding a file"):
+                    done = _model_free(header, opts.limits)  # as in decode
+                    got = ("done", done) if done is not None else ("model", header, *_prepare(header, opts.limits))
+            except CmcodecError as e:
+                got = ("error", e)
+            yield i, got
+
+    for i, (kind, *got) in read_ahead(parsed(), 2 * batch_size):
+        if kind != "model":
+            yield i, got[0]
             continue
-        if done is not None:
-            yield i, done
-            continue
+        header, prof, caption, init = got
         key = (prof.id, header.mode, prof.decode_size(header.width, header.height), _steps_of(header))
         groups.setdefault(key, []).append((i, header, caption, init))
         if len(groups[key]) >= batch_size:

@@ -478,9 +478,11 @@ class DecodeRun(_Run):
         from . import codec
         from .core.bitstream import read_header
 
+        # datas() runs in decode_many's reader thread: it appends, this generator reads (ready[k] exists once
+        # decode_many yields k) and pops early results
         # (item, status, reason, start, header, key) per file handed over
         ready: list[tuple[int, str, str | None, float, Header | None, dict | None]] = []
-        early: list[Result] = []  # refusals and skips, reported between decoded files
+        early: deque[Result] = deque()  # refusals and skips, reported between decoded files
 
         def datas() -> Iterator[bytes]:
             for i, (src, dst) in enumerate(its):
@@ -515,12 +517,13 @@ class DecodeRun(_Run):
                                mode=h.mode if h else None, profile=h.profile_name if h else None,
                                seconds=round(time.perf_counter() - t0, 4)), status)
 
-        # PNG encoding and fsync run in writer threads, overlapping the next batch on the GPU
+        # PNG encoding (without the GIL: fileio.save_image) and fsync run in writer threads, one per core,
+        # overlapping the next batch on the GPU
         pending: deque[tuple[int, Future[Done]]] = deque()
-        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             for j, res in codec.decode_many(datas(), self.options, batch_size=self.batch_size):
-                yield from early
-                early.clear()
+                while early:
+                    yield early.popleft()
                 if isinstance(res, CmcodecError):
                     yield ready[j][0], res
                     continue
@@ -529,4 +532,5 @@ class DecodeRun(_Run):
                     yield _result(*pending.popleft())
             while pending:
                 yield _result(*pending.popleft())
-        yield from early
+        while early:
+            yield early.popleft()

@@ -323,3 +323,58 @@ def test_lanczos_on_the_device_gives_pillows_pixels(src: tuple[int, int], dst: t
     assert got is not None and got.dtype == torch.uint8
     for a, b in zip(got.numpy(), batch, strict=True):
         assert np.array_equal(a, np.asarray(Image.fromarray(b).resize((ow, oh), Image.Resampling.LANCZOS)))
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "I;16"])
+@pytest.mark.parametrize("codecs", [True, False])
+def test_png_outputs_hold_the_image_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str,
+                                            codecs: bool) -> None:
+    """save_image writes PNG through imagecodecs (its encoder runs without the GIL, so writer threads encode
+    in parallel) where installed, through Pillow otherwise or for other modes: the same pixels either way."""
+    from cmcodec.media.fileio import save_image
+
+    if not codecs:
+        monkeypatch.setitem(sys.modules, "imagecodecs", None)  # import fails: Pillow writes it
+    else:
+        pytest.importorskip("imagecodecs")
+    img = Image.open(PARROTS).convert("RGB").convert(mode) if mode != "I;16" else \
+        Image.fromarray((np.arange(64 * 96, dtype=np.uint16) * 7).reshape(64, 96))
+    save_image(img, tmp_path / "o.png")
+    with Image.open(tmp_path / "o.png") as back:
+        assert back.format == "PNG" and back.mode == img.mode
+        assert np.array_equal(np.asarray(back), np.asarray(img))
+        if mode == "P":
+            assert back.getpalette() == img.getpalette()
+    assert [p.name for p in tmp_path.iterdir()] == ["o.png"]
+
+
+def test_read_ahead_keeps_order_raises_the_producers_error_and_stops_when_closed() -> None:
+    import threading
+    import time
+
+    from cmcodec.codec import read_ahead
+
+    assert list(read_ahead(iter(range(50)), 3)) == list(range(50))
+
+    def broken():
+        yield 1
+        raise ValueError("bad file")
+
+    got = read_ahead(broken(), 2)
+    assert next(got) == 1
+    with pytest.raises(ValueError, match="bad file"):
+        next(got)
+    made: list[int] = []
+
+    def endless():
+        for i in range(10**9):
+            made.append(i)
+            yield i
+
+    gen = read_ahead(endless(), 4)
+    assert [next(gen) for _ in range(3)] == [0, 1, 2]
+    gen.close()  # the reader thread ends instead of producing forever
+    n = len(made)
+    time.sleep(0.3)
+    assert len(made) == n <= 3 + 4 + 2
+    assert not any(t.name == "cmcodec-read-ahead" for t in threading.enumerate())

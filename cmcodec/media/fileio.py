@@ -244,13 +244,32 @@ def write_bytes(path: Path, data: bytes, force: bool = False, inputs: tuple[Path
 
 
 def save_image(img, path: Path, force: bool = False, inputs: tuple[Path, ...] = ()) -> None:
-    """Atomically save a PIL image; the format follows the output suffix (PNG when unknown)."""
+    """Atomically save a PIL image; the format follows the output suffix (PNG when unknown). PNG goes
+    through imagecodecs' libpng where it is installed: its encoder runs without Python's GIL, so writer
+    threads encode in parallel (Pillow's PNG encoder holds the GIL), with the same pixels either way."""
     from PIL import Image
 
     ext = Path(path).suffix.lower()
     fmt = Image.registered_extensions().get(ext, "PNG")
     with atomic_path(path, force, inputs) as tmp:
-        img.save(tmp, format=fmt)
+        data = _png_bytes(img) if fmt == "PNG" else None
+        if data is not None:
+            tmp.write_bytes(data)
+        else:
+            img.save(tmp, format=fmt)
+
+
+def _png_bytes(img) -> bytes | None:
+    """PNG of an 8-bit L / RGB / RGBA image by imagecodecs, or None (not installed, or another mode: Pillow
+    writes it)."""
+    if img.mode not in ("L", "RGB", "RGBA"):
+        return None
+    try:
+        import imagecodecs
+        import numpy as np
+    except ImportError:
+        return None
+    return bytes(imagecodecs.png_encode(np.asarray(img)))
 
 
 def read_csv_pairs(path: Path, key: str, value: str) -> dict[str, str]:

@@ -499,6 +499,122 @@ def bench_decode(profile_name: str, variant: str, folder: Path, taesd: Path | No
     return rows
 
 
+class StageClock:
+    """Time spent in named calls: wall seconds of each call (any thread) and, on CUDA, the span between
+    CUDA events recorded on the current stream around it (the stage's place on the GPU timeline, which the
+    wall time of an asynchronous launch does not show). ``wrap(obj, attr, label)`` replaces obj.attr by a
+    timed call; ``restore()`` puts every wrapped attribute back."""
+
+    def __init__(self, cuda: bool) -> None:
+        import threading
+
+        self.cuda, self.lock, self.walls, self.events, self.calls = cuda, threading.Lock(), {}, {}, {}
+        self.undo: list[tuple] = []
+
+    def wrap(self, obj, attr: str, label: str) -> None:
+        import functools
+
+        import torch
+
+        fn = getattr(obj, attr)
+        had = attr in vars(obj) if hasattr(obj, "__dict__") else True
+
+        @functools.wraps(fn)
+        def timed(*a, **k):
+            ev = None
+            if self.cuda:
+                ev = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                ev[0].record()
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                dt = time.perf_counter() - t0
+                if ev is not None:
+                    ev[1].record()
+                with self.lock:
+                    self.walls[label] = self.walls.get(label, 0.0) + dt
+                    self.calls[label] = self.calls.get(label, 0) + 1
+                    if ev is not None:
+                        self.events.setdefault(label, []).append(ev)
+
+        setattr(obj, attr, timed)
+        self.undo.append((obj, attr, fn, had))
+
+    def restore(self) -> None:
+        for obj, attr, fn, had in reversed(self.undo):
+            if had:
+                setattr(obj, attr, fn)
+            else:
+                delattr(obj, attr)
+        self.undo.clear()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.walls, self.events, self.calls = {}, {}, {}
+
+    def totals(self) -> dict[str, dict]:
+        """{label: {calls, wall_s, gpu_s (CUDA only)}} of what ran since the last reset (synchronizes)."""
+        import torch
+
+        if self.cuda:
+            torch.cuda.synchronize()
+        out = {}
+        for label, wall in self.walls.items():
+            row = {"calls": self.calls[label], "wall_s": round(wall, 4)}
+            if label in self.events:
+                row["gpu_s"] = round(sum(a.elapsed_time(b) for a, b in self.events[label]) / 1000, 4)
+            out[label] = row
+        return out
+
+
+def stage_breakdown(profile_name: str, folder: Path, taesd: Path | None, batch: int, reps: int = 3,
+                    size: tuple[int, int] = (768, 512), dtype: str = "fp16", device: str = "cuda",
+                    variant: str = "eager") -> dict:
+    """Where one text-mode generate_batch call's time goes: the text encoder, the UNet, the autoencoder's
+    decode (GPU spans between CUDA events) and the conversion to the files' images (8 bits, resize, copy to
+    the host, PIL), against the call's wall time; the rest is the CPU's share (tokenizer, initial noise,
+    scheduler, pipeline code). Averaged over reps calls after a warm-up."""
+    from cmcodec.models import t2i
+    from cmcodec.models.loading import Accel
+    from cmcodec.core.profiles import get_profile
+
+    tiny, cl, comp, _, _ = VARIANTS[variant]
+    prof = get_profile(profile_name + ("-taesd" if tiny else ""))
+    accel = Accel(channels_last=cl, compile=comp)
+    kw = dict(device=device, model_path=str(folder), dtype=dtype, vae_path=str(taesd) if tiny else None,
+              accel=accel)
+    w, h = size
+    items = [("a red house with white windows under a blue sky, trees around it", None, w, h, i) for i in range(batch)]
+    t2i.generate_batch(prof, "text", items, **kw)  # load and warm up
+    pipe = t2i.load_pipelines(prof, device, dtype, str(folder), str(taesd) if tiny else None, accel)[0]
+    clock = StageClock(device.startswith("cuda"))
+    clock.wrap(pipe.text_encoder, "forward", "text encoder")
+    clock.wrap(t2i._denoiser(pipe), "forward", "unet")
+    clock.wrap(pipe.vae, "decode", "autoencoder decode")
+    clock.wrap(t2i, "_to_images", "to images (8 bits, resize, to host, PIL)")
+    try:
+        t2i.generate_batch(prof, "text", items, **kw)  # once more with the wrappers (compiled code re-guards)
+        clock.reset()
+        walls = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            t2i.generate_batch(prof, "text", items, **kw)
+            walls.append(time.perf_counter() - t0)
+        stages = clock.totals()
+    finally:
+        clock.restore()
+    wall = sum(walls) / reps
+    rows = {k: {"ms_per_call": round(1000 * v.get("gpu_s", v["wall_s"]) / reps, 2),
+                "share": round(v.get("gpu_s", v["wall_s"]) / reps / wall, 3), **v} for k, v in stages.items()}
+    inside = sum(v.get("gpu_s", v["wall_s"]) for v in stages.values()) / reps
+    return {"profile": prof.name, "variant": variant, "mode": "text", "batch": batch, "size": prof.decode_size(w, h),
+            "ms_per_call": round(1000 * wall, 2), "images_per_s": round(batch / wall, 2), "stages": rows,
+            "outside_stages_ms": round(1000 * (wall - inside), 2),
+            "note": "stage ms: GPU span between CUDA events around each call (CPU: wall); 'to images' wall "
+                    "includes waiting for the GPU to finish the batch"}
+
+
 ENCODE_VARIANTS = ("eager", "cpu-preproc", "compile", "cudagraphs", "cudagraphs-step", "static-cache",
                    "static-decoder")
 
@@ -606,6 +722,8 @@ def main() -> None:
     ap.add_argument("--input-size", default="768x512", help="decoded image size WxH (Kodak's by default); each "
                                                              "profile generates at its long side")
     ap.add_argument("--batches", default="1,8,32")
+    ap.add_argument("--stages", default="", help="batches at which to break a text-mode generate_batch call of "
+                                                  "each profile and eager variant into stages (stage_breakdown)")
     ap.add_argument("--encode-batches", default="1,16")
     ap.add_argument("--encode-tokens", default="40", help="caption lengths in tokens (max_new_tokens)")
     ap.add_argument("--encode-variants", default="eager", help=f"captioner speed-ups: {', '.join(ENCODE_VARIANTS)}")
@@ -669,6 +787,15 @@ def main() -> None:
         builds[ARCH[name]] = round(time.perf_counter() - t0, 1)
         own = get_profile(name).modes  # a restoration row decodes image and full only
         modes = ["full"] if seed else [m for m in args.modes.split(",") if m in own] or list(own)
+        for v in [] if seed or not args.stages else [v for v in variants if not VARIANTS[v][2]]:
+            for b in [int(x) for x in args.stages.split(",")]:
+                try:
+                    got = stage_breakdown(name, folder, taesd, b, size=size, variant=v)
+                except Exception as e:  # report, go on
+                    got = {"profile": name, "variant": v, "batch": b, "error": _why(e)}
+                rec.meta.setdefault("stages", []).append(got)
+                print(json.dumps(got), flush=True)
+                rec.write()
         for v in ["eager"] if seed else variants:
             for n in [None] if seed else step_list:
                 bench_decode(name, v, folder, taesd, modes, [1] if seed else batches, args.budget_s, n, emit=rec,

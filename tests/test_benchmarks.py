@@ -3,6 +3,7 @@ benchmark fails here, not on the device machine. Speed is never checked here."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -54,6 +55,28 @@ def test_decode_benchmark_runs_its_rows(tiny_sd: Path) -> None:
 
     rows = gpu_speed.bench_decode("sd-turbo", "eager", tiny_sd, None, ["text"], [1, 2], budget_s=60,
                                   emit=lambda r: None, size=(96, 64), dtype="fp32", device="cpu")
-    t2i.clear_cache()
     assert [(r["batch"], r.get("error")) for r in rows] == [(1, None), (2, None)]
     assert all(r["images_per_s"] > 0 for r in rows)
+    got = gpu_speed.stage_breakdown("sd-turbo", tiny_sd, None, 2, reps=1, size=(96, 64), dtype="fp32", device="cpu")
+    t2i.clear_cache()
+    assert {k: v["calls"] for k, v in got["stages"].items()} == {
+        "text encoder": 1, "unet": 1, "autoencoder decode": 1, "to images (8 bits, resize, to host, PIL)": 1}
+    assert 0 < sum(v["share"] for v in got["stages"].values()) <= 1.01
+    assert t2i._to_images.__name__ == "_to_images" and not hasattr(t2i._to_images, "__wrapped__")  # restored
+
+
+def test_end_to_end_benchmark_runs_the_cli_both_ways(tiny_sd: Path, tmp_path: Path) -> None:
+    """benchmarks/e2e_speed.py's own path on CPU with tiny models: encode a folder with the (benchmark-set)
+    captioner through the CLI, decode what it wrote, and time the stages."""
+    import e2e_speed
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "tiny-sd").symlink_to(tiny_sd)
+    got = e2e_speed.main(["--tiny", "--device", "cpu", "--files", "3", "--batch-size", "2", "--size", "96x64",
+                          "--tokens", "6", "--models", str(models), "--work", str(tmp_path / "work"),
+                          "--json", str(tmp_path / "e2e.json")])
+    assert got["encode"]["exit"] == 0 and got["decode"]["exit"] == 0 and got["decode"]["outputs"] == 3
+    assert got["encode"]["stages"]["caption (I2T model)"]["calls"] == 2  # batches of 2 and 1
+    assert got["decode"]["stages"]["write PNG (encode, fsync)"]["calls"] == 3
+    assert json.loads((tmp_path / "e2e.json").read_text())["files"] == 3

@@ -88,13 +88,13 @@ def test_channels_last_decodes_like_eager(tiny_sd: Path) -> None:
     assert np.abs(_px(eager) - _px(cl)).max() <= 1
 
 
-def test_compile_option_compiles_unet_and_autoencoder(tiny_sd: Path) -> None:
+def test_compile_option_compiles_unet_autoencoder_and_text_encoder(tiny_sd: Path) -> None:
     from cmcodec.core.profiles import get_profile
     from cmcodec.models import t2i
 
     pipe, i2i, _ = t2i.load_pipelines(get_profile("sd-turbo"), "cpu", None, str(tiny_sd),
                                       accel=Accel(compile="reduce-overhead"))
-    for net in (pipe.unet, pipe.vae.decoder, pipe.vae.encoder):
+    for net in (pipe.unet, pipe.vae.decoder, pipe.vae.encoder, pipe.text_encoder):
         assert net._compiled_call_impl is not None
     assert i2i.unet is pipe.unet  # img2img shares the compiled modules
 

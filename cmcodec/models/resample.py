@@ -60,12 +60,19 @@ def lanczos_taps(in_size: int, out_size: int) -> tuple[tuple[int, tuple[int, ...
     return tuple(rows)
 
 
-def _matrix(in_size: int, out_size: int, torch: Any, device: Any) -> Any:
-    """(out_size, in_size) float64 matrix of the integer weights."""
+@functools.lru_cache(maxsize=32)
+def _matrix_on(in_size: int, out_size: int, device: str) -> Any:
+    """(out_size, in_size) float64 matrix of the integer weights, on device (built once per size pair)."""
+    import torch
+
     m = torch.zeros(out_size, in_size, dtype=torch.float64)
     for i, (start, ks) in enumerate(lanczos_taps(in_size, out_size)):
         m[i, start:start + len(ks)] = torch.tensor(ks, dtype=torch.float64)
     return m.to(device)
+
+
+def _matrix(in_size: int, out_size: int, torch: Any, device: Any) -> Any:
+    return _matrix_on(in_size, out_size, str(device))
 
 
 def _round(acc: Any, torch: Any) -> Any:

@@ -223,8 +223,11 @@ def _accelerate(pipe: Any, accel: Accel, torch: Any) -> None:
         for m in (net, pipe.vae):
             m.to(memory_format=torch.channels_last)
     if accel.compile:
-        # dynamic=False: one graph per batch shape; the first call of each shape pays the compile time
-        for m in (net, pipe.vae.decoder, pipe.vae.encoder):
+        # dynamic=False: one graph per batch shape; the first call of each shape pays the compile time. The
+        # text encoders too: with CUDA graphs (reduce-overhead) the whole one-step path then replays graphs,
+        # where an eager encoder's launches would dominate a batch-1 decode
+        encoders = [getattr(pipe, a, None) for a in ("text_encoder", "text_encoder_2", "text_encoder_3")]
+        for m in (net, pipe.vae.decoder, pipe.vae.encoder, *(e for e in encoders if e is not None)):
             m.compile(mode=accel.compile, dynamic=False)
 
 

@@ -70,16 +70,30 @@ def cli(args: list[str]) -> int:
     return rc
 
 
-def timed_run(args: list[str], clock: gpu_speed.StageClock, n: int) -> dict:
-    clock.reset()
+def timed_run(command: str, warm: tuple[Path, Path], full: tuple[Path, Path], options: list[str],
+              clock: gpu_speed.StageClock, stages: list[tuple[object, str, str]], n: int, warm_n: int) -> dict:
+    """One command over a warm-up folder (models load, first calls), then timed over the full folder, with
+    the stages wrapped in clock."""
     t0 = time.perf_counter()
-    rc = cli(args)
-    wall = time.perf_counter() - t0
-    stages = clock.totals()
-    return {"command": "cmcodec " + " ".join(args), "exit": rc, "files": n, "wall_s": round(wall, 3),
-            "images_per_s": round(n / wall, 2),
-            "stages": {k: {**v, "share_of_wall": round(v.get("gpu_s", v["wall_s"]) / wall, 3)}
-                       for k, v in stages.items()}}
+    cli([command, str(warm[0]), "-o", str(warm[1]), *options])
+    warmup = {"files": warm_n, "wall_s": round(time.perf_counter() - t0, 2)}
+    for obj, attr, label in stages:
+        clock.wrap(obj, attr, label)
+    clock.reset()
+    args = [command, str(full[0]), "-o", str(full[1]), *options]
+    t0 = time.perf_counter()
+    try:
+        rc = cli(args)
+    finally:
+        wall = time.perf_counter() - t0
+        clock.restore()
+    stages_got = clock.totals()
+    out = {"command": "cmcodec " + " ".join(args), "exit": rc, "files": n, "wall_s": round(wall, 3),
+           "images_per_s": round(n / wall, 2), "warmup": warmup,
+           "stages": {k: {**v, "share_of_wall": round(v.get("gpu_s", v["wall_s"]) / wall, 3)}
+                      for k, v in stages_got.items()}}
+    print(json.dumps({command: out}), flush=True)
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -159,17 +173,13 @@ def main(argv: list[str] | None = None) -> dict:
                     "size": list(size), "caption_tokens": args.tokens}
     skip = set(args.skip.split(","))
     if "encode" not in skip:
-        clock.wrap(codec, "load_image", "read image")
-        clock.wrap(i2t, "caption_each", "caption (I2T model)")
-        clock.wrap(codec, "encode_result", "code file (caption coding, header), read image included")
-        clock.wrap(runs, "write_bytes", "write .cmc")
-        t1 = time.perf_counter()
-        rc = cli(["encode", str(warm_imgs), "-o", str(args.work / "warm-cmc"), *enc_common])
-        result["encode_warmup"] = {"files": args.batch_size, "wall_s": round(time.perf_counter() - t1, 2), "exit": rc}
-        result["encode"] = timed_run(["encode", str(imgs), "-o", str(args.work / "cmc"), *enc_common], clock,
-                                     args.files)
-        clock.restore()
-        print(json.dumps({"encode": result["encode"]}), flush=True)
+        result["encode"] = timed_run("encode", (warm_imgs, args.work / "warm-cmc"), (imgs, args.work / "cmc"),
+                                     enc_common, clock, [
+                                         (codec, "load_image", "read image"),
+                                         (i2t, "caption_each", "caption (I2T model)"),
+                                         (codec, "encode_result", "code file (caption coding, header), read image "
+                                                                  "included"),
+                                         (runs, "write_bytes", "write .cmc")], args.files, args.batch_size)
     cmc = args.work / "cmc"
     if not cmc.exists() or len(list(cmc.glob("*.cmc"))) < args.files:
         # without the encode run (or if it failed): the same files from the encoder API with a fixed caption
@@ -185,21 +195,16 @@ def main(argv: list[str] | None = None) -> dict:
         warm.mkdir()
         for p in sorted(cmc.glob("*.cmc"))[:args.batch_size]:
             shutil.copy(p, warm / p.name)
-        clock.wrap(runs, "read_input", "read file")
-        clock.wrap(bitstream, "read_header", "parse header")
-        clock.wrap(codec, "_prepare", "decode caption")
-        clock.wrap(t2i, "generate_batch", "generate_batch (T2I model, to images)")
-        clock.wrap(t2i, "_to_images", "to images (8 bits, resize, to host, PIL)")
-        clock.wrap(runs, "save_image", "write PNG (encode, fsync)")
-        t1 = time.perf_counter()
-        rc = cli(["decode", str(warm), "-o", str(args.work / "warm-png"), *dec_common])
-        result["decode_warmup"] = {"files": args.batch_size, "wall_s": round(time.perf_counter() - t1, 2), "exit": rc}
-        result["decode"] = timed_run(["decode", str(cmc), "-o", str(args.work / "png"), *dec_common], clock,
-                                     args.files)
-        clock.restore()
-        pngs = list((args.work / "png").glob("*.png"))
-        result["decode"]["outputs"] = len(pngs)
-        print(json.dumps({"decode": result["decode"]}), flush=True)
+        result["decode"] = timed_run("decode", (warm, args.work / "warm-png"), (cmc, args.work / "png"), dec_common,
+                                     clock, [
+                                         (runs, "read_input", "read file"),
+                                         (bitstream, "read_header", "parse header"),
+                                         (codec, "_prepare", "decode caption"),
+                                         (t2i, "generate_batch", "generate_batch (T2I model, to images)"),
+                                         (t2i, "_to_images", "to images (8 bits, resize, to host, PIL)"),
+                                         (runs, "save_image", "write PNG (encode, fsync)")], args.files,
+                                     args.batch_size)
+        result["decode"]["outputs"] = len(list((args.work / "png").glob("*.png")))
     i2t.load = real_load
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1))

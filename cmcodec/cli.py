@@ -358,7 +358,8 @@ def _quiet_libraries() -> None:
     import warnings
 
     warnings.filterwarnings("ignore", category=FutureWarning)
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    for name in ("bitsandbytes", "kernels"):  # kernels: a notice per load that offline mode skips its hub check
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _offline(flag: bool) -> None:
@@ -386,6 +387,16 @@ def _api_base(base: str | None, i2ts: tuple[str | None, ...]) -> None:
     api_i2t.ApiConfig(base=base)  # a malformed URL fails here, before any work
     os.environ[api_i2t.ENV_BASE] = base
 
+
+
+def _stdout_alone(output: str | None, as_json: bool) -> None:
+    """-o - (the file to stdout) leaves no room there for --json, and binary bytes do not belong on a terminal."""
+    if output != "-":
+        return
+    if as_json:
+        raise ConfigError("-o - writes the file to stdout, where --json would print too: give one of them")
+    if sys.stdout.isatty():
+        raise ConfigError("-o - would write binary data to the terminal: redirect stdout to a file or a pipe")
 
 
 def _report(items: list[Item], results: Callable[[list[Item]], Iterator[Result]], what: str,
@@ -429,8 +440,8 @@ def _report(items: list[Item], results: Callable[[list[Item]], Iterator[Result]]
             counts[res.status] += 1
             if as_json or res.status == "skipped":
                 continue
-            if len(items) < 2:
-                click.echo(res.line)
+            if len(items) < 2:  # beside a file written to stdout (-o -), the line goes to stderr
+                click.echo(res.line, err=str(items[i][1]) == "-")
             else:
                 bar.write(res.line)
     dump()
@@ -497,9 +508,10 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("input", type=click.Path(exists=True, path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path),
-              help="Output .cmc file (default NAME.cmc beside the image; a folder for folder input).")
+@click.argument("input", type=click.Path(exists=True, allow_dash=True, path_type=Path))
+@click.option("-o", "--output", type=click.Path(allow_dash=True),
+              help="Output .cmc file, or a folder to put NAME.cmc in (an existing one, or a name ending in /); - "
+              "for stdout (default NAME.cmc beside the image; a folder for folder input). INPUT - reads stdin.")
 @click.option("--mode", type=click.Choice(["auto", *ids.MODES]), default="text", show_default=True,
               help="What the file carries: text (caption), pixel (caption + pixel map), image (reference "
               "picture), full (reference + caption), noise (caption + the diffusion model's coded sampling "
@@ -536,7 +548,7 @@ def main() -> None:
 @click.option("-f", "--force", is_flag=True, help=FORCE_HELP)
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @profiles_file_option
-def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_bytes: int | None,
+def encode(input: Path, output: str | None, mode: str, bpp: float | None, max_bytes: int | None,
            caption: str | None, caption_file: Path | None, profile: str, seed: int, i2t: str | None,
            i2t_paths: dict[str, str], api_base: str | None, words: int | None, ref_codec: str | None,
            model_paths: dict[str, str], noise_steps: int | None, noise_log2k: int | None, device: str | None, dtype: str | None, batch_size: int, compile_mode: str, offline: bool, force: bool,
@@ -556,9 +568,12 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
     try:
         if caption is not None and caption_file is not None:
             raise ConfigError("give --caption or --caption-file, not both")
+        if bpp is not None and max_bytes is not None:
+            raise ConfigError(f"give --bpp or --max-bytes, not both (found --bpp {bpp} and --max-bytes {max_bytes})")
+        _stdout_alone(output, as_json)
         _api_base(api_base, (i2t,))
         items = runs.encode_items(input, output)
-        folder = input.is_dir()
+        folder = not runs.is_stream(input) and input.is_dir()
         captions: dict[str, str] | None = None
         if caption_file is not None and folder:
             captions = _read_captions(caption_file)
@@ -573,17 +588,18 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
                                        noise_steps=noise_steps, noise_log2_k=noise_log2k)
         run = runs.EncodeRun(mode=mode, profile=profile, seed=seed, bpp=bpp, max_bytes=max_bytes, caption=caption,
                              captions=captions, caption_file=caption_file, options=enc_opts, batch_size=batch_size,
-                             force=force, folder=folder, output_dir=output if folder else None)
+                             force=force, folder=folder, output_dir=items[0][1].parent if folder else None)
     except CmcodecError as e:
         _fail(e)
     _report(items, run.results, "encode", as_json)
 
 
 @main.command()
-@click.argument("input", type=click.Path(exists=True, path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path),
-              help="Output image (default NAME.decoded.png beside NAME.cmc; a folder for folder input, files "
-              "NAME.decoded.png).")
+@click.argument("input", type=click.Path(exists=True, allow_dash=True, path_type=Path))
+@click.option("-o", "--output", type=click.Path(allow_dash=True),
+              help="Output image, or a folder to put NAME.decoded.png in (an existing one, or a name ending in /); "
+              "- for stdout (PNG). Default NAME.decoded.png beside NAME.cmc; a folder for folder input, files "
+              "NAME.decoded.png. INPUT - reads stdin.")
 @click.option("--device", help="cuda, cuda:1, cpu, ... (default: cuda when present).")
 @_dtype_option("Model precision (default: float16 on CUDA, float32 on CPU).")
 @dirs_option("--model-path", "model_paths", names=PROFILE,
@@ -600,7 +616,7 @@ def encode(input: Path, output: Path | None, mode: str, bpp: float | None, max_b
 @click.option("-f", "--force", is_flag=True, help=FORCE_HELP)
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @profiles_file_option
-def decode(input: Path, output: Path | None, device: str | None, dtype: str | None, model_paths: dict[str, str],
+def decode(input: Path, output: str | None, device: str | None, dtype: str | None, model_paths: dict[str, str],
            vae_paths: dict[str, str], batch_size: int, compile_mode: str, channels_last: bool,
            steps_available: int | None, offline: bool, force: bool, as_json: bool) -> None:
     """Decode a .cmc file (or a folder of them) to an image.
@@ -616,13 +632,14 @@ def decode(input: Path, output: Path | None, device: str | None, dtype: str | No
     from .distributed import device as dist_device
 
     try:
+        _stdout_alone(output, as_json)
         items = runs.decode_items(input, output)
         opts = codec.DecodeOptions(device=dist_device(device), dtype=dtype, model_path=model_paths or None,
                                    vae_path=vae_paths or None, accel=_accel(compile_mode, channels_last),
                                    limits=limits_from_env(), steps_available=steps_available)
-        folder = input.is_dir()
+        folder = not runs.is_stream(input) and input.is_dir()
         run = runs.DecodeRun(options=opts, batch_size=batch_size, force=force, folder=folder,
-                             output_dir=output if folder else None)
+                             output_dir=items[0][1].parent if folder else None)
     except CmcodecError as e:
         _fail(e)
     _report(items, run.results, "decode", as_json)
@@ -635,7 +652,12 @@ def _info_dict(path: Path, verify: bool = False) -> dict:
     from .media.fileio import read_input
 
     limits = limits_from_env()
-    data = read_input(path, limits.max_file_bytes)
+    if str(path) == "-":
+        from .runs import read_stdin
+
+        data = read_stdin(limits.max_file_bytes)
+    else:
+        data = read_input(path, limits.max_file_bytes)
     if verify:
         from .codec import validate
 
@@ -834,9 +856,11 @@ def evaluate(gt: Path, output: Path, i2ts: list[str], i2t_paths: dict[str, str],
 
 
 @main.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("files", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path))
 @click.option("--json", "as_json", is_flag=True,
-              help="Print a JSON list with one object per file read (also for a single file).")
+              help="Print a JSON list with one object per file, also for a single file; a file that cannot be "
+              "read is an object with its file name and error (the other fields null).")
 @click.option("--verify", is_flag=True, help="Also decode the pixel map and reference picture (still no model).")
 @profiles_file_option
 def info(files: tuple[Path, ...], as_json: bool, verify: bool) -> None:
@@ -844,14 +868,18 @@ def info(files: tuple[Path, ...], as_json: bool, verify: bool) -> None:
     out, failed = [], 0
     for f in files:
         try:
-            out.append(_info_dict(f, verify))
+            out.append({**_info_dict(f, verify), "error": None})
         except CmcodecError as e:
             click.echo(f"cmcodec: error: {f}: {e}", err=True)
+            out.append({"file": str(f), "error": str(e)})
             failed = e.exit_code
-    if as_json:
-        click.echo(json.dumps(out, indent=2, ensure_ascii=False))  # always a list, one object per file read
+    if as_json:  # always a list, one object per file, those that failed included, each with every field
+        keys = next((list(d) for d in out if d["error"] is None), ["file", "error"])
+        click.echo(json.dumps([{k: d.get(k) for k in keys} for d in out], indent=2, ensure_ascii=False))
     else:
         for d in out:
+            if d["error"] is not None:
+                continue
             click.echo(f"{d['file']}: cmc v{d['version']}, {d['mode']} mode, {d['width']}x{d['height']}, "
                        f"{d['bytes']} bytes ({d['bpp']:.5f} bpp), profile {d['profile']} (id {d['profile_id']}), "
                        f"seed {d['seed']}, {d['check']}")
@@ -913,7 +941,8 @@ def profiles(as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a JSON list, one object per captioner; refused ones say why in 'refused'.")
 @click.option("--words", type=click.IntRange(min=1), default=20, show_default=True,
               help="Word budget the prompts are shown for.")
 def captioners(as_json: bool, words: int) -> None:
@@ -924,9 +953,10 @@ def captioners(as_json: bool, words: int) -> None:
     out = [{"name": r.name, "model": r.model or None, "kind": r.kind, "size": r.size, "dtype": r.dtype,
             "license": r.license, "origin": r.origin, "prompt": i2t.prompt_for(r, words) or None,
             "default": r.name == i2t.DEFAULT_CAPTIONER} for r in rows]
-    refused = [{"name": n, "model": m, "refused": why} for n, (m, why) in i2t.REFUSED.items()]
-    if as_json:
-        click.echo(json.dumps({"captioners": out, "refused": refused}, indent=2, ensure_ascii=False))
+    out = [{**d, "refused": None} for d in out]
+    refused = [{**dict.fromkeys(out[0]), "name": n, "model": m, "refused": why} for n, (m, why) in i2t.REFUSED.items()]
+    if as_json:  # a list like every --json: usable rows, then refused ones (their reason in "refused")
+        click.echo(json.dumps(out + refused, indent=2, ensure_ascii=False))
         return
     for d in out:
         click.echo(f"{d['name']:<23} {d['model'] or '(OpenAI-compatible server, --api-base)'}, {d['size']}, "

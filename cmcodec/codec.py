@@ -35,6 +35,8 @@ from .media.images import load_image
 T = TypeVar("T")
 
 if TYPE_CHECKING:
+    import os
+
     from .models.loading import Accel
 
 MODES_AUTO = ("auto", *ids.MODES)
@@ -689,14 +691,30 @@ def _model_free(header: bitstream.Header, limits: Limits) -> Image.Image | None:
     return classic.decode(header, mc, limits) if mc.pipeline in MODEL_FREE else None
 
 
-def decode(data: bytes, options: DecodeOptions | None = None) -> Image.Image:
-    """Decode .cmc bytes to an RGB image of the original size, with the profile named in the file.
+def _file_bytes(data: object, limits: Limits) -> bytes:
+    """The bytes of a .cmc file given as bytes or as its path (str or os.PathLike), read under the limits."""
+    import os
+
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    if isinstance(data, (str, os.PathLike)):
+        from pathlib import Path
+
+        from .media.fileio import read_input
+
+        return read_input(Path(data), limits.max_file_bytes)
+    raise ConfigError(f"expected the bytes of a .cmc file or its path, found {type(data).__name__}")
+
+
+def decode(data: bytes | str | os.PathLike, options: DecodeOptions | None = None) -> Image.Image:
+    """Decode a .cmc file (its bytes or its path) to an RGB image of the original size, with the profile named
+    in the file.
 
     ``options`` (DecodeOptions) picks the device and precision, points the profile's model (tiny
     autoencoder) at a local folder and turns on runtime speed-ups; none of it changes the profile.
     """
     opts = options or DecodeOptions()
-    header = bitstream.read_header(data, opts.limits)
+    header = bitstream.read_header(_file_bytes(data, opts.limits), opts.limits)
     with _memory_bounded("decoding a file"):
         done = _model_free(header, opts.limits)  # normative: core alone decodes it
         if done is not None:
@@ -789,9 +807,9 @@ def read_ahead(items: Iterable[T], depth: int) -> Iterator[T]:
         worker.join()
 
 
-def decode_many(datas: Iterable[bytes], options: DecodeOptions | None = None, *,
+def decode_many(datas: Iterable[bytes | str | os.PathLike], options: DecodeOptions | None = None, *,
                 batch_size: int = 8) -> Iterator[tuple[int, Image.Image | CmcodecError]]:
-    """Decode many files, batching those of one profile, mode and generation size into one pipeline call.
+    """Decode many files (bytes or paths), batching those of one profile, mode and generation size into one call.
     Yields (index, image or the CmcodecError of that file) as results are ready, not in order.
 
     Each file keeps its own seed and CPU generator, so a file decodes to the same image in any batch up to
@@ -835,7 +853,7 @@ def decode_many(datas: Iterable[bytes], options: DecodeOptions | None = None, *,
         """(index, ("done", image) | ("model", header, profile, caption, guidance) | ("error", e)) per file."""
         for i, data in enumerate(datas):
             try:
-                header = bitstream.read_header(data, opts.limits)
+                header = bitstream.read_header(_file_bytes(data, opts.limits), opts.limits)
                 with _memory_bounded("decoding a file"):
                     done = _model_free(header, opts.limits)  # as in decode
                     got = ("done", done) if done is not None else ("model", header, *_prepare(header, opts.limits))

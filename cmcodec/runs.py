@@ -79,9 +79,11 @@ def sha256(path: Path) -> str:
 def no_input_overwritten(items: list[Item], protected: dict[Path, str] | None = None) -> None:
     """Refuse, --force or not, an output that is an input of this run (the file itself or another one's), a
     protected file (resolved path: what it is), or the output of another item."""
-    inputs = {src.resolve(): src for src, _ in items}
+    inputs = {src.resolve(): src for src, _ in items if not is_stream(src)}
     outputs: dict[Path, Path] = {}
     for src, dst in items:
+        if is_stream(dst):
+            continue
         rd = dst.resolve()
         hit = inputs.get(rd)
         if hit is not None:
@@ -185,7 +187,7 @@ class _Run:
         """(status, reason) for one output: written (new, or --force), redone (the reason), or skipped. A
         single file's existing output without --force, and a folder's output that its record does not list,
         are OutputExistsErrors."""
-        if not output_exists(dst):
+        if is_stream(dst) or not output_exists(dst):
             return "written", None
         check_replaceable(dst)  # a FIFO or device named like an output is refused, never opened to check it
         if self.force:
@@ -228,19 +230,83 @@ def _versions(*dists: str) -> dict[str, str | None]:
     return out
 
 
-def encode_items(input: Path, output: Path | None) -> list[Item]:
-    """(image, .cmc) pairs of an encode run: NAME.cmc beside the image (or -o) for a file, OUTPUT/NAME.cmc
-    for each image of a folder. Two images of one name (a.png, a.jpg) are refused before any work."""
-    if input.is_dir():
-        if output is None:
-            raise ConfigError("folder input needs -o OUTPUT_FOLDER")
-        if output.exists() and not output.is_dir():
-            raise ConfigError(f"{output}: folder input needs an output folder, found a file")
-        items = [(p, output / (p.stem + ".cmc")) for p in list_files(input)]
+def is_stream(p: Path | str | None) -> bool:
+    """True for ``-``: stdin as an input, stdout as an output (click's convention)."""
+    return p is not None and str(p) == "-"
+
+
+def shown(p: Path, output: bool = False) -> str:
+    """A path as messages name it (``-`` as <stdin> / <stdout>)."""
+    return ("<stdout>" if output else "<stdin>") if is_stream(p) else str(p)
+
+
+def read_stdin(max_bytes: int) -> bytes:
+    """All of stdin, refusing more than max_bytes (read one byte past the limit, never the whole stream)."""
+    import sys
+
+    from .core.errors import LimitError
+
+    if sys.stdin.isatty():  # nothing was piped in: reading would wait for the terminal
+        raise ConfigError("<stdin> (-) is a terminal: expected a file's bytes piped or redirected into it")
+    data = sys.stdin.buffer.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise LimitError(f"<stdin>: more than the limit of {max_bytes} bytes")
+    if not data:
+        raise ConfigError("<stdin>: expected a file's bytes, found nothing")
+    return data
+
+
+def write_stdout(data: bytes) -> None:
+    """Bytes to stdout, flushed (an output of ``-o -``)."""
+    import sys
+
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+def _single_output(input: Path, output: str | None, suffix: str) -> Path:
+    """The output of a one-file run: -o as given; inside -o when it is an existing folder or ends with a path
+    separator (created); else NAME+suffix beside the input. A stream has no name to put in a folder."""
+    name = (Path(input.name).stem if not is_stream(input) else None)
+    if output is None:
+        if name is None:
+            raise ConfigError("reading stdin (-) needs -o FILE, or -o - for stdout")
+        return input.with_name(name + suffix)
+    if is_stream(output):
+        return Path("-")
+    folder = output.endswith(("/", os.sep)) or Path(output).is_dir()
+    if not folder:
+        return Path(output)
+    if name is None:
+        raise ConfigError(f"-o {output} is a folder, and stdin (-) has no name to put in it: expected -o FILE or "
+                          "-o - for stdout")
+    return Path(output) / (name + suffix)
+
+
+def _folder_output(input: Path, output: str | None) -> Path:
+    """The output folder of a folder run (refused: none, a file, or stdout)."""
+    if output is None:
+        raise ConfigError("folder input needs -o OUTPUT_FOLDER")
+    if is_stream(output):
+        raise ConfigError(f"{input} is a folder: a folder run writes one file per input, which -o - (stdout) "
+                          "cannot hold; expected -o OUTPUT_FOLDER")
+    out = Path(output)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{output}: folder input needs an output folder, found a file")
+    return out
+
+
+def encode_items(input: Path, output: str | None) -> list[Item]:
+    """(image, .cmc) pairs of an encode run: NAME.cmc beside the image, in -o when it is a folder, or -o for a
+    file; OUTPUT/NAME.cmc for each image of a folder. ``-`` is stdin as input, stdout as -o. Two images of one
+    name (a.png, a.jpg) are refused before any work."""
+    if not is_stream(input) and input.is_dir():
+        out = _folder_output(input, output)
+        items = [(p, out / (p.stem + ".cmc")) for p in list_files(input)]
         if not items:
             raise ConfigError(f"{input}: no image files found (expected {', '.join(sorted(IMAGE_SUFFIXES))})")
     else:
-        items = [(input, output or input.with_suffix(".cmc"))]
+        items = [(input, _single_output(input, output, ".cmc"))]
     no_input_overwritten(items)
     return items
 
@@ -256,22 +322,25 @@ def _encoded_images(*folders: Path) -> dict[Path, str]:
     return out
 
 
-def decode_items(input: Path, output: Path | None) -> list[Item]:
-    """(.cmc, image) pairs of a decode run: NAME.decoded.png beside the file (or -o) for a file,
-    OUTPUT/NAME.decoded.png for each .cmc of a folder, so that no decoded picture lands on an image that was
-    encoded (refused in any case, as the run records of both folders list them)."""
-    if input.is_dir():
-        if output is None:
-            raise ConfigError("folder input needs -o OUTPUT_FOLDER")
-        if output.exists() and not output.is_dir():
-            raise ConfigError(f"{output}: folder input needs an output folder, found a file")
-        items = [(p, output / (p.stem + DECODED_SUFFIX)) for p in list_files(input, {".cmc"})]
+def decode_items(input: Path, output: str | None) -> list[Item]:
+    """(.cmc, image) pairs of a decode run: NAME.decoded.png beside the file, in -o when it is a folder, or -o
+    for a file; OUTPUT/NAME.decoded.png for each .cmc of a folder, so that no decoded picture lands on an
+    image that was encoded (refused in any case, as the run records of both folders list them). ``-`` is
+    stdin as input, stdout (PNG) as -o."""
+    if not is_stream(input) and input.is_dir():
+        out = _folder_output(input, output)
+        items = [(p, out / (p.stem + DECODED_SUFFIX)) for p in list_files(input, {".cmc"})]
         if not items:
             raise ConfigError(f"{input}: no .cmc files found")
-        no_input_overwritten(items, _encoded_images(input, output))
+        no_input_overwritten(items, _encoded_images(input, out))
     else:
-        items = [(input, output or input.with_suffix(DECODED_SUFFIX))]
-        no_input_overwritten(items)
+        dst = _single_output(input, output, DECODED_SUFFIX)
+        items = [(input, dst)]
+        no_input_overwritten(items, {} if is_stream(input) or is_stream(dst) else
+                             _encoded_images(input.parent, dst.parent))
+        if dst.suffix.lower() == ".cmc":  # Pillow would save through cmcodec's own plugin: encode again
+            raise ConfigError(f"-o {dst}: decode writes an image, and .cmc is cmcodec's own format; expected an "
+                              "image file name such as NAME.png")
     return items
 
 
@@ -376,14 +445,19 @@ class EncodeRun(_Run):
             if cap is None:
                 raise ConfigError(f"{src.name}: no caption for it in {self.caption_file}")
         key = self.key(src) if self.record is not None else None
-        r = codec.encode_result(src, mode=self.mode, caption=cap, bpp=self.bpp, max_bytes=self.max_bytes,
+        image = read_stdin(self.options.limits.max_file_bytes) if is_stream(src) else src
+        r = codec.encode_result(image, mode=self.mode, caption=cap, bpp=self.bpp, max_bytes=self.max_bytes,
                                 profile=self.profile, seed=self.seed, options=self.options)
-        write_bytes(dst, r.data, status != "written" or self.force, (src,))
+        if is_stream(dst):
+            write_stdout(r.data)
+        else:
+            write_bytes(dst, r.data, status != "written" or self.force, (src,))
         if self.record is not None and key is not None:
             self.record.add(src, dst, self.command, key)
         h = r.header
-        line = (f"{src} -> {dst}: {len(r.data)} bytes, {h.bpp:.5f} bpp, mode {r.mode}, profile {h.profile_name}"
-                + (f", caption {r.caption!r}" if r.caption else "") + (f" (redone: {reason})" if reason else ""))
+        line = (f"{shown(src)} -> {shown(dst, True)}: {len(r.data)} bytes, {h.bpp:.5f} bpp, mode {r.mode}, profile "
+                f"{h.profile_name}" + (f", caption {r.caption!r}" if r.caption else "")
+                + (f" (redone: {reason})" if status == "redone" else ""))
         return Done(line, record(src, dst, status, reason=reason, bytes=len(r.data), bpp=h.bpp, mode=r.mode,
                                  profile=h.profile_name, seconds=round(time.perf_counter() - t0, 4)), status)
 
@@ -480,15 +554,16 @@ class DecodeRun(_Run):
 
         # datas() runs in decode_many's reader thread: it appends, this generator reads (ready[k] exists once
         # decode_many yields k) and pops early results
-        # (item, status, reason, start, header, key) per file handed over
-        ready: list[tuple[int, str, str | None, float, Header | None, dict | None]] = []
+        # (item, status, reason, start, header, key, bytes) per file handed over
+        ready: list[tuple[int, str, str | None, float, Header | None, dict | None, int]] = []
         early: deque[Result] = deque()  # refusals and skips, reported between decoded files
 
         def datas() -> Iterator[bytes]:
             for i, (src, dst) in enumerate(its):
                 t0 = time.perf_counter()
                 try:
-                    data = read_input(src, self.options.limits.max_file_bytes)
+                    limit = self.options.limits.max_file_bytes
+                    data = read_stdin(limit) if is_stream(src) else read_input(src, limit)
                     try:
                         h: Header | None = read_header(data, self.options.limits)
                     except CmcodecError:
@@ -502,18 +577,25 @@ class DecodeRun(_Run):
                 except CmcodecError as e:
                     early.append((i, e))
                     continue
-                ready.append((i, status, reason, t0, h, key))
+                ready.append((i, status, reason, t0, h, key, len(data)))
                 yield data
 
         def save(k: int, img: object) -> Done:
-            i, status, reason, t0, h, key = ready[k]
+            i, status, reason, t0, h, key, nbytes = ready[k]
             src, dst = its[i]
-            save_image(img, dst, self.force or status == "redone", (src,))
+            if is_stream(dst):
+                import io
+
+                buf = io.BytesIO()
+                img.save(buf, format="PNG")  # type: ignore[attr-defined]
+                write_stdout(buf.getvalue())
+            else:
+                save_image(img, dst, self.force or status == "redone", (src,))
             if self.record is not None and key is not None:
                 self.record.add(src, dst, self.command, key)
-            return Done(f"{src} -> {dst}: {img.size[0]}x{img.size[1]}"  # type: ignore[attr-defined]
+            return Done(f"{shown(src)} -> {shown(dst, True)}: {img.size[0]}x{img.size[1]}"  # type: ignore[attr-defined]
                         + (f" (redone: {reason})" if status == "redone" else ""),
-                        record(src, dst, status, reason=reason, bytes=src.stat().st_size, bpp=h.bpp if h else None,
+                        record(src, dst, status, reason=reason, bytes=nbytes, bpp=h.bpp if h else None,
                                mode=h.mode if h else None, profile=h.profile_name if h else None,
                                seconds=round(time.perf_counter() - t0, 4)), status)
 

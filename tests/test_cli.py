@@ -317,8 +317,11 @@ def test_info_json_is_always_a_list(tmp_path: Path) -> None:
     one = json.loads(run("info", str(GOLDEN / "text_wlm1.cmc"), "--json").stdout)
     two = json.loads(run("info", str(GOLDEN / "text_wlm1.cmc"), str(GOLDEN / "pixel_classic.cmc"), "--json").stdout)
     assert isinstance(one, list) and len(one) == 1 and [d["mode"] for d in two] == ["text", "pixel"]
-    r = run("info", str(GOLDEN / "text_wlm1.cmc"), str(PARROTS), "--json")  # a bad file: the list of the good ones
-    assert r.returncode == 3 and [d["mode"] for d in json.loads(r.stdout)] == ["text"]
+    r = run("info", str(PARROTS), str(GOLDEN / "text_wlm1.cmc"), "--json")  # a bad file is in the list too
+    bad, good = json.loads(r.stdout)
+    assert r.returncode == 3 and good["mode"] == "text" and good["error"] is None
+    assert bad["file"] == str(PARROTS) and "not a .cmc file" in bad["error"] and bad["mode"] is None
+    assert list(bad) == list(good)
 
 
 IMAGES = PARROTS.parent

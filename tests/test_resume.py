@@ -217,3 +217,11 @@ def test_captioner_options_redo(tiny_blip: Path, tmp_path: Path, change: str) ->
         os.utime(blip / "config.json", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     code, rows, err = cli(*args, "--json")
     assert code == 0 and statuses(rows) == ["redone"] and rows[0]["reason"] == "captioner changed", err
+
+
+def test_single_file_decode_never_writes_on_the_image_a_run_encoded(tmp_path: Path) -> None:
+    src, cmc = images(tmp_path), tmp_path / "cmc"
+    assert cli("encode", src, "-o", cmc, "--mode", "pixel", "--profile", "classic")[0] == 0
+    before = (src / "p0.png").read_bytes()
+    code, _, err = cli("decode", cmc / "p0.cmc", "-o", src / "p0.png", "--force")
+    assert code == 10 and "an image encoded to" in err and (src / "p0.png").read_bytes() == before

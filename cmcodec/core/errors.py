@@ -91,7 +91,7 @@ class CodecUnavailableError(CmcodecError):
 
 
 class OutputExistsError(CmcodecError):
-    """An output path exists and --force was not given."""
+    """An output exists and --force was not given, or would land on an input or another output (never allowed)."""
 
     exit_code = 10
 

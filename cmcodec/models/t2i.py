@@ -129,6 +129,10 @@ def load_pipelines(profile: Profile, device: str | None = None, dtype: str | Non
             f"profile {profile.name} needs diffusers and torch: pip install 'cmcodec[neural]' ({e})"
         ) from None
     require("torch", "diffusers", "transformers", "huggingface_hub")
+    from huggingface_hub.utils import are_progress_bars_disabled
+
+    if are_progress_bars_disabled():  # diffusers' loading bars ignore the hub's switch, which transformers reads
+        diffusers.utils.logging.disable_progress_bar()
     dev = pick_device(device)
     torch_dtype = pick_dtype(dev, dtype or (profile.dtype if dev.startswith("cuda") else None))
     key = (profile.id, src, vae_src, cn_src, dev, str(torch_dtype), accel)

@@ -61,6 +61,16 @@ def test_rows_pin_the_commit_their_manifest_describes() -> None:
             assert c.revision == MANIFESTS[c.model]["commit"], f"{c.name}: {c.model} pinned at {c.revision}"
 
 
+def test_rows_name_the_licence_their_manifests_record() -> None:
+    # where each licence was read (the stored page, or why none shows it) is in the manifest, not the row
+    for p in PROFILES:
+        for model in (p.model, p.vae, p.controlnet):
+            lic = MANIFESTS.get(model, {}).get("license")
+            if lic:
+                assert lic["name"] in p.license and lic["source"], f"{p.name}: {model} is {lic['name']!r}"
+    assert all("license" in MANIFESTS[m] for p in PROFILES for m in _decoder_models(p) if m in MANIFESTS)
+
+
 def test_rows_ask_for_the_fp16_variant_their_repo_publishes() -> None:
     """A row whose repo publishes fp16 weights of its denoiser asks for them in float16 (half the download); one
     whose repo has none does not (a download would ask for files the repo lacks)."""

@@ -175,3 +175,15 @@ def test_json_files_entry_points_and_bad_fields(tmp_path: Path, monkeypatch: pyt
                       ("[profiles.a\n", r"expected a TOML profiles file")):
         with pytest.raises(ConfigError, match=msg):
             profiles.parse_profiles(text, "f.toml")
+
+
+def test_the_readme_example_is_a_valid_profiles_file() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Bring your own model"):]
+    text = section[section.index("```toml") + 7:section.index("```", section.index("```toml") + 7)]
+    [row] = profiles.parse_profiles(text, "README.md")
+    p = row.profile
+    assert (p.name, row.number, p.family, p.long_side, p.revision) == ("my-sd21", 0, "sd", 768, "v3")
+    assert p.modes["text"].steps == 4 and p.modes["text"].guidance_scale == 1.5
+    assert p.modes["full"].strength == 0.4 and p.modes["pixel"] == profiles.get_profile("sd-turbo").modes["pixel"]
+    assert row.short == "02f63d"  # the hash the README quotes

@@ -247,7 +247,7 @@ PROFILES: tuple[Profile, ...] = _build((
     Profile(
         id=0,
         name="sd-turbo",
-        note='default (1-bit id)',
+        note="default (1-bit id)",
         description="SD-Turbo (SD 2.1 distilled), 512 px, 1-4 steps: the fast default",
         model="stabilityai/sd-turbo",
         revision="1681ed09e0cff58eeb41e878a49893228b78b94c",  # fixtures/hub/stabilityai--sd-turbo.json
@@ -255,11 +255,6 @@ PROFILES: tuple[Profile, ...] = _build((
         modes=_turbo_modes(),
         scheduler="EulerDiscreteScheduler",
         scheduler_kwargs={"timestep_spacing": "trailing"},
-        # licence: not shown on the stored pages of stabilityai/sd-turbo (tree/99bebe1 'Create LICENSE', 7.3 kB, no
-        # licence tag); a stored copy's card (Green-Sky/SD-Turbo-GGUF README) names the repo's LICENSE.md
-        # 'stability-ai-community-license-agreement', and the repo's own commit
-        # https://huggingface.co/stabilityai/sd-turbo/commit/b261bac6fd2cf515557d5d0707481eafa0485ec2 points commercial
-        # users to stability.ai/license instead of /membership: the terms may have moved on from this release's
         license=_SAI_NC,
     ),
     Profile(
@@ -288,8 +283,6 @@ PROFILES: tuple[Profile, ...] = _build((
         modes=_turbo_modes(),
         scheduler="EulerAncestralDiscreteScheduler",
         scheduler_kwargs={"timestep_spacing": "trailing"},
-        # licence: https://huggingface.co/stabilityai/sdxl-turbo/tree/b0ff6e8c8d37d300d650d5f371c80d8bce29de92
-        # ('License: sai-nc-community')
         license=_SAI_NC,
     ),
     Profile(
@@ -302,9 +295,6 @@ PROFILES: tuple[Profile, ...] = _build((
         modes={**_cfg_modes(25, 7.5), "noise": NOISE_MODE},
         scheduler="DPMSolverMultistepScheduler",
         load_kwargs={"safety_checker": None, "requires_safety_checker": False},
-        # licence: https://huggingface.co/runwayml/stable-diffusion-v1-5/discussions/164/files
-        # ('License: creativeml-openrail-m'; the
-        # stable-diffusion-v1-5 org's mirror carries the same card)
         license="creativeml-openrail-m",
     ),
     Profile(
@@ -317,7 +307,6 @@ PROFILES: tuple[Profile, ...] = _build((
         variant="fp16",
         modes=_cfg_modes(40, 7.0),
         long_side=1024,
-        # licence: https://huggingface.co/SG161222/RealVisXL_V4.0/commits/main/vae ('License: openrail++')
         license="openrail++",
     ),
     # Tiny-autoencoder variants: the turbo rows with TAESD / TAESDXL decoding the latents (own ids: other pixels)
@@ -334,63 +323,55 @@ PROFILES: tuple[Profile, ...] = _build((
     Profile(
         id=7,
         name="playground-v2.5",
-        note='CMC-Bench decoder; EDM scheduler',
+        note="CMC-Bench decoder; EDM scheduler",
         description="Playground v2.5 (SDXL architecture, EDM noise schedule), 1024 px, 30 steps, CFG 3",
         model="playgroundai/playground-v2.5-1024px-aesthetic",
         revision="1e032f13f2fe6db2dc49947dbdbd196e753de573",  # fixtures/hub/playgroundai--playground-v2.5-*.json
         variant="fp16",
         modes=_cfg_modes(30, 3.0),  # scheduler: the model's own EDMDPMSolverMultistepScheduler
         long_side=1024,
-        # licence: https://huggingface.co/playgroundai/playground-v2.5-1024px-aesthetic/commits/refs%2Fpr%2F3/tokenizer_2/tokenizer_config.json
-        # ('License: playground-v2dot5-community')
         license="playground-v2dot5-community",
     ),
     Profile(
         id=8,
         name="playground-v2",
-        note='CMC-Bench decoder',
+        note="CMC-Bench decoder",
         description="Playground v2 (SDXL architecture), 1024 px, 30 steps, CFG 3",
         model="playgroundai/playground-v2-1024px-aesthetic",
         revision="d15bca2ba750fe73e309f3bf0639285ae7925b41",  # fixtures/hub/playgroundai--playground-v2-*.json
         variant="fp16",
         modes=_cfg_modes(30, 3.0),
         long_side=1024,
-        # licence: https://huggingface.co/playgroundai/playground-v2-1024px-aesthetic/blob/770518bcda1e259a7f1c536c3bb1e1dbce448c03/LICENSE.md
-        # ('License: playground-v2-community')
         license="playground-v2-community",
     ),
     Profile(
         id=9,
         name="ssd-1b",
-        note='CMC-Bench decoder',
+        note="CMC-Bench decoder",
         description="Segmind SSD-1B (SDXL distilled to 1.3B UNet), 1024 px, 30 steps, CFG 5",
         model="segmind/SSD-1B",
         revision="60987f37e94cd59c36b1cba832b9f97b57395a10",  # fixtures/hub/segmind--SSD-1B.json
         variant="fp16",
         modes=_cfg_modes(30, 5.0),
         long_side=1024,
-        # licence: https://huggingface.co/segmind/SSD-1B/tree/60987f37e94cd59c36b1cba832b9f97b57395a10
-        # ('License: apache-2.0')
         license="apache-2.0",
     ),
     Profile(
         id=10,
         name="sdxl-base",
-        note='CMC-Bench decoder',
+        note="CMC-Bench decoder",
         description="Stable Diffusion XL 1.0 base, 1024 px, 30 steps, CFG 5",
         model="stabilityai/stable-diffusion-xl-base-1.0",
         revision="462165984030d82259a11f4367a4eed129e94a7b",  # fixtures/hub/stabilityai--stable-diffusion-xl-*.json
         variant="fp16",
         modes=_cfg_modes(30, 5.0),
         long_side=1024,
-        # licence: https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0/commits/e13090c13ae930dcf52991bec9e88547f0470ff9/.gitattributes
-        # ('License: openrail++')
         license="openrail++",
     ),
     Profile(
         id=11,
         name="dreamlike-photoreal-2",
-        note='CMC-Bench decoder',
+        note="CMC-Bench decoder",
         description="Dreamlike Photoreal 2.0 (SD 1.5 fine-tune), 768 px, 25 DPM-Solver++ steps, CFG 7.5",
         model="dreamlike-art/dreamlike-photoreal-2.0",
         revision="d9e27ac81cfa72def39d74ca673219c349f0a0d5",  # fixtures/hub/dreamlike-art--*.json
@@ -398,14 +379,12 @@ PROFILES: tuple[Profile, ...] = _build((
         long_side=768,
         scheduler="DPMSolverMultistepScheduler",
         load_kwargs={"safety_checker": None, "requires_safety_checker": False},
-        # licence: https://huggingface.co/dreamlike-art/dreamlike-photoreal-2.0/commits/77b05d9dd26113180345f3bf5e41e766c6519bc1
-        # ('License: other')
         license="other (CreativeML OpenRAIL-M with Dreamlike's additions)",
     ),
     Profile(
         id=12,
         name="instruct-pix2pix",
-        note='image and full only',
+        note="image and full only",
         description="InstructPix2Pix: the reference edited by an instruction, 512 px, 20 steps, CFG 7.5, "
                     "image guidance 1.5",
         model="timbrooks/instruct-pix2pix",
@@ -421,13 +400,12 @@ PROFILES: tuple[Profile, ...] = _build((
         family="pix2pix",
         scheduler="EulerAncestralDiscreteScheduler",
         load_kwargs={"safety_checker": None, "requires_safety_checker": False},
-        # licence: not shown on a stored page of timbrooks/instruct-pix2pix itself (the card's own metadata)
         license="mit",
     ),
     Profile(
         id=13,
         name="sd15-tile",
-        note='image and full only',
+        note="image and full only",
         description="SD 1.5 with ControlNet 1.1 tile: the reference as img2img start and tile condition, "
                     "512 px, 20 steps at strength 0.75, CFG 7.5",
         model="stable-diffusion-v1-5/stable-diffusion-v1-5",
@@ -441,14 +419,12 @@ PROFILES: tuple[Profile, ...] = _build((
         family="controlnet",
         scheduler="DPMSolverMultistepScheduler",
         load_kwargs={"safety_checker": None, "requires_safety_checker": False},
-        # licence: https://huggingface.co/lllyasviel/ControlNet-v1-1/commits/a5039f568a889d56fe026a1032ea979aec2c7dc5/control_v11f1e_sd15_tile.pth
-        # ('License: openrail', the ControlNet 1.1 release this tile model comes from); SD 1.5 as the sd15 row
         license="creativeml-openrail-m; ControlNet tile: openrail",
     ),
     Profile(
         id=14,
         name="sd-x4-upscaler",
-        note='image and full only; reference at most 1/4 size',
+        note="image and full only; reference at most 1/4 size",
         description="SD x4 upscaler: a reference coded at a quarter of the size restored 4x, 768 px out, "
                     "20 steps, CFG 7.5, noise level 20",
         model="stabilityai/stable-diffusion-x4-upscaler",
@@ -463,14 +439,12 @@ PROFILES: tuple[Profile, ...] = _build((
         multiple_of=32,  # the input (a quarter of this) stays a multiple of the UNet's 8
         family="upscale-x4",
         encoder=EncoderDefaults(ref_max_scale=0.25),
-        # licence: https://huggingface.co/stabilityai/stable-diffusion-x4-upscaler/commits/main/unet/config.json
-        # ('License: openrail++')
         license="openrail++",
     ),
     Profile(
         id=15,
         name="flux-schnell",
-        note='prompt up to 256 T5 tokens',
+        note="prompt up to 256 T5 tokens",
         description="FLUX.1 [schnell] (12B rectified-flow transformer, T5-XXL), 1024 px, 4 steps, no guidance",
         model="black-forest-labs/FLUX.1-schnell",
         modes=_fast_modes(4),
@@ -479,8 +453,6 @@ PROFILES: tuple[Profile, ...] = _build((
         family="flux",
         dtype="bfloat16",  # trained in bf16: float16 overflows in its T5 / Gemma activations
         encoder=EncoderDefaults(caption_words=40),
-        # licence: https://huggingface.co/black-forest-labs/FLUX.1-schnell/tree/8e48687bab3241d35328b3d08ba0d2873e73f7ee
-        # ('License: apache-2.0')
         license="apache-2.0",
         prompt_tokens=256,  # schnell's T5 limit (dev takes 512)
         tokenizer="tokenizer_2",
@@ -488,7 +460,7 @@ PROFILES: tuple[Profile, ...] = _build((
     Profile(
         id=16,
         name="sd35-large-turbo",
-        note='prompt up to 256 T5 tokens',
+        note="prompt up to 256 T5 tokens",
         description="Stable Diffusion 3.5 Large Turbo (8B MMDiT, CLIP-L/G + T5-XXL), 1024 px, 4 steps, no guidance",
         model="stabilityai/stable-diffusion-3.5-large-turbo",
         modes=_fast_modes(4),
@@ -497,7 +469,6 @@ PROFILES: tuple[Profile, ...] = _build((
         family="sd3",
         dtype="bfloat16",  # trained in bf16: float16 overflows in its T5 / Gemma activations
         encoder=EncoderDefaults(caption_words=40),
-        # licence: not shown on a stored page (the repo is gated: its stored tree shows the agreement, not its name)
         license="stabilityai-ai-community",
         prompt_tokens=256,  # T5 reads the caption; the CLIP encoders see its first 77 tokens by design
         tokenizer="tokenizer_3",
@@ -505,7 +476,7 @@ PROFILES: tuple[Profile, ...] = _build((
     Profile(
         id=17,
         name="sana-sprint",
-        note='prompt up to 300 Gemma tokens',
+        note="prompt up to 300 Gemma tokens",
         description="SANA-Sprint 1.6B (linear DiT, Gemma-2 text encoder, 32x DC-AE), 1024 px, 2 steps",
         model="Efficient-Large-Model/Sana_Sprint_1.6B_1024px_diffusers",
         # guidance is an embedding input of the distilled model, not CFG. Its SCM schedule has a fixed middle
@@ -516,7 +487,6 @@ PROFILES: tuple[Profile, ...] = _build((
         family="sana-sprint",
         dtype="bfloat16",  # trained in bf16: float16 overflows in its T5 / Gemma activations
         encoder=EncoderDefaults(caption_words=40),
-        # licence: not shown on a stored page of the repo (the stored SANA-Sprint trees carry no licence tag)
         license="NSCL v2-custom (NVIDIA); Gemma terms of use",
         prompt_tokens=300,
     ),
@@ -530,15 +500,9 @@ PROFILES: tuple[Profile, ...] = _build((
         description="SDXL base with xinsir's tile ControlNet: the reference as img2img start and tile condition, "
                     "1024 px, 30 steps at strength 0.75, CFG 5",
         controlnet="xinsir/controlnet-tile-sdxl-1.0",
-        # https://huggingface.co/xinsir/controlnet-tile-sdxl-1.0/tree/1ae8d9529efe58f7362a987363ff86a7904dc84f
-        # (stored page: 9 commits, config.json and diffusion_pytorch_model.safetensors, "License: apache-2.0");
-        # fixtures/hub/xinsir--controlnet-tile-sdxl-1.0.json
-        controlnet_revision="1ae8d9529efe58f7362a987363ff86a7904dc84f",
+        controlnet_revision="1ae8d9529efe58f7362a987363ff86a7904dc84f",  # fixtures/hub/xinsir--*.json
         modes=_restore_modes(30, 5.0, 0.75, controlnet_conditioning_scale=1.0),
         family="controlnet-sdxl",
-        # licences: https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0/commits/e13090c13ae930dcf52991bec9e88547f0470ff9/.gitattributes
-        # ('License: openrail++') and https://huggingface.co/xinsir/controlnet-tile-sdxl-1.0/tree/1ae8d9529efe58f7362a987363ff86a7904dc84f
-        # ('License: apache-2.0')
         license="openrail++; xinsir/controlnet-tile-sdxl-1.0: apache-2.0",
         note="image and full only",
     ),

@@ -15,17 +15,7 @@ from PIL import Image
 
 from ..core.errors import CmcodecError, ConfigError, ModelError
 from . import api_i2t
-from .loading import (
-    EAGER,
-    Accel,
-    folder_signature,
-    load_error,
-    locate,
-    pick_device,
-    pick_dtype,
-    require,
-    revision_for,
-)
+from .loading import EAGER, Accel, load_error, locate, pick_device, pick_dtype, require, revision_for
 
 
 @dataclass(frozen=True)
@@ -338,6 +328,8 @@ def identity(model: str | None, model_path: str | None = None) -> dict[str, str 
     folder differs), or an api: model and the server it is sent to."""
     import os
     from pathlib import Path
+
+    from .loading import folder_signature
 
     row = _captioner(model)
     if row.kind == "api":

@@ -302,7 +302,12 @@ def encode_items(input: Path, output: str | None) -> list[Item]:
     name (a.png, a.jpg) are refused before any work."""
     if not is_stream(input) and input.is_dir():
         out = _folder_output(input, output)
-        items = [(p, out / (p.stem + ".cmc")) for p in list_files(input)]
+        # pictures a decode run wrote into this folder, unchanged since (its record lists them with their bytes'
+        # hash), are outputs, not images to encode
+        decoded = {n: row.get("sha256") for n, row in RunRecord(input, read_only=True).entries.items()
+                   if row.get("command") == "decode"}
+        items = [(p, out / (p.stem + ".cmc")) for p in list_files(input)
+                 if p.name not in decoded or sha256(p) != decoded[p.name]]
         if not items:
             raise ConfigError(f"{input}: no image files found (expected {', '.join(sorted(IMAGE_SUFFIXES))})")
     else:

@@ -168,6 +168,9 @@ def test_folder_decode_never_writes_on_the_encoded_images(tmp_path: Path) -> Non
         assert code == 0, err
         assert [Path(r["output"]).name for r in rows] == ["p0.decoded.png", "p1.decoded.png"]
         assert all((src / n).read_bytes() == b for n, b in originals.items())
+    # a rerun of the encode takes the decoded pictures (recorded as outputs) for no input of its own
+    code, rows, err = cli("encode", src, "-o", src, "--mode", "pixel", "--profile", "classic", "--json")
+    assert code == 0 and [Path(r["input"]).name for r in rows] == ["p0.png", "p1.png"], err
     # an encoded image that a decoded name would hit (x.decoded.png beside x.png): refused, --force or not
     shutil.copy(HOUSE, src / "p0.decoded.png")
     cmc = tmp_path / "cmc"

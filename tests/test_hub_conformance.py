@@ -70,6 +70,10 @@ def test_rows_name_the_licence_their_manifests_record() -> None:
             if lic:
                 assert lic["name"] in p.license and lic["source"], f"{p.name}: {model} is {lic['name']!r}"
     assert all("license" in MANIFESTS[m] for p in PROFILES for m in _decoder_models(p) if m in MANIFESTS)
+    for c in CAPTIONERS.values():
+        lic = MANIFESTS.get(c.model, {}).get("license")
+        if lic:
+            assert lic["name"] == c.license and lic["source"], f"{c.name}: {c.model} is {lic['name']!r}"
 
 
 def test_rows_ask_for_the_fp16_variant_their_repo_publishes() -> None:

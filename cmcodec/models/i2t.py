@@ -73,6 +73,7 @@ QWEN_PROCESSOR = (("max_pixels", QWEN_MAX_PIXELS),)
 
 
 CMCB = "CMC-Bench"
+# each row's size, licence and pin, with the pages they were read from: its manifest fixtures/hub/<org>--<name>.json
 CAPTIONERS: dict[str, Captioner] = {c.name: c for c in (
     Captioner("blip-large", "Salesforce/blip-image-captioning-large", "caption", size="0.47B",
               license="BSD-3-Clause", origin="fast", revision="2227ac38c9f16105cb0412e7cab4759978a8fd90"),
@@ -81,25 +82,17 @@ CAPTIONERS: dict[str, Captioner] = {c.name: c for c in (
     Captioner("blip-base", "Salesforce/blip-image-captioning-base", "caption", size="0.25B",
               license="BSD-3-Clause", origin="fast", revision="9cfcdbcaccbcadb2b53b36d4b50042c4eeaa0c25"),
     # the commit whose processor_config.json / image_token_index transformers 5 generate needs
-    # (fixtures/hub/Salesforce--blip2-opt-2.7b.json). 3.7B: its float32 shards hold 15.0 GB, and the stored
-    # page of a copy of it (huggingface.co/qcee/wd, image_token_index 50265, OPT-2.7b) gives 3.74B params
+    # (fixtures/hub/Salesforce--blip2-opt-2.7b.json)
     Captioner("blip2-opt-2.7b", "Salesforce/blip2-opt-2.7b", "caption", size="3.7B", license="MIT",
               origin="BLIP-2", revision="c7d6c9f37354a91481abf26893b22ffcb6d10878"),
-    # unpinned: no stored page shows a commit of the florence-community conversion; 0.77B, MIT as Microsoft
-    # released Florence-2 (www.llmreference.com/model/florence-2-large)
+    # unpinned: no commit of the conversion is known (fixtures/hub/florence-community--Florence-2-large.json)
     Captioner("florence-2-large", "florence-community/Florence-2-large", "caption", "<MORE_DETAILED_CAPTION>",
               size="0.77B", license="MIT", origin="small captioner", prompts_by_words=FLORENCE_TASKS),
     Captioner("qwen2-vl-2b", "Qwen/Qwen2-VL-2B-Instruct", "chat", WORD_PROMPT, size="2.2B", dtype="bfloat16",
               license="Apache-2.0", origin="small VLM", processor_kwargs=QWEN_PROCESSOR),
-    # unpinned: the stored tree of main shows only its short id; its first upload's preprocessor_config.json
-    # was changed afterwards (fixtures/hub/Qwen--Qwen2.5-VL-3B-Instruct.json). 3.75B params in 7.51 GB of
-    # bfloat16 shards; its LICENSE (7.39 kB) is not the Apache-2.0 text of the Qwen2-VL repos
+    # unpinned: only main's short id is known (fixtures/hub/Qwen--Qwen2.5-VL-3B-Instruct.json)
     Captioner("qwen2.5-vl-3b", "Qwen/Qwen2.5-VL-3B-Instruct", "chat", WORD_PROMPT, size="3.8B", dtype="bfloat16",
               license="Qwen Research License", origin="small VLM", processor_kwargs=QWEN_PROCESSOR),
-    # llava-1.5: 7.06B params in 14.1 GB of float16 shards (its stored tree page), Llama 2 Community License
-    # (the model card); llava-next: 7.57B in 15.1 GB, "License: apache-2.0" on its stored commits page;
-    # instructblip: 7.9B in 31.7 GB of float32 shards, "License: other" on its stored tree page: Vicuna-7B
-    # inherits LLaMA's non-commercial terms
     Captioner("llava-1.5-7b", "llava-hf/llava-1.5-7b-hf", "chat", CMCBENCH_PROMPT, size="7.1B",
               license="Llama 2 Community License", origin=CMCB, processor_kwargs=LLAVA_PROCESSOR,
               revision="95f2cf316249a98c11183f471ab76065c3e5f494"),
@@ -109,9 +102,7 @@ CAPTIONERS: dict[str, Captioner] = {c.name: c for c in (
     Captioner("instructblip-vicuna-7b", "Salesforce/instructblip-vicuna-7b", "caption", CMCBENCH_PROMPT,
               size="7.9B", license="non-commercial (Vicuna / LLaMA terms)", origin=CMCB,
               revision="4fd0ddbb2172352d120b7ff982274f32f6fe278f"),
-    # smolvlm2 (2.25B params in 9.0 GB of float32 shards, "License: apache-2.0" on its stored tokenizer.json
-    # page) and internvl3 (0.94B in 1.88 GB of bfloat16, "License: apache-2.0" on the stored tree page of
-    # OpenGVLab/InternVL3-1B) are unpinned: their stored trees show short commit ids only
+    # unpinned: only short commit ids are known (their manifests)
     Captioner("smolvlm2-2.2b", "HuggingFaceTB/SmolVLM2-2.2B-Instruct", "chat", WORD_PROMPT, size="2.2B",
               dtype="bfloat16", license="Apache-2.0", origin="small VLM"),
     Captioner("internvl3-1b", "OpenGVLab/InternVL3-1B-hf", "chat", WORD_PROMPT, size="0.9B", dtype="bfloat16",

@@ -224,12 +224,12 @@ def _ref_codec_names() -> Iterable[str]:
 def _metric_names(kind: str | None = None) -> Callable[[], Iterable[str]]:
     def names() -> Iterable[str]:
         try:
-            from pyiqa.default_model_configs import DEFAULT_CONFIGS
+            from .bench import metrics
+
+            return metrics.names(kind)
         except ImportError as e:  # read while parsing: _Group.main makes this one line
             raise ModelError(f"pyiqa is not installed ({e}): pip install 'cmcodec[rd]' (the metrics of rd-curve "
                              "and evaluate)") from None
-
-        return [n for n, c in DEFAULT_CONFIGS.items() if kind is None or c.get("metric_mode") == kind]
 
     return names
 
@@ -703,7 +703,8 @@ def _info_dict(path: Path, verify: bool = False) -> dict:
 @dirs_option("--model-path", "model_paths", names=PROFILE, help="Local folder of a profile's T2I model.")
 @_dtype_option("Model precision of the cmcodec curves (default: float16 on CUDA, float32 on CPU).")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
-@click.option("--offline", is_flag=True, help="Never contact the model hub.")
+@click.option("--offline", is_flag=True, is_eager=True, callback=lambda ctx, p, v: _offline(v) or v,
+              help="Never contact the model hub; metrics whose weights are not on this machine are skipped at once.")
 @click.option("--fast", is_flag=True, help="Conventional codecs at faster, weaker settings (said in the output "
               "and results.json); the default is each codec's strongest documented settings.")
 @click.option("--report-image", help="Image (file name) whose crops report.html shows (default: the first).")
@@ -711,14 +712,23 @@ def _info_dict(path: Path, verify: bool = False) -> dict:
              help="Target bpp values of report.html's crops.")
 @click.option("--report-region", help="X,Y,W,H of the crops (default: the most detailed 160-px square).")
 @profiles_file_option
+@click.option("--reference-curves", "reference_curves", multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Published curves to draw and compare (CompressAI JSON, or CSV name,bpp,METRIC...); repeatable.")
+@click.option("-f", "--force", is_flag=True,
+              help="Recompute every point, even those stored points.jsonl has for these exact settings.")
 def rd_curve(images: Path, output: Path, codecs: list[str] | None, scales: list[str], profiles: list[str],
              modes: list[str], metric_names: list[str], metric_weights: Path | None, bpp_range: tuple[float, float],
              points: int, targets: list[float], anchor: str | None, captions: Path | None, model_paths: dict[str, str],
              dtype: str | None, jobs: int, offline: bool, fast: bool, report_image: str | None,
-             report_targets: list[float],
-             report_region: str | None) -> None:
-    """Rate-distortion curves of conventional codecs and cmcodec modes, with BD-rates, plots and report.html."""
-    _offline(offline)
+             report_targets: list[float], report_region: str | None, reference_curves: tuple[Path, ...],
+             force: bool) -> None:
+    """Rate-distortion curves of conventional codecs and cmcodec modes, with BD-rates, plots and report.html.
+
+    A rerun into the same folder reuses a stored point only when it was made from the same image bytes by the
+    same codec row, effort (--fast), library version, scale and targets (for cmcodec curves: cmcodec's version,
+    caption, model folder and precision); a score is reused only under the same metric, options and weights,
+    and a metric new to stored points is computed on their files coded again. --force recomputes all."""
     _quiet_libraries()
     from tqdm import tqdm
 
@@ -741,22 +751,22 @@ def rd_curve(images: Path, output: Path, codecs: list[str] | None, scales: list[
                        modes=modes, metrics=tuple(metric_names), targets=tg, anchor=anchor,
                        metric_weights=str(metric_weights) if metric_weights else None,
                        captions=_read_captions(captions) if captions else {}, model_paths=model_paths, jobs=jobs,
-                       fast=fast, dtype=dtype)
+                       fast=fast, dtype=dtype, force=force, references=tuple(reference_curves))
         shown = report_mod.pick_image(plan.files, report_image)  # the report's options fail before the sweep
         crop_targets = sorted(report_targets)
         region = report_mod.parse_region(report_region) if report_region else None
         result = rd.run(plan, output, lambda desc, n: tqdm(total=n, desc=desc, unit="unit", file=sys.stderr),
                         lambda msg: click.echo(f"cmcodec: {msg}", err=True))
         page = None if result is None else report_mod.write_report(
-            output, result, rd.load_points(output), image=shown, targets=crop_targets, region=region,
+            output, result, rd.shown_rows(output, result), image=shown, targets=crop_targets, region=region,
             weights_dir=plan.metric_weights, captions=plan.captions, model_paths=plan.model_paths)
     except CmcodecError as e:
         _fail(e)
     if result is None:  # not the main rank: rank 0 merged every process's points and wrote the results
         return
     fast_note = " (--fast: weaker anchors)" if result["fast"] else ""
-    click.echo(f"{result['ran']} units computed, {result['reused']} reused; {len(result['curves'])} curves "
-               f"-> {output}{fast_note}")
+    click.echo(f"{result['ran']} units computed, {result['topped_up']} topped up with new metrics, "
+               f"{result['reused']} reused; {len(result['curves'])} curves -> {output}{fast_note}")
     if result["failed_units"]:
         click.echo(f"{len(result['failed_units'])} units failed (listed in results.json; a rerun retries them)")
     click.echo((output / "bd_rate.md").read_text())
@@ -791,14 +801,19 @@ def rd_curve(images: Path, output: Path, codecs: list[str] | None, scales: list[
 @click.option("--words", type=click.IntRange(min=1), default=20, show_default=True, help="Caption word budget.")
 @click.option("--device", help="cuda, cpu, ... (default: cuda when present).")
 @_dtype_option("Captioner and decoder precision (default: each model's own on CUDA, float32 on CPU).")
-@click.option("--offline", is_flag=True, help="Never contact the model hub.")
 @profiles_file_option
+@click.option("--offline", is_flag=True, is_eager=True, callback=lambda ctx, p, v: _offline(v) or v,
+              help="Never contact the model hub; metrics whose weights are not on this machine are skipped at once.")
+@click.option("-f", "--force", is_flag=True, help="Redo every file and score, even those stored for these settings.")
 def evaluate(gt: Path, output: Path, i2ts: list[str], i2t_paths: dict[str, str], api_base: str | None,
              profiles: list[str], model_paths: dict[str, str], modes: list[str], captions: Path | None,
              results: Path | None, fr: str, nr: str, metric_weights: Path | None, categories: Path | None, words: int,
-             device: str | None, dtype: str | None, offline: bool) -> None:
-    """CMC-Bench-style scoring: every captioner x profile x mode, FR and NR metrics, Overall, leaderboard."""
-    _offline(offline)
+             device: str | None, dtype: str | None, offline: bool, force: bool) -> None:
+    """CMC-Bench-style scoring: every captioner x profile x mode, FR and NR metrics, Overall, leaderboard.
+
+    A rerun into the same folder reuses a stored file or score only when what made it matches: the image's
+    bytes, profile, mode, caption and cmcodec's version for a .cmc; the model folder and precision besides for
+    a decoded image; the metric, its options and weights for a score. --force redoes all."""
     _quiet_libraries()
     from tqdm import tqdm
 
@@ -828,13 +843,13 @@ def evaluate(gt: Path, output: Path, i2ts: list[str], i2t_paths: dict[str, str],
             return tqdm(total=total, desc=desc, unit="img", file=sys.stderr)
 
         if results is not None:
-            summaries = ev.score_results(gt_files, results, mode_list, scorer, output, cats, bar)
+            summaries = ev.score_results(gt_files, results, mode_list, scorer, output, cats, bar, force)
         else:
             summaries = ev.run_combinations(
                 gt_files, output, mode_list, scorer, cats,
                 i2ts if not captions else [captions.stem], profiles,
                 ev.read_captions(captions) if captions else None, i2t_paths, model_paths, words, device, bar,
-                lambda msg: click.echo(f"cmcodec: {msg}", err=True), dtype=dtype)
+                lambda msg: click.echo(f"cmcodec: {msg}", err=True), dtype=dtype, force=force)
         if is_main():  # every process holds the merged summaries; one writes them
             ev.write_reports(summaries, output, fr, nr)
     except CmcodecError as e:

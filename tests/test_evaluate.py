@@ -207,3 +207,72 @@ def test_reports_are_written_atomically(tmp_path: Path, monkeypatch) -> None:
     assert (tmp_path / "run/radar.png").read_bytes() == before["run/radar.png"]  # not the half-written one
     assert json.loads((tmp_path / "run/scores.json").read_text())["overall"] == 0.5  # written whole before
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == files
+
+
+def _stamps(d: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in d.glob("*/*") if p.suffix in (".cmc", ".png")}
+
+
+def test_evaluate_reruns_reuse_only_what_the_same_settings_made(gt: Path, tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    caps = tmp_path / "caps.csv"
+    caps.write_text(",name,text\n0,NSI_parrots.png,a\n1,SCI_house.png,b\n2,AIGI_flipped.png,c\n", encoding="utf-8")
+    args = ["evaluate", str(gt), "-o", str(out), "--profile", "classic", "--modes", "pixel,image", "--captions",
+            str(caps), "--nr", "piqe"]
+    r = run(*args, "--fr", "psnr")
+    assert r.returncode == 0, r.stderr
+    run_dir = out / "caps__classic"
+    stamps = _stamps(run_dir)
+    scores = {m: (run_dir / f"{m}.scores.jsonl").read_text() for m in ("pixel", "image")}
+    r = run(*args, "--fr", "psnr")  # the same settings: everything reused
+    assert r.returncode == 0 and "redone" not in r.stderr, r.stderr
+    assert _stamps(run_dir) == stamps and {m: (run_dir / f"{m}.scores.jsonl").read_text() for m in scores} == scores
+    r = run(*args, "--fr", "ssim")  # another metric: the files are kept, every score is computed again
+    assert r.returncode == 0, r.stderr
+    assert _stamps(run_dir) == stamps
+    s = json.loads((run_dir / "scores.json").read_text())
+    assert s["fr"] == "ssim" and 0 < s["modes"]["pixel"]["fr"] <= 1  # ssim values, not the psnr ones in dB
+    # a stored file of another mode (or changed since) is made again, and said
+    (run_dir / "image" / "SCI_house.cmc").write_bytes((run_dir / "pixel" / "SCI_house.cmc").read_bytes())
+    r = run(*args, "--fr", "ssim")
+    assert r.returncode == 0, r.stderr
+    assert "image/SCI_house: redone" in r.stderr
+    from cmcodec.core.bitstream import read_header
+
+    assert read_header((run_dir / "image" / "SCI_house.cmc").read_bytes()).mode == "image"
+    r = run(*args, "--fr", "ssim", "--force")
+    assert r.returncode == 0 and all(v != stamps[p] for p, v in _stamps(run_dir).items()), r.stderr
+
+
+def test_evaluate_redecodes_when_the_profile_model_changes(gt: Path, tmp_path: Path, tiny_sd: Path) -> None:
+    other = tmp_path / "other-sd"
+    shutil.copytree(tiny_sd, other)
+    caps = tmp_path / "caps.csv"
+    caps.write_text(",name,text\n0,NSI_parrots.png,Two parrots.\n1,SCI_house.png,A red house.\n"
+                    "2,AIGI_flipped.png,Two parrots facing left.\n", encoding="utf-8")
+    out = tmp_path / "runs"
+    args = ["evaluate", str(gt), "-o", str(out), "--captions", str(caps), "--profile", "sd-turbo", "--modes", "text",
+            "--fr", "psnr", "--nr", "piqe", "--device", "cpu"]
+    assert run(*args, "--model-path", f"sd-turbo={tiny_sd}").returncode == 0
+    stamps = _stamps(out / "caps__sd-turbo")
+    r = run(*args, "--model-path", f"sd-turbo={other}")
+    assert r.returncode == 0, r.stderr
+    now = _stamps(out / "caps__sd-turbo")
+    cmc = [p for p in stamps if p.suffix == ".cmc"]
+    assert all(now[p] == stamps[p] for p in cmc)  # the files' bytes do not depend on the model
+    assert all(now[p] != stamps[p] for p in stamps if p.suffix == ".png")  # decoded by the other model
+
+
+def test_evaluate_skips_the_modes_a_profile_does_not_decode(gt: Path, tmp_path: Path) -> None:
+    caps = tmp_path / "caps.csv"
+    caps.write_text(",name,text\n0,NSI_parrots.png,a\n1,SCI_house.png,b\n2,AIGI_flipped.png,c\n", encoding="utf-8")
+    r = run("evaluate", str(gt), "-o", str(tmp_path / "o"), "--captions", str(caps), "--profiles",
+            "classic,sd15-tile", "--modes", "text,pixel", "--fr", "psnr", "--nr", "piqe")
+    assert r.returncode == 0, r.stderr
+    assert "skipping classic/text: the classic profile decodes pixel, image, full only" in r.stderr
+    assert "skipping caps__sd15-tile: the sd15-tile profile decodes none of the modes asked for" in r.stderr
+    board = json.loads((tmp_path / "o" / "leaderboard.json").read_text())
+    assert [x["run"] for x in board["runs"]] == ["caps__classic"]
+    r = run("evaluate", str(gt), "-o", str(tmp_path / "o2"), "--captions", str(caps), "--profiles", "sd15-tile",
+            "--modes", "text", "--fr", "psnr", "--nr", "piqe")
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("cmcodec: error: nothing to evaluate")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ from conftest import HOUSE, PARROTS
 from PIL import Image
 
 from cmcodec.bench import metrics, rd
+from cmcodec.bench.baselines import find_setting
 from cmcodec.core import refcodecs as baselines
 
 CODECS = list(baselines.CODECS)
@@ -66,21 +69,61 @@ def test_rate_targeting_lands_within_10_percent(name: str, scale: int) -> None:
     settings = b.settings_small_to_large()
     lo, hi = len(b.encode(small, settings[0])), len(b.encode(small, settings[-1]))
     for target in (lo * 2, (lo + hi) // 3):  # reachable targets
-        q = rd.find_setting(lambda s: len(b.encode(small, s)), settings, target)
+        q = find_setting(lambda s: len(b.encode(small, s)), settings, target)
         assert q is not None
         assert abs(len(b.encode(small, q)) - target) <= 0.1 * target, (name, target, q)
-    assert rd.find_setting(lambda s: len(b.encode(small, s)), settings, lo / 3) is None  # below the floor
+    assert find_setting(lambda s: len(b.encode(small, s)), settings, lo / 3) is None  # below the floor
 
 
-def test_bd_rate_of_a_curve_against_itself_is_zero_and_shifted_curve_is_negative() -> None:
-    c = {"codec": "x", "scale": 1, "mode": "", "bpp": [0.01, 0.02, 0.04, 0.08],
-         "metrics": {"psnr": [24.0, 26.5, 28.7, 31.0]}}
-    half = {**c, "bpp": [r / 2 for r in c["bpp"]]}
-    far = {**c, "metrics": {"psnr": [40.0, 41.0, 42.0, 43.0]}}
-    bd = rd.bd_rates({"a": c, "b": half, "c": far}, "a", ["psnr"], {"psnr": False})
-    assert bd["a"]["psnr"]["bd_rate"] == 0.0
-    assert bd["b"]["psnr"]["bd_rate"] == pytest.approx(-50.0, abs=0.5)
-    assert bd["c"]["psnr"]["bd_rate"] is None and "do not overlap" in bd["c"]["psnr"]["note"]
+def _pts(curve: str, image: str, bpps: list[float], psnr: Callable[[float], float], shift: float = 1.0) -> list[dict]:
+    """Points at rates bpps x shift with the quality psnr(bpp) (shift 0.5: the same quality at half the rate)."""
+    return [{"image": image, "curve": curve, "codec": curve, "scale": 1, "mode": "", "target_bpp": b * shift,
+             "bpp": b * shift, "psnr": psnr(b)} for b in bpps]
+
+
+def test_bd_rate_per_image_then_averaged_over_the_images_both_curves_cover() -> None:
+    rates = [0.01, 0.02, 0.04, 0.08, 0.16]
+
+    def q(base: float) -> Callable[[float], float]:
+        return lambda b: base + 6.0 * math.log2(b / 0.01)  # 6 dB per doubling of the rate
+
+    rows = (_pts("x", "a", rates, q(24)) + _pts("y", "a", rates, q(24), 0.5)  # a: half the rate
+            + _pts("x", "b", rates, q(30)) + _pts("y", "b", rates, q(30), 0.8)  # b: 80% of it
+            + _pts("x", "c", rates, q(20)) + _pts("y", "c", rates, q(60)))  # c: ranges never overlap
+    per = rd.per_image_rows(rows, [])
+    bd = rd.bd_rates(per, "x", ["psnr"], {"psnr": False})
+    e = bd["y"]["psnr"]
+    assert e["per_image"]["a"] == pytest.approx(-50.0, abs=0.01)
+    assert e["per_image"]["b"] == pytest.approx(-20.0, abs=0.01)
+    assert e["bd_rate"] == pytest.approx(-35.0, abs=0.01) and (e["images"], e["of"]) == (2, 3)
+    assert "c" not in e["per_image"] and "1 image: quality ranges do not overlap" in e["note"]
+    assert bd["x"]["psnr"]["bd_rate"] == 0.0
+    for r in rows:  # a lower-better score of the same quality gives the same BD-rates
+        r["dist"] = 1.0 - r["psnr"] / 100
+    lower = rd.bd_rates(rd.per_image_rows(rows, []), "x", ["dist"], {"dist": True})["y"]["dist"]
+    assert lower["per_image"] == e["per_image"]
+    table = rd.bd_table(bd, "x", {})
+    assert "-35.0 [2/3 images]" in table and "n/a" not in table
+
+
+def test_bd_rate_n_a_cells_are_sentences_and_envelope_rows_pool_scales() -> None:
+    rates = [0.01, 0.02, 0.04, 0.08]
+    full = _pts("jpeg", "a", rates, lambda b: 20 + 5 * math.log2(b / 0.01))
+    half = _pts("jpeg@1/2", "a", [0.01, 0.02, 0.04], lambda b: 20 + 5 * math.log2(b / 0.01), 0.5)  # better low
+    for r in half:
+        r["codec"] = "jpeg"
+    for r in full:
+        r["codec"] = "jpeg"
+    curves = rd.make_curves(["jpeg"], ["1", "1/2"], [], [])
+    per = rd.per_image_rows(full + half + _pts("av1", "a", [0.01], lambda b: 30.0), curves)
+    assert set(per) == {"jpeg", "jpeg@1/2", "jpeg@best", "av1"}
+    assert len(per["jpeg@best"]["a"]) == len(full) + len(half)
+    bd = rd.bd_rates(per, "jpeg", ["psnr"], {"psnr": False})
+    assert bd["jpeg@best"]["psnr"]["bd_rate"] < 0  # the envelope beats its own full-size variant
+    assert bd["av1"]["psnr"]["bd_rate"] is None
+    assert bd["av1"]["psnr"]["note"] == "no image where both curves can be compared (1 image: fewer than 2 points)"
+    empty = rd.bd_rates({"jpeg": {}, "av1": per["av1"]}, "jpeg", ["psnr"], {"psnr": False})
+    assert empty["av1"]["psnr"]["note"] == "the anchor curve has no points to compare with"
 
 
 def test_metrics_load_offline_and_report_missing_weights() -> None:
@@ -96,11 +139,11 @@ def test_metrics_load_offline_and_report_missing_weights() -> None:
 def test_sweep_resumes_without_recomputing(tmp_path: Path, jobs: int) -> None:
     curves = rd.make_curves(["jpeg", "av1"], ["1", "1/2"], ["classic"], ["image"])
     units = [rd.Unit(str(p), c, [0.3, 1.0, 2.0], ("psnr",)) for p in (PARROTS, HOUSE) for c in curves]
-    assert rd.sweep(units[:3], tmp_path, jobs) == 3
+    assert rd.sweep(units[:3], tmp_path, jobs).ran == 3
     first = (tmp_path / rd.POINTS_FILE).read_text()
-    assert rd.sweep(units, tmp_path, jobs) == len(units) - 3  # only the rest runs
+    assert rd.sweep(units, tmp_path, jobs) == rd.SweepCount(ran=len(units) - 3, reused=3)  # only the rest runs
     assert (tmp_path / rd.POINTS_FILE).read_text().startswith(first)
-    assert rd.sweep(units, tmp_path, jobs) == 0
+    assert rd.sweep(units, tmp_path, jobs) == rd.SweepCount(reused=len(units))
     rows = rd.load_points(tmp_path)
     assert {(r["image"], r["curve"]) for r in rows} == {(Path(u.image).name, u.curve.name) for u in units}
 
@@ -134,7 +177,7 @@ def test_failed_units_are_retried_on_resume(tmp_path: Path) -> None:
     unit = rd.Unit(str(PARROTS), curve, [1.0], ("psnr",))
     (tmp_path / rd.POINTS_FILE).write_text(json.dumps({"image": PARROTS.name, "curve": "jpeg", "skipped": "boom",
                                                        "error": True}) + "\n")
-    assert rd.sweep([unit], tmp_path) == 1
+    assert rd.sweep([unit], tmp_path).ran == 1
     rows = rd.load_points(tmp_path)
     assert len(rows) == 1 and "skipped" not in rows[0] and rows[0]["bytes"] > 0
 
@@ -181,12 +224,12 @@ def test_search_skips_settings_at_which_the_encoder_fails() -> None:
         return sizes[q]
 
     settings = list(range(63, 0, -1))
-    assert rd.find_setting(size_of, settings, 1250) == 8
-    assert rd.find_setting(size_of, settings, 10_000 // 7) == 7  # the largest usable file
-    assert rd.find_setting(size_of, settings, 5000) is None  # only failing settings would reach it
-    assert rd.find_setting(size_of, settings, 10_000 // 40, start=41) == 40
+    assert find_setting(size_of, settings, 1250) == 8
+    assert find_setting(size_of, settings, 10_000 // 7) == 7  # the largest usable file
+    assert find_setting(size_of, settings, 5000) is None  # only failing settings would reach it
+    assert find_setting(size_of, settings, 10_000 // 40, start=41) == 40
     probed.clear()
-    rd.find_setting(size_of, settings, 10_000 // 40, start=40)  # a good prediction: few encodes
+    find_setting(size_of, settings, 10_000 // 40, start=40)  # a good prediction: few encodes
     assert len(probed) <= 4, probed
 
 
@@ -197,7 +240,7 @@ def test_failing_setting_drops_neither_the_unit_nor_the_curve(tmp_path: Path) ->
     # VVenC refuses QP 1 and 3 on this 96x64 picture (QP 1..6 on kodim01 at 96x64)
     curve = rd.make_curves(["vvc"], ["1"], [], [])[0]
     unit = rd.Unit(str(HOUSE), curve, [0.5, 2.0, 10.0], ("psnr",), effort="fast")
-    assert rd.sweep([unit], tmp_path) == 1
+    assert rd.sweep([unit], tmp_path).ran == 1
     rows = rd.load_points(tmp_path)
     assert [r["target_bpp"] for r in rows] == [0.5, 2.0] and not any(r.get("error") for r in rows)
     assert {1, 3} <= set(rows[0]["failed_settings"])
@@ -235,23 +278,21 @@ def _row(image: str, bpp: float, psnr: float, curve: str = "x") -> dict:
             "bpp_no_headers": bpp / 2, "encode_s": 0.1, "decode_s": 0.01, "psnr": psnr}
 
 
-def test_aggregation_keeps_partial_curves_with_image_counts() -> None:
+def test_a_curve_where_one_image_misses_a_target_keeps_one_image_set() -> None:
     rows = [_row("a", 0.01, 20.0), _row("a", 0.1, 30.0),  # a covers 0.01 .. 0.1
-            _row("b", 0.05, 24.0), _row("b", 0.2, 28.0),  # b covers 0.05 .. 0.2
-            _row("c", 0.2, 29.0),  # c has one point
+            _row("b", 0.01, 22.0), _row("b", 0.1, 32.0), _row("b", 0.2, 34.0),  # b covers 0.01 .. 0.2
+            _row("c", 0.01, 18.0), _row("c", 0.1, 28.0), _row("c", 0.2, 30.0),  # c likewise
             {"image": "d", "curve": "x", "codec": "x", "scale": 1, "mode": "", "skipped": "no target is reachable"}]
-    mid = 0.001 ** 0.5  # halfway between 0.01 and 0.1 in log bpp
-    c = rd.aggregate(rows, ["psnr"], [0.005, 0.01, mid, 0.1, 0.2, 0.4])["x"]
-    assert c["images"] == 4 and c["images_with_points"] == 3
-    assert c["target_bpp"] == [0.01, mid, 0.1, 0.2]  # 0.005 and 0.4: no image within 10%
-    assert c["n_images"] == [1, 1, 2, 2]
-    assert c["few_images"] == [True, True, False, False]  # fewer than half of the 4 images
-    assert c["metrics"]["psnr"][1] == pytest.approx(25.0)  # a halfway between its points
-    assert c["metrics"]["psnr"][2] == pytest.approx((30.0 + 26.0) / 2)  # b at 0.1: 24 + 4 * log(2) / log(4)
-    assert c["metrics"]["psnr"][3] == pytest.approx((28.0 + 29.0) / 2)
-    assert c["bpp_no_headers"][0] == pytest.approx(0.005)
-    bd = rd.bd_rates({"x": c, "y": {**c}}, "x", ["psnr"], {"psnr": False})  # on the solid points only
-    assert bd["y"]["psnr"]["bd_rate"] == 0.0
+    c = rd.aggregate(rows, ["psnr"], [0.01, 0.1, 0.2])["x"]
+    # targets x images: {0.01, 0.1} x {a, b, c} = 6 beats {0.01, 0.1, 0.2} x {b, c} = 6 on images; never a mix
+    assert c["image_set"] == ["a", "b", "c"] and c["target_bpp"] == [0.01, 0.1]
+    assert c["metrics"]["psnr"] == [pytest.approx(20.0), pytest.approx(30.0)]  # means over a, b and c alike
+    assert c["spread"]["psnr"]["min"] == [18.0, 28.0] and c["spread"]["psnr"]["max"] == [22.0, 32.0]
+    assert c["targets_outside_set"] == [{"target_bpp": 0.2, "images": 2}]
+    assert c["images"] == 4 and c["images_with_points"] == 3 and c["n_images"] == [3, 3]
+    more = [*rows, _row("b", 0.4, 36.0), _row("c", 0.4, 32.0)]
+    c = rd.aggregate(more, ["psnr"], [0.01, 0.1, 0.2, 0.4])["x"]
+    assert c["image_set"] == ["b", "c"] and c["target_bpp"] == [0.01, 0.1, 0.2, 0.4]  # 2 x 4 beats 3 x 2
 
 
 def test_anchor_settings_are_the_documented_strongest_ones() -> None:

@@ -11,7 +11,12 @@ them. Layout of an evaluation folder::
 
     OUT/captions/<i2t>.csv                 captions in CMC-Bench's format (,name,text); reused on reruns
     OUT/<run>/<mode>/<stem>.cmc, .png      encoded and decoded files (a run is <i2t>__<profile>)
-    OUT/<run>/<mode>.scores.jsonl          per-image scores; nothing on disk is recomputed
+    OUT/<run>/<mode>.made_by.jsonl        what made each .cmc and .png (key and bytes' hash)
+    OUT/<run>/<mode>.scores.jsonl          per-image scores with the key of what made them
+    OUT/captions/<i2t>.made_by.json        the captioner settings the cached captions were made with
+
+A rerun reuses a stored file or score only under the same key, and redoes the rest (said on stderr);
+``--force`` redoes all.
     OUT/<run>/scores.json, radar.png       the run's table and radar plot
     OUT/leaderboard.{md,csv,json}          every run of the folder, best Overall first
 """
@@ -31,7 +36,7 @@ from PIL import Image
 
 from ..core.errors import CmcodecError, ConfigError, ModelError
 from ..media.fileio import append_jsonl, atomic_path, read_jsonl, write_bytes, write_csv
-from .metrics import mean
+from .metrics import UNITS, mean
 
 MODES = ("text", "pixel", "image", "full")
 CATEGORY_PREFIXES = ("NSI", "SCI", "AIGI")
@@ -139,9 +144,27 @@ class Scorer:
         """FR and NR of one decoded image."""
         return {"fr": round(self.fr(out, gt), 6), "nr": round(self.nr(out), 6)}
 
+    @property
+    def key(self) -> str:
+        """What decides the scores: both metrics' keys (name, options, pyiqa version, weights)."""
+        return f"{self.fr.name}:{getattr(self.fr, 'key', '')}+{self.nr.name}:{getattr(self.nr, 'key', '')}"
+
+
+def _hash(*parts: object) -> str:
+    """A short hash of JSON-able parts (the keys of stored files and scores)."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _sha(path: Path) -> str:
+    from .rd import file_sha
+
+    return file_sha(path)
+
 
 def _load_scores(path: Path) -> dict[str, dict]:
-    """Per-image scores already on disk."""
+    """Per-image scores already on disk (the last row of each image)."""
     return {r["name"]: r for r in read_jsonl(path)}
 
 
@@ -151,10 +174,11 @@ def _append(path: Path, row: dict) -> None:
 
 
 def score_folder(gt_files: list[Path], mode_dir: Path, scorer: Scorer, what: str, cache: Path,
-                 progress: Callable[[], None] | None = None) -> list[dict]:
+                 progress: Callable[[], None] | None = None, force: bool = False) -> list[dict]:
     """Score every decoded image of a mode folder against the ground truth, paired by name; per-image
-    scores are kept in ``cache`` (JSON lines) and never recomputed. Under several processes each scores
-    its share and rank 0 merges the rows."""
+    scores are kept in ``cache`` (JSON lines) with the key of what made them (both metrics, the ground truth's
+    and the decoded image's bytes) and reused only under the same key (never with force). Under several
+    processes each scores its share and rank 0 merges the rows."""
     from ..distributed import merged, rank_path, shard
     from ..media.images import load_image
 
@@ -162,7 +186,8 @@ def score_folder(gt_files: list[Path], mode_dir: Path, scorer: Scorer, what: str
     pairs = pair_by_name(gt_files, results, what)
     cache.parent.mkdir(parents=True, exist_ok=True)
     merged(cache)  # rows an interrupted multi-process run left behind
-    done = _load_scores(cache)
+    keys = {g.stem: _hash(scorer.key, _sha(g), _sha(r)) for g, r in pairs}
+    done = {} if force else {k: v for k, v in _load_scores(cache).items() if v.get("key") == keys.get(k)}
     part = rank_path(cache)
     for _ in range(sum(g.stem in done for g, _ in pairs) if progress else 0):
         progress()  # type: ignore[misc]
@@ -173,7 +198,8 @@ def score_folder(gt_files: list[Path], mode_dir: Path, scorer: Scorer, what: str
             out = out.resize(ref.size, Image.BICUBIC)
         cmc = res.with_suffix(".cmc")
         row = {"name": gt.stem, **scorer.score(out, ref),
-               "bpp": cmc.stat().st_size * 8 / (ref.width * ref.height) if cmc.exists() else None}
+               "bpp": cmc.stat().st_size * 8 / (ref.width * ref.height) if cmc.exists() else None,
+               "key": keys[gt.stem]}
         _append(part, row)
         if progress:
             progress()
@@ -182,9 +208,12 @@ def score_folder(gt_files: list[Path], mode_dir: Path, scorer: Scorer, what: str
     return [done[gt.stem] for gt, _ in pairs]
 
 
+MADE_BY = "made_by.jsonl"  # <mode>.made_by.jsonl beside each mode folder: the key of each stored .cmc and .png
+# (the last row of a name wins)
+
+
 # CMC-Bench (Li et al., 2024) combines its fine-tuned TOPIQ pair as they are: both score about 0..1, higher better
 CMC_BENCH_PAIR = ("topiq_fr", "topiq_nr")
-UNITS = {"psnr": "dB", "psnry": "dB"}  # metrics with a physical unit; the rest are scores on pyiqa's stated range
 
 
 @dataclass(frozen=True)
@@ -192,7 +221,7 @@ class Axis:
     """One metric axis of the Overall and the radar: its direction and pyiqa's stated score range.
 
     The normalisation rule for a pair other than CMC-Bench's: ``(score - lo) / (hi - lo)`` on the metric's
-    ``score_range`` as pyiqa's DEFAULT_CONFIGS states it (bounds marked ``~`` are approximate), clipped to
+    ``score_range`` as pyiqa states it (``bench.metrics.score_range``) (bounds marked ``~`` are approximate), clipped to
     [0, 1], and ``1 - that`` for lower-better metrics, so that 1 is best on every axis.
     """
 
@@ -205,10 +234,10 @@ class Axis:
     @classmethod
     def of(cls, name: str, lower_better: bool) -> Axis:
         """The axis of a pyiqa metric (no score range known: lo = hi = None, and no Overall is formed)."""
-        try:
-            from pyiqa.default_model_configs import DEFAULT_CONFIGS
+        from . import metrics
 
-            text = str(DEFAULT_CONFIGS.get(name, {}).get("score_range", ""))
+        try:
+            text = metrics.score_range(name)
         except ImportError:
             text = ""
         parts = [x.strip() for x in text.split(",")]
@@ -389,17 +418,28 @@ def image_files(folder: Path) -> list[Path]:
 def caption_images(gt_files: list[Path], i2t: str, cache: Path, words: int, i2t_path: str | None,
                    device: str | None, batch: int = 8, given: dict[str, str] | None = None,
                    progress: Callable[[int], None] | None = None, dtype: str | None = None,
-                   failed: dict[str, str] | None = None) -> dict[str, str]:
+                   failed: dict[str, str] | None = None, force: bool = False) -> dict[str, str]:
     """Captions of every image: from ``given``, else the cache CSV, else the captioner (batched through
     codec.caption_many; under several processes each captions its share). New captions go to a JSON-lines
     file beside the cache as they come (a crash keeps them), folded into the CSV at the end. An image that
     cannot be read or captioned has no caption (a rerun tries it again); its error goes into ``failed``
-    (stem: message) of the process that captioned it."""
-    from ..distributed import is_main, merged, rank_path, shard
+    (stem: message) of the process that captioned it. The cache is used only when the file beside it
+    (``.made_by.json``) says it was made by the same captioner, model folder, word budget and precision."""
+    from ..distributed import barrier, is_main, merged, rank_path, shard
 
     parts = cache.with_suffix(".new.jsonl")
     cache.parent.mkdir(parents=True, exist_ok=True)
     suffix = {p.stem: p.suffix for p in gt_files}
+    made_by = cache.with_suffix(".made_by.json")
+    key = _hash(i2t, i2t_path, words, dtype)
+    if is_main():
+        old = json.loads(made_by.read_text()).get("key") if made_by.exists() else None
+        if force or old != key:  # captions of other settings (or of no recorded ones) are not reused
+            for f in (cache, parts):
+                f.unlink(missing_ok=True)
+            write_bytes(made_by, json.dumps({"key": key, "i2t": i2t, "i2t_path": i2t_path, "words": words,
+                                             "dtype": dtype}).encode(), force=True)
+    barrier()
 
     def fold() -> dict[str, str]:
         """The cache CSV with every finished part folded in (rank 0 writes it), as every process reads it."""
@@ -437,35 +477,60 @@ def caption_images(gt_files: list[Path], i2t: str, cache: Path, words: int, i2t_
 
 def encode_decode(gt_files: list[Path], run: Run, mode: str, mode_dir: Path, caps: dict[str, str],
                   model_path: str | None, device: str | None, progress: Callable[[], None] | None = None,
-                  batch_size: int = 8, dtype: str | None = None) -> None:
-    """Encode and decode every image of a run in one mode (this process's share under several);
-    files already on disk are kept."""
-    from .. import codec
-    from ..distributed import barrier, shard
+                  batch_size: int = 8, dtype: str | None = None, force: bool = False) -> dict[str, str]:
+    """Encode and decode every image of a run in one mode (this process's share under several). A stored
+    .cmc is kept only when MADE_BY says it was made by the same key (the image's bytes, profile, mode, caption,
+    cmcodec's version) and its bytes are those recorded; a stored .png likewise (the .cmc's bytes, model folder,
+    precision, device). Returns what was redone and why, by name."""
+    from .. import __version__, codec
+    from ..distributed import barrier, merged, rank_path, shard
     from ..media.fileio import save_image, write_bytes
 
     mode_dir.mkdir(parents=True, exist_ok=True)
-    todo: list[Path] = []
+    book = mode_dir.parent / f"{mode_dir.name}.{MADE_BY}"
+    merged(book)
+    known = {r["name"]: r for r in read_jsonl(book)}
+    part = rank_path(book)
+    redone: dict[str, str] = {}
+    recs: dict[str, dict] = {}
+    todo: list[tuple[Path, str]] = []
     for p in shard(gt_files):
         cmc, png = mode_dir / f"{p.stem}.cmc", mode_dir / f"{p.stem}.png"
-        if not cmc.exists():
-            data = codec.encode(p, mode=mode, profile=run.profile, caption=caps.get(p.stem) if mode != "image"
-                                else None)
-            write_bytes(cmc, data)
-        if not png.exists():
-            todo.append(cmc)
+        cap = caps.get(p.stem) if mode != "image" else None
+        enc_key = _hash(_sha(p), run.profile, mode, cap, __version__)
+        rec = dict(known.get(p.stem, {}))
+        fresh = (not force and cmc.exists() and rec.get("cmc") == enc_key and rec.get("cmc_sha") == _sha(cmc))
+        if not fresh:
+            if cmc.exists():
+                redone[p.stem] = ("--force" if force else "made by other settings" if rec.get("cmc") != enc_key
+                                  else "its bytes changed since it was written")
+            data = codec.encode(p, mode=mode, profile=run.profile, caption=cap)
+            write_bytes(cmc, data, force=True)
+            rec = {"name": p.stem, "cmc": enc_key, "cmc_sha": _sha(cmc)}
+            append_jsonl(part, [rec])
+        recs[p.stem] = rec
+        dec_key = _hash(rec["cmc_sha"], model_path, dtype, str(device))
+        if not fresh or force or not png.exists() or rec.get("png") != dec_key or rec.get("png_sha") != _sha(png):
+            if png.exists() and p.stem not in redone:
+                redone[p.stem] = "--force" if force else "decoded by other settings or changed since"
+            todo.append((cmc, dec_key))
         elif progress:
             progress()
     # decoded in batches of one profile, mode and size (one pipeline call each)
-    for i, img in codec.decode_many((c.read_bytes() for c in todo),
+    for i, img in codec.decode_many((c.read_bytes() for c, _ in todo),
                                     codec.DecodeOptions(device=device, model_path=model_path, dtype=dtype),
                                     batch_size=batch_size):
         if isinstance(img, CmcodecError):
             raise img
-        save_image(img, todo[i].with_suffix(".png"))
+        cmc, dec_key = todo[i]
+        png = cmc.with_suffix(".png")
+        save_image(img, png, force=True)
+        append_jsonl(part, [{**recs[cmc.stem], "png": dec_key, "png_sha": _sha(png)}])
         if progress:
             progress()
+    merged(book)
     barrier()  # scoring pairs every file
+    return redone
 
 
 # --- the protocol: what `cmcodec evaluate` runs (the CLI only parses options and shows progress) ---------
@@ -474,7 +539,7 @@ Bar = Callable[[str, int], Any]  # (description, total) -> a progress bar with u
 
 
 def score_results(gt_files: list[Path], results: Path, modes: list[str], scorer: Scorer, output: Path,
-                  categories: dict[str, str] | None, bar: Bar) -> dict[str, dict]:
+                  categories: dict[str, str] | None, bar: Bar, force: bool = False) -> dict[str, dict]:
     """Summary of an existing result folder (one subfolder per mode, CMC-Bench's layout)."""
     for m in modes:  # every folder checked before any work: a mismatch is found in seconds
         d = results / m
@@ -485,7 +550,7 @@ def score_results(gt_files: list[Path], results: Path, modes: list[str], scorer:
     for m in modes:
         b = bar(f"score {m}", len(gt_files))
         per_mode[m] = score_folder(gt_files, results / m, scorer, str(results / m),
-                                   output / results.name / f"{m}.scores.jsonl", b.update)
+                                   output / results.name / f"{m}.scores.jsonl", b.update, force)
         b.close()
     s = summarize(per_mode, *scorer.axes(), categories)
     return {results.name: {**s, "i2t": None, "profile": None, "source": str(results)}}
@@ -495,8 +560,11 @@ def run_combinations(gt_files: list[Path], output: Path, modes: list[str], score
                      categories: dict[str, str] | None, i2ts: list[str], profiles: list[str],
                      given: dict[str, str] | None, i2t_dirs: dict[str, str], model_dirs: dict[str, str], words: int,
                      device: str | None, bar: Bar, warn: Callable[[str], None],
-                     dtype: str | None = None) -> dict[str, dict]:
-    """Summaries of every captioner x profile run, each through every mode of the real codec."""
+                     dtype: str | None = None, force: bool = False) -> dict[str, dict]:
+    """Summaries of every captioner x profile run, each through every mode of the real codec that the
+    profile's row decodes (the others are skipped with a warning)."""
+    from ..models.profiles import get_profile
+
     summaries = {}
     for i2t in i2ts:
         caps: dict[str, str] = {}
@@ -506,7 +574,7 @@ def run_combinations(gt_files: list[Path], output: Path, modes: list[str], score
             errors: dict[str, str] = {}
             caps = caption_images(gt_files, i2t, output / "captions" / f"{_slug(i2t)}.csv", words,
                                   i2t_dirs.get(i2t, i2t_dirs.get("*")), device, given=given, progress=b.update,
-                                  dtype=dtype, failed=errors)
+                                  dtype=dtype, failed=errors, force=force)
             b.close()
             # an image without a caption is left out of every mode of this captioner's runs, so that each
             # mode's means are over the same images (the merged cache says which: every process agrees)
@@ -521,19 +589,29 @@ def run_combinations(gt_files: list[Path], output: Path, modes: list[str], score
         for prof in profiles:
             run = Run(i2t, prof)
             per_mode = {}
+            row = get_profile(prof)
+            if not any(m in row.modes for m in modes):
+                warn(f"skipping {run.name}: the {prof} profile decodes none of the modes asked for "
+                     f"({', '.join(modes)}; it decodes {', '.join(row.modes)})")
+                continue
             for m in modes:
-                if prof == "classic" and m == "text":
-                    warn("skipping classic/text: the classic profile cannot decode text mode")
+                if m not in row.modes:
+                    warn(f"skipping {prof}/{m}: the {prof} profile decodes {', '.join(row.modes)} only")
                     continue
                 d = output / run.name / m
                 b = bar(f"{run.name} {m}", 2 * len(files))
-                encode_decode(files, run, m, d, caps, model_dirs.get(prof, model_dirs.get("*")), device, b.update,
-                              dtype=dtype)
+                redone = encode_decode(files, run, m, d, caps, model_dirs.get(prof, model_dirs.get("*")), device,
+                                       b.update, dtype=dtype, force=force)
+                for stem, why in sorted(redone.items()):
+                    warn(f"{run.name}/{m}/{stem}: redone ({why})")
                 per_mode[m] = score_folder(files, d, scorer, str(d), output / run.name / f"{m}.scores.jsonl",
-                                           b.update)
+                                           b.update, force)
                 b.close()
             s = summarize(per_mode, *scorer.axes(), categories)
             summaries[run.name] = {**s, "i2t": i2t, "profile": prof, "images_failed": failed}
+    if not summaries:
+        raise ConfigError(f"nothing to evaluate: none of the profiles ({', '.join(profiles)}) decodes any of the "
+                          f"modes asked for ({', '.join(modes)})")
     return summaries
 
 

@@ -74,9 +74,9 @@ class Point:
 
 def lower_better_of(names: Iterable[str]) -> dict[str, bool]:
     """Whether lower is better, per metric, as pyiqa declares it (no model is built)."""
-    from pyiqa.default_model_configs import DEFAULT_CONFIGS
+    from . import metrics
 
-    return {n: bool(DEFAULT_CONFIGS.get(n, {}).get("lower_better", False)) for n in names}
+    return {n: metrics.lower_better(n) for n in names}
 
 
 def series(curve: dict, metric: str, rate_key: str = "bpp") -> list[Point]:
@@ -184,11 +184,56 @@ def _axes(plt, n: int, cols: int, w: float, h: float):
     return fig, axes
 
 
+def _metric_label(metric: str) -> str:
+    """'psnr (RGB, dB)': the metric with its channel and unit (bench.metrics.label)."""
+    from . import metrics
+
+    try:
+        return metrics.label(metric)
+    except ImportError:
+        return metric
+
+
 def _finish_axis(ax, metric: str, rate_key: str, lower_better: bool) -> None:
     ax.set_xscale("log")
     ax.set_xlabel(RATE_LABELS.get(rate_key, rate_key))
-    ax.set_ylabel(metric + (" (lower is better)" if lower_better else ""))
+    ax.set_ylabel(_metric_label(metric))
     ax.grid(True, which="both", alpha=0.3)
+
+
+REF_COLORS = ("#555555", "#999999", "#b8860b", "#4682b4")  # published curves: dashed, grey tones, crosses
+
+
+def _draw_references(ax, refs: dict[str, dict], metric: str, rate_key: str) -> None:
+    """Published curves (results.json's references) on one panel: dashed with crosses; on the whole-file
+    axis only (published figures give whole-file rates)."""
+    if rate_key != "bpp":
+        return
+    for i, (_, r) in enumerate(sorted(refs.items())):
+        vals = r.get("metrics", {}).get(metric)
+        if vals:
+            ax.plot(r["bpp"], vals, "--", marker="x", ms=5, lw=1.2, color=REF_COLORS[i % len(REF_COLORS)], zorder=1.5)
+
+
+def _draw_references_handles(refs: dict[str, dict], mets: list[str], rate_key: str) -> list:
+    """Legend handles of the published curves that have one of the metrics drawn."""
+    from matplotlib.lines import Line2D
+
+    if rate_key != "bpp":
+        return []
+    return [Line2D([], [], color=REF_COLORS[i % len(REF_COLORS)], ls="--", marker="x", label=r.get("label", n))
+            for i, (n, r) in enumerate(sorted(refs.items())) if any(m in r.get("metrics", {}) for m in mets)]
+
+
+def _draw_band(ax, curve: dict, metric: str, rate_key: str, color: str) -> None:
+    """The per-image spread (min to max over the curve's image set) of a curve's points, as a faint band."""
+    sp = curve.get("spread", {}).get(metric)
+    rates = curve.get(rate_key) or []
+    if not sp or len(rates) < 2 or len(rates) != len(sp["min"]):
+        return
+    order = sorted(range(len(rates)), key=lambda i: rates[i])
+    ax.fill_between([rates[i] for i in order], [sp["min"][i] for i in order], [sp["max"][i] for i in order],
+                    color=color, alpha=0.12, lw=0, zorder=0.5)
 
 
 def _legend_extras(plt, total: int) -> list:
@@ -228,7 +273,8 @@ def _figure_inputs(curves: dict[str, dict], metric_names: list[str]):
 
 
 def plot_overview(curves: dict[str, dict], labels: dict[str, str], metric_names: list[str], out: Path,
-                  rate_key: str, lower_better: dict[str, bool], total: int) -> list[Path]:
+                  rate_key: str, lower_better: dict[str, bool], total: int,
+                  references: dict[str, dict] | None = None) -> list[Path]:
     """``rd_<rate>``: codec envelopes over their scales and cmcodec modes, one panel per metric."""
     from matplotlib.lines import Line2D
 
@@ -254,9 +300,12 @@ def plot_overview(curves: dict[str, dict], labels: dict[str, str], metric_names:
         for ci, name in enumerate(cmc):
             pts = series(curves[name], m, rate_key)
             if pts:
+                _draw_band(ax, curves[name], m, rate_key, CMC_COLORS[ci % len(CMC_COLORS)])
                 _draw_curve(ax, pts, CMC_COLORS[ci % len(CMC_COLORS)], total, lw=2.8, zorder=4, marker="*", ms=11)
+        _draw_references(ax, references or {}, m, rate_key)
         _finish_axis(ax, m, rate_key, lb)
-        ax.set_title(m)
+        ax.set_title(_metric_label(m))
+    handles += _draw_references_handles(references or {}, mets, rate_key)
     handles += _legend_extras(plt, total)
     ncol = min(5, len(handles))
     fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
@@ -287,18 +336,18 @@ def plot_scales(curves: dict[str, dict], labels: dict[str, str], metric_names: l
                 _draw_curve(ax, pts, CODEC_COLORS[i % len(CODEC_COLORS)], total, style=styles.get(k, "-"), lw=1.2,
                             label=labels.get(variants[k], variants[k]), ms=4)
             _finish_axis(ax, m, rate_key, lb)
-            ax.set_title(f"{_codec_label(codec)}: {m}", fontsize=10)
+            ax.set_title(f"{_codec_label(codec)}: {_metric_label(m)}", fontsize=10)
             ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     return _save(fig, out, f"rd_{rate_key}_scales")
 
 
 def plot_all(curves: dict[str, dict], labels: dict[str, str], metric_names: list[str], out: Path,
-             lower_better: dict[str, bool], total: int) -> list[Path]:
+             lower_better: dict[str, bool], total: int, references: dict[str, dict] | None = None) -> list[Path]:
     """Every figure, for both rates."""
     paths = []
     for rk in ("bpp", "bpp_no_headers"):
-        paths += plot_overview(curves, labels, metric_names, out, rk, lower_better, total)
+        paths += plot_overview(curves, labels, metric_names, out, rk, lower_better, total, references)
         paths += plot_scales(curves, labels, metric_names, out, rk, lower_better, total)
     return paths
 
@@ -315,17 +364,6 @@ def pick_image(files: list[Path], name: str | None) -> Path | None:
             return f
     some = ", ".join(f.name for f in files[:5]) + (", ..." if len(files) > 5 else "")
     raise ConfigError(f"report image {name!r}: expected one of the run's file names ({some})")
-
-
-def parse_targets(text: str) -> list[float]:
-    """'0.002,0.005' -> sorted positive bpp values."""
-    try:
-        ts = sorted(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        ts = []
-    if not ts or any(not (t > 0 and math.isfinite(t)) for t in ts):
-        raise ConfigError(f"report targets: expected positive bpp values like 0.002,0.005, found {text!r}")
-    return ts
 
 
 def parse_region(text: str) -> tuple[int, int, int, int]:
@@ -381,24 +419,6 @@ def _safe(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "_", s).strip("_")
 
 
-def code_baseline(ref: Image.Image, codec: str, scale: int, setting: int, effort: str = "best",
-                  data: bytes | None = None) -> tuple[bytes, Image.Image]:
-    """Code ref with a conventional codec at a scale, setting and effort as the sweep does (Lanczos down,
-    code, decode, Lanczos back up), or only decode ``data`` when given; (stream, decoded image at ref's size)."""
-    from . import baselines
-
-    b = refcodecs.get(codec)
-    w, h = ref.size
-    small = baselines.downscale(ref, scale)
-    if data is None:
-        data = b.encode(small, setting, effort)
-    out = b.decode(data)
-    out = out.crop((0, 0, *small.size)) if out.size != small.size else out
-    if out.size != (w, h):
-        out = out.resize((w, h), Image.LANCZOS)
-    return data, out.convert("RGB")
-
-
 def stream_name(image: Path, codec: str, scale: int, setting: int, effort: str) -> str:
     """File name of a conventional codec's stream in the report's folder; the hash covers what decides its
     bytes (the effort's options, the library's version), so that a changed encoder codes afresh."""
@@ -418,6 +438,45 @@ def _nearest(rows: list[dict], target: float) -> dict | None:
         return None
     r = min(rows, key=lambda r: abs(math.log(r["bpp"] / target)))
     return r if abs(math.log(r["bpp"] / target)) <= math.log(NEAR_FACTOR) else None
+
+
+SETTINGS_INDEX = "crop_settings.json"  # (image bytes, codec, scale, effort, version, target) -> the setting found
+
+
+def setting_below(ref: Image.Image, codec: str, scale: int, target_bytes: float, effort: str,
+                  start: int | None = None) -> int | None:
+    """The setting whose file is the largest not above target_bytes (searched from the one closest to it,
+    started at ``start``), None when even the smallest file is larger or the largest is smaller by more than
+    NEAR_FACTOR."""
+    from .baselines import CodedPicture, SettingFailed, downscale, find_setting
+
+    b = refcodecs.get(codec)
+    pic = CodedPicture(b, downscale(ref, scale), effort)
+    settings = b.settings_small_to_large()
+    q = find_setting(pic.size, settings, target_bytes, start)
+    if q is None:
+        try:
+            q = settings[-1] if pic.size(settings[-1]) * NEAR_FACTOR >= target_bytes else None
+        except SettingFailed:
+            q = None
+        if q is None:
+            return None
+    for i in range(settings.index(q), -1, -1):
+        try:
+            if pic.size(settings[i]) <= target_bytes:
+                return settings[i]
+        except SettingFailed:
+            continue
+    return None
+
+
+def setting_text(codec: str, setting: int) -> str:
+    """How a crop's setting reads: 'quality 63' for a quality scale (larger: larger files), 'setting 30
+    (QP-like)' for the others; 'budget 98 B' for cmcodec (its setting is the byte budget)."""
+    b = refcodecs.CODECS.get(codec)
+    if b is None:
+        return f"budget {setting} B"
+    return f"quality {setting}" if b.small_at == "lo" else f"setting {setting} (higher: smaller files)"
 
 
 def _image_curve(rows: list[dict], metric: str) -> list[Point]:
@@ -450,10 +509,12 @@ def best_variant(per_scale: dict[int, list[dict]], target: float, metric: str, l
 def make_crops(image: Path, rows: list[dict], curves: dict[str, dict], labels: dict[str, str], targets: list[float],
                metric_names: list[str], lower_better: dict[str, bool], files: Path, region: tuple | None = None,
                weights_dir: str | None = None, captions: dict[str, str] | None = None,
-               model_paths: dict[str, str] | None = None,
-               effort: str = "best") -> tuple[list[Crop], tuple[int, int, int, int]]:
-    """Code the image again at each target with each codec's best variant and each cmcodec mode; save the
-    crops, and the coded files beside them."""
+               model_paths: dict[str, str] | None = None, effort: str = "best",
+               dtype: str | None = None) -> tuple[list[Crop], tuple[int, int, int, int]]:
+    """Code the image again at each target with each codec's best variant (at its measured setting nearest
+    the target from below) and each cmcodec mode (at the target's byte budget); save the crops, and the coded
+    files beside them."""
+    from .. import codec as cmc_codec
     from ..media.fileio import atomic_path, write_bytes
     from ..media.images import load_image
     from . import rd
@@ -480,23 +541,39 @@ def make_crops(image: Path, rows: list[dict], curves: dict[str, dict], labels: d
     by_curve: dict[str, list[dict]] = defaultdict(list)
     for r in mine:
         by_curve[r["curve"]].append(r)
+    index_file = files / SETTINGS_INDEX
+    index: dict[str, int] = json.loads(index_file.read_text()) if index_file.is_file() else {}
     for t in targets:
         for codec, variants in groups.items():
             c = Crop(t, codec, _codec_label(codec))
             crops.append(c)
             per = {k: by_curve.get(n, []) for k, n in variants.items()}
             k = best_variant(per, t, primary, lower_better.get(primary, False)) if primary else None
-            row = _nearest(per.get(k, []), t) if k is not None else None
-            if row is None:
+            if k is None:
                 got = [r["bpp"] for rs in per.values() for r in rs if r.get("bpp")]
                 span = f" (its points: {min(got):.4g} to {max(got):.4g} bpp)" if got else ""
                 c.note = f"no point of {image.name} within a factor {NEAR_FACTOR} of {t} bpp{span}"
                 continue
-            c.curve, c.label, c.setting = variants[k], labels.get(variants[k], variants[k]), int(row["setting"])
-            stream = files / stream_name(image, codec, k, c.setting, effort)
+            c.curve, c.label = variants[k], labels.get(variants[k], variants[k])
+            ikey = f"{rd.file_sha(image)[:16]}:{stream_name(image, codec, k, -1, effort)}@{t}"
+            q = index.get(ikey)
+            if q is None:
+                near = _nearest(per[k], t)
+                try:
+                    q = setting_below(ref, codec, k, t * w * h / 8, effort, near["setting"] if near else None)
+                except CmcodecError as e:
+                    c.note = f"coding again failed: {e}"
+                    continue
+                if q is None:
+                    c.note = f"no setting of {c.label} gives a file of {image.name} at most {t} bpp"
+                    continue
+                index[ikey] = q
+            c.setting = q
+            row = next((r for r in per[k] if r.get("setting") == q), None)
+            stream = files / stream_name(image, codec, k, q, effort)
             try:  # a stream an earlier report coded with the same codec, options and version is decoded again
-                data, out = code_baseline(ref, codec, k, c.setting, effort,
-                                          stream.read_bytes() if stream.is_file() else None)
+                data, out = rd.code_baseline(ref, codec, k, q, effort,
+                                             stream.read_bytes() if stream.is_file() else None)
             except (CmcodecError, ValueError) as e:
                 c.note = f"coding again failed: {e}"
                 continue
@@ -507,25 +584,21 @@ def make_crops(image: Path, rows: list[dict], curves: dict[str, dict], labels: d
             cv = curves[name]
             c = Crop(t, name, labels.get(name, name), curve=name)
             crops.append(c)
-            budget = int(t * w * h / 8)
+            budget = cmc_codec.budget_bytes(w, h, t)  # exactly as the sweep and `encode --bpp` compute it
             c.setting = budget
             cap = (captions or {}).get(image.name) or (captions or {}).get(image.stem)
+            mp = (model_paths or {}).get(cv["codec"], (model_paths or {}).get("*"))
             try:
-                from .. import codec as cmc_codec
-
-                data = cmc_codec.encode(ref, mode=cv["mode"], profile=cv["codec"], max_bytes=budget, caption=cap)
-                mp = (model_paths or {}).get(cv["codec"], (model_paths or {}).get("*"))
-                out = cmc_codec.decode(data, cmc_codec.DecodeOptions(model_path=mp)).convert("RGB")
+                data, out = rd.code_cmc(ref, cv["codec"], cv["mode"], budget, cap, dtype, mp)
             except CmcodecError as e:
                 c.note = f"not coded at {budget} bytes: {e}"
                 continue
-            if out.size != ref.size:
-                out = out.resize(ref.size, Image.LANCZOS)
             stream = files / f"{_safe(image.stem)}_{_safe(name)}_{budget}.cmc"
             write_bytes(stream, data, force=True)
             c.stream = f"{files.name}/{stream.name}"
             row = next((r for r in by_curve.get(name, []) if r.get("setting") == budget), None)
             _fill(c, data, out, ref, loaded, row, save, f"{t}_{name}")
+    write_bytes(index_file, json.dumps(index, indent=1, sort_keys=True).encode(), force=True)
     return crops, box
 
 
@@ -533,7 +606,7 @@ def _fill(c: Crop, data: bytes, out: Image.Image, ref: Image.Image, loaded: dict
           save, name: str) -> None:
     w, h = ref.size
     c.bytes, c.bpp = len(data), len(data) * 8 / (w * h)
-    c.metrics = {n: float(m(out, ref)) for n, m in loaded.items()}
+    c.metrics = {n: float(m(out, ref)) if m.mode == "FR" else float(m(out)) for n, m in loaded.items()}
     c.file = save(out, name)
     if row is not None and row.get("bytes") not in (None, len(data)):
         c.note = f"the sweep's file had {row['bytes']} bytes"
@@ -561,23 +634,35 @@ def _fmt(v: float) -> str:
 
 
 def bd_table_html(result: dict, labels: dict[str, str]) -> str:
-    """BD-rate table of results.json as HTML."""
+    """BD-rate table of results.json as HTML: per cell the mean over images and their count, or a sentence."""
+    from .rd import _row_order
+
     bd = result.get("bd_rate", {})
-    mets = sorted({m for v in bd.values() for m in v})
+    mets = list(dict.fromkeys(m for v in bd.values() for m in v))
+    described = result.get("metrics", {})
     anchor = result.get("anchor", "")
-    head = "".join(f"<th>{html.escape(m)}</th>" for m in mets)
+    head = "".join(f"<th>{html.escape(described.get(m, {}).get('label', m))}</th>" for m in mets)
+    left = result.get("bd_rate_metrics_left_out", {})
     out = [f"<p>BD-rate (%) against <b>{html.escape(labels.get(anchor, anchor))}</b>: the rate change at equal "
-           "quality (negative: fewer bits). n/a says why.</p>",
-           f'<table class="bd"><thead><tr><th>curve</th>{head}</tr></thead><tbody>']
-    for name in sorted(bd, key=lambda n: (n.startswith("cmc:"), n)):
+           "quality (negative: fewer bits), computed per image on its own points and averaged over the images where "
+           "both curves overlap (JVET common test conditions); [n/N]: images in the mean / images both curves "
+           "have. Rows marked <i>best scale</i> pool a codec's scale variants; <i>published</i> rows are figures "
+           "from the files given, compared with the anchor's mean curve.</p>"]
+    if left:
+        out.append('<p class="note">Not in the table: ' + "; ".join(f"{html.escape(m)} ({html.escape(w)})"
+                                                                  for m, w in left.items()) + ".</p>")
+    out.append(f'<table class="bd"><thead><tr><th>curve</th>{head}</tr></thead><tbody>')
+    for name in sorted(bd, key=_row_order):
         cells = []
         for m in mets:
             e = bd[name].get(m, {})
             if e.get("bd_rate") is None:
-                cells.append(f'<td class="na">n/a <span class="note">{html.escape(e.get("note", ""))}</span></td>')
+                cells.append(f'<td class="na">n/a: <span class="note">{html.escape(e.get("note") or "not computed")}'
+                             "</span></td>")
             else:
+                n = f' <span class="count">[{e["images"]}/{e["of"]}]</span>' if e.get("images") is not None else ""
                 note = f' <span class="note">{html.escape(e["note"])}</span>' if e.get("note") else ""
-                cells.append(f'<td>{e["bd_rate"]:+.1f}{note}</td>')
+                cells.append(f'<td>{e["bd_rate"]:+.1f}{n}{note}</td>')
         out.append(f'<tr data-curve="{html.escape(name)}"><td>{html.escape(labels.get(name, name))}</td>'
                    + "".join(cells) + "</tr>")
     out.append("</tbody></table>")
@@ -596,46 +681,84 @@ def _crop_html(c: Crop) -> str:
         size = f'<span class="bytes">{c.bytes} bytes</span>'
         if c.stream:
             size = f'<a href="{html.escape(c.stream)}" download>{size}</a>'
-        lines.append(f"{size}, {c.bpp:.4f} bpp" + (f", setting {c.setting}" if c.setting is not None else ""))
-        lines.append(", ".join(f"{html.escape(n)} {_fmt(v)}" for n, v in c.metrics.items()))
+        lines.append(f"{size}, {c.bpp:.4f} bpp"
+                     + (f", {html.escape(setting_text(c.key, c.setting))}" if c.setting is not None else ""))
+        lines.append(", ".join(f"{html.escape(_metric_label(n))} {_fmt(v)}" for n, v in c.metrics.items()))
         if c.note:
             lines.append(f'<span class="note">{html.escape(c.note)}</span>')
     return (f'<figure class="crop" {attrs}>{body}<figcaption>' + "".join(f"<div>{x}</div>" for x in lines)
             + "</figcaption></figure>")
 
 
+def _header(result: dict) -> list[str]:
+    """What a reader needs before the figures: images, targets, effort, metrics (with the skipped ones and
+    why), published curves with their sources, versions."""
+    s = result.get("settings", {})
+    fast = result.get("fast")
+    described = result.get("metrics", {})
+    facts = [f"<b>{s.get('n_images', '?')} images</b> from <code>{html.escape(str(s.get('images', '')))}</code>",
+             f"targets {', '.join(str(t) for t in s.get('targets_bpp', []))} bpp",
+             "<b>effort: fast</b> (--fast: conventional codecs at faster, weaker settings: weaker anchors)" if fast
+             else "effort: best (each codec's strongest documented settings)"]
+    out = ["<ul>" + "".join(f"<li>{f}</li>" for f in facts)]
+    mets = ", ".join(html.escape(described.get(m, {}).get("label", m)) for m in s.get("metrics", []))
+    out.append(f"<li>metrics: {mets or 'none'}</li>")
+    skipped = result.get("metrics_skipped", {})
+    if skipped:
+        out.append("<li>metrics skipped: <ul>" + "".join(f"<li><b>{html.escape(n)}</b>: {html.escape(w)}</li>"
+                                                         for n, w in skipped.items()) + "</ul></li>")
+    refs = result.get("references", {})
+    if refs:
+        out.append("<li>published curves (drawn dashed with crosses, not measured here): <ul>" + "".join(
+            f"<li>{html.escape(r.get('label', n))}: <code>{html.escape(r.get('source', ''))}</code></li>"
+            for n, r in refs.items()) + "</ul></li>")
+    out.append("</ul>")
+    vers = ", ".join(f"{html.escape(k)} {html.escape(str(v))}" for k, v in result.get("versions", {}).items())
+    out.append(f'<p class="note">{vers}</p>')
+    return out
+
+
 def render(result: dict, plots: list[str], crops: list[Crop], box: tuple[int, int, int, int] | None,
            image_name: str | None, region_rule: str, zoom: int = ZOOM) -> str:
-    """The report page (plain HTML, relative links, no script)."""
+    """The report page (plain HTML, relative links, no script): header, table of contents, the whole-file
+    plots (those without headers behind a toggle), the BD-rate table, the crops."""
     labels = {n: c.get("label", n) for n, c in result.get("curves", {}).items()}
-    s = result.get("settings", {})
+    labels.update({n: v for n, v in result.get("envelopes", {}).items()})
+    labels.update({n: r.get("label", n) for n, r in result.get("references", {}).items()})
     title = f"rd-curve report: {result.get('name', '')}"
     parts = [f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-             f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>"]
-    facts = [f"{s.get('n_images', '?')} images from <code>{html.escape(str(s.get('images', '')))}</code>",
-             f"targets {', '.join(str(t) for t in s.get('targets_bpp', []))} bpp",
-             f"metrics {', '.join(s.get('metrics', []))}"]
-    parts.append("<p>" + "; ".join(facts) + ".</p>")
-    vers = ", ".join(f"{html.escape(k)} {html.escape(str(v))}" for k, v in result.get("versions", {}).items())
-    parts.append(f'<p class="note">{vers}</p>')
-    parts.append("<h2>Rate-distortion</h2><p>Each conventional codec is drawn as the best of its scale variants "
-                 "at each rate (the marker says which scale made each point); cmcodec modes are the thick lines "
-                 "with stars. Hollow markers: fewer than all images reached that point (faint: too few to enter the "
-                 "BD-rates). The per-scale curves are in the detail figures.</p>")
-    for p in plots:
-        svg = p[:-4] + ".svg"
-        parts.append(f'<p class="plot"><a href="{html.escape(svg)}"><img src="{html.escape(p)}" '
-                     f'alt="{html.escape(p)}"></a></p>')
-    parts.append("<h2>BD-rate</h2>" + bd_table_html(result, labels))
+             f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>", *_header(result)]
+    toc = [("rd", "Rate-distortion"), ("bd", "BD-rate")]
+    if crops:
+        toc.append(("crops", f"Crops of {image_name or ''}"))
+    parts.append('<nav class="toc"><b>Contents</b><ol>' + "".join(f'<li><a href="#{a}">{html.escape(t)}</a></li>'
+                                                                  for a, t in toc) + "</ol></nav>")
+    parts.append('<h2 id="rd">Rate-distortion</h2><p>Each conventional codec is drawn as the best of its scale '
+                 "variants at each rate (the marker says which scale made each point); cmcodec modes are the thick "
+                 "lines with stars, their band the spread over the images; published curves are dashed with "
+                 "crosses. Each point is a mean over one fixed set of images per curve (results.json: "
+                 "image_set). Axes: whole-file bits per pixel; metrics with their channel and unit.</p>")
+
+    def img(p: str) -> str:
+        return (f'<p class="plot"><a href="{html.escape(p[:-4] + ".svg")}"><img src="{html.escape(p)}" '
+                f'alt="{html.escape(p)}"></a></p>')
+
+    whole = [p for p in plots if "no_headers" not in p]
+    parts += [img(p) for p in whole]
+    rest = [p for p in plots if "no_headers" in p]
+    if rest:  # the same figures on the rate without the codecs' fixed headers: one click away, not a second copy
+        parts.append("<details><summary>The same figures without the fixed headers (bits per pixel of the "
+                     "coded data alone)</summary>" + "".join(img(p) for p in rest) + "</details>")
+    parts.append('<h2 id="bd">BD-rate</h2>' + bd_table_html(result, labels))
     if crops:
         x0, y0, x1, y1 = box
         w, h = (x1 - x0) * zoom, (y1 - y0) * zoom
-        parts.append(f"<h2>Crops of {html.escape(image_name or '')}</h2>"
+        parts.append(f'<h2 id="crops">Crops of {html.escape(image_name or "")}</h2>'
                      f"<p>Region x={x0}, y={y0}, {x1 - x0}x{y1 - y0} px "
                      f"({html.escape(region_rule)}), shown at {zoom}x with square pixels. Each codec is shown at "
-                     "its best scale for this image at the target rate, coded again at the setting of the sweep's "
-                     "point nearest the target; cmcodec modes at the target's byte budget. Metrics are of the "
-                     "whole decoded image; the bytes link to the coded file.</p>")
+                     "its best scale for this image, coded again at the setting of the sweep's point nearest the "
+                     "target from below (so every tile is at or under the target); cmcodec modes at the target's "
+                     "byte budget. Metrics are of the whole decoded image; the bytes link to the coded file.</p>")
         style = f'style="--w:{w}px;--h:{h}px"'
         orig = [c for c in crops if c.target is None]
         for tg in sorted({c.target for c in crops if c.target is not None}):
@@ -661,15 +784,15 @@ def write_report(out: Path, result: dict, rows: list[dict], metric_names: list[s
     labels = {n: c.get("label", n) for n, c in curves.items()}
     lb = {**lower_better_of(names), **(lower_better or {})}
     total = int(settings.get("n_images") or max((c.get("images", 0) for c in curves.values()), default=0))
-    paths = plot_all(curves, labels, names, out, lb, total)
+    paths = plot_all(curves, labels, names, out, lb, total, result.get("references"))
     pngs = [p.name for p in paths if p.suffix == ".png"]
     crops: list[Crop] = []
     box = None
     if image is not None:
         crops, box = make_crops(image, rows, curves, labels, list(targets or DEFAULT_TARGETS), names, lb,
                                 out / FILES_DIR, region, weights_dir, captions, model_paths,
-                                settings.get("effort", "best"))
-        used = {Path(f).name for c in crops for f in (c.file, c.stream) if f}
+                                settings.get("effort", "best"), settings.get("dtype"))
+        used = {Path(f).name for c in crops for f in (c.file, c.stream) if f} | {SETTINGS_INDEX}
         for stale in (out / FILES_DIR).iterdir():  # files of an earlier report (other targets, codecs, encoders)
             if stale.is_file() and stale.name not in used:
                 stale.unlink()

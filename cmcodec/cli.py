@@ -712,16 +712,15 @@ def _info_dict(path: Path, verify: bool = False) -> dict:
              help="Target bpp values of report.html's crops.")
 @click.option("--report-region", help="X,Y,W,H of the crops (default: the most detailed 160-px square).")
 @profiles_file_option
-@click.option("--reference-curves", "reference_curves", multiple=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Published curves to draw and compare (CompressAI JSON, or CSV name,bpp,METRIC...); repeatable.")
+@list_option("--reference-curves", "reference_curves", item=click.Path(exists=True, dir_okay=False, path_type=Path),
+             help="Published curves to draw and compare (CompressAI JSON, or CSV name,bpp,METRIC...).")
 @click.option("-f", "--force", is_flag=True,
               help="Recompute every point, even those stored points.jsonl has for these exact settings.")
 def rd_curve(images: Path, output: Path, codecs: list[str] | None, scales: list[str], profiles: list[str],
              modes: list[str], metric_names: list[str], metric_weights: Path | None, bpp_range: tuple[float, float],
              points: int, targets: list[float], anchor: str | None, captions: Path | None, model_paths: dict[str, str],
              dtype: str | None, jobs: int, offline: bool, fast: bool, report_image: str | None,
-             report_targets: list[float], report_region: str | None, reference_curves: tuple[Path, ...],
+             report_targets: list[float], report_region: str | None, reference_curves: list[Path],
              force: bool) -> None:
     """Rate-distortion curves of conventional codecs and cmcodec modes, with BD-rates, plots and report.html.
 

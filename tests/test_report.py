@@ -247,3 +247,67 @@ def test_report_loads_in_a_headless_browser(run: Path, tmp_path: Path) -> None:
         broken.unlink()
     finally:
         browser.quit()
+
+
+# --- CompressAI's format and published curves ----------------------------------------------------------------
+
+def _compressai_parser():
+    """compressai.utils.plot's parse_json_file when compressai is installed (loaded from its file: importing the
+    package would build its compiled extensions), else None."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("compressai")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "utils" / "plot" / "__main__.py"
+    s = importlib.util.spec_from_file_location("compressai_plot", path)
+    mod = importlib.util.module_from_spec(s)
+    s.loader.exec_module(mod)
+    return mod.parse_json_file
+
+
+def test_compressai_json_and_published_curves_in_plot_table_and_report(tmp_path: Path) -> None:
+    src = tmp_path / "imgs"
+    src.mkdir()
+    shutil.copy(HOUSE, src)
+    ref = tmp_path / "published.csv"
+    ref.write_text("name,bpp,psnr-rgb\nPaperCodec,0.4,24.0\nPaperCodec,0.8,27.0\nPaperCodec,1.6,30.0\n"
+                   "PaperCodec,3.2,33.0\n")
+    out = tmp_path / "res"
+    r = subprocess.run([sys.executable, "-m", "cmcodec.cli", "rd-curve", str(src), "-o", str(out), "--codecs",
+                        "jpeg,webp", "--scales", "1", "--profiles", "none", "--metrics", "psnr,ms_ssim_rgb,piqe",
+                        "--targets", "0.5,1,2", "--anchor", "jpeg", "--reference-curves", str(ref),
+                        "--report-image", HOUSE.name, "--report-targets", "1"], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr
+    res = json.loads((out / "results.json").read_text())
+    assert res["metrics"]["ms_ssim_rgb"]["channel"] == "RGB" and res["metrics"]["psnr"]["unit"] == "dB"
+    assert set(res["bd_rate"]["webp"]) == {"psnr", "ms_ssim_rgb"}  # piqe (no-reference) is left out, and said
+    assert "no-reference" in res["bd_rate_metrics_left_out"]["piqe"]
+    pub = res["bd_rate"]["ref:PaperCodec"]
+    assert pub["psnr"]["bd_rate"] is not None and "published" in pub["psnr"]["note"]
+    assert pub["ms_ssim_rgb"]["bd_rate"] is None and pub["ms_ssim_rgb"]["note"].startswith("the published curve")
+    data = json.loads((out / "compressai" / "webp.json").read_text())
+    assert set(data) == {"name", "description", "results"} and "RGB" in data["description"]
+    assert {"bpp", "psnr-rgb", "ms-ssim-rgb", "piqe"} <= set(data["results"])
+    assert len(data["results"]["bpp"]) == len(data["results"]["psnr-rgb"]) == len(res["curves"]["webp"]["bpp"])
+    parse = _compressai_parser()
+    if parse is not None:  # CompressAI's own reader (its plot tool's) takes the file
+        got = parse(out / "compressai" / "webp.json", "psnr")
+        assert got["xs"] == data["results"]["bpp"] and got["ys"] == data["results"]["psnr-rgb"]
+        assert len(parse(out / "compressai" / "webp.json", "ms-ssim")["ys"]) == len(got["xs"])
+    # the published curve in the plot (legend), the BD table and the report, marked as published, with its source
+    assert "PaperCodec (published)" in (out / "rd_bpp.svg").read_text()
+    assert "PaperCodec (published)" in (out / "bd_rate.md").read_text()
+    page = (out / "report.html").read_text()
+    assert "PaperCodec (published)" in page and str(ref) in page and 'data-curve="ref:PaperCodec"' in page
+    assert "effort: best" in page and "ms_ssim_rgb (RGB, score)" in page and "psnr (RGB, dB)" in page
+    assert '<nav class="toc">' in page and "<details>" in page and page.count('src="rd_bpp_no_headers.png"') == 1
+    assert "quality " in page  # a codec's crop names its setting as a quality
+    # a reference file that is neither format is one line naming what was expected
+    bad = tmp_path / "bad.csv"
+    bad.write_text("codec,rate\nx,1\n")
+    r = subprocess.run([sys.executable, "-m", "cmcodec.cli", "rd-curve", str(src), "-o", str(out), "--codecs",
+                        "jpeg", "--scales", "1", "--profiles", "none", "--metrics", "psnr", "--reference-curves",
+                        str(bad)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2 and "expected a CSV with columns name,bpp,METRIC" in r.stderr, r.stderr

@@ -483,9 +483,11 @@ def encode_decode(gt_files: list[Path], run: Run, mode: str, mode_dir: Path, cap
     cmcodec's version) and its bytes are those recorded; a stored .png likewise (the .cmc's bytes, model folder,
     precision, device). Returns what was redone and why, by name."""
     from .. import __version__, codec
+    from ..core.profiles import definition_hash, get_profile
     from ..distributed import barrier, merged, rank_path, shard
     from ..media.fileio import save_image, write_bytes
 
+    definition = definition_hash(get_profile(run.profile))  # a user profile's changed definition is another key
     mode_dir.mkdir(parents=True, exist_ok=True)
     book = mode_dir.parent / f"{mode_dir.name}.{MADE_BY}"
     merged(book)
@@ -497,7 +499,7 @@ def encode_decode(gt_files: list[Path], run: Run, mode: str, mode_dir: Path, cap
     for p in shard(gt_files):
         cmc, png = mode_dir / f"{p.stem}.cmc", mode_dir / f"{p.stem}.png"
         cap = caps.get(p.stem) if mode != "image" else None
-        enc_key = _hash(_sha(p), run.profile, mode, cap, __version__)
+        enc_key = _hash(_sha(p), run.profile, definition, mode, cap, __version__)
         rec = dict(known.get(p.stem, {}))
         fresh = (not force and cmc.exists() and rec.get("cmc") == enc_key and rec.get("cmc_sha") == _sha(cmc))
         if not fresh:
@@ -509,7 +511,7 @@ def encode_decode(gt_files: list[Path], run: Run, mode: str, mode_dir: Path, cap
             rec = {"name": p.stem, "cmc": enc_key, "cmc_sha": _sha(cmc)}
             append_jsonl(part, [rec])
         recs[p.stem] = rec
-        dec_key = _hash(rec["cmc_sha"], model_path, dtype, str(device))
+        dec_key = _hash(rec["cmc_sha"], model_key(model_path), dtype, str(device))
         if not fresh or force or not png.exists() or rec.get("png") != dec_key or rec.get("png_sha") != _sha(png):
             if png.exists() and p.stem not in redone:
                 redone[p.stem] = "--force" if force else "decoded by other settings or changed since"
@@ -563,7 +565,7 @@ def run_combinations(gt_files: list[Path], output: Path, modes: list[str], score
                      dtype: str | None = None, force: bool = False) -> dict[str, dict]:
     """Summaries of every captioner x profile run, each through every mode of the real codec that the
     profile's row decodes (the others are skipped with a warning)."""
-    from ..models.profiles import get_profile
+    from ..core.profiles import get_profile
 
     summaries = {}
     for i2t in i2ts:

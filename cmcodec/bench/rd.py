@@ -177,7 +177,10 @@ class Unit:
             d.update(effort=self.effort, options=dict(b.efforts[self.effort].options), library=b.library,
                      version=b.version() if b.available() is None else None)
         else:
-            d.update(cmcodec=__version__, caption=self.caption, model_path=self.model_path, dtype=self.dtype)
+            from ..core.profiles import definition_hash, get_profile
+
+            d.update(cmcodec=__version__, profile=definition_hash(get_profile(c.codec)), caption=self.caption,
+                     model=model_key(self.model_path), dtype=self.dtype)
         return d
 
     def key(self) -> str:
@@ -188,6 +191,18 @@ class Unit:
             text = json.dumps(self.made_by(), sort_keys=True, default=str)
             self._key = hashlib.sha256(text.encode()).hexdigest()[:16]
         return self._key
+
+
+def model_key(folder: str | None) -> str | None:
+    """A local model folder as outputs are keyed by it: its absolute path and its files' signature (replaced
+    weights at the same path are another model)."""
+    if not folder:
+        return None
+    import os
+
+    from ..models.loading import folder_signature
+
+    return f"{os.path.abspath(folder)} (files {folder_signature(folder)})"
 
 
 def run_unit(u: Unit) -> list[dict]:

@@ -486,6 +486,7 @@ def encode_decode(gt_files: list[Path], run: Run, mode: str, mode_dir: Path, cap
     from ..core.profiles import definition_hash, get_profile
     from ..distributed import barrier, merged, rank_path, shard
     from ..media.fileio import save_image, write_bytes
+    from .rd import model_key
 
     definition = definition_hash(get_profile(run.profile))  # a user profile's changed definition is another key
     mode_dir.mkdir(parents=True, exist_ok=True)

@@ -119,8 +119,6 @@ def test_rd_curve_rerun_describes_the_points_it_shows(tmp_path: Path) -> None:
     assert all(set(c["metrics"]) == {"psnr", "ssim"} for c in res["curves"].values())
     csv = (out / "points.csv").read_text()
     assert "@1/2" not in csv  # the earlier run's other scale is not in what this run shows
-    r = _cli(*base, "--scales", "1", "--metrics", "ssim", "--force")
-    assert r.returncode == 0 and "2 units computed" in r.stdout, r.stderr
     assert "--force" in _cli("rd-curve", "--help").stdout and "--force" in _cli("evaluate", "--help").stdout
 
 

@@ -8,17 +8,19 @@ skipped, not fatal), decoded, and scored with pyiqa metrics against the original
 Rates are whole files (``bpp``) and, second, without the fixed headers that ``core.refcodecs`` documents
 per codec (``bpp_no_headers``).
 
-Points of a curve (``aggregate``): each image's own points form its curve; at each target the curve
-covers (from its smallest to its largest file, 10% beyond either end), its metrics are interpolated
-linearly in log bpp; a curve's point is the mean over the images that cover that target, with their
-number (``n_images``). A point behind fewer than half of the curve's images is kept and marked
-(``few_images``): such means are over the images that happen to reach that rate.
+Points of a curve (``aggregate``): each image's own points form its curve, interpolated linearly in log bpp
+onto the targets it covers (from its smallest to its largest file, 10% beyond either end); a curve's points
+are means over one fixed set of images (``image_set``), with the per-image spread. BD-rates (``bd_rates``)
+are computed per image on its own points and averaged over the images where both curves overlap (JVET common
+test conditions), full-reference metrics only, with an envelope row per codec over its scales.
 
-Every finished (image, curve) unit is appended to ``points.jsonl`` in the output folder, so a rerun skips
-it (resume); a unit that fails is retried once at once and, failing again, recorded with its error (and
-rerun by the next run). ``jobs`` > 1 runs units in worker processes. ``run`` is the whole command: sweep,
-then ``finish`` writes the per-image CSV, the aggregated JSON and the BD-rate table (``report`` draws the
-plots and writes report.html).
+Every finished (image, curve) unit is appended to ``points.jsonl`` in the output folder with the key of what
+made it (``Unit.made_by``) and each score with its metric's key; a rerun reuses a unit only under the same
+key, computes a metric its stored points lack on their files coded again, and redoes the rest (``sweep``); a
+unit that fails is retried once at once and, failing again, recorded with its error (and rerun by the next
+run). ``jobs`` > 1 runs units in worker processes. ``run`` is the whole command: sweep, then ``finish``
+writes the per-image CSV, the aggregated JSON, the BD-rate table and CompressAI-format JSON per curve from
+the rows of this run's keys (``report`` draws the plots and writes report.html).
 """
 
 from __future__ import annotations

@@ -174,3 +174,10 @@ def test_a_missing_python_module_is_named_not_called_missing_weights() -> None:
     assert "pkg_resources" in why and "setuptools" in why and "weights" not in why
     if importlib.util.find_spec("pkg_resources") is None and importlib.util.find_spec("clip") is not None:
         assert metrics.load(["clipiqa"])[1]["clipiqa"] == why  # clip imports pkg_resources, missing here
+
+
+def test_a_metric_that_cannot_score_a_picture_leaves_the_points_and_says_why() -> None:
+    (curve,) = rd.make_curves(["jpeg"], ["1"], [], [])
+    rows = rd.run_unit(rd.Unit(str(HOUSE), curve, [1.0, 2.0], ("psnr", "ms_ssim")))  # 96x64: too small for MS-SSIM
+    assert len(rows) == 2 and all("psnr" in r and "ms_ssim" not in r for r in rows), rows
+    assert all("96x64 picture" in r["metric_errors"]["ms_ssim"] for r in rows)

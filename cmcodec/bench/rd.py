@@ -118,10 +118,22 @@ def _metrics(names: tuple[str, ...], weights_dir: str | None) -> dict[str, Any]:
     return load_metrics(names, weights_dir)[0]
 
 
-def _score(loaded: dict[str, Any], outs: list[Image.Image], ref: Image.Image) -> list[dict[str, float]]:
-    """Every loaded metric on each decoded image (one batched call per metric)."""
-    cols = {n: m.many(outs, [ref] * len(outs)) if m.mode == "FR" else m.many(outs) for n, m in loaded.items()}
-    return [{n: round(v[i], 6) for n, v in cols.items()} for i in range(len(outs))]
+def _score(loaded: dict[str, Any], outs: list[Image.Image], ref: Image.Image) -> list[dict[str, Any]]:
+    """Every loaded metric on each decoded image (one batched call per metric). A metric that cannot score
+    this picture (pyiqa's MS-SSIM needs sides over 160 px) is left out of its rows, which say why under
+    ``metric_errors``; the other metrics and the points stay."""
+    cols, errors = {}, {}
+    for n, m in loaded.items():
+        try:
+            cols[n] = m.many(outs, [ref] * len(outs)) if m.mode == "FR" else m.many(outs)
+        except Exception as e:  # pyiqa raises RuntimeError, ValueError... on pictures a metric cannot take
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            errors[n] = f"{type(e).__name__}: {first[:160]} ({ref.width}x{ref.height} picture)"
+    rows: list[dict[str, Any]] = [{n: round(v[i], 6) for n, v in cols.items()} for i in range(len(outs))]
+    if errors:
+        for r in rows:
+            r["metric_errors"] = dict(errors)
+    return rows
 
 
 _SHA: dict[tuple[str, int, int], str] = {}
@@ -254,7 +266,9 @@ def _top_up(u: Unit, ref: Image.Image, loaded: dict[str, Any]) -> list[dict] | N
     except CmcodecError:
         return None
     for r, s in zip(pts, _score(need, outs, ref), strict=True):
-        r.update(s)
+        errs = {k: v for k, v in r.pop("metric_errors", {}).items() if k not in need}
+        errs.update(s.pop("metric_errors", {}))
+        r.update(s, **({"metric_errors": errs} if errs else {}))
         r["metric_keys"] = {**r.get("metric_keys", {}), **{n: m.key for n, m in need.items()}}
         r["topped_up"] = sorted(need)
     return rows
@@ -905,6 +919,7 @@ def finish(out: Path, curves_def: list[Curve], metric_names: list[str], anchor: 
     skipped_units = sorted({(r["curve"], r["skipped"]) for r in rows if "skipped" in r and not r.get("error")})
     failed_units = [{"image": r["image"], "curve": r["curve"], "why": r["skipped"], "attempts": r.get("attempts", 1)}
                     for r in rows if r.get("error")]
+    metric_errors = sorted({(m, r["image"], why) for r in rows for m, why in r.get("metric_errors", {}).items()})
     versions = {"cmcodec": __version__, "python": platform.python_version(), "pyiqa": metrics.version()}
     effort = settings.get("effort", "best")
     encoders = {}
@@ -931,7 +946,9 @@ def finish(out: Path, curves_def: list[Curve], metric_names: list[str], anchor: 
               "references": refs, "envelopes": {e: labels[e] for e in envelopes},
               "bd_rate": bd, "bd_rate_metrics_left_out": bd_left_out,
               "skipped": [{"curve": c, "why": w} for c, w in skipped_units],
-              "failed_units": failed_units, "unit_keys": unit_keys, "metric_keys": mkeys,
+              "failed_units": failed_units,
+              "metric_errors": [{"metric": m, "image": i, "why": w} for m, i, w in metric_errors],
+              "unit_keys": unit_keys, "metric_keys": mkeys,
               "headers": {b.name: b.headers for b in refcodecs.CODECS.values()}}
     write_bytes(out / "results.json", json.dumps(result, indent=1).encode(), force=True)
     write_bytes(out / "bd_rate.md", bd_table(bd, anchor, labels, result["metrics"]).encode(), force=True)
@@ -1022,6 +1039,8 @@ def run(plan: Plan, output: Path, bar: Bar, warn: Callable[[str], None]) -> dict
     unit_keys = {unit_key(Path(u.image).name, u.curve.name): u.key() for u in units}
     result = finish(output, curves, names, anchor, settings, skipped, {n: m.lower_better for n, m in loaded.items()},
                     unit_keys, {n: m.key for n, m in loaded.items()}, refs)
+    for e in result["metric_errors"]:
+        warn(f"metric {e['metric']} could not score {e['image']}: {e['why']}; left out of its points")
     for f in result["failed_units"]:
         warn(f"unit failed after {f['attempts']} attempts: {f['image']} on {f['curve']}: {f['why']}")
     return {**result, "ran": count.ran, "topped_up": count.topped_up, "reused": count.reused}

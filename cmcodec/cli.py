@@ -311,6 +311,7 @@ class _Group(click.Group):
     command_class = _Command
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, **kw: object) -> None:
+        _printable_streams()
         try:
             rv = super().main(args, prog_name or "cmcodec", standalone_mode=False, **kw)  # type: ignore[arg-type]
         except _NO_ARGS_IS_HELP as e:  # `cmcodec` alone (click >= 8.2): the help, as click prints it
@@ -335,6 +336,26 @@ class _Group(click.Group):
         if isinstance(rv, int) and rv:
             sys.exit(rv)
         sys.exit(0)
+
+
+def _printable_streams() -> None:
+    """Whatever the locale, everything printed is encodable: a character the terminal's encoding lacks (a
+    caption's emoji under Latin-1, a non-UTF-8 file name's escaped bytes) is printed as a backslash escape,
+    never a UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # a closed or detached stream: nothing will be printed to it
+                pass
+
+
+def _json(obj: object) -> str:
+    """JSON for stdout: non-ASCII characters as themselves where stdout is UTF-8, else as \\u escapes, so
+    that the text stays valid JSON in any locale (a backslash escape of the stream would not be)."""
+    enc = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "").replace("_", "")
+    return json.dumps(obj, indent=2, ensure_ascii=enc != "utf8")
 
 
 def _default_captioner() -> str:
@@ -416,7 +437,7 @@ def _report(items: list[Item], results: Callable[[list[Item]], Iterator[Result]]
 
     def dump() -> None:
         if as_json:
-            click.echo(json.dumps([r for r in records if r is not None], indent=2, ensure_ascii=False))
+            click.echo(_json([r for r in records if r is not None]))
 
     with tqdm(total=len(items), desc=tag() + what, unit="file", disable=len(items) < 2, file=sys.stderr) as bar:
         for i, res in results(items):
@@ -889,7 +910,7 @@ def info(files: tuple[Path, ...], as_json: bool, verify: bool) -> None:
             failed = e.exit_code
     if as_json:  # always a list, one object per file, those that failed included, each with every field
         keys = next((list(d) for d in out if d["error"] is None), ["file", "error"])
-        click.echo(json.dumps([{k: d.get(k) for k in keys} for d in out], indent=2, ensure_ascii=False))
+        click.echo(_json([{k: d.get(k) for k in keys} for d in out]))
     else:
         for d in out:
             if d["error"] is not None:
@@ -970,7 +991,7 @@ def captioners(as_json: bool, words: int) -> None:
     out = [{**d, "refused": None} for d in out]
     refused = [{**dict.fromkeys(out[0]), "name": n, "model": m, "refused": why} for n, (m, why) in i2t.REFUSED.items()]
     if as_json:  # a list like every --json: usable rows, then refused ones (their reason in "refused")
-        click.echo(json.dumps(out + refused, indent=2, ensure_ascii=False))
+        click.echo(_json(out + refused))
         return
     for d in out:
         click.echo(f"{d['name']:<23} {d['model'] or '(OpenAI-compatible server, --api-base)'}, {d['size']}, "

@@ -5,6 +5,7 @@ and spec §9.1 is checked here from the outside (API, Pillow, CLI)."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -363,3 +364,53 @@ def test_a_fifo_named_like_an_output_fails_alone_in_a_folder_run(tmp_path: Path)
     r = run("decode", str(src), "-o", str(out), timeout=60)
     assert r.returncode == 1 and "found a FIFO" in r.stderr, r.stderr
     assert (out / "b.decoded.png").is_file() and (out / "a.decoded.png").is_fifo()
+
+
+# --- text that is not text ----------------------------------------------------------------------------------
+
+def test_a_caption_decoding_to_a_lone_surrogate_is_a_format_error(tmp_path: Path) -> None:
+    # 15 bytes: a wlm2 caption whose escaped word spells U+D800 (the word model codes any code point)
+    path = FORGED / "caption_lone_surrogate.cmc"
+    data = path.read_bytes()
+    with pytest.raises(cmcodec.FormatError, match="found U\\+D800 at character 2"):
+        cmcodec.codec.validate(data)
+    with pytest.raises(cmcodec.FormatError, match="Unicode scalar values"):
+        Image.open(path)
+    line = one_line_error(run("info", "--json", str(path)), 3)
+    assert "expected Unicode scalar values (spec §6.1), found U+D800" in line
+    with pytest.raises(ConfigError, match="caption is not Unicode text.*U\\+DCE9 at character 3"):
+        cmcodec.encode(PARROTS, caption="caf\udce9")  # what os.fsdecode makes of b"caf\xe9"
+
+
+def test_non_utf8_caption_bytes_on_the_command_line_are_one_line(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "cmcodec.cli", "encode", str(PARROTS), "-o", str(tmp_path / "c.cmc"),
+                        b"--caption", b"caf\xe9 au lait"], capture_output=True, timeout=120)
+    r.stderr = r.stderr.decode("utf-8", "backslashreplace")
+    line = one_line_error(r, 2)
+    assert "caption is not Unicode text" in line and not (tmp_path / "c.cmc").exists()
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "ascii", "utf-8"])
+def test_everything_printed_is_encodable_in_any_locale(tmp_path: Path, encoding: str) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    raw = os.fsencode(folder) + b"/caf\xe9.png"  # a file name that is not UTF-8
+    with open(raw, "wb") as f:
+        f.write(PARROTS.read_bytes())
+    env = {"PYTHONIOENCODING": encoding, "LC_ALL": "C.UTF-8"}
+    r = subprocess.run([sys.executable, "-m", "cmcodec.cli", "encode", str(folder), "-o", str(tmp_path / "out"),
+                        "--caption", "café ☕ naïve"], capture_output=True, timeout=120, env={**os.environ, **env})
+    assert r.returncode == 0 and b"Traceback" not in r.stderr, r.stderr
+    [cmc] = list((tmp_path / "out").glob("*.cmc"))
+    r = subprocess.run([sys.executable, "-m", "cmcodec.cli", "info", os.fsencode(cmc)], capture_output=True,
+                       timeout=60, env={**os.environ, **env})
+    assert r.returncode == 0 and b"Traceback" not in r.stderr, r.stderr
+    # click writes UTF-8 where the stream claims ASCII (a misconfigured terminal, as it judges), with "?" for a
+    # file name's undecodable bytes; elsewhere the stream's own encoding, with backslash escapes
+    out = r.stdout.decode("utf-8" if encoding == "ascii" else encoding, "strict")
+    assert ("café ☕ naïve" in out) if encoding != "latin-1" else ("café \\u2615 naïve" in out), out
+    r = subprocess.run([sys.executable, "-m", "cmcodec.cli", "info", "--json", os.fsencode(cmc)],
+                       capture_output=True, timeout=60, env={**os.environ, **env})
+    assert r.returncode == 0, r.stderr
+    [rec] = json.loads(r.stdout.decode("utf-8" if encoding == "ascii" else encoding))
+    assert rec["caption"] == "café ☕ naïve" and os.fsencode(rec["file"]) == os.fsencode(cmc)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 from . import deps, ids
 from .bitstream import Section
-from .errors import CaptionDecodeError, LimitError, UnknownCoderError
+from .errors import CaptionDecodeError, ConfigError, LimitError, UnknownCoderError
 from .limits import MAX_CAPTION_BYTES, MAX_CAPTION_CHARS
 
 
@@ -24,8 +24,23 @@ def _check_len(text: str, limit: int = MAX_CAPTION_CHARS) -> None:
 
 
 def normalize(text: str) -> str:
-    """Unicode NFC, the form captions are coded in (spec §6.1)."""
+    """Unicode NFC, the form captions are coded in (spec §6.1). A caption is a string of Unicode scalar
+    values: a lone surrogate (what non-UTF-8 bytes of a command line or file name become in Python) is a
+    ConfigError naming where it is."""
+    bad = _first_surrogate(text)
+    if bad is not None:
+        raise ConfigError(f"caption is not Unicode text: expected Unicode scalar values (spec §6.1), found "
+                          f"U+{ord(text[bad]):04X} at character {bad} (bytes that are not UTF-8?)")
     return unicodedata.normalize("NFC", text)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _first_surrogate(text: str) -> int | None:
+    """Index of the first surrogate code point of text (not a Unicode scalar value), or None."""
+    m = _SURROGATE.search(text)
+    return None if m is None else m.start()
 
 
 # --- library coders ---------------------------------------------------------------------------------
@@ -117,6 +132,10 @@ def decode(data: bytes, coder_id: int | None = None, max_chars: int = MAX_CAPTIO
         raise CaptionDecodeError(f"unknown caption coder id {coder_id}")
     text = CODERS[name][1](bytes(data))
     _check_len(text, max_chars)
+    bad = _first_surrogate(text)
+    if bad is not None:  # spec §6.1: a caption is Unicode scalar values; a coder can spell any code point
+        raise CaptionDecodeError(f"corrupt caption: expected Unicode scalar values (spec §6.1), found "
+                                 f"U+{ord(text[bad]):04X} at character {bad}")
     return text
 
 

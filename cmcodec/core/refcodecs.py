@@ -140,7 +140,7 @@ def av_decode(data: bytes, codec: str, max_pixels: int = 1 << 26) -> Image.Image
 
 def ref_deadline(n_bytes: int, pixels: int) -> float:
     """Seconds a reference decode may take: REF_DEADLINE_S plus 1 s per 100 kB of stream and per megapixel
-    of the picture it declares (a 2040 x 2040 reference of 1 MB: 19 s; the usual few hundred bytes: 5 s)."""
+    of the picture it declares (a 2040 x 2040 reference of 1 MB: 24 s; the usual few hundred bytes: 10 s)."""
     from .limits import REF_DEADLINE_S
 
     return REF_DEADLINE_S + n_bytes / 100_000 + pixels / 1_000_000
@@ -169,7 +169,13 @@ _WORKER_CALLS: dict[str, Callable[..., Image.Image]] = {"av": av_decode, "j2k": 
 
 
 def _serve(conn: Any) -> None:
-    """The worker's loop: (call, args) in, ("ok", (mode, size, pixels)) or ("err", kind, message) out."""
+    """The worker's loop: "ready" once its libraries are loaded, then (call, args) in, ("ok", (mode, size,
+    pixels)) or ("err", kind, message) out."""
+    try:
+        import av  # noqa: F401  (loaded before the first deadline starts, not within it)
+    except ImportError:
+        pass
+    conn.send("ready")
     while True:
         try:
             name, args = conn.recv()
@@ -195,6 +201,14 @@ class _Worker:
         self.proc = ctx.Process(target=_serve, args=(child,), daemon=True, name="cmcodec-ref-decoder")
         self.proc.start()
         child.close()
+        # starting a process and loading PyAV is not the stream's work: its own bound, outside the deadline
+        try:
+            ready = self.conn.poll(WORKER_START_S) and self.conn.recv() == "ready"
+        except (EOFError, OSError):
+            ready = False
+        if not ready:
+            self.stop()
+            raise LimitError(f"the reference decoder process did not start within {WORKER_START_S:.0f} s")
 
     def stop(self) -> None:
         self.proc.kill()
@@ -202,6 +216,7 @@ class _Worker:
         self.conn.close()
 
 
+WORKER_START_S = 120.0  # a spawned Python loading PyAV: about a second, minutes only on a starved machine
 _worker: _Worker | None = None
 _worker_lock = __import__("threading").Lock()
 

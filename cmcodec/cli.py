@@ -403,7 +403,7 @@ def _api_base(base: str | None, i2ts: tuple[str | None, ...]) -> None:
     from .models import api_i2t
 
     if not any(api_i2t.is_api(m) for m in i2ts):
-        raise ConfigError(f"--api-base {base} applies to an api:MODEL captioner; found --i2t "
+        raise ConfigError(f"--api-base {api_i2t.redact_url(base)} applies to an api:MODEL captioner; found --i2t "
                           f"{', '.join(str(m) for m in i2ts if m) or '(default)'}")
     api_i2t.ApiConfig(base=base)  # a malformed URL fails here, before any work
     os.environ[api_i2t.ENV_BASE] = base

@@ -310,3 +310,175 @@ def test_cli_folder_encode_continues_past_a_failed_image(server: Server, tmp_pat
     assert len(server.requests) == n and not (tmp_path / "x.cmc").exists()
     r = cli("encode", str(PARROTS), "-o", str(tmp_path / "x.cmc"), "--api-base", server.url, env=env)
     assert r.returncode == 2 and "--api-base" in r.stderr and "applies to an api:MODEL captioner" in r.stderr
+
+
+# --- a hostile server, held ------------------------------------------------------------------------------
+
+@pytest.fixture
+def raw_server() -> Iterator[tuple[str, Callable[[Callable], None]]]:
+    """A TCP server on 127.0.0.1 whose handler gets the raw socket (for answers http.server cannot send:
+    trickles, partial headers); set(handler) picks the handler of the next connections."""
+    import socket
+
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(8)
+    lsock.settimeout(0.1)
+    state: dict = {"handler": None, "stop": False}
+
+    def loop() -> None:
+        while not state["stop"]:
+            try:
+                conn, _ = lsock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=lambda c=conn: _serve_raw(c, state["handler"]), daemon=True).start()
+
+    threading.Thread(target=loop, daemon=True).start()
+    yield f"http://127.0.0.1:{lsock.getsockname()[1]}/v1", lambda h: state.__setitem__("handler", h)
+    state["stop"] = True
+    lsock.close()
+
+
+def _serve_raw(conn, handler) -> None:
+    with conn:
+        conn.settimeout(5)
+        data = b""
+        try:
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            head, _, rest = data.partition(b"\r\n\r\n")
+            n = int([x.split(b":")[1] for x in head.split(b"\r\n") if x.lower().startswith(b"content-length")][0])
+            while len(rest) < n:
+                rest += conn.recv(65536)
+            handler(conn)
+        except OSError:
+            pass
+
+
+def _trickle(conn, head: bytes = b"", every: float = 0.05, total: float = 5.0) -> None:
+    """Headers (or nothing), then one byte of a never-ending body every ``every`` seconds for ``total`` s."""
+    conn.sendall(head)
+    end = time.monotonic() + total
+    while time.monotonic() < end:
+        conn.sendall(b" ")
+        time.sleep(every)
+
+
+@pytest.mark.parametrize("head", [b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 99999\r\n\r\n",
+                                  b""], ids=["trickled-body", "trickled-headers"])
+def test_a_trickling_server_is_held_to_the_total_deadline(raw_server, monkeypatch: pytest.MonkeyPatch,
+                                                          head: bytes) -> None:
+    url, set_handler = raw_server
+    # trickled headers: a status line that never ends; trickled body: a byte every 50 ms of a 99999-byte body
+    set_handler(lambda c: _trickle(c, head or b"HTTP/1.1 200 OK\r\nX-Slow: "))
+    monkeypatch.delenv(api_i2t.ENV_OFFLINE, raising=False)
+    cfg = api_i2t.ApiConfig(base=url, timeout=0.6, retries=1, backoff=0.01)
+    t = time.monotonic()
+    (err,) = api_i2t.caption_each([Image.open(HOUSE)], model="m", prompt="p", max_tokens=8, cfg=cfg)
+    took = time.monotonic() - t
+    assert isinstance(err, ModelError) and "no answer within 0.6 s (after 2 attempts)" in str(err), err
+    assert took < 2 * 0.6 + 1.5  # two attempts of 0.6 s, not one per trickled byte
+
+
+def _deep(n: int) -> bytes:
+    return b'{"choices": [{"message": {"content": ' + b"[" * n + b"]" * n + b"}}]}"
+
+
+@pytest.mark.parametrize(("reply", "message"), [
+    ((200, {}, _deep(100_000)), "found JSON nested deeper than 32"),
+    ((200, {}, _deep(40)), "found JSON nested deeper than 32"),
+    (ok([{"type": "text", "text": 5}]), "expected text parts with a string 'text', found int"),
+    (ok([{"type": "text", "text": ["a"]}]), "expected text parts with a string 'text', found list"),
+    ((200, {}, b'{"choices": [{"message": {"content": "A \\ud800 house"}}]}'),
+     "expected Unicode text, found U+D800 at character 2"),
+    ((200, {}, b'{"choices": "nope"}'), "expected a chat-completions answer"),
+    ((200, {}, b'{"choices": [{"message": {"content": ""}, "finish_reason": {"deep": [1, 2]}}]}'),
+     "the server returned no text"),
+    ((200, {}, b'[1, 2, 3]'), "expected a chat-completions answer with choices[0].message.content, found list"),
+])
+def test_malformed_answers_are_one_line_errors(env: Server, reply: Reply, message: str) -> None:
+    env.reply = lambda b, h: reply
+    (err,) = caption_each(env, retries=0)
+    assert isinstance(err, ModelError) and message in str(err) and "\n" not in str(err), err
+
+
+def test_a_huge_answer_is_refused_at_the_cap(env: Server) -> None:
+    env.reply = lambda b, h: (200, {}, b'{"pad": "' + b"x" * (api_i2t.MAX_ANSWER_BYTES + 10) + b'"}')
+    (err,) = caption_each(env, retries=0)
+    assert isinstance(err, ModelError) and "answer larger than" in str(err)
+
+
+def test_a_server_echoing_the_key_never_gets_it_printed(env: Server, tmp_path: Path) -> None:
+    echo = json.dumps({"error": {"message": f"Incorrect API key provided: {KEY}. Bearer {KEY}"}}).encode()
+    env.reply = lambda b, h: (401, {}, echo)
+    (err,) = caption_each(env, retries=0)
+    assert KEY not in str(err) and "Incorrect API key provided: ***" in str(err)
+    env.reply = lambda b, h: (503, {}, echo)  # and in the retried path
+    (err,) = caption_each(env, retries=1)
+    assert KEY not in str(err) and "***" in str(err)
+    r = cli("encode", str(PARROTS), "-o", str(tmp_path / "x.cmc"), "--i2t", "api:m", "--api-base", env.url, "--json",
+            env={api_i2t.ENV_KEY: KEY, api_i2t.ENV_RETRIES: "0"})
+    assert r.returncode == 7 and KEY not in r.stdout + r.stderr and "***" in r.stderr
+    [rec] = json.loads(r.stdout)
+    assert KEY not in rec["error"] and "***" in rec["error"]
+
+
+def test_a_redirect_never_carries_the_key_to_another_origin(env: Server, raw_server) -> None:
+    other, set_handler = raw_server
+    hits: list[bytes] = []
+    set_handler(lambda c: hits.append(b"request") or c.sendall(b"HTTP/1.1 500 X\r\nContent-Length: 0\r\n\r\n"))
+    env.reply = lambda b, h: (302, {"Location": other + "/chat/completions"}, b"")
+    (err,) = caption_each(env, retries=2)
+    assert isinstance(err, ModelError) and "redirects to" in str(err) and "another origin: refused" in str(err)
+    assert hits == [] and len(env.requests) == 1  # never followed, not retried
+    calls = []
+
+    def same_origin(b: dict, h: dict) -> Reply:  # a 307 within the server is followed, key and body kept
+        calls.append(h.get("authorization"))
+        return (307, {"Location": "/v1/moved"}, b"") if len(calls) == 1 else ok("A moved house.")
+
+    env.reply = same_origin
+    assert caption_each(env) == ["A moved house."]
+    assert calls == [f"Bearer {KEY}"] * 2 and env.requests[-1][0] == "/v1/moved"
+
+
+def test_a_password_in_the_api_base_is_refused_without_printing_it(env: Server, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match=r"expected a URL without credentials") as e:
+        api_i2t.ApiConfig(base="http://user:hunter2@127.0.0.1:9/v1")
+    assert "hunter2" not in str(e.value) and "***@127.0.0.1:9" in str(e.value)
+    r = cli("encode", str(PARROTS), "-o", str(tmp_path / "x.cmc"), "--i2t", "api:m", "--api-base",
+            "http://user:hunter2@127.0.0.1:9/v1", env={})
+    assert r.returncode == 2 and "hunter2" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    r = cli("encode", str(PARROTS), "-o", str(tmp_path / "x.cmc"), "--api-base",
+            "http://user:hunter2@127.0.0.1:9/v1", env={})  # not an api: captioner: refused, still redacted
+    assert r.returncode == 2 and "hunter2" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-1", "1e9", "0"])
+def test_odd_api_timeouts_are_one_line_errors(env: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              value: str) -> None:
+    monkeypatch.setenv(api_i2t.ENV_TIMEOUT, value)
+    with pytest.raises(ConfigError, match="CMCODEC_API_TIMEOUT|API timeout must be in"):
+        api_i2t.ApiConfig.from_env()
+    if value == "inf":
+        r = cli("encode", str(PARROTS), "-o", str(tmp_path / "x.cmc"), "--i2t", "api:m", "--api-base", env.url,
+                env={api_i2t.ENV_TIMEOUT: value})
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and "CMCODEC_API_TIMEOUT" in r.stderr, r.stderr
+
+
+def test_sigterm_while_waiting_for_a_server_ends_the_run_with_its_code(raw_server, tmp_path: Path) -> None:
+    import signal
+
+    url, set_handler = raw_server
+    set_handler(lambda c: _trickle(c, total=60))
+    proc = subprocess.Popen([sys.executable, "-m", "cmcodec.cli", "encode", str(PARROTS), "-o", str(tmp_path / "x.cmc"),
+                             "--i2t", "api:m", "--api-base", url], stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), api_i2t.ENV_TIMEOUT: "300"})
+    time.sleep(4)  # started and waiting on the trickle
+    t = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143 and time.monotonic() - t < 10, err
+    assert "Traceback" not in err and not (tmp_path / "x.cmc").exists()

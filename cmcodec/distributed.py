@@ -12,9 +12,36 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
+# what torchrun (and accelerate launch, which runs it) sets beside RANK and WORLD_SIZE: without them a RANK or
+# WORLD_SIZE is stray (left in a shell, or meant for another program) and no process group could form
+LAUNCHER_VARS = ("MASTER_ADDR", "MASTER_PORT")
+
+
 def world() -> tuple[int, int]:
-    """(rank, world size) from the launcher's environment; (0, 1) when not launched."""
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    """(rank, world size) from the launcher's environment; (0, 1) when not launched. Malformed or stray values
+    are a one-line ConfigError, raised before torch is imported (a model-free run never imports it)."""
+    env = os.environ
+    raw_rank, raw_size = env.get("RANK", "").strip(), env.get("WORLD_SIZE", "").strip()
+    if not raw_rank and not raw_size:
+        return 0, 1
+    try:
+        rank, size = int(raw_rank or "0"), int(raw_size or "1")
+    except ValueError:
+        raise _stray(f"expected integers, found RANK={raw_rank!r} WORLD_SIZE={raw_size!r}") from None
+    if size < 1 or not 0 <= rank < size:
+        raise _stray(f"expected 0 <= RANK < WORLD_SIZE, found RANK={rank} WORLD_SIZE={size}")
+    if size > 1 and not all(env.get(v) for v in LAUNCHER_VARS):
+        missing = ", ".join(f"${v}" for v in LAUNCHER_VARS if not env.get(v))
+        raise _stray(f"WORLD_SIZE={size} without {missing}, which a launcher sets")
+    return rank, size
+
+
+def _stray(why: str) -> Exception:
+    """The error of launcher variables this run cannot use."""
+    from .core.errors import ConfigError
+
+    return ConfigError(f"launcher environment: {why}; run under torchrun or accelerate launch, or unset RANK and "
+                       "WORLD_SIZE")
 
 
 def _state():

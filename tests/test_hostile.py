@@ -414,3 +414,45 @@ def test_everything_printed_is_encodable_in_any_locale(tmp_path: Path, encoding:
     assert r.returncode == 0, r.stderr
     [rec] = json.loads(r.stdout.decode("utf-8" if encoding == "ascii" else encoding))
     assert rec["caption"] == "café ☕ naïve" and os.fsencode(rec["file"]) == os.fsencode(cmc)
+
+
+# --- odd environments -----------------------------------------------------------------------------------------
+
+def _cli_in_process(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    """The CLI in a fresh interpreter that reports (on stdout's last line) whether torch was imported."""
+    code = ("import sys\nfrom cmcodec.cli import main\nsys.argv = ['cmcodec', *sys.argv[1:]]\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    print('torch' in sys.modules)\n    raise\n")
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120,
+                          env={**{k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}, **env})
+
+
+@pytest.mark.parametrize("env", [{"RANK": "1", "WORLD_SIZE": "2"}, {"RANK": "x"}, {"RANK": "3", "WORLD_SIZE": "2"},
+                                 {"WORLD_SIZE": "-1"}], ids=["no-launcher", "not-a-number", "rank-past-size", "size"])
+def test_stray_launcher_variables_are_one_line_without_torch(tmp_path: Path, env: dict[str, str]) -> None:
+    r = _cli_in_process(["encode", str(PARROTS), "-o", str(tmp_path / "p.cmc"), "--mode", "pixel", "--profile",
+                         "classic"], env)
+    line = one_line_error(r, 2)
+    assert "launcher environment" in line and r.stdout.strip().splitlines()[-1] == "False"
+    assert not (tmp_path / "p.cmc").exists()
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe", b"[" * 100_000 + b"]" * 100_000, b'{"a": 1}', "fifo", "/dev/zero"],
+                         ids=["not-utf8", "deep", "not-strings", "fifo", "dev-zero"])
+def test_a_malformed_revisions_file_is_one_line(tmp_path: Path, content: bytes | str) -> None:
+    path = tmp_path / "pins.json"
+    if content == "fifo":
+        os.mkfifo(path)
+    elif content == "/dev/zero":
+        path = Path("/dev/zero")
+    else:
+        path.write_bytes(content)
+    r = run("profiles", env={"CMCODEC_REVISIONS": str(path)}, timeout=60)
+    assert "$CMCODEC_REVISIONS" in one_line_error(r, 2)
+
+
+def test_pixel_mode_on_an_8200_square_image_is_one_line(tmp_path: Path) -> None:
+    big = tmp_path / "big.png"
+    Image.new("L", (8200, 8200), 90).save(big)  # 67 MB in memory once, 70 kB on disk
+    line = one_line_error(run("encode", str(big), "-o", str(tmp_path / "b.cmc"), "--mode", "pixel", "--profile",
+                              "classic"), 4)
+    assert "8200x8200 is 67240000 pixels, above the limit of 33554432" in line

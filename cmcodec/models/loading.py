@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import ConfigError, ModelError
+from ..core.errors import CmcodecError, ConfigError, ModelError
 
 ENV_MODEL_DIR = "CMCODEC_MODEL_DIR"
 
@@ -237,13 +237,16 @@ def local_pins() -> dict[str, str]:
     $CMCODEC_REVISIONS (for rows whose commit the package does not know, or to follow a fork)."""
     import json
 
+    from ..media.fileio import read_input
+
     path = os.environ.get(ENV_REVISIONS)
     if not path:
         return {}
-    try:
-        pins = json.loads(Path(path).expanduser().read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"${ENV_REVISIONS} {path}: expected a JSON file {{name: revision}} ({e})") from None
+    try:  # a regular file of at most 1 MiB: a FIFO or /dev/zero named here is refused, not read without end
+        pins = json.loads(read_input(Path(path).expanduser(), 1 << 20).decode("utf-8"))
+    except (CmcodecError, ValueError, RecursionError) as e:
+        why = "nested too deeply" if isinstance(e, RecursionError) else e
+        raise ConfigError(f"${ENV_REVISIONS} {path}: expected a JSON file {{name: revision}} ({why})") from None
     if not isinstance(pins, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in pins.items()):
         raise ConfigError(f"${ENV_REVISIONS} {path}: expected a JSON object of name -> revision strings")
     return pins

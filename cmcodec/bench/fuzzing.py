@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,3 +119,305 @@ def run_mutations(n: int, pool: list[bytes], seed: int = 0, hang_s: float = 1.0,
     st.seconds = time.perf_counter() - start
     st.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return st
+
+
+# --- the forged-file fuzzer: files made field by field from spec/bitstream.md -----------------------------------
+# Mutating golden files rarely reaches what a red team writes by hand: a tiny file that declares a huge picture,
+# an image reference whose stream declares another size, a caption coder spelling surrogates, a section table
+# that disagrees with the payloads. ``forge`` writes every header field of spec §3 itself (legal values, edge
+# values and illegal ones), payloads per section type (§6-§8, seeded with real reference streams), and seals
+# most files with a correct check (§5) so that they reach the payload decoders. ``run_forged`` sends each file
+# through read_header, validate, decode (classic profile files: the full model-free decode) and Pillow's open
+# (and load for classic files), timing each input and counting exceptions that are not the project's own.
+
+_EDGE_SIDES = (1, 2, 7, 8, 63, 64, 65, 192, 4095, 4096, 4097, 5792, 8192, 16383, 16384, 16385, 65535, 65536)
+
+
+def _ref_streams(folder: Path) -> dict[int, list[bytes]]:
+    """Real image-reference payloads by coder id, from the golden and forged files (their long-side byte
+    included), to forge around."""
+    from ..core import ids as _ids
+
+    out: dict[int, list[bytes]] = {}
+    for p in sorted(folder.glob("*.cmc")):
+        try:
+            h = bitstream.read_header(p.read_bytes(), bitstream.Limits(max_pixels=1 << 40, max_width=1 << 20,
+                                                                       max_height=1 << 20))
+        except CmcodecError:
+            continue
+        for s in h.sections:
+            if s.type_id == _ids.SECTION_IDS["image_ref"]:
+                out.setdefault(s.coder_id, []).append(s.payload)
+    return out
+
+
+@dataclass
+class Forger:
+    """Forges .cmc files from the spec's fields; ``refs``: real reference payloads by coder id."""
+
+    refs: dict[int, list[bytes]]
+
+    def side(self, rng: random.Random) -> int:
+        r = rng.random()
+        if r < 0.75:
+            return rng.randint(1, 600)
+        if r < 0.97:
+            return rng.choice(_EDGE_SIDES)
+        return rng.randint(1, 1 << 16)
+
+    def ue(self, rng: random.Random, small: int = 8) -> int:
+        r = rng.random()
+        if r < 0.8:
+            return rng.randint(0, small)
+        if r < 0.95:
+            return rng.choice((15, 16, 17, 255, 256, 4096, 65535, 1 << 20, 1 << 24))
+        return rng.randint(0, (1 << 33) - 2)
+
+    def caption(self, rng: random.Random) -> tuple[int, bytes]:
+        """(coder id, payload) of a caption section: valid, corrupt, surrogate-spelling, bombs."""
+        from ..core import textcode, wordmodel
+
+        kind = rng.randrange(8)
+        words = " ".join(rng.choice(("a", "red", "house", "café", "☕", "\ud800", "x" * 40, "Ünïcödé"))
+                         for _ in range(rng.randint(0, 12)))
+        if kind == 0:  # a word model's stream of any text, lone surrogates included (not via normalize)
+            return 3, wordmodel.get_model("wlm2").encode(words)
+        if kind == 1:
+            return rng.choice((0, 3)), bytes(rng.randrange(256) for _ in range(rng.randint(0, 40)))
+        if kind == 2:  # brotli: text, random bytes, or a bomb of many characters
+            import brotli
+
+            text = words if rng.random() < 0.5 else "a" * rng.choice((4096, 4097, 20000, 1 << 20))
+            data = brotli.compress(text.encode("utf-8", "surrogatepass"))
+            return 1, data if rng.random() < 0.8 else data[: rng.randint(0, len(data))]
+        if kind == 3:
+            return 2, words.encode("utf-8", "surrogatepass")  # CESU-style surrogates are not UTF-8
+        if kind == 4:
+            return 2, bytes(rng.randrange(256) for _ in range(rng.randint(0, 30)))
+        if kind == 5:
+            return 0, textcode.encode(words.replace("\ud800", "?"), "wlm1")
+        return rng.randrange(6), b""
+
+    def pixel_map(self, rng: random.Random) -> bytes:
+        """Parameter byte (any of 256) and an arithmetic-coded stream: none, random, or a flat run."""
+        b = rng.randrange(256)
+        r = rng.random()
+        rest = b"" if r < 0.3 else bytes(rng.randrange(256) for _ in range(rng.randint(1, 300))) if r < 0.8 \
+            else b"\xff" * rng.randint(1, 64)
+        return bytes([b]) + rest
+
+    def image_ref(self, rng: random.Random) -> tuple[int, bytes]:
+        """(coder id, payload): a real stream, mutated a little or a lot, under any long-side byte."""
+        coder = rng.randrange(6) if rng.random() < 0.9 else rng.randrange(6, 40)
+        pool = self.refs.get(coder) or [b"\x18" + bytes(rng.randrange(256) for _ in range(40))]
+        p = bytearray(rng.choice(pool))
+        if p and rng.random() < 0.5:
+            p[0] = rng.choice((0, 1, 2, 8, 24, 255, rng.randrange(256)))
+        for _ in range(rng.choice((0, 0, 1, 2, 5))):
+            if len(p) > 1:
+                i = rng.randrange(1, len(p))
+                op = rng.randrange(3)
+                if op == 0:
+                    p[i] ^= 1 << rng.randrange(8)
+                elif op == 1:
+                    del p[i:]
+                else:
+                    p[i:i] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
+        return coder, bytes(p)
+
+    def forge(self, rng: random.Random) -> bytes:
+        """One forged file."""
+        from ..core import ids as _ids
+
+        w = bitstream.BitWriter()
+        w.u(bitstream.MAGIC, 8)
+        w.ue(0 if rng.random() < 0.97 else rng.randint(1, 3))  # version
+        mode_id = rng.randrange(4)
+        mode = _ids.MODE_NAMES[mode_id]
+        w.u(mode_id, 2)
+        width, height = self.side(rng), self.side(rng)
+        large = width > 4096 or height > 4096
+        if rng.random() < 0.03:
+            large = not large
+        w.u(int(large), 1)
+        bits = 16 if large else 12
+        w.u((width - 1) % (1 << bits), bits)
+        w.u((height - 1) % (1 << bits), bits)
+        w.ue(rng.choice((0, 1, 1, 1, 5)) if rng.random() < 0.95 else self.ue(rng, 30))  # profile (1: classic)
+        implied = list(_ids.MODE_SECTIONS[mode])
+        payloads: list[bytes] = []
+        coders: list[int] = []
+        for t in implied:
+            if t == _ids.SECTION_IDS["caption"]:
+                c, pl = self.caption(rng)
+            elif t == _ids.SECTION_IDS["pixel_map"]:
+                c, pl = (0 if rng.random() < 0.95 else rng.randint(1, 5)), self.pixel_map(rng)
+            else:
+                c, pl = self.image_ref(rng)
+            coders.append(c)
+            payloads.append(pl)
+        seed = 0 if rng.random() < 0.5 else rng.choice((1, 2**32 - 1, 2**32, rng.randrange(2**32)))
+        params = seed != 0 or any(coders) or rng.random() < 0.1
+        w.u(int(params), 1)
+        if params:
+            w.ue(seed)
+            for c in coders:
+                w.ue(c)
+        extra: list[tuple[int, bool, int, bytes]] = []
+        if rng.random() < 0.15:
+            for _ in range(rng.choice((1, 1, 2, 16, 17))):
+                extra.append((self.ue(rng, 12), rng.random() < 0.5, self.ue(rng, 3),
+                              bytes(rng.randrange(256) for _ in range(rng.randint(0, 20)))))
+        w.u(int(bool(extra)), 1)
+        if extra:
+            w.ue(len(extra) - 1)
+            for t, req, c, _ in extra:
+                w.ue(t)
+                w.u(int(req), 1)
+                w.ue(c)
+        everything = payloads + [e[3] for e in extra]
+        for pl in everything[:-1]:
+            r = rng.random()
+            w.ue(len(pl) if r < 0.9 else self.ue(rng, 100))
+        body = w.to_bytes() + b"".join(everything)
+        r = rng.random()
+        if r < 0.9:
+            return bitstream.seal(body)
+        if r < 0.95:
+            return body + bytes([rng.randrange(256)])
+        sealed = bitstream.seal(body)
+        return sealed[: rng.randint(0, len(sealed))]
+
+
+def _pillow_ok(e: BaseException) -> bool:
+    """Pillow's own refusals: not a .cmc (UnidentifiedImageError), its decompression-bomb guard."""
+    from PIL import Image, UnidentifiedImageError
+
+    return isinstance(e, (CmcodecError, UnidentifiedImageError, Image.DecompressionBombError))
+
+
+@dataclass
+class ForgedStats:
+    """Figures of a forged-file run (per target: inputs sent and escapes)."""
+
+    inputs: int = 0
+    per_target: dict[str, list[int]] = field(default_factory=dict)  # target: [sent, escapes]
+    outcomes: dict[str, int] = field(default_factory=dict)  # error class (or "ok") of validate
+    slowest_cpu_s: float = 0.0
+    slowest_wall_s: float = 0.0
+    over_5s: int = 0
+    seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+    failures: list[tuple[str, str, bytes]] = field(default_factory=list)
+
+    @property
+    def escapes(self) -> int:
+        return sum(e for _, e in self.per_target.values())
+
+
+def run_forged(n: int, seed: int = 0, refs_folder: Path | None = None, decode_every: int = 1,
+               pillow_every: int = 1, hang_s: float = 5.0, keep: int = 20,
+               progress: Callable[[int], None] | None = None) -> ForgedStats:
+    """n forged files through read_header, validate, decode (classic profile files, every decode_every-th)
+    and Pillow (open, and load of classic files; every pillow_every-th), with the default limits."""
+    import io
+
+    from PIL import Image
+
+    from .. import pillow_plugin
+    from ..core import classic as _classic  # noqa: F401  (loaded before timing starts)
+
+    pillow_plugin.register()
+    rng = random.Random(seed)
+    forger = Forger(_ref_streams(refs_folder or Path(__file__).resolve().parents[2] / "fixtures" / "golden"))
+    st = ForgedStats()
+    start = time.perf_counter()
+
+    def attempt(name: str, fn: Callable[[], object], data: bytes, allowed: Callable[[BaseException], bool]) -> None:
+        sent = st.per_target.setdefault(name, [0, 0])
+        sent[0] += 1
+        try:
+            fn()
+        except Exception as e:  # the one rule: only the project's errors (Pillow's own refusals for Pillow)
+            if not allowed(e):
+                sent[1] += 1
+                if len(st.failures) < keep:
+                    st.failures.append((name, f"{type(e).__name__}: {e}"[:300], data))
+
+    for k in range(n):
+        data = forger.forge(rng)
+        c0, t0 = time.process_time(), time.perf_counter()
+        header = None
+        try:
+            header = bitstream.read_header(data)
+        except CmcodecError:
+            pass
+        except Exception as e:
+            st.per_target.setdefault("read", [0, 0])[1] += 1
+            if len(st.failures) < keep:
+                st.failures.append(("read", f"{type(e).__name__}: {e}"[:300], data))
+        st.per_target.setdefault("read", [0, 0])[0] += 1
+        try:
+            codec.validate(data)
+            st.outcomes["ok"] = st.outcomes.get("ok", 0) + 1
+        except CmcodecError as e:
+            st.outcomes[type(e).__name__] = st.outcomes.get(type(e).__name__, 0) + 1
+        except Exception as e:
+            st.per_target.setdefault("validate", [0, 0])[1] += 1
+            if len(st.failures) < keep:
+                st.failures.append(("validate", f"{type(e).__name__}: {e}"[:300], data))
+        st.per_target.setdefault("validate", [0, 0])[0] += 1
+        classic = header is not None and header.profile_id == 1
+        if classic and k % decode_every == 0:
+            attempt("decode", lambda: codec.decode(data), data, lambda e: isinstance(e, CmcodecError))
+        if k % pillow_every == 0:
+            def pil() -> None:
+                with Image.open(io.BytesIO(data)) as im:
+                    if classic:
+                        im.load()
+            attempt("pillow", pil, data, _pillow_ok)
+        cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+        st.slowest_cpu_s = max(st.slowest_cpu_s, cpu)
+        st.slowest_wall_s = max(st.slowest_wall_s, wall)
+        if cpu > hang_s:
+            st.over_5s += 1
+            if len(st.failures) < keep:
+                st.failures.append(("hang", f"{cpu:.2f} CPU-s", data))
+        st.inputs += 1
+        if progress is not None and (k + 1) % 1000 == 0:
+            progress(k + 1)
+    st.seconds = time.perf_counter() - start
+    st.peak_rss_mb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                         resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+    return st
+
+
+def cli_sample(files: list[bytes], folder: Path, timeout_s: float = 60.0) -> dict:
+    """Each file through ``cmcodec decode`` in its own process (one process each: a sample): an escape is a
+    traceback, an undocumented exit code or more than one line of error; also the slowest run."""
+    import subprocess
+    import sys
+
+    from ..core import errors
+
+    codes = {0, 130, 143} | {c.exit_code for c in vars(errors).values()
+                             if isinstance(c, type) and issubclass(c, CmcodecError)}
+    out = {"sent": 0, "escapes": 0, "slowest_s": 0.0, "exit_codes": {}, "failures": []}
+    for i, data in enumerate(files):
+        src, dst = folder / f"f{i}.cmc", folder / f"f{i}.png"
+        src.write_bytes(data)
+        t0 = time.perf_counter()
+        r = subprocess.run([sys.executable, "-m", "cmcodec.cli", "decode", str(src), "-o", str(dst)],
+                           capture_output=True, text=True, timeout=timeout_s)
+        dt = time.perf_counter() - t0
+        out["sent"] += 1
+        out["slowest_s"] = max(out["slowest_s"], dt)
+        out["exit_codes"][str(r.returncode)] = out["exit_codes"].get(str(r.returncode), 0) + 1
+        lines = [x for x in r.stderr.splitlines() if x.strip()]
+        if r.returncode not in codes or "Traceback" in r.stderr or (r.returncode and len(lines) != 1):
+            out["escapes"] += 1
+            if len(out["failures"]) < 10:
+                out["failures"].append({"exit": r.returncode, "stderr": r.stderr[-300:], "hex": data.hex()})
+        dst.unlink(missing_ok=True)
+        src.unlink()
+    return out

@@ -456,3 +456,29 @@ def test_pixel_mode_on_an_8200_square_image_is_one_line(tmp_path: Path) -> None:
     line = one_line_error(run("encode", str(big), "-o", str(tmp_path / "b.cmc"), "--mode", "pixel", "--profile",
                               "classic"), 4)
     assert "8200x8200 is 67240000 pixels, above the limit of 33554432" in line
+
+
+# --- the forged-file fuzzer ---------------------------------------------------------------------------------
+
+def test_a_seeded_forged_file_run_has_no_escapes() -> None:
+    from cmcodec.bench import fuzzing
+
+    st = fuzzing.run_forged(150, seed=7)
+    assert st.inputs == 150 and st.escapes == 0, st.failures
+    assert st.per_target["decode"][0] > 20 and st.per_target["pillow"][0] == 150  # the paths were reached
+    assert st.outcomes.get("ok", 0) > 10 and len(st.outcomes) >= 5  # valid files and many kinds of refusal
+    assert st.over_5s == 0
+
+
+def test_the_forged_fuzz_benchmark_runs_and_writes_its_figures(tmp_path: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        import fuzz_forged
+    finally:
+        sys.path.pop(0)
+    out = tmp_path / "f.json"
+    res = fuzz_forged.main(["--inputs", "30", "--chunk", "15", "--cli", "1", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["complete"] and saved["totals"]["inputs"] == 30 == res["totals"]["inputs"]
+    assert saved["cli"]["sent"] == 1 and saved["cli"]["escapes"] == 0
+    assert all(esc == 0 for _, esc in saved["totals"]["per_target"].values())

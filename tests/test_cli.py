@@ -222,6 +222,8 @@ def test_shard_takes_every_world_size_th_item(monkeypatch: pytest.MonkeyPatch) -
     assert distributed.device(None) is None and distributed.device("cpu") == "cpu"
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
+    for name, value in (("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29500")):  # as a launcher sets them
+        monkeypatch.setenv(name, value)
     assert distributed.shard([1, 2, 3, 4, 5]) == [2, 4] and not distributed.is_main()
     assert distributed.tag() == "[rank 1/2] "
 

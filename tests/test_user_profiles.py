@@ -84,6 +84,13 @@ def test_encode_info_decode_evaluate_through_the_cli(user_file: Path, tmp_path: 
     assert cmcodec.read_header((run / "image" / "SCI_house.cmc").read_bytes()).profile_id == row.profile.id
     assert set(json.loads((run / "scores.json").read_text())["modes"]) == {"text", "image"}
 
+    rd = tmp_path / "rd"
+    code, out = cli("rd-curve", gt, "-o", rd, "--codecs", "none", "--profiles", "my-sd", "--modes", "image",
+                    "--metrics", "psnr", "--targets", "0.3", "--jobs", "1", "--profiles-file", user_file)
+    assert code == 0, out
+    points = [json.loads(x) for x in (rd / "points.jsonl").read_text().splitlines()]
+    assert {p["curve"] for p in points} == {f"cmc:my-sd@{row.short}:image"} and all("psnr" in p for p in points)
+
 
 def test_changed_and_absent_definitions_are_refused_naming_the_hashes(user_file: Path, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:

@@ -53,17 +53,9 @@ class Run:
     def name(self) -> str:
         """Folder name of the run; a user profile's names its definition too (another definition: another run,
         never the files of the old one)."""
-        return f"{_slug(self.i2t)}__{_slug(self.profile)}{_definition_tag(self.profile)}"
+        from ..core.profiles import definition_tag
 
-
-def _definition_tag(profile: str) -> str:
-    """``@<definition hash>`` of a user profile (spec §4.4.1), "" for a built-in one."""
-    from ..core import profiles
-
-    if profile in profiles.PROFILES_BY_NAME:
-        return ""
-    u = profiles.user_row(profiles.get_profile(profile))
-    return f"@{u.short}" if u else ""
+        return f"{_slug(self.i2t)}__{_slug(self.profile)}{definition_tag(self.profile)}"
 
 
 def _slug(s: str) -> str:

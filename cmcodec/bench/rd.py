@@ -81,9 +81,11 @@ def make_curves(codecs: Iterable[str], scales: Iterable[str], profiles: Iterable
                 raise ConfigError(f"unknown scale {s!r}: expected one of {', '.join(SCALES)}")
             k = SCALES[s]
             out.append(Curve(c if k == 1 else f"{c}@1/{k}", "baseline", c, k))
+    from ..core.profiles import definition_tag
+
     for p in profiles:
-        for m in modes:
-            out.append(Curve(f"cmc:{p}:{m}", "cmc", p, 1, m))
+        for m in modes:  # a user profile's curve names its definition: another one never resumes it
+            out.append(Curve(f"cmc:{p}{definition_tag(p)}:{m}", "cmc", p, 1, m))
     return out
 
 

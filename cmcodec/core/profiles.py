@@ -828,6 +828,15 @@ def user_row(p: Profile) -> UserRow | None:
     return next((r for r in user_rows() if r.profile.id == p.id), None)
 
 
+def definition_tag(name: str) -> str:
+    """``@<definition hash>`` of a user profile's name, "" for a built-in one: what names the outputs a run makes
+    with it (evaluate's runs, rd-curve's curves), so that another definition never reuses them."""
+    if name in PROFILES_BY_NAME:
+        return ""
+    u = user_row(get_profile(name))
+    return f"@{u.short}" if u else ""
+
+
 def name_of(profile_id: int) -> str:
     """The name of a profile id: a built-in row's, a known user row's, ``user-<number>:<hash>`` for another
     private id, ``unknown-<id>`` otherwise."""

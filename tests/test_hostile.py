@@ -173,14 +173,14 @@ def test_a_reference_decode_past_its_deadline_is_killed_and_the_next_one_works(
     data = (GOLDEN / "image_av1_classic.cmc").read_bytes()
     cmcodec.decode(data)  # the worker is up
     worker = refcodecs._worker
-    assert worker is not None and worker.proc.is_alive()
+    assert worker is not None and worker.alive()
     monkeypatch.setattr(refcodecs, "ref_deadline", lambda n, px: 0.0)  # no decode finishes in no time
     t0 = time.perf_counter()
     with pytest.raises(LimitError, match="the reference decoder did not finish within 0.0 s"):
         cmcodec.decode(data)
     assert time.perf_counter() - t0 < 5
-    worker.proc.join(5)
-    assert not worker.proc.is_alive()  # killed, not left running
+    worker.proc.wait(5)
+    assert not worker.alive()  # killed, not left running
     monkeypatch.undo()
     assert cmcodec.decode(data).size == (cmcodec.read_header(data).width, cmcodec.read_header(data).height)
 
@@ -193,7 +193,7 @@ def test_a_crashing_reference_decoder_is_one_error_not_a_dead_process(monkeypatc
     data = (GOLDEN / "image_av1_classic.cmc").read_bytes()
     cmcodec.decode(data)
     refcodecs._worker.proc.kill()  # as a segfault in native code would end it
-    refcodecs._worker.proc.join(5)
+    refcodecs._worker.proc.wait(5)
     assert cmcodec.decode(data).size == (cmcodec.read_header(data).width, cmcodec.read_header(data).height)
 
 
@@ -482,3 +482,17 @@ def test_the_forged_fuzz_benchmark_runs_and_writes_its_figures(tmp_path: Path) -
     assert saved["complete"] and saved["totals"]["inputs"] == 30 == res["totals"]["inputs"]
     assert saved["cli"]["sent"] == 1 and saved["cli"]["escapes"] == 0
     assert all(esc == 0 for _, esc in saved["totals"]["per_target"].values())
+
+
+def test_a_script_decoding_at_top_level_runs_once(tmp_path: Path) -> None:
+    # the reference decoder's worker must not import the caller's main script again (multiprocessing's spawn
+    # does: a script without a __main__ guard ran twice, and its decode then failed in the child)
+    from conftest import GOLDEN
+
+    script = tmp_path / "user_script.py"
+    script.write_text("import cmcodec\n"
+                      f"im = cmcodec.decode(open({str(GOLDEN / 'image_av1_classic.cmc')!r}, 'rb').read())\n"
+                      "print('decoded', im.size)\n")
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["decoded (192, 128)"]

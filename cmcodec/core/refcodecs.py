@@ -12,6 +12,7 @@ static ffmpeg of the ``imageio-ffmpeg`` package (run as a subprocess).
 
 from __future__ import annotations
 
+import atexit
 import fractions
 import io
 import os
@@ -190,17 +191,32 @@ def _serve(conn: Any) -> None:
             conn.send(("err", "corrupt", str(e) or type(e).__name__))
 
 
+def _serve_fd(fd: int) -> None:
+    """The worker process's entry point: _serve on the socket it inherited."""
+    from multiprocessing.connection import Connection
+
+    _serve(Connection(fd))
+
+
 class _Worker:
-    """One spawned process serving _serve, with the parent's end of its pipe."""
+    """One worker process serving _serve over a socket pair. It is started as ``python -c`` (not through
+    multiprocessing's spawn, which would import the caller's main script again in the child: a script that
+    decodes at top level would run twice)."""
 
     def __init__(self) -> None:
-        import multiprocessing
+        import socket
+        import sys
+        from multiprocessing.connection import Connection
+        from pathlib import Path
 
-        ctx = multiprocessing.get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_serve, args=(child,), daemon=True, name="cmcodec-ref-decoder")
-        self.proc.start()
+        parent, child = socket.socketpair()
+        root = str(Path(__file__).resolve().parents[2])  # the folder holding this cmcodec package
+        code = (f"import sys; sys.path.insert(0, {root!r}); from cmcodec.core.refcodecs import _serve_fd; "
+                f"_serve_fd({child.fileno()})")
+        self.proc = subprocess.Popen([sys.executable, "-c", code], pass_fds=(child.fileno(),),
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, close_fds=True)
         child.close()
+        self.conn = Connection(parent.detach())
         # starting a process and loading PyAV is not the stream's work: its own bound, outside the deadline
         try:
             ready = self.conn.poll(WORKER_START_S) and self.conn.recv() == "ready"
@@ -210,10 +226,23 @@ class _Worker:
             self.stop()
             raise LimitError(f"the reference decoder process did not start within {WORKER_START_S:.0f} s")
 
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
     def stop(self) -> None:
-        self.proc.kill()
-        self.proc.join(5)
+        if self.proc.poll() is None:
+            self.proc.kill()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
         self.conn.close()
+
+
+def _stop_worker() -> None:
+    """At exit: a worker still decoding (a stream past its deadline while the caller was interrupted) ends too."""
+    if _worker is not None:
+        _worker.stop()
 
 
 WORKER_START_S = 120.0  # a spawned Python loading PyAV: about a second, minutes only on a starved machine
@@ -230,7 +259,9 @@ def bounded_decode(name: str, args: tuple, n_bytes: int, pixels: int) -> Image.I
         _check_av_decoder(args[1])
     deadline = ref_deadline(n_bytes, pixels)
     with _worker_lock:
-        if _worker is None or not _worker.proc.is_alive():
+        if _worker is None or not _worker.alive():
+            if _worker is None:
+                atexit.register(_stop_worker)
             _worker = _Worker()
         w = _worker
         try:

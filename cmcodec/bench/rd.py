@@ -698,12 +698,27 @@ def _bd(ra: list[float], da: list[float], rt: list[float], dt: list[float]) -> t
 
 def _front(rows: list[dict], metric: str, sign: float) -> tuple[list[float], list[float]]:
     """(rates, signed qualities) of an image's points, sorted by rate, keeping only those better than every
-    point at a lower rate (the envelope of several scale variants; a single curve loses only dips)."""
+    point at a lower rate. Rows of several curves (an envelope row's scale variants) are first made one curve:
+    at every rate of any of them, the best of the variants whose points span that rate (each interpolated
+    linearly in log rate), so the envelope lies on or above each variant."""
+    by: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for r in rows:
+        if metric in r and r.get("bpp"):
+            by[r.get("curve", "")].append((r["bpp"], sign * r[metric]))
+    curves = [sorted(v) for v in by.values()]
+    if len(curves) > 1:
+        pts = []
+        for x in sorted({b for c in curves for b, _ in c}):
+            lx = math.log(x)
+            vals = [_interp(lx, [math.log(b) for b, _ in c], [d for _, d in c]) for c in curves
+                    if c[0][0] <= x <= c[-1][0]]
+            pts.append((x, max(vals)))
+    else:
+        pts = curves[0] if curves else []
     rs, ds, best = [], [], -math.inf
-    for r in sorted((r for r in rows if metric in r and r.get("bpp")), key=lambda r: r["bpp"]):
-        d = sign * r[metric]
+    for b, d in pts:
         if d > best:
-            rs.append(r["bpp"])
+            rs.append(b)
             ds.append(d)
             best = d
     return rs, ds

@@ -9,20 +9,24 @@ Plots (matplotlib, Agg; PNG and SVG; log bpp axis), one panel per metric:
 - ``rd_<rate>_scales.{png,svg}``: the detail, one row per codec: every scale variant, the best-scale line
   in grey beneath them.
 
-A point that fewer than all of the run's images reached is drawn hollow, and faint as well where so few
-did that the BD-rates leave it out (results.json: ``n_images`` and ``few_images`` per point).
+A curve's points are means over its fixed image set (results.json: ``image_set``); where that set is smaller
+than the run's images its markers are hollow; cmcodec's curves carry a band of the per-image spread. Published
+curves (``--reference-curves``) are drawn dashed with crosses on the whole-file axis.
 
 ``report.html`` (beside results.json; plain HTML with relative links into ``report_files/``, readable
-from the disk without a server): the plots, the BD-rate table, and for a few targets side-by-side crops
-of one region of one image: the original, each codec's best scale variant at that rate, and each
-cmcodec mode, with bytes and metric values under each. The crops come from coding that image again:
-a codec's variant is the one whose curve *for that image* is best at the target (interpolated in log
-bpp on the report's first metric), coded at the setting of its measured point nearest the target; a
-cmcodec mode is coded with its rate control at the target's byte budget. Metrics under a crop are those
-of the whole decoded image against the original, computed afresh; the bytes are those of the file just
-coded (a difference from the sweep's own file is said under the crop), which lies in ``report_files/``
-too. A conventional codec's stream is kept under a name that hashes what decides its bytes (codec, scale,
-setting, effort options, library version), so writing the report again decodes it instead of coding anew.
+from the disk without a server): a header (images, targets, effort, metrics with channel and unit, skipped
+metrics and why, published curves and their sources), a table of contents, the whole-file plots (those
+without headers behind a toggle), the BD-rate table, and for a few targets side-by-side crops of one region
+of one image: the original, each codec's best scale variant, and each cmcodec mode, with bytes, the setting
+('quality 63', 'budget 98 B') and metric values under each. The crops come from coding that image again: a
+codec's variant is the one whose curve *for that image* is best at the target (interpolated in log bpp on
+the report's first metric), coded at the setting whose file is the largest not above the target
+(``setting_below``), so that every tile is at or under the target as cmcodec's are; a cmcodec mode is coded
+with its rate control at the target's byte budget (``codec.budget_bytes``), through rd's own coding
+functions. Metrics under a crop are those of the whole decoded image against the original, computed afresh;
+the coded file lies in ``report_files/`` too. A conventional codec's stream is kept under a name that hashes
+what decides its bytes (codec, scale, setting, effort options, library version), and the setting found for
+each target in ``crop_settings.json``, so writing the report again decodes instead of coding anew.
 """
 
 from __future__ import annotations

@@ -8,17 +8,19 @@ only *how* to run a row: pipeline families, loading, captioners), and spec §4.4
 model code: importing it loads nothing heavy.
 
 Adding a built-in row in an existing family (cmcodec.models.t2i.FAMILIES): append one ``Profile`` to
-``PROFILES`` below with the next free id (a variant of a row: ``replace`` of that row's name in ``_ROWS``),
-pinned to the commit of its hub manifest ``fixtures/hub/<org>--<name>.json`` (added beside it), then run
-``python fixtures/make_golden.py``: it pins the row's pixel-deciding fields in fixtures/golden/profiles.json
-and rewrites spec §4.4's table. Nothing else names rows.
+``PROFILES`` below with the next free id (a variant of an earlier row: ``_like(its name, changes)``), pinned to
+the commit of its hub manifest ``fixtures/hub/<org>--<name>.json`` (added beside it, with where its licence
+was read), then run ``python fixtures/make_golden.py``: it pins the row's pixel-deciding fields in
+fixtures/golden/profiles.json and rewrites spec §4.4's table. Nothing else names rows.
 
-Adding a mode (spec §3's mode field, §4.2's implied sections):
-1. core.ids: its id in MODE_IDS and its sections in MODE_SECTIONS (a new section type: SECTION_IDS and its
-   coders, with the spec section that defines its payload);
-2. here: the rows that decode it get a ``ModeConfig`` for it; a new way of decoding gets a ``Pipeline``
-   member (model-free ones in MODEL_FREE, decoded by core.classic; the others run by cmcodec.models.t2i);
-   the auto ladders (AUTO_NEURAL / AUTO_CLASSIC) if --mode auto should pick it;
+Adding a mode (spec §3, §4.2; the noise mode was added this way):
+1. core.ids: its sections. The header's u(2) mode field is full, so a new mode is a header mode plus required
+   extra sections of its own (SECTION_MODES; §4.5 makes older readers refuse it by name); a new section type
+   gets its id in SECTION_IDS and its coders, with the spec section that defines its payload;
+2. here: the rows that decode it get a ``ModeConfig`` for it; a new way of decoding gets a ``Pipeline`` member
+   (a model-free one also in MODEL_FREE, then decoded by core.classic; codec.decode sends the others to
+   their runner in cmcodec.models by the pipeline, never by a profile id); the auto ladders (AUTO_NEURAL /
+   AUTO_CLASSIC) if --mode auto should pick it; encoder defaults it needs in EncoderDefaults;
 3. codec: its encoder in _MODE_ENCODERS (and what it writes in _smallest);
 4. spec/bitstream.md and golden files of the new mode (fixtures/make_golden.py).
 """

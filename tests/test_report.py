@@ -304,6 +304,7 @@ def test_compressai_json_and_published_curves_in_plot_table_and_report(tmp_path:
     assert "effort: best" in page and "ms_ssim_rgb (RGB, score)" in page and "psnr (RGB, dB)" in page
     assert '<nav class="toc">' in page and "<details>" in page and page.count('src="rd_bpp_no_headers.png"') == 1
     assert "quality " in page  # a codec's crop names its setting as a quality
+    assert "psnr (RGB, dB)" in (out / "points.csv").read_text().splitlines()[0]  # the CSV's columns say it too
     # a reference file that is neither format is one line naming what was expected
     bad = tmp_path / "bad.csv"
     bad.write_text("codec,rate\nx,1\n")

@@ -912,7 +912,10 @@ def finish(out: Path, curves_def: list[Curve], metric_names: list[str], anchor: 
                      if r["curve"] in names}
     mkeys = dict(metric_keys or {})
     rows = shown_rows(out, {"unit_keys": unit_keys, "metric_keys": mkeys})
-    write_csv(out / "points.csv", sorted(rows, key=lambda r: (r["image"], r["curve"], r.get("target_bpp", 0))))
+    # per-image CSV: metric columns headed with their channel and unit ('psnr (RGB, dB)')
+    heads = {m: metrics.label(m) for m in metric_names}
+    write_csv(out / "points.csv", [{heads.get(k, k): v for k, v in r.items()} for r in
+                                   sorted(rows, key=lambda r: (r["image"], r["curve"], r.get("target_bpp", 0)))])
     curves = aggregate(rows, metric_names, settings.get("targets_bpp"))
     for c in curves_def:  # a curve no unit has reached yet is still listed
         curves.setdefault(c.name, {"codec": c.codec, "scale": c.scale,

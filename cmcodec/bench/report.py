@@ -323,7 +323,7 @@ def plot_scales(curves: dict[str, dict], labels: dict[str, str], metric_names: l
     plt, mets, groups, _ = _figure_inputs(curves, metric_names)
     if not mets or not groups:
         return []
-    fig, axes = plt.subplots(len(groups), len(mets), figsize=(4.2 * len(mets), 3.0 * len(groups)),
+    fig, axes = plt.subplots(len(groups), len(mets), figsize=(4.2 * len(mets) + 1.6, 3.0 * len(groups)),
                              squeeze=False)
     styles = {1: "-", 2: "--", 4: "-.", 8: ":"}
     for row, (codec, variants) in zip(axes, groups.items(), strict=True):
@@ -341,7 +341,8 @@ def plot_scales(curves: dict[str, dict], labels: dict[str, str], metric_names: l
                             label=labels.get(variants[k], variants[k]), ms=4)
             _finish_axis(ax, m, rate_key, lb)
             ax.set_title(f"{_codec_label(codec)}: {_metric_label(m)}", fontsize=10)
-            ax.legend(fontsize=7, loc="best")
+        # one legend per row, right of its last panel: never over the data
+        row[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, frameon=False)
     fig.tight_layout()
     return _save(fig, out, f"rd_{rate_key}_scales")
 

@@ -214,7 +214,9 @@ class _Worker:
         code = (f"import sys; sys.path.insert(0, {root!r}); from cmcodec.core.refcodecs import _serve_fd; "
                 f"_serve_fd({child.fileno()})")
         self.proc = subprocess.Popen([sys.executable, "-c", code], pass_fds=(child.fileno(),),
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, close_fds=True)
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL,  # a decoder's own log lines are not ours to print
+                                     close_fds=True)
         child.close()
         self.conn = Connection(parent.detach())
         # starting a process and loading PyAV is not the stream's work: its own bound, outside the deadline

@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--pillow-every", type=int, default=20, help="Pillow open (and load) of every N-th file")
     ap.add_argument("--cli", type=int, default=40, help="files sent through `cmcodec decode` (one process each)")
     ap.add_argument("--chunk", type=int, default=5000, help="inputs between checkpoints")
+    ap.add_argument("--worst", action="store_true", help="also decode the costliest files the budget admits")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "fuzz_forged.json")
     a = ap.parse_args(argv)
 
@@ -76,6 +77,9 @@ def main(argv: list[str] | None = None) -> dict:
         forger = fuzzing.Forger(fuzzing._ref_streams(HERE.parent / "fixtures" / "golden"))
         with tempfile.TemporaryDirectory() as tmp:
             result["cli"] = fuzzing.cli_sample([forger.forge(rng) for _ in range(a.cli)], Path(tmp))
+    if a.worst:
+        with tempfile.TemporaryDirectory() as tmp:
+            result["worst_cases"] = fuzzing.worst_cases(Path(tmp))
     result["complete"] = True
     a.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{'target':<10} {'sent':>8} {'escapes':>8}")
@@ -83,6 +87,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{k:<10} {sent:>8} {esc:>8}")
     if a.cli:
         print(f"{'cli':<10} {result['cli']['sent']:>8} {result['cli']['escapes']:>8}")
+    for w in result.get("worst_cases", []):
+        print(f"{w['file']}: {w['outcome']}, {w['decode_and_save_cpu_s']} CPU-s, {w['process_peak_rss_mb']} MB")
     print(f"slowest input {totals['slowest_cpu_s']} CPU-s ({totals['slowest_wall_s']} s wall), "
           f"{totals['over_5_cpu_s']} over 5 CPU-s, peak memory {totals['peak_rss_mb']} MB -> {a.out}")
     return result

@@ -421,3 +421,40 @@ def cli_sample(files: list[bytes], folder: Path, timeout_s: float = 60.0) -> dic
         dst.unlink(missing_ok=True)
         src.unlink()
     return out
+
+
+_WORST = '''
+import resource, sys, time
+from cmcodec.core import bitstream, guidance
+import cmcodec
+w, h, block = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+pm = bitstream.Section(1, 0, bytes([guidance.PixelParams(block=block, bits=1, chroma_drop=3).byte]))
+data = bitstream.pack(mode="pixel", width=w, height=h, profile_id=1, sections=[pm, bitstream.Section(0, 2, b"")])
+c0, t0 = time.process_time(), time.perf_counter()
+try:
+    cmcodec.decode(data).save(sys.argv[4])
+    out = "decoded"
+except cmcodec.CmcodecError as e:
+    out = type(e).__name__
+print(len(data), out, round(time.process_time() - c0, 2), round(time.perf_counter() - t0, 2),
+      round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+'''
+
+
+def worst_cases(folder: Path) -> list[dict]:
+    """The costliest files the default budget admits, and one it refuses, each decoded (and saved as PNG) in a
+    fresh process: a flat classic pixel-mode file (10 bytes) at the budget's widest 2:1 size with the largest
+    blur (1024-px blocks) and a mid one (128), and the 16384 x 16384 a header may declare. CPU-seconds, wall
+    seconds and peak memory of each process (its Python and imports included)."""
+    import subprocess
+    import sys
+
+    out = []
+    for w, h, block in ((8192, 4096, 1024), (8192, 4096, 128), (16384, 16384, 1024)):
+        r = subprocess.run([sys.executable, "-c", _WORST, str(w), str(h), str(block), str(folder / "w.png")],
+                           capture_output=True, text=True, timeout=600)
+        nbytes, what, cpu, wall, rss = r.stdout.split()
+        out.append({"file": f"{nbytes}-byte classic pixel-mode file, {w}x{h}, {block}-px blocks", "outcome": what,
+                    "decode_and_save_cpu_s": float(cpu), "decode_and_save_wall_s": float(wall),
+                    "process_peak_rss_mb": int(rss)})
+    return out

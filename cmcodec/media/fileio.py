@@ -13,8 +13,8 @@ import contextlib
 import errno
 import hashlib
 import os
+import secrets
 import stat
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -146,25 +146,30 @@ def _output_lock(path: Path) -> Iterator[None]:
     import fcntl
 
     lock = path.parent / (_temp_stem(path) + "lock.tmp")
-    try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
-    except OSError as e:
-        raise fs_error(e, path, "write") from None
-    try:
+    fd, held = None, False
+    try:  # one try from the open on: a signal (SIGTERM unwinds as SystemExit) in any step still cleans up
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        except OSError as e:
+            raise fs_error(e, path, "write") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise OutputError(f"{path}: another process is writing this output; expected it alone") from None
+        held = True
         try:  # a lock file removed by its last holder after we opened it locks nothing: that writer finished
             if os.stat(lock).st_ino != os.fstat(fd).st_ino:
                 raise FileNotFoundError
         except FileNotFoundError:
+            held = False
             raise OutputError(f"{path}: another process wrote this output meanwhile; expected it alone") from None
         yield
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(lock)  # while still held, so no writer can hold a lock on the removed file unnoticed
-        os.close(fd)
+        if fd is not None:
+            if held:
+                with contextlib.suppress(OSError):
+                    os.unlink(lock)  # while still held, so no writer can hold a lock on the removed file unnoticed
+            os.close(fd)
 
 
 def _remove_stale_temps(path: Path) -> None:
@@ -209,12 +214,14 @@ def atomic_path(path: Path, force: bool = False, inputs: tuple[Path, ...] = ()) 
         raise fs_error(e, path.parent, "create the folder") from None
     with _output_lock(path):
         _remove_stale_temps(path)
+        # the name is chosen before the file exists, so the finally below removes it whatever interrupts
+        # (a SIGTERM unwinding as SystemExit right after the file is created included)
+        tmp = str(path.parent / (_temp_stem(path) + secrets.token_hex(4) + ".tmp"))
         try:
-            fd, tmp = tempfile.mkstemp(prefix=_temp_stem(path), suffix=".tmp", dir=path.parent)
-        except OSError as e:
-            raise fs_error(e, path, "write") from None
-        os.close(fd)
-        try:
+            try:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600))
+            except OSError as e:
+                raise fs_error(e, path, "write") from None
             try:
                 yield Path(tmp)
             except OSError as e:  # the caller's write into the temp file (a full disk, most often)

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,27 +87,6 @@ def tolerance(device: str, folder: Path) -> dict:
             "mean_abs_diff": float(d.mean()), "share_over_2_levels": float((d > 2).mean())}
 
 
-def _median_time(fn, reps: int) -> tuple[float, float]:
-    import torch
-
-    def sync() -> None:
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-
-    sync()
-    t0 = time.perf_counter()
-    fn()
-    sync()
-    first = time.perf_counter() - t0
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        ts.append(time.perf_counter() - t0)
-    return first, statistics.median(ts)
-
-
 def speed(device: str, folder: Path, bpps: list[float], batches: list[int], variants: list[str], reps: int,
           emit, model: Path | None = None, shape: dict | None = None) -> None:
     """Encode and decode time per image at each bpp, batch and variant (model: a pipeline folder instead of the
@@ -122,7 +99,7 @@ def speed(device: str, folder: Path, bpps: list[float], batches: list[int], vari
     from cmcodec.core.profiles import get_profile
     from cmcodec.models import noise
     from cmcodec.models.loading import Accel
-    from gpu_speed import build_pipeline
+    from gpu_speed import _time, build_pipeline
 
     model = model or build_pipeline("sd15", folder / "sd15")
     prof = get_profile("sd15")
@@ -142,20 +119,20 @@ def speed(device: str, folder: Path, bpps: list[float], batches: list[int], vari
                     res["data"] = codec.encode_result(img, mode="noise", caption="", bpp=bpp, profile="sd15", seed=1,
                                                       options=opts).data
 
-                if b == 1:
-                    e_first, e = _median_time(enc1, reps)
+                if b == 1:  # gpu_speed._time: (median of reps, peak GiB, first call) after syncing the device
+                    e, _, e_first = _time(enc1, reps, device)
                     data = res["data"]
-                    d_first, d = _median_time(lambda: codec.decode(data, dopts), reps)
+                    d, _, d_first = _time(lambda: codec.decode(data, dopts), reps, device)
                 else:
                     enc1()
                     data = res["data"]
                     plan, _ = noisecode.unpack(read_header(data).section("noise").payload)
                     jobs = [noise.NoiseJob("", 768, 512, s, plan, image=img) for s in range(1, b + 1)]
-                    e_first, e = _median_time(lambda: noise.run_batch(prof, jobs, device=device,
-                                                                      model_path=str(model), accel=accel), max(1, reps // 3))
+                    e, _, e_first = _time(lambda: noise.run_batch(prof, jobs, device=device, model_path=str(model),
+                                                                  accel=accel), max(1, reps // 3), device)
                     files = [data] * b
-                    d_first, d = _median_time(lambda: list(codec.decode_many(files, dopts, batch_size=b)),
-                                              max(1, reps // 3))
+                    d, _, d_first = _time(lambda: list(codec.decode_many(files, dopts, batch_size=b)),
+                                          max(1, reps // 3), device)
                     e, d, e_first, d_first = e / b, d / b, e_first, d_first
                 plan, _ = noisecode.unpack(read_header(data).section("noise").payload)
                 emit({"variant": variant, "bpp": bpp, "batch": b, "file_bytes": len(data), "plan": plan.__dict__,

@@ -805,7 +805,8 @@ def rd_curve(images: Path, output: Path, codecs: list[str] | None, scales: list[
 @click.option("--api-base", metavar="URL", help=API_BASE_HELP)
 @list_option("--profiles", "--profile", "profiles", item=PROFILE, default=["sd-turbo"], help="Decoder profiles.")
 @dirs_option("--model-path", "model_paths", names=PROFILE, help="Local folder of a profile's T2I model.")
-@list_option("--modes", item=MODE, default=list(ids.MODES), help="Modes to run and score.")
+@list_option("--modes", item=MODE, default=list(ids.MODE_IDS),
+             help="Modes to run and score (default CMC-Bench's four; noise on request, for rows that decode it).")
 @click.option("--captions", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Captions CSV in CMC-Bench's format (,name,text): no captioner is run.")
 @click.option("--results", type=click.Path(exists=True, file_okay=False, path_type=Path),

@@ -38,7 +38,8 @@ from ..core.errors import CmcodecError, ConfigError, ModelError
 from ..media.fileio import append_jsonl, atomic_path, read_jsonl, write_bytes, write_csv
 from .metrics import UNITS, mean
 
-MODES = ("text", "pixel", "image", "full")
+CMC_BENCH_MODES = ("text", "pixel", "image", "full")  # the modes CMC-Bench scores
+MODES = (*CMC_BENCH_MODES, "noise")  # leaderboard columns, in this order
 CATEGORY_PREFIXES = ("NSI", "SCI", "AIGI")
 
 
@@ -492,14 +493,17 @@ def encode_decode(gt_files: list[Path], run: Run, mode: str, mode_dir: Path, cap
     for p in shard(gt_files):
         cmc, png = mode_dir / f"{p.stem}.cmc", mode_dir / f"{p.stem}.png"
         cap = caps.get(p.stem) if mode != "image" else None
-        enc_key = _hash(_sha(p), run.profile, definition, mode, cap, __version__)
+        enc_key = _hash(_sha(p), run.profile, definition, mode, cap, __version__,
+                        # noise mode runs the profile's model while encoding (spec §10): its folder and device too
+                        *((model_key(model_path), str(device)) if mode == "noise" else ()))
         rec = dict(known.get(p.stem, {}))
         fresh = (not force and cmc.exists() and rec.get("cmc") == enc_key and rec.get("cmc_sha") == _sha(cmc))
         if not fresh:
             if cmc.exists():
                 redone[p.stem] = ("--force" if force else "made by other settings" if rec.get("cmc") != enc_key
                                   else "its bytes changed since it was written")
-            data = codec.encode(p, mode=mode, profile=run.profile, caption=cap)
+            data = codec.encode(p, mode=mode, profile=run.profile, caption=cap,
+                                options=codec.EncodeOptions(model_path=model_path, device=device))
             write_bytes(cmc, data, force=True)
             rec = {"name": p.stem, "cmc": enc_key, "cmc_sha": _sha(cmc)}
             append_jsonl(part, [rec])

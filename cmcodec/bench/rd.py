@@ -304,7 +304,8 @@ def code_cmc(ref: Image.Image, profile: str, mode: str, budget: int, caption: st
 
     t0 = time.perf_counter()
     data = codec.encode(ref, mode=mode, profile=profile, max_bytes=budget, caption=caption,
-                        options=codec.EncodeOptions(dtype=dtype))
+                        options=codec.EncodeOptions(  # noise mode runs the model while encoding (spec §10)
+                            dtype=dtype, device=distributed.device(None), model_path=model_path))
     t1 = time.perf_counter()
     out = codec.decode(data, codec.DecodeOptions(model_path=model_path, device=distributed.device(None),
                                                  dtype=dtype)).convert("RGB")

@@ -378,3 +378,20 @@ def test_read_ahead_keeps_order_raises_the_producers_error_and_stops_when_closed
     time.sleep(0.3)
     assert len(made) == n <= 3 + 4 + 2
     assert not any(t.name == "cmcodec-read-ahead" for t in threading.enumerate())
+
+
+def test_batch_to_images_on_the_device_path_matches_pillow() -> None:
+    """generate_batch's last step as it runs on a GPU (resize as tensor arithmetic, one copy to the host per
+    output size), forced here on the CPU tensor: a batch of mixed file sizes gives Pillow's own bytes."""
+    import torch
+
+    from cmcodec.models import t2i
+
+    batch = np.random.default_rng(3).integers(0, 256, (4, 64, 96, 3), dtype=np.uint8)
+    sizes = [(192, 128), (96, 64), (130, 87), (192, 128)]
+    on_device = t2i._to_images(torch.from_numpy(batch), sizes, on_device=True)
+    by_pillow = t2i._to_images(torch.from_numpy(batch), sizes)  # the CPU's own path
+    for a, b, arr, size in zip(on_device, by_pillow, batch, sizes, strict=True):
+        ref = Image.fromarray(arr).resize(size, Image.Resampling.LANCZOS) if size != (96, 64) else Image.fromarray(arr)
+        assert a.size == b.size == size
+        assert np.array_equal(_px(a), _px(ref)) and np.array_equal(_px(b), _px(ref))

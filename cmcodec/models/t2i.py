@@ -308,28 +308,33 @@ def _to_uint8(images: Any, torch: Any) -> Any:
     return (images.permute(0, 2, 3, 1).float() * 255).round().to(torch.uint8)
 
 
-def _to_images(pixels: Any, sizes: list[tuple[int, int]]) -> list[Image.Image]:
+def _to_images(pixels: Any, sizes: list[tuple[int, int]], on_device: bool | None = None) -> list[Image.Image]:
     """PIL images of the batch's NHWC uint8 pixels, each resized to its file's size (spec: the decoded image
-    has the original size) with Pillow's Lanczos done on the device (models.resample, the same pixels), so
-    that only the final bytes cross to the CPU, in one copy per output size. A size pair the installed
-    Pillow resizes in a way resample does not reproduce is resized by Pillow in threads."""
+    has the original size) with Pillow's Lanczos. On an accelerator (``on_device`` defaults to "not the CPU")
+    the resize is done there (models.resample, the same bytes), so that only the final bytes cross to the
+    host, in one copy per output size; on the CPU, and for a size pair the installed Pillow resizes in a way
+    resample does not reproduce, Pillow itself resizes, in threads (it is the faster way to those bytes on a
+    CPU)."""
     from .resample import resize_lanczos
 
+    if on_device is None:
+        on_device = pixels.device.type != "cpu"
     out: list[Image.Image | None] = [None] * len(sizes)
-    on_cpu: list[int] = []
+    by_pillow: list[int] = []
     for size in dict.fromkeys(sizes):
         idx = [i for i, s in enumerate(sizes) if s == size]
-        group = pixels[idx] if len(idx) < len(sizes) else pixels
-        done = resize_lanczos(group, size)
+        done = None
+        if on_device:
+            done = resize_lanczos(pixels[idx] if len(idx) < len(sizes) else pixels, size)
         if done is None:
-            on_cpu += idx
+            by_pillow += idx
             continue
         for i, im in zip(idx, _map(Image.fromarray, list(done.cpu().numpy())), strict=True):
             out[i] = im
-    if on_cpu:
-        arrays = pixels[on_cpu].cpu().numpy()
-        for i, im in zip(on_cpu, _map(lambda a, wh: _fit(Image.fromarray(a), wh), list(arrays),
-                                      [sizes[i] for i in on_cpu]), strict=True):
+    if by_pillow:
+        arrays = pixels[by_pillow].cpu().numpy()
+        for i, im in zip(by_pillow, _map(lambda a, wh: _fit(Image.fromarray(a), wh), list(arrays),
+                                         [sizes[i] for i in by_pillow]), strict=True):
             out[i] = im
     return out  # type: ignore[return-value]
 

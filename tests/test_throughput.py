@@ -180,6 +180,8 @@ def test_rank_files_merge_into_one(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
     path = tmp_path / "text.scores.jsonl"
     path.write_text('{"name": "a"}\n')
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")  # what a launcher sets beside RANK / WORLD_SIZE
+    monkeypatch.setenv("MASTER_PORT", "29500")
     for rank in (1, 0):
         monkeypatch.setenv("RANK", str(rank))
         monkeypatch.setenv("WORLD_SIZE", "2")

@@ -276,6 +276,15 @@ def test_evaluate_skips_the_modes_a_profile_does_not_decode(gt: Path, tmp_path: 
     assert "skipping caps__sd15-tile: the sd15-tile profile decodes none of the modes asked for" in r.stderr
     board = json.loads((tmp_path / "o" / "leaderboard.json").read_text())
     assert [x["run"] for x in board["runs"]] == ["caps__classic"]
-    r = run("evaluate", str(gt), "-o", str(tmp_path / "o2"), "--captions", str(caps), "--profiles", "sd15-tile",
-            "--modes", "text", "--fr", "psnr", "--nr", "piqe")
-    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("cmcodec: error: nothing to evaluate")
+
+    class Bar:
+        def update(self, n: int = 1) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    with pytest.raises(ConfigError, match=r"nothing to evaluate: none of the profiles \(sd15-tile\) decodes any"):
+        ev.run_combinations(sorted(gt.iterdir()), tmp_path / "o2", ["text"], None, None, ["caps"], ["sd15-tile"],
+                            {"NSI_parrots": "a", "SCI_house": "b", "AIGI_flipped": "c"}, {}, {}, 20, "cpu",
+                            lambda d, n: Bar(), lambda m: None)

@@ -1048,6 +1048,7 @@ def run(plan: Plan, output: Path, bar: Bar, warn: Callable[[str], None]) -> dict
     b = bar("rd-curve", len(units))
     t0 = time.perf_counter()
     count = sweep(units, output, plan.jobs, progress=lambda i, n: b.update(1), force=plan.force)
+    b.update(count.reused)  # the bar counts every unit of the run, reused ones too
     b.close()
     if not is_main():
         return None

@@ -124,7 +124,7 @@ def test_profiles_lists_stable_ids() -> None:
                    "sd-turbo-taesd": 5, "sdxl-turbo-taesd": 6, "playground-v2.5": 7, "playground-v2": 8,
                    "ssd-1b": 9, "sdxl-base": 10, "dreamlike-photoreal-2": 11, "instruct-pix2pix": 12,
                    "sd15-tile": 13, "sd-x4-upscaler": 14, "flux-schnell": 15, "sd35-large-turbo": 16,
-                   "sana-sprint": 17, "sdxl-tile": 18}
+                   "sana-sprint": 17, "sdxl-tile": 18, "sd21-base": 19}
 
 
 def test_info_verify_decodes_payloads_without_torch(tmp_path: Path) -> None:

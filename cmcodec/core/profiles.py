@@ -508,6 +508,18 @@ PROFILES: tuple[Profile, ...] = _build((
         license="openrail++; xinsir/controlnet-tile-sdxl-1.0: apache-2.0",
         note="image and full only",
     ),
+    # SD 2.1 base: the SD 2 architecture (OpenCLIP-ViT/H text encoder, loaded as CLIPTextModel), epsilon
+    # prediction at 512 px; the second row of the noise mode (spec §10), the model Turbo-DDCM codes with
+    Profile(
+        id=19,
+        name="sd21-base",
+        note="text and noise only; unpinned",
+        description="Stable Diffusion 2.1 base (OpenCLIP-ViT/H text encoder), 512 px, 25 DPM-Solver++ steps, CFG 7.5",
+        model="stabilityai/stable-diffusion-2-1-base",  # unpinned: fixtures/hub/stabilityai--stable-diffusion-2-1-base.json
+        modes={"text": _cfg_modes(25, 7.5)["text"], "noise": NOISE_MODE},
+        scheduler="DPMSolverMultistepScheduler",
+        license="openrail++",
+    ),
 ))
 
 PROFILES_BY_ID: dict[int, Profile] = {p.id: p for p in PROFILES}

@@ -503,6 +503,25 @@ JSON_HELP = ("Print a JSON list, one object per file: " + ", ".join(JSON_FIELDS)
              "shared, to its output written).")
 
 
+def _noise_options(what: str) -> Callable[[Callable], Callable]:
+    """--noise-steps and --noise-log2k (spec §10.5): the shape of the noise-mode files ``what`` writes."""
+
+    def add(f: Callable) -> Callable:
+        f = click.option("--noise-log2k", type=click.IntRange(1, 20),
+                         help=f"Noise mode: codebook of 2^N atoms per step in {what} (default from the profile: "
+                         "14).")(f)
+        return click.option("--noise-steps", type=click.IntRange(2, 1000),
+                            help=f"Noise mode: trajectory steps T written in {what} (default from the profile: "
+                            "30).")(f)
+
+    return add
+
+
+def _noise_shape(steps: int | None, log2k: int | None) -> dict[str, int]:
+    """The noise-mode encoder options given (EncodeOptions fields; a missing one is the profile's default)."""
+    return {k: v for k, v in (("noise_steps", steps), ("noise_log2_k", log2k)) if v is not None}
+
+
 def _dtype_option(help_text: str) -> Callable[[Callable], Callable]:
     """--dtype, one spelling for every command that runs a model."""
     return click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32"]), help=help_text)
@@ -555,10 +574,7 @@ def main() -> None:
 @click.option("--ref-codec", type=REF_CODEC, help="Image-reference codec (default: the best one installed).")
 @dirs_option("--model-path", "model_paths", names=PROFILE,
              help="Noise mode: local folder of the profile's T2I model (the encoder runs its trajectory).")
-@click.option("--noise-steps", type=click.IntRange(2, 1000),
-              help="Noise mode: trajectory steps T written in the file (default from the profile: 30).")
-@click.option("--noise-log2k", type=click.IntRange(1, 20),
-              help="Noise mode: codebook of 2^N atoms per step (default from the profile: 14).")
+@_noise_options("the file")
 @click.option("--device", help="cuda, cuda:1, cpu, ... (default: cuda when present).")
 @_dtype_option("Captioner precision (default: the captioner's own on CUDA, e.g. bfloat16 for Qwen2-VL; "
                "float32 on CPU).")
@@ -722,6 +738,7 @@ def _info_dict(path: Path, verify: bool = False) -> dict:
 @click.option("--captions", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Captions CSV (name,text) for the cmcodec modes that carry one.")
 @dirs_option("--model-path", "model_paths", names=PROFILE, help="Local folder of a profile's T2I model.")
+@_noise_options("the noise curves' files")
 @_dtype_option("Model precision of the cmcodec curves (default: float16 on CUDA, float32 on CPU).")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
 @click.option("--offline", is_flag=True, is_eager=True, callback=lambda ctx, p, v: _offline(v) or v,
@@ -740,15 +757,16 @@ def _info_dict(path: Path, verify: bool = False) -> dict:
 def rd_curve(images: Path, output: Path, codecs: list[str] | None, scales: list[str], profiles: list[str],
              modes: list[str], metric_names: list[str], metric_weights: Path | None, bpp_range: tuple[float, float],
              points: int, targets: list[float], anchor: str | None, captions: Path | None, model_paths: dict[str, str],
-             dtype: str | None, jobs: int, offline: bool, fast: bool, report_image: str | None,
-             report_targets: list[float], report_region: str | None, reference_curves: list[Path],
-             force: bool) -> None:
+             noise_steps: int | None, noise_log2k: int | None, dtype: str | None, jobs: int, offline: bool,
+             fast: bool, report_image: str | None, report_targets: list[float], report_region: str | None,
+             reference_curves: list[Path], force: bool) -> None:
     """Rate-distortion curves of conventional codecs and cmcodec modes, with BD-rates, plots and report.html.
 
     A rerun into the same folder reuses a stored point only when it was made from the same image bytes by the
     same codec row, effort (--fast), library version, scale and targets (for cmcodec curves: cmcodec's version,
-    caption, model folder and precision); a score is reused only under the same metric, options and weights,
-    and a metric new to stored points is computed on their files coded again. --force recomputes all."""
+    caption, model folder and precision; for noise curves also T and K); a score is reused only under the same
+    metric, options and weights, and a metric new to stored points is computed on their files coded again.
+    --force recomputes all."""
     _quiet_libraries()
     from tqdm import tqdm
 
@@ -771,7 +789,8 @@ def rd_curve(images: Path, output: Path, codecs: list[str] | None, scales: list[
                        modes=modes, metrics=tuple(metric_names), targets=tg, anchor=anchor,
                        metric_weights=str(metric_weights) if metric_weights else None,
                        captions=_read_captions(captions) if captions else {}, model_paths=model_paths, jobs=jobs,
-                       fast=fast, dtype=dtype, force=force, references=tuple(reference_curves))
+                       fast=fast, dtype=dtype, force=force, references=tuple(reference_curves),
+                       noise=_noise_shape(noise_steps, noise_log2k))
         shown = report_mod.pick_image(plan.files, report_image)  # the report's options fail before the sweep
         crop_targets = sorted(report_targets)
         region = report_mod.parse_region(report_region) if report_region else None
@@ -805,6 +824,7 @@ def rd_curve(images: Path, output: Path, codecs: list[str] | None, scales: list[
 @click.option("--api-base", metavar="URL", help=API_BASE_HELP)
 @list_option("--profiles", "--profile", "profiles", item=PROFILE, default=["sd-turbo"], help="Decoder profiles.")
 @dirs_option("--model-path", "model_paths", names=PROFILE, help="Local folder of a profile's T2I model.")
+@_noise_options("the noise mode's files")
 @list_option("--modes", item=MODE, default=list(ids.MODE_IDS),
              help="Modes to run and score (default CMC-Bench's four; noise on request, for rows that decode it).")
 @click.option("--captions", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -827,13 +847,15 @@ def rd_curve(images: Path, output: Path, codecs: list[str] | None, scales: list[
               help="Never contact the model hub; metrics whose weights are not on this machine are skipped at once.")
 @click.option("-f", "--force", is_flag=True, help="Redo every file and score, even those stored for these settings.")
 def evaluate(gt: Path, output: Path, i2ts: list[str], i2t_paths: dict[str, str], api_base: str | None,
-             profiles: list[str], model_paths: dict[str, str], modes: list[str], captions: Path | None,
-             results: Path | None, fr: str, nr: str, metric_weights: Path | None, categories: Path | None, words: int,
-             device: str | None, dtype: str | None, offline: bool, force: bool) -> None:
+             profiles: list[str], model_paths: dict[str, str], noise_steps: int | None, noise_log2k: int | None,
+             modes: list[str], captions: Path | None, results: Path | None, fr: str, nr: str,
+             metric_weights: Path | None, categories: Path | None, words: int, device: str | None, dtype: str | None,
+             offline: bool, force: bool) -> None:
     """CMC-Bench-style scoring: every captioner x profile x mode, FR and NR metrics, Overall, leaderboard.
 
     A rerun into the same folder reuses a stored file or score only when what made it matches: the image's
-    bytes, profile, mode, caption and cmcodec's version for a .cmc; the model folder and precision besides for
+    bytes, profile, mode, caption and cmcodec's version for a .cmc (in noise mode also the model folder, device,
+    T and K); the model folder and precision besides for
     a decoded image; the metric, its options and weights for a score. --force redoes all."""
     _quiet_libraries()
     from tqdm import tqdm
@@ -870,7 +892,8 @@ def evaluate(gt: Path, output: Path, i2ts: list[str], i2t_paths: dict[str, str],
                 gt_files, output, mode_list, scorer, cats,
                 i2ts if not captions else [captions.stem], profiles,
                 ev.read_captions(captions) if captions else None, i2t_paths, model_paths, words, device, bar,
-                lambda msg: click.echo(f"cmcodec: {msg}", err=True), dtype=dtype, force=force)
+                lambda msg: click.echo(f"cmcodec: {msg}", err=True), dtype=dtype, force=force,
+                noise=_noise_shape(noise_steps, noise_log2k))
         if is_main():  # every process holds the merged summaries; one writes them
             ev.write_reports(summaries, output, fr, nr)
     except CmcodecError as e:

@@ -388,10 +388,15 @@ def _noise_section(payload: bytes) -> Section:
     return Section(ids.SECTION_IDS["noise"], 0, payload)
 
 
+def noise_shape(prof: Profile, steps: int | None = None, log2_k: int | None = None) -> tuple[int, int]:
+    """(T, log2 K) of the noise-mode files a profile's encoder writes (spec §10.5): the given ones, else the
+    profile's defaults. Besides the profile, this keys a noise-mode output (bench.rd, bench.evaluate)."""
+    return steps or prof.encoder.noise_steps, log2_k or prof.encoder.noise_log2_k
+
+
 def _noise_shape(job: _Job) -> tuple[int, int]:
     """(T, log2 K) of a noise-mode file: the options', else the profile's."""
-    enc = job.prof.encoder
-    return job.options.noise_steps or enc.noise_steps, job.options.noise_log2_k or enc.noise_log2_k
+    return noise_shape(job.prof, job.options.noise_steps, job.options.noise_log2_k)
 
 
 def _encode_noise(job: _Job) -> bytes:

@@ -270,3 +270,64 @@ def test_speed_benchmark_paths_on_a_tiny_model(tiny_sd, tmp_path) -> None:
     # T = 3 and K = 64 code at most 2 steps of 62 atoms: the plan saturates below the 98-byte budget
     assert [r["batch"] for r in rows] == [1, 2] and rows[0]["file_bytes"] == rows[1]["file_bytes"] <= 98
     assert rows[0]["plan"]["coded"] == 2 and rows[0]["plan"]["atoms"] == 62
+
+
+# --- rd-curve and evaluate in noise mode (their own code paths, a tiny model, T = 4 and K = 256) ----------------
+def _cli(*args: str):
+    from click.testing import CliRunner
+
+    from cmcodec.cli import main
+
+    return CliRunner().invoke(main, list(args))
+
+
+def test_rd_curve_and_evaluate_run_the_noise_mode_keyed_by_its_shape(tiny_sd, tmp_path) -> None:
+    """rd-curve --modes noise and evaluate --modes noise on the sd21-base row (a tiny model in its place): the
+    files have the T and K asked for, and a rerun reuses them only under the same T and K."""
+    import json
+    import shutil
+
+    from conftest import HOUSE, PARROTS
+
+    from cmcodec.core.bitstream import read_header
+
+    src = tmp_path / "imgs"
+    src.mkdir()
+    shutil.copy(HOUSE, src / "SCI_house.png")  # 96 x 64
+    caps = tmp_path / "caps.csv"
+    caps.write_text(f"name,text\nSCI_house.png,{CAPTION}\n", encoding="utf-8")
+    tiny = ["--model-path", f"sd21-base={tiny_sd}", "--noise-steps", "4", "--noise-log2k", "8"]
+    rd_args = ["rd-curve", str(src), "-o", str(tmp_path / "rd"), "--codecs", "none", "--profiles", "sd21-base",
+               "--modes", "noise", "--metrics", "psnr", "--targets", "0.08,0.16", "--captions", str(caps),
+               "--report-targets", "0.16", *tiny]
+    r = _cli(*rd_args)
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "rd" / "results.json").read_text())
+    curve = res["curves"]["cmc:sd21-base:noise"]
+    assert curve["images"] == 1 and len(curve["bpp"]) == 2 and curve["bpp"][0] < curve["bpp"][1] <= 0.16
+    assert res["settings"]["noise"] == {"noise_steps": 4, "noise_log2_k": 8}
+    (coded,) = (tmp_path / "rd").rglob("*.cmc")  # report.html's crop, coded with the run's T and K
+    plan, _ = noisecode.unpack(read_header(coded.read_bytes()).section("noise").payload)
+    assert (plan.steps, plan.log2_k) == (4, 8) and plan.coded == 3
+    assert "0 units computed" in _cli(*rd_args).output  # same T and K: reused
+    assert "1 units computed" in _cli(*rd_args[:-4], "--noise-steps", "3", "--noise-log2k", "8").output
+
+    # evaluate codes at the profile's noise_bpp (0.02): 61 bytes of the 192 x 128 parrots, atoms on every step
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    shutil.copy(PARROTS, gt / "NSI_parrots.png")
+    caps_cmc = tmp_path / "bench.csv"  # CMC-Bench's caption format
+    caps_cmc.write_text(f",name,text\n0,NSI_parrots.png,{CAPTION}\n", encoding="utf-8")
+    ev_args = ["evaluate", str(gt), "-o", str(tmp_path / "ev"), "--captions", str(caps_cmc), "--profile",
+               "sd21-base", "--modes", "noise", "--fr", "psnr", "--nr", "piqe", "--device", "cpu", *tiny]
+    r = _cli(*ev_args)
+    assert r.exit_code == 0, r.output
+    run_dir = tmp_path / "ev" / "bench__sd21-base"
+    data = (run_dir / "noise" / "NSI_parrots.cmc").read_bytes()
+    plan, _ = noisecode.unpack(read_header(data).section("noise").payload)
+    assert (plan.steps, plan.log2_k) == (4, 8) and plan.coded == 3 and len(data) <= 61
+    scores = json.loads((run_dir / "scores.json").read_text())
+    assert scores["modes"]["noise"]["bpp"] == pytest.approx(len(data) * 8 / (192 * 128))
+    assert "redone" not in _cli(*ev_args).output  # same T and K: the stored file and decode are kept
+    r = _cli(*ev_args[:-4], "--noise-steps", "3", "--noise-log2k", "8")
+    assert "NSI_parrots: redone (made by other settings)" in r.output

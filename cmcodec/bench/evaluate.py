@@ -470,11 +470,13 @@ def caption_images(gt_files: list[Path], i2t: str, cache: Path, words: int, i2t_
 
 def encode_decode(gt_files: list[Path], run: Run, mode: str, mode_dir: Path, caps: dict[str, str],
                   model_path: str | None, device: str | None, progress: Callable[[], None] | None = None,
-                  batch_size: int = 8, dtype: str | None = None, force: bool = False) -> dict[str, str]:
+                  batch_size: int = 8, dtype: str | None = None, force: bool = False,
+                  noise: dict[str, int] | None = None) -> dict[str, str]:
     """Encode and decode every image of a run in one mode (this process's share under several). A stored
     .cmc is kept only when MADE_BY says it was made by the same key (the image's bytes, profile, mode, caption,
-    cmcodec's version) and its bytes are those recorded; a stored .png likewise (the .cmc's bytes, model folder,
-    precision, device). Returns what was redone and why, by name."""
+    cmcodec's version; in noise mode also the model folder, device, T and log2 K) and its bytes are those
+    recorded; a stored .png likewise (the .cmc's bytes, model folder, precision, device). Returns what was
+    redone and why, by name."""
     from .. import __version__, codec
     from ..core.profiles import definition_hash, get_profile
     from ..distributed import barrier, merged, rank_path, shard
@@ -482,6 +484,8 @@ def encode_decode(gt_files: list[Path], run: Run, mode: str, mode_dir: Path, cap
     from .rd import model_key
 
     definition = definition_hash(get_profile(run.profile))  # a user profile's changed definition is another key
+    noise = dict(noise or {})
+    shape = codec.noise_shape(get_profile(run.profile), noise.get("noise_steps"), noise.get("noise_log2_k"))
     mode_dir.mkdir(parents=True, exist_ok=True)
     book = mode_dir.parent / f"{mode_dir.name}.{MADE_BY}"
     merged(book)
@@ -494,8 +498,9 @@ def encode_decode(gt_files: list[Path], run: Run, mode: str, mode_dir: Path, cap
         cmc, png = mode_dir / f"{p.stem}.cmc", mode_dir / f"{p.stem}.png"
         cap = caps.get(p.stem) if mode != "image" else None
         enc_key = _hash(_sha(p), run.profile, definition, mode, cap, __version__,
-                        # noise mode runs the profile's model while encoding (spec §10): its folder and device too
-                        *((model_key(model_path), str(device)) if mode == "noise" else ()))
+                        # noise mode runs the profile's model while encoding (spec §10): its folder and device
+                        # too, and the files' T and log2 K (spec §10.5)
+                        *((model_key(model_path), str(device), *shape) if mode == "noise" else ()))
         rec = dict(known.get(p.stem, {}))
         fresh = (not force and cmc.exists() and rec.get("cmc") == enc_key and rec.get("cmc_sha") == _sha(cmc))
         if not fresh:
@@ -503,7 +508,7 @@ def encode_decode(gt_files: list[Path], run: Run, mode: str, mode_dir: Path, cap
                 redone[p.stem] = ("--force" if force else "made by other settings" if rec.get("cmc") != enc_key
                                   else "its bytes changed since it was written")
             data = codec.encode(p, mode=mode, profile=run.profile, caption=cap,
-                                options=codec.EncodeOptions(model_path=model_path, device=device))
+                                options=codec.EncodeOptions(model_path=model_path, device=device, **noise))
             write_bytes(cmc, data, force=True)
             rec = {"name": p.stem, "cmc": enc_key, "cmc_sha": _sha(cmc)}
             append_jsonl(part, [rec])
@@ -559,9 +564,11 @@ def run_combinations(gt_files: list[Path], output: Path, modes: list[str], score
                      categories: dict[str, str] | None, i2ts: list[str], profiles: list[str],
                      given: dict[str, str] | None, i2t_dirs: dict[str, str], model_dirs: dict[str, str], words: int,
                      device: str | None, bar: Bar, warn: Callable[[str], None],
-                     dtype: str | None = None, force: bool = False) -> dict[str, dict]:
+                     dtype: str | None = None, force: bool = False,
+                     noise: dict[str, int] | None = None) -> dict[str, dict]:
     """Summaries of every captioner x profile run, each through every mode of the real codec that the
-    profile's row decodes (the others are skipped with a warning)."""
+    profile's row decodes (the others are skipped with a warning); ``noise``: the noise mode's noise_steps /
+    noise_log2_k (EncodeOptions fields) where given."""
     from ..core.profiles import get_profile
 
     summaries = {}
@@ -600,7 +607,7 @@ def run_combinations(gt_files: list[Path], output: Path, modes: list[str], score
                 d = output / run.name / m
                 b = bar(f"{run.name} {m}", 2 * len(files))
                 redone = encode_decode(files, run, m, d, caps, model_dirs.get(prof, model_dirs.get("*")), device,
-                                       b.update, dtype=dtype, force=force)
+                                       b.update, dtype=dtype, force=force, noise=noise)
                 for stem, why in sorted(redone.items()):
                     warn(f"{run.name}/{m}/{stem}: redone ({why})")
                 per_mode[m] = score_folder(files, d, scorer, str(d), output / run.name / f"{m}.scores.jsonl",

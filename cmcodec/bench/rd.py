@@ -167,6 +167,7 @@ class Unit:
     hints: dict[float, int] = field(default_factory=dict)  # target -> setting other images of the curve chose
     dtype: str | None = None  # model precision of the cmcodec curves (None: each model's default)
     previous: list[dict] = field(default_factory=list)  # stored rows of this key lacking some current metric
+    noise: dict[str, int] = field(default_factory=dict)  # noise curves' noise_steps / noise_log2_k (EncodeOptions)
     _key: str = ""
 
     @property
@@ -181,7 +182,8 @@ class Unit:
     def made_by(self) -> dict[str, Any]:
         """Everything that decides the unit's points (metrics apart: each score has its own key): the image's
         bytes, the curve, the targets and, for a codec, its row's effort options and library version; for a
-        cmcodec curve, cmcodec's version, the caption, the model folder and the precision."""
+        cmcodec curve, cmcodec's version, the caption, the model folder and the precision; for a noise curve, the
+        files' T and log2 K (spec §10.5)."""
         from .. import __version__
 
         c = self.curve
@@ -197,6 +199,11 @@ class Unit:
 
             d.update(cmcodec=__version__, profile=definition_hash(get_profile(c.codec)), caption=self.caption,
                      model=model_key(self.model_path), dtype=self.dtype)
+            if c.mode == "noise":
+                from ..codec import noise_shape
+
+                d["noise_shape"] = noise_shape(get_profile(c.codec), self.noise.get("noise_steps"),
+                                               self.noise.get("noise_log2_k"))
         return d
 
     def key(self) -> str:
@@ -261,7 +268,7 @@ def _top_up(u: Unit, ref: Image.Image, loaded: dict[str, Any]) -> list[dict] | N
                 data, out = code_baseline(ref, u.curve.codec, u.curve.scale, int(r["setting"]), u.effort)
             else:
                 data, out = code_cmc(ref, u.curve.codec, u.curve.mode, int(r["setting"]), u.caption, u.dtype,
-                                     u.model_path)
+                                     u.model_path, noise=u.noise)
             if len(data) != r["bytes"]:
                 return None
             outs.append(out)
@@ -297,15 +304,17 @@ def code_baseline(ref: Image.Image, codec: str, scale: int, setting: int, effort
 
 
 def code_cmc(ref: Image.Image, profile: str, mode: str, budget: int, caption: str | None, dtype: str | None = None,
-             model_path: str | None = None, times: dict[str, float] | None = None) -> tuple[bytes, Image.Image]:
+             model_path: str | None = None, times: dict[str, float] | None = None,
+             noise: dict[str, int] | None = None) -> tuple[bytes, Image.Image]:
     """cmcodec at a byte budget with its own rate control, as ``encode --max-bytes`` does, and decoded:
-    (file, decoded image at ref's size); ``times`` gets encode_s and decode_s. BudgetError when no file fits."""
+    (file, decoded image at ref's size); ``times`` gets encode_s and decode_s; ``noise``: the noise mode's
+    noise_steps / noise_log2_k (EncodeOptions fields). BudgetError when no file fits."""
     from .. import codec, distributed
 
     t0 = time.perf_counter()
     data = codec.encode(ref, mode=mode, profile=profile, max_bytes=budget, caption=caption,
                         options=codec.EncodeOptions(  # noise mode runs the model while encoding (spec §10)
-                            dtype=dtype, device=distributed.device(None), model_path=model_path))
+                            dtype=dtype, device=distributed.device(None), model_path=model_path, **(noise or {})))
     t1 = time.perf_counter()
     out = codec.decode(data, codec.DecodeOptions(model_path=model_path, device=distributed.device(None),
                                                  dtype=dtype)).convert("RGB")
@@ -389,7 +398,8 @@ def _cmc_rows(u: Unit, path: Path, ref: Image.Image, loaded: dict[str, Any]) -> 
             continue  # below one byte no file exists
         times: dict[str, float] = {}
         try:
-            data, out = code_cmc(ref, u.curve.codec, u.curve.mode, budget, u.caption, u.dtype, u.model_path, times)
+            data, out = code_cmc(ref, u.curve.codec, u.curve.mode, budget, u.caption, u.dtype, u.model_path, times,
+                                 u.noise)
         except BudgetError:
             continue
         if len(data) in seen:
@@ -1007,6 +1017,7 @@ class Plan:
     dtype: str | None = None
     force: bool = False  # recompute every unit, whatever is stored
     references: tuple[Path, ...] = ()  # published curves (read_reference_curves)
+    noise: dict[str, int] = field(default_factory=dict)  # noise curves' noise_steps / noise_log2_k, where given
 
 
 Bar = Callable[[str, int], Any]  # (description, total) -> a progress bar with update() and close()
@@ -1044,7 +1055,7 @@ def run(plan: Plan, output: Path, bar: Bar, warn: Callable[[str], None]) -> dict
     if plan.fast:
         warn("--fast: conventional codecs at their 'fast' effort (weaker anchors; recorded in results.json)")
     units = [Unit(str(f), c, plan.targets, plan.metrics, plan.metric_weights, plan.captions, plan.model_paths, effort,
-                  dtype=plan.dtype) for f in plan.files for c in curves]
+                  dtype=plan.dtype, noise=plan.noise) for f in plan.files for c in curves]
     b = bar("rd-curve", len(units))
     t0 = time.perf_counter()
     count = sweep(units, output, plan.jobs, progress=lambda i, n: b.update(1), force=plan.force)
@@ -1056,7 +1067,7 @@ def run(plan: Plan, output: Path, bar: Bar, warn: Callable[[str], None]) -> dict
     settings = {"images": str(folder), "n_images": len(plan.files), "targets_bpp": plan.targets,
                 "codecs": use_codecs, "scales": plan.scales, "profiles": plan.profiles, "modes": plan.modes,
                 "metrics": names, "metric_weights": plan.metric_weights, "jobs": plan.jobs, "effort": effort,
-                "dtype": plan.dtype, "reference_curves": [str(p) for p in plan.references],
+                "dtype": plan.dtype, "noise": plan.noise, "reference_curves": [str(p) for p in plan.references],
                 "sweep_s_this_run": round(time.perf_counter() - t0, 1)}
     unit_keys = {unit_key(Path(u.image).name, u.curve.name): u.key() for u in units}
     result = finish(output, curves, names, anchor, settings, skipped, {n: m.lower_better for n, m in loaded.items()},

@@ -515,7 +515,8 @@ def make_crops(image: Path, rows: list[dict], curves: dict[str, dict], labels: d
                metric_names: list[str], lower_better: dict[str, bool], files: Path, region: tuple | None = None,
                weights_dir: str | None = None, captions: dict[str, str] | None = None,
                model_paths: dict[str, str] | None = None, effort: str = "best",
-               dtype: str | None = None) -> tuple[list[Crop], tuple[int, int, int, int]]:
+               dtype: str | None = None, noise: dict[str, int] | None = None
+               ) -> tuple[list[Crop], tuple[int, int, int, int]]:
     """Code the image again at each target with each codec's best variant (at its measured setting nearest
     the target from below) and each cmcodec mode (at the target's byte budget); save the crops, and the coded
     files beside them."""
@@ -594,7 +595,7 @@ def make_crops(image: Path, rows: list[dict], curves: dict[str, dict], labels: d
             cap = (captions or {}).get(image.name) or (captions or {}).get(image.stem)
             mp = (model_paths or {}).get(cv["codec"], (model_paths or {}).get("*"))
             try:
-                data, out = rd.code_cmc(ref, cv["codec"], cv["mode"], budget, cap, dtype, mp)
+                data, out = rd.code_cmc(ref, cv["codec"], cv["mode"], budget, cap, dtype, mp, noise=noise)
             except CmcodecError as e:
                 c.note = f"not coded at {budget} bytes: {e}"
                 continue
@@ -796,7 +797,7 @@ def write_report(out: Path, result: dict, rows: list[dict], metric_names: list[s
     if image is not None:
         crops, box = make_crops(image, rows, curves, labels, list(targets or DEFAULT_TARGETS), names, lb,
                                 out / FILES_DIR, region, weights_dir, captions, model_paths,
-                                settings.get("effort", "best"), settings.get("dtype"))
+                                settings.get("effort", "best"), settings.get("dtype"), settings.get("noise"))
         used = {Path(f).name for c in crops for f in (c.file, c.stream) if f} | {SETTINGS_INDEX}
         for stale in (out / FILES_DIR).iterdir():  # files of an earlier report (other targets, codecs, encoders)
             if stale.is_file() and stale.name not in used:

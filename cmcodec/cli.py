@@ -588,7 +588,8 @@ def main() -> None:
 def encode(input: Path, output: str | None, mode: str, bpp: float | None, max_bytes: int | None,
            caption: str | None, caption_file: Path | None, profile: str, seed: int, i2t: str | None,
            i2t_paths: dict[str, str], api_base: str | None, words: int | None, ref_codec: str | None,
-           model_paths: dict[str, str], noise_steps: int | None, noise_log2k: int | None, device: str | None, dtype: str | None, batch_size: int, compile_mode: str, offline: bool, force: bool,
+           model_paths: dict[str, str], noise_steps: int | None, noise_log2k: int | None, device: str | None,
+           dtype: str | None, batch_size: int, compile_mode: str, offline: bool, force: bool,
            as_json: bool) -> None:
     """Encode an image (or a folder of images) to .cmc.
 
@@ -796,6 +797,8 @@ def rd_curve(images: Path, output: Path, codecs: list[str] | None, scales: list[
         region = report_mod.parse_region(report_region) if report_region else None
         result = rd.run(plan, output, lambda desc, n: tqdm(total=n, desc=desc, unit="unit", file=sys.stderr),
                         lambda msg: click.echo(f"cmcodec: {msg}", err=True))
+        if result is not None and shown is not None and shown.name in result["images_failed"]:
+            shown = next(f for f in plan.files if f.name not in result["images_failed"])  # crops of a readable one
         page = None if result is None else report_mod.write_report(
             output, result, rd.shown_rows(output, result), image=shown, targets=crop_targets, region=region,
             weights_dir=plan.metric_weights, captions=plan.captions, model_paths=plan.model_paths)
@@ -810,6 +813,13 @@ def rd_curve(images: Path, output: Path, codecs: list[str] | None, scales: list[
         click.echo(f"{len(result['failed_units'])} units failed (listed in results.json; a rerun retries them)")
     click.echo((output / "bd_rate.md").read_text())
     click.echo(f"report: {page}")
+    # an image that could not be read was left out of every curve (the others went on): listed, exit code 1
+    if result["images_failed"]:
+        click.echo(f"cmcodec: {len(result['images_failed'])} image(s) could not be read and were left out of "
+                   "every curve:", err=True)
+        for name, why in sorted(result["images_failed"].items()):
+            click.echo(f"  {name}: {why}", err=True)
+        sys.exit(1)
 
 
 @main.command()
@@ -900,14 +910,15 @@ def evaluate(gt: Path, output: Path, i2ts: list[str], i2t_paths: dict[str, str],
         _fail(e)
     if is_main():
         click.echo((output / "leaderboard.md").read_text())
-    # images a captioner failed on were left out of its runs (the others went on): listed, exit code 1
+    # images that could not be read, or that a captioner failed on, were left out of its runs (the others
+    # went on): listed, exit code 1
     lost = sorted({(stem, s["i2t"], why) for s in summaries.values()
                    for stem, why in (s.get("images_failed") or {}).items()})
     if lost:
         from .distributed import tag
 
-        click.echo(f"cmcodec: {tag()}{len(lost)} image caption(s) failed; each image was left out of that "
-                   "captioner's runs:", err=True)
+        click.echo(f"cmcodec: {tag()}{len(lost)} image(s) failed (unreadable, or no caption); each was left out "
+                   "of that captioner's runs:", err=True)
         for stem, i2t, why in lost:
             click.echo(f"  {stem} ({i2t}): {why}", err=True)
         sys.exit(1)

@@ -34,7 +34,7 @@ from typing import Any
 
 from PIL import Image
 
-from ..core.errors import CmcodecError, ConfigError, ModelError
+from ..core.errors import CmcodecError, ConfigError, ImageInputError, ModelError
 from ..media.fileio import append_jsonl, atomic_path, read_jsonl, write_bytes, write_csv
 from .metrics import UNITS, mean
 
@@ -570,28 +570,38 @@ def run_combinations(gt_files: list[Path], output: Path, modes: list[str], score
     profile's row decodes (the others are skipped with a warning); ``noise``: the noise mode's noise_steps /
     noise_log2_k (EncodeOptions fields) where given."""
     from ..core.profiles import get_profile
+    from ..media.images import split_readable
 
+    # an image that cannot be read fails alone: left out of every run (listed in each run's images_failed)
+    readable, bad = split_readable(gt_files)
+    unreadable = {p.stem: why for p, why in bad.items()}
+    for stem, why in unreadable.items():
+        warn(f"{stem}: {why}; left out of every run")
+    if not readable:
+        raise ImageInputError(f"expected readable images in {gt_files[0].parent}, found none "
+                              f"({next(iter(unreadable.values()))})")
     summaries = {}
     for i2t in i2ts:
         caps: dict[str, str] = {}
-        files, failed = gt_files, {}
+        files, failed = readable, dict(unreadable)
         if any(m != "image" for m in modes):
-            b = bar(f"caption {i2t}", len(gt_files))
+            b = bar(f"caption {i2t}", len(readable))
             errors: dict[str, str] = {}
-            caps = caption_images(gt_files, i2t, output / "captions" / f"{_slug(i2t)}.csv", words,
+            caps = caption_images(readable, i2t, output / "captions" / f"{_slug(i2t)}.csv", words,
                                   i2t_dirs.get(i2t, i2t_dirs.get("*")), device, given=given, progress=b.update,
                                   dtype=dtype, failed=errors, force=force)
             b.close()
             # an image without a caption is left out of every mode of this captioner's runs, so that each
             # mode's means are over the same images (the merged cache says which: every process agrees)
-            files = [p for p in gt_files if p.stem in caps]
-            failed = {p.stem: errors.get(p.stem, "captioned by another process, which reported why")
-                      for p in gt_files if p.stem not in caps}
-            for stem, why in failed.items():
+            files = [p for p in readable if p.stem in caps]
+            uncaptioned = {p.stem: errors.get(p.stem, "captioned by another process, which reported why")
+                           for p in readable if p.stem not in caps}
+            for stem, why in uncaptioned.items():
                 warn(f"{stem}: no caption from {i2t} ({why}); left out of its runs")
+            failed.update(uncaptioned)
             if not files:
-                raise ModelError(f"captioner {i2t} captioned none of the {len(gt_files)} images "
-                                 f"({next(iter(failed.values()))})")
+                raise ModelError(f"captioner {i2t} captioned none of the {len(readable)} readable images "
+                                 f"({next(iter(uncaptioned.values()))})")
         for prof in profiles:
             run = Run(i2t, prof)
             per_mode = {}

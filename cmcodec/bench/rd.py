@@ -40,7 +40,7 @@ from typing import Any
 from PIL import Image
 
 from ..core import refcodecs
-from ..core.errors import CmcodecError, ConfigError
+from ..core.errors import CmcodecError, ConfigError, ImageInputError
 from ..media.fileio import write_csv
 from . import baselines
 from .baselines import SCALES
@@ -1029,10 +1029,18 @@ def run(plan: Plan, output: Path, bar: Bar, warn: Callable[[str], None]) -> dict
     results (None on ranks other than the main one, whose points the main rank merges and writes), with
     'ran', 'topped_up' and 'reused' unit counts."""
     from ..distributed import is_main
+    from ..media.images import split_readable
 
     if not plan.files:
         raise ConfigError("expected image files, found none")
     refs = read_reference_curves(plan.references)  # a bad file fails before the sweep
+    # an image that cannot be read fails alone: left out of every curve, listed in the results (images_failed)
+    files, bad = split_readable(plan.files)
+    for p, why in bad.items():
+        warn(f"{p.name}: {why}; left out of every curve")
+    if not files:
+        raise ImageInputError(f"expected readable images in {plan.files[0].parent}, found none "
+                              f"({next(iter(bad.values()))})")
     use_codecs = []
     for c in plan.codecs:
         why = refcodecs.get(c).available()
@@ -1055,7 +1063,7 @@ def run(plan: Plan, output: Path, bar: Bar, warn: Callable[[str], None]) -> dict
     if plan.fast:
         warn("--fast: conventional codecs at their 'fast' effort (weaker anchors; recorded in results.json)")
     units = [Unit(str(f), c, plan.targets, plan.metrics, plan.metric_weights, plan.captions, plan.model_paths, effort,
-                  dtype=plan.dtype, noise=plan.noise) for f in plan.files for c in curves]
+                  dtype=plan.dtype, noise=plan.noise) for f in files for c in curves]
     b = bar("rd-curve", len(units))
     t0 = time.perf_counter()
     count = sweep(units, output, plan.jobs, progress=lambda i, n: b.update(1), force=plan.force)
@@ -1064,7 +1072,8 @@ def run(plan: Plan, output: Path, bar: Bar, warn: Callable[[str], None]) -> dict
     if not is_main():
         return None
     folder = plan.files[0].parent
-    settings = {"images": str(folder), "n_images": len(plan.files), "targets_bpp": plan.targets,
+    settings = {"images": str(folder), "n_images": len(files),
+                "images_failed": {p.name: why for p, why in bad.items()}, "targets_bpp": plan.targets,
                 "codecs": use_codecs, "scales": plan.scales, "profiles": plan.profiles, "modes": plan.modes,
                 "metrics": names, "metric_weights": plan.metric_weights, "jobs": plan.jobs, "effort": effort,
                 "dtype": plan.dtype, "noise": plan.noise, "reference_curves": [str(p) for p in plan.references],
@@ -1076,7 +1085,8 @@ def run(plan: Plan, output: Path, bar: Bar, warn: Callable[[str], None]) -> dict
         warn(f"metric {e['metric']} could not score {e['image']}: {e['why']}; left out of its points")
     for f in result["failed_units"]:
         warn(f"unit failed after {f['attempts']} attempts: {f['image']} on {f['curve']}: {f['why']}")
-    return {**result, "ran": count.ran, "topped_up": count.topped_up, "reused": count.reused}
+    return {**result, "ran": count.ran, "topped_up": count.topped_up, "reused": count.reused,
+            "images_failed": settings["images_failed"]}
 
 
 def bd_table(bd: dict[str, dict[str, dict]], anchor: str, labels: dict[str, str],

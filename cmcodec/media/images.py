@@ -100,3 +100,18 @@ def _check_size(name: str, size: tuple[int, int], limits: Limits) -> None:
         raise LimitError(f"{name}: image {w}x{h} exceeds the limits ({limits.max_width}x{limits.max_height}, "
                          f"{limits.max_pixels} pixels)")
     check_image(w, h, limits, name)  # the budget of an image held in memory (core.limits)
+
+
+def split_readable(paths: list[Path], limits: Limits = DEFAULT_LIMITS) -> tuple[list[Path], dict[Path, str]]:
+    """The paths whose images load (in their order) and, for each other one, why it does not: a benchmark
+    over a folder leaves an unreadable image out and goes on with the rest (each image is decoded once
+    here, so a truncated file is found before any work is spent on it)."""
+    ok, failed = [], {}
+    for p in paths:
+        try:
+            load_image(p, limits)
+        except (ImageInputError, LimitError) as e:
+            failed[p] = str(e)
+        else:
+            ok.append(p)
+    return ok, failed

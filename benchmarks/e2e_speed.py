@@ -113,8 +113,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
-    from cmcodec.models import i2t, t2i
     from cmcodec.core.profiles import get_profile
+    from cmcodec.models import i2t, t2i
 
     size = tuple(int(x) for x in args.size.lower().split("x"))
     prof = get_profile(args.profile)

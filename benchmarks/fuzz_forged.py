@@ -18,7 +18,6 @@ import json
 import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -43,9 +42,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     totals: dict = {"inputs": 0, "per_target": {}, "outcomes": {}, "slowest_cpu_s": 0.0, "slowest_wall_s": 0.0,
                     "over_5_cpu_s": 0, "seconds": 0.0, "peak_rss_mb": 0.0, "failures": []}
-    result = {"benchmark": "fuzz_forged", "command": "python benchmarks/fuzz_forged.py " + " ".join(argv or sys.argv[1:]),
+    command = "python benchmarks/fuzz_forged.py " + " ".join(argv or sys.argv[1:])
+    result = {"benchmark": "fuzz_forged", "command": command,
               "settings": vars(a) | {"out": str(a.out)}, "complete": False,
-              "versions": {"cmcodec": cmcodec.__version__, "python": platform.python_version(), "pillow": PIL.__version__},
+              "versions": {"cmcodec": cmcodec.__version__, "python": platform.python_version(),
+                           "pillow": PIL.__version__},
               "machine": platform.platform(), "totals": totals}
     done, chunk_seed = 0, a.seed
     while done < a.inputs:

@@ -575,9 +575,9 @@ def stage_breakdown(profile_name: str, folder: Path, taesd: Path | None, batch: 
     decode (GPU spans between CUDA events) and the conversion to the files' images (8 bits, resize, copy to
     the host, PIL), against the call's wall time; the rest is the CPU's share (tokenizer, initial noise,
     scheduler, pipeline code). Averaged over reps calls after a warm-up."""
+    from cmcodec.core.profiles import get_profile
     from cmcodec.models import t2i
     from cmcodec.models.loading import Accel
-    from cmcodec.core.profiles import get_profile
 
     tiny, cl, comp, _, _ = VARIANTS[variant]
     prof = get_profile(profile_name + ("-taesd" if tiny else ""))

@@ -43,8 +43,8 @@ def codebook_check(device: str, n_big: int = 11008, atoms: int = 4096, compiled:
         got = noise.gaussian(12345, 3, idx, nc.STREAM_ATOMS, n, device).cpu().numpy()
         out[f"atoms_n{n}"] = bool(np.array_equal(want.view(np.uint32), got.view(np.uint32)))
     want0 = nc.initial_noise(7, n_big)
-    out["initial_noise"] = bool(np.array_equal(want0.view(np.uint32),
-                                               noise.initial_noise([7], n_big, device)[0].cpu().numpy().view(np.uint32)))
+    got0 = noise.initial_noise([7], n_big, device)[0].cpu().numpy()
+    out["initial_noise"] = bool(np.array_equal(want0.view(np.uint32), got0.view(np.uint32)))
     r = torch.randn(n_big, 1, generator=torch.Generator().manual_seed(0))
     ref = torch.from_numpy(nc.atoms(99, 2, np.arange(atoms), n_big)) @ r
     fns = [("eager", noise._project)]
@@ -68,17 +68,17 @@ def tolerance(device: str, folder: Path) -> dict:
     """A tiny-model file encoded on the CPU, decoded on the CPU and on the device (both float32)."""
     import numpy as np
     from PIL import Image
+    from tiny_models import make_tiny_sd
 
     from cmcodec import codec
-    from tiny_models import make_tiny_sd
 
     tiny = folder / "tiny-sd"
     if not (tiny / "model_index.json").exists():
         make_tiny_sd(tiny)
     img = Image.open(ROOT / "fixtures/images/parrots_192x128.png").convert("RGB")
     data = codec.encode(img, mode="noise", caption="two parrots", max_bytes=200, profile="sd15", seed=3,
-                        options=codec.EncodeOptions(model_path=str(tiny), device="cpu", noise_steps=6, caption_coder="wlm2",
-                                                    noise_log2_k=8))
+                        options=codec.EncodeOptions(model_path=str(tiny), device="cpu", noise_steps=6,
+                                                    caption_coder="wlm2", noise_log2_k=8))
     cpu = np.asarray(codec.decode(data, codec.DecodeOptions(model_path=str(tiny), device="cpu")), dtype=int)
     gpu = np.asarray(codec.decode(data, codec.DecodeOptions(model_path=str(tiny), device=device,
                                                             dtype="float32")), dtype=int)
@@ -91,6 +91,7 @@ def speed(device: str, folder: Path, bpps: list[float], batches: list[int], vari
           emit, model: Path | None = None, shape: dict | None = None) -> None:
     """Encode and decode time per image at each bpp, batch and variant (model: a pipeline folder instead of the
     random-weight SD 1.5 build; shape: EncodeOptions' noise_steps / noise_log2_k instead of the profile's)."""
+    from gpu_speed import _time, build_pipeline
     from PIL import Image
 
     from cmcodec import codec
@@ -99,7 +100,6 @@ def speed(device: str, folder: Path, bpps: list[float], batches: list[int], vari
     from cmcodec.core.profiles import get_profile
     from cmcodec.models import noise
     from cmcodec.models.loading import Accel
-    from gpu_speed import _time, build_pipeline
 
     model = model or build_pipeline("sd15", folder / "sd15")
     prof = get_profile("sd15")
@@ -115,23 +115,26 @@ def speed(device: str, folder: Path, bpps: list[float], batches: list[int], vari
                 dopts = codec.DecodeOptions(model_path=str(model), device=device, accel=accel)
                 res = {}
 
-                def enc1():
+                def enc1(res=res, bpp=bpp, opts=opts):
                     res["data"] = codec.encode_result(img, mode="noise", caption="", bpp=bpp, profile="sd15", seed=1,
                                                       options=opts).data
 
                 if b == 1:  # gpu_speed._time: (median of reps, peak GiB, first call) after syncing the device
                     e, _, e_first = _time(enc1, reps, device)
                     data = res["data"]
-                    d, _, d_first = _time(lambda: codec.decode(data, dopts), reps, device)
+                    d, _, d_first = _time(lambda data=data, dopts=dopts: codec.decode(data, dopts), reps, device)
                 else:
                     enc1()
                     data = res["data"]
                     plan, _ = noisecode.unpack(read_header(data).section("noise").payload)
                     jobs = [noise.NoiseJob("", 768, 512, s, plan, image=img) for s in range(1, b + 1)]
-                    e, _, e_first = _time(lambda: noise.run_batch(prof, jobs, device=device, model_path=str(model),
-                                                                  accel=accel), max(1, reps // 3), device)
+                    e, _, e_first = _time(lambda jobs=jobs, accel=accel: noise.run_batch(prof, jobs, device=device,
+                                                                                      model_path=str(model),
+                                                                                      accel=accel),
+                                          max(1, reps // 3), device)
                     files = [data] * b
-                    d, _, d_first = _time(lambda: list(codec.decode_many(files, dopts, batch_size=b)),
+                    d, _, d_first = _time(lambda files=files, dopts=dopts, b=b:
+                                          list(codec.decode_many(files, dopts, batch_size=b)),
                                           max(1, reps // 3), device)
                     e, d, e_first, d_first = e / b, d / b, e_first, d_first
                 plan, _ = noisecode.unpack(read_header(data).section("noise").payload)

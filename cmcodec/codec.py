@@ -18,7 +18,6 @@ from PIL import Image
 
 from .core import bitstream, classic, guidance, ids, textcode
 from .core.bitstream import DEFAULT_LIMITS, Limits, Section
-from .core.limits import check_image
 from .core.errors import (
     BudgetError,
     CmcodecError,
@@ -29,6 +28,7 @@ from .core.errors import (
     ProfileError,
     UnknownCoderError,
 )
+from .core.limits import check_image
 from .core.profiles import MODEL_FREE, SPECIAL_TOKENS, Pipeline, Profile, get_profile
 from .media.images import load_image
 
@@ -415,7 +415,8 @@ def _encode_noise(job: _Job) -> bytes:
     caption = got[1]
     fixed = len(got[0]) - empty.nbytes()  # everything but the noise payload (its section is last: no length)
     w, h = job.img.size
-    budget = job.budget if job.budget is not None else         max(len(got[0]), budget_bytes(w, h, job.prof.encoder.noise_bpp))
+    budget = job.budget if job.budget is not None else max(len(got[0]),
+                                                           budget_bytes(w, h, job.prof.encoder.noise_bpp))
     room = budget - fixed
     while True:  # the check grows from 1 to 4 bytes past 256 bytes (spec §5): shrink until the file fits
         plan = noisecode.fit_plan(steps, log2_k, room)

@@ -348,7 +348,7 @@ def _serve_raw(conn, handler) -> None:
             while b"\r\n\r\n" not in data:
                 data += conn.recv(65536)
             head, _, rest = data.partition(b"\r\n\r\n")
-            n = int([x.split(b":")[1] for x in head.split(b"\r\n") if x.lower().startswith(b"content-length")][0])
+            n = int(next(x.split(b":")[1] for x in head.split(b"\r\n") if x.lower().startswith(b"content-length")))
             while len(rest) < n:
                 rest += conn.recv(65536)
             handler(conn)
@@ -460,7 +460,7 @@ def test_a_password_in_the_api_base_is_refused_without_printing_it(env: Server, 
 def test_odd_api_timeouts_are_one_line_errors(env: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                               value: str) -> None:
     monkeypatch.setenv(api_i2t.ENV_TIMEOUT, value)
-    with pytest.raises(ConfigError, match="CMCODEC_API_TIMEOUT|API timeout must be in"):
+    with pytest.raises(ConfigError, match=r"CMCODEC_API_TIMEOUT|API timeout must be in"):
         api_i2t.ApiConfig.from_env()
     if value == "inf":
         r = cli("encode", str(PARROTS), "-o", str(tmp_path / "x.cmc"), "--i2t", "api:m", "--api-base", env.url,

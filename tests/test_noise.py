@@ -176,9 +176,8 @@ TINY = {"noise_steps": 4, "noise_log2_k": 8}  # T = 4, K = 256: the whole trajec
 
 
 def _image():
-    from PIL import Image
-
     from conftest import ROOT
+    from PIL import Image
 
     return Image.open(ROOT / "fixtures/images/parrots_192x128.png").convert("RGB").resize((96, 64))
 
@@ -198,8 +197,8 @@ def _decode(tiny_sd, data: bytes, **kw) -> np.ndarray:
 
 def _reconstruct(tiny_sd, plan: Plan):
     """The encoder's own trajectory for a plan: its codes and reconstruction."""
-    from cmcodec.models import noise
     from cmcodec.core.profiles import get_profile
+    from cmcodec.models import noise
 
     (codes, img), = noise.run_batch(get_profile("sd15"), [noise.NoiseJob(CAPTION, 96, 64, 5, plan, image=_image())],
                                     device="cpu", model_path=str(tiny_sd))

@@ -369,9 +369,9 @@ def run_forged(n: int, seed: int = 0, refs_folder: Path | None = None, decode_ev
         st.per_target.setdefault("validate", [0, 0])[0] += 1
         classic = header is not None and header.profile_id == 1
         if classic and k % decode_every == 0:
-            attempt("decode", lambda: codec.decode(data), data, lambda e: isinstance(e, CmcodecError))
+            attempt("decode", lambda data=data: codec.decode(data), data, lambda e: isinstance(e, CmcodecError))
         if k % pillow_every == 0:
-            def pil() -> None:
+            def pil(data: bytes = data, classic: bool = classic) -> None:
                 with Image.open(io.BytesIO(data)) as im:
                     if classic:
                         im.load()

@@ -233,7 +233,7 @@ class Plan:
         if not 1 <= self.log2_k <= MAX_LOG2_K:
             raise FormatError(f"corrupt noise section: codebook of 2^{self.log2_k} atoms, expected 2^1..2^{MAX_LOG2_K}")
         top = self.atoms + (1 if self.extra else 0)
-        if not 1 <= self.atoms or top > min(self.k - 1, MAX_ATOMS):
+        if not self.atoms >= 1 or top > min(self.k - 1, MAX_ATOMS):
             raise LimitError(f"noise section with {top} atoms per step of a codebook of {self.k}: expected 1.."
                              f"{min(self.k - 1, MAX_ATOMS)}") if top > MAX_ATOMS else \
                 FormatError(f"corrupt noise section: {top} atoms per step of a codebook of {self.k}")
@@ -277,7 +277,8 @@ def pack(plan: Plan, codes: list[StepCode]) -> bytes:
         w.ue(plan.extra)
     for i, sc in enumerate(codes):
         m = plan.atoms_at(i)
-        if len(sc.indices) != m or list(sc.indices) != sorted(set(sc.indices)) or not all(0 <= c < plan.k for c in sc.indices):
+        increasing = list(sc.indices) == sorted(set(sc.indices))
+        if len(sc.indices) != m or not increasing or not all(0 <= c < plan.k for c in sc.indices):
             raise ValueError(f"step {i} needs {m} distinct increasing indices below {plan.k}")
         nb = rank_bits(plan.k, m)
         if nb:

@@ -515,7 +515,8 @@ PROFILES: tuple[Profile, ...] = _build((
         name="sd21-base",
         note="text and noise only; unpinned",
         description="Stable Diffusion 2.1 base (OpenCLIP-ViT/H text encoder), 512 px, 25 DPM-Solver++ steps, CFG 7.5",
-        model="stabilityai/stable-diffusion-2-1-base",  # unpinned: fixtures/hub/stabilityai--stable-diffusion-2-1-base.json
+        # unpinned: fixtures/hub/stabilityai--stable-diffusion-2-1-base.json says why
+        model="stabilityai/stable-diffusion-2-1-base",
         modes={"text": _cfg_modes(25, 7.5)["text"], "noise": NOISE_MODE},
         scheduler="DPMSolverMultistepScheduler",
         license="openrail++",

@@ -118,7 +118,7 @@ def resize_lanczos(images: Any, size: tuple[int, int]) -> Any | None:
     that size pair in a way not reproduced here (then resize with Pillow)."""
     import torch
 
-    n, h, w, c = images.shape
+    _, h, w, _ = images.shape
     if tuple(size) == (w, h):
         return images
     order = pass_order((w, h), tuple(size))

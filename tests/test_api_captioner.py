@@ -277,7 +277,7 @@ def test_cli_evaluate_continues_past_a_failed_and_an_unreadable_image(server: Se
     r = cli("evaluate", str(gt), "-o", str(out), "--i2t", "api:gpt-4o", "--api-base", server.url, "--profiles",
             "classic", "--modes", "pixel,image", "--fr", "psnr", "--nr", "piqe", "--device", "cpu", env=env, timeout=600)
     assert r.returncode == 1, r.stderr
-    assert "2 image caption(s) failed" in r.stderr and "b (api:gpt-4o): captioner api:gpt-4o at" in r.stderr
+    assert "2 image(s) failed (unreadable, or no caption)" in r.stderr and "b (api:gpt-4o): captioner api:gpt-4o at" in r.stderr
     assert "HTTP 400: no house" in r.stderr and "d (api:gpt-4o): " in r.stderr and KEY not in r.stderr + r.stdout
     assert len(server.requests) == 3  # one batch, the unreadable image never sent
     assert set(ev.read_captions(out / "captions" / "api-gpt-4o.csv")) == {"a", "c"}

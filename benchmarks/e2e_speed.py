@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import shutil
 import sys
 import time
@@ -107,6 +108,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--work", type=Path, default=Path("/tmp/cmcodec-e2e"))
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--skip", default="", help="comma-separated: encode, decode")
+    ap.add_argument("--decode-options", default="",
+                    help='more options for `cmcodec decode`, e.g. "--compile reduce-overhead --channels-last"')
+    ap.add_argument("--encode-options", default="", help="more options for `cmcodec encode`")
     ap.add_argument("--tiny", action="store_true", help="tiny random models on CPU: the test of this path")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/e2e/latest.json")
     args = ap.parse_args(argv)
@@ -160,6 +164,8 @@ def main(argv: list[str] | None = None) -> dict:
                   args.device, "--dtype", dtype]
     if prof.vae:
         dec_common += ["--vae-path", f"{prof.name}={taesd}"]
+    enc_common += shlex.split(args.encode_options)
+    dec_common += shlex.split(args.decode_options)
 
     from cmcodec import codec, runs
     from cmcodec.core import bitstream

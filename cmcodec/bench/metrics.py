@@ -7,8 +7,11 @@ Python package the metric imports that is missing, weights the hub did not serve
 files named after the metric (``topiq_fr.pth`` or ``topiq-fr.pth``, as CMC-Bench distributes its fine-tuned
 TOPIQ), passed to pyiqa as ``pretrained_model_path``.
 
-Besides pyiqa's own names, ``VARIANTS`` adds rows that are a pyiqa metric with other options: ``ms_ssim_rgb``
-(pyiqa's ``ms_ssim`` defaults to the Y channel; CompressAI and most papers report MS-SSIM on RGB).
+Besides pyiqa's own names, ``VARIANTS`` adds rows that are a pyiqa metric with other options, and
+``LIBRARY_ROWS`` rows that another library computes: ``ms_ssim_rgb`` is MS-SSIM on RGB as CompressAI computes
+the published figures researchers compare against (``pytorch_msssim.ms_ssim`` on float RGB in [0, 1], data range
+1: what ``compressai.utils.eval_model`` calls), where pyiqa's ``ms_ssim`` compares the luma only, in float64
+(40 times slower on a CPU: 3.5 s against 0.09 s for a 768x512 pair here).
 """
 
 from __future__ import annotations
@@ -24,14 +27,21 @@ from typing import Any
 from PIL import Image
 
 # cmcodec name -> (pyiqa name, options passed to create_metric)
-VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "ms_ssim_rgb": ("ms_ssim", {"test_y_channel": False}),
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {}
+# cmcodec name -> a metric another library computes, described as pyiqa describes its own (DEFAULT_CONFIGS'
+# fields), plus where it comes from: module, function, keyword options, the distribution that provides it,
+# and the smallest picture side it takes (pytorch_msssim: 11-px windows over 5 scales, sides over 160 px)
+LIBRARY_ROWS: dict[str, dict[str, Any]] = {
+    "ms_ssim_rgb": {"metric_mode": "FR", "lower_better": False, "score_range": "0, 1",
+                    "metric_opts": {"test_y_channel": False},
+                    "module": "pytorch_msssim", "function": "ms_ssim", "distribution": "pytorch-msssim",
+                    "options": {"data_range": 1.0, "size_average": False}, "min_side": 161},
 }
 UNITS = {"psnr": "dB", "psnry": "dB"}  # metrics with a physical unit; the rest are scores on pyiqa's stated range
 # the names CompressAI's result files use (compressai.utils.eval_model: RGB PSNR and RGB MS-SSIM)
 COMPRESSAI_NAMES = {"psnr": "psnr-rgb", "ms_ssim_rgb": "ms-ssim-rgb", "psnry": "psnr-y", "ms_ssim": "ms-ssim-y"}
 # a Python module a metric imports -> the distribution that provides it
-PROVIDERS = {"pkg_resources": "setuptools", "clip": "openai-clip (git+https://github.com/openai/CLIP)"}
+PROVIDERS = {"pkg_resources": "setuptools", "pytorch_msssim": "pytorch-msssim", "clip": "openai-clip (git+https://github.com/openai/CLIP)"}
 
 
 def mean(xs: Iterable[float]) -> float:
@@ -51,6 +61,8 @@ def table() -> dict[str, dict]:
 
 def _row(name: str) -> tuple[str, dict]:
     """(pyiqa name, its config with the variant's options applied); the config is {} for an unknown name."""
+    if name in LIBRARY_ROWS:
+        return LIBRARY_ROWS[name]["module"], LIBRARY_ROWS[name]
     base, opts = VARIANTS.get(name, (name, {}))
     cfg = table().get(base)
     if cfg is None:
@@ -60,7 +72,7 @@ def _row(name: str) -> tuple[str, dict]:
 
 def names(kind: str | None = None) -> list[str]:
     """Every metric name (pyiqa's and the variants), or those of one kind (FR or NR)."""
-    return [n for n in [*table(), *VARIANTS] if kind is None or mode_of(n) == kind]
+    return [n for n in [*table(), *VARIANTS, *LIBRARY_ROWS] if kind is None or mode_of(n) == kind]
 
 
 def mode_of(name: str) -> str | None:
@@ -97,7 +109,9 @@ def label(name: str) -> str:
 def describe(name: str) -> dict[str, Any]:
     """Everything the outputs say of a metric."""
     base, _ = _row(name)
-    return {"metric": name, "pyiqa": base, "mode": mode_of(name), "channel": channel(name), "unit": unit(name),
+    source = {"library": base, "version": _dist_version(LIBRARY_ROWS[name]["distribution"])} \
+        if name in LIBRARY_ROWS else {"pyiqa": base}
+    return {"metric": name, **source, "mode": mode_of(name), "channel": channel(name), "unit": unit(name),
             "lower_better": lower_better(name), "score_range": score_range(name), "label": label(name),
             "compressai": COMPRESSAI_NAMES.get(name)}
 
@@ -163,13 +177,14 @@ def _weights_file(name: str, weights_dir: Path | None) -> Path | None:
 
 
 def metric_key(name: str, weights_dir: Path | str | None = None) -> str:
-    """A short hash of what decides a metric's scores: its name, pyiqa's options for it, pyiqa's version and
-    the local weights file's content. A stored score is reused only under the same key."""
+    """A short hash of what decides a metric's scores: its name, its options, the version of the library that
+    computes it (pyiqa or a LIBRARY_ROWS one) and the local weights file's content. A stored score is reused only under the same key."""
     import json
 
     wf = _weights_file(name, Path(weights_dir) if weights_dir else None)
     wh = hashlib.sha256(wf.read_bytes()).hexdigest() if wf else None
-    text = json.dumps([name, _row(name), version(), wh], sort_keys=True, default=str)
+    lib = _dist_version(LIBRARY_ROWS[name]["distribution"]) if name in LIBRARY_ROWS else version()
+    text = json.dumps([name, _row(name), lib, wh], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -245,6 +260,12 @@ def load(names_: list[str], device: str = "cpu", weights_dir: Path | None = None
             if mode is None:
                 skipped[name] = "not a pyiqa metric"
                 continue
+            if name in LIBRARY_ROWS:
+                try:
+                    loaded[name] = Metric(name, mode, lower_better(name), _LibraryMetric(name), metric_key(name))
+                except ImportError as e:
+                    skipped[name] = why_not_loaded(e)
+                continue
             base, opts = VARIANTS.get(name, (name, {}))
             kw = dict(opts)
             wf = _weights_file(name, weights_dir)
@@ -259,12 +280,35 @@ def load(names_: list[str], device: str = "cpu", weights_dir: Path | None = None
     return loaded, skipped
 
 
-def version() -> str:
-    """pyiqa's version (from its distribution: no import)."""
+class _LibraryMetric:
+    """A LIBRARY_ROWS metric called as pyiqa's models are: (N x 3 x H x W in [0, 1], same) -> N scores."""
+
+    def __init__(self, name: str) -> None:
+        import importlib
+
+        row = LIBRARY_ROWS[name]
+        self.name, self.row = name, row
+        self.fn = getattr(importlib.import_module(row["module"]), row["function"])
+
+    def __call__(self, x, ref):
+        h, w = x.shape[-2:]
+        if min(h, w) < self.row["min_side"]:
+            raise ValueError(f"{self.name} needs both sides of at least {self.row['min_side']} px "
+                             f"({self.row['module']}'s 5 scales of an 11-px window), found {w}x{h}")
+        return self.fn(x, ref, **self.row["options"])
+
+
+def _dist_version(dist: str) -> str:
+    """A distribution's version without importing it ('?' when not installed)."""
     from importlib.metadata import PackageNotFoundError
     from importlib.metadata import version as dist_version
 
     try:
-        return dist_version("pyiqa")
+        return dist_version(dist)
     except PackageNotFoundError:
         return "?"
+
+
+def version() -> str:
+    """pyiqa's version (from its distribution: no import)."""
+    return _dist_version("pyiqa")

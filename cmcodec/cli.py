@@ -644,8 +644,8 @@ def encode(input: Path, output: str | None, mode: str, bpp: float | None, max_by
              help="Local folder of a profile's T2I model (each file names its profile).")
 @dirs_option("--vae-path", "vae_paths", names=PROFILE, help="Local folder of a *-taesd profile's tiny autoencoder.")
 @_speed_options("Files of one profile, mode and size decoded per pipeline call (folder input).",
-                "torch.compile the UNet, autoencoder and text encoder (reduce-overhead adds CUDA graphs); the first batch of "
-                "each shape pays about a minute of compile time.")
+                "torch.compile the UNet, autoencoder and text encoder (reduce-overhead adds CUDA graphs); the first "
+                "batch of each shape pays about a minute of compile time.")
 @click.option("--channels-last", is_flag=True, help="channels_last memory format for the convolutions.")
 @click.option("--steps-available", type=click.IntRange(min=0),
               help="Noise-mode files: decode with only the first K coded steps, as a receiver holding only a prefix "

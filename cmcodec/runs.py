@@ -34,12 +34,15 @@ from .media.fileio import (
     check_replaceable,
     list_files,
     output_exists,
+    png_bytes,
     read_input,
     save_image,
     write_bytes,
 )
 
 if TYPE_CHECKING:  # codec (numpy, the image loaders) is imported when a run starts, not with the CLI
+    from PIL.Image import Image
+
     from . import codec
     from .core.bitstream import Header
 
@@ -441,8 +444,10 @@ class EncodeRun(_Run):
             out.append(f"--seed {h.seed} -> {self.seed}")
         return out
 
-    def work(self, src: Path, dst: Path, cap: str | None, status: str, reason: str | None, t0: float) -> Done:
-        """Encode one image with its caption (None: the captioner's, or none), write and record it."""
+    def work(self, src: Path, dst: Path, cap: str | None, status: str, reason: str | None, t0: float,
+             image: object = None) -> Done:
+        """Encode one image (src's picture, read already where given) with its caption (None: the
+        captioner's, or none), write and record it."""
         from . import codec
 
         if self.captions is not None:
@@ -450,7 +455,8 @@ class EncodeRun(_Run):
             if cap is None:
                 raise ConfigError(f"{src.name}: no caption for it in {self.caption_file}")
         key = self.key(src) if self.record is not None else None
-        image = read_stdin(self.options.limits.max_file_bytes) if is_stream(src) else src
+        if image is None:
+            image = read_stdin(self.options.limits.max_file_bytes) if is_stream(src) else src
         r = codec.encode_result(image, mode=self.mode, caption=cap, bpp=self.bpp, max_bytes=self.max_bytes,
                                 profile=self.profile, seed=self.seed, options=self.options)
         if is_stream(dst):
@@ -474,36 +480,71 @@ class EncodeRun(_Run):
                                profile=h.profile_name), "skipped")
 
     def results(self, its: list[Item]) -> Iterator[Result]:
-        """Captions batch_size at a time (one I2T call), then each file coded with its caption."""
+        """Captions batch_size at a time (one I2T call), then each file coded with its caption. Each image is
+        read once, in reader threads a batch ahead of the captioner (Pillow decodes without the GIL), and the
+        captioner and the coder take the same picture."""
         from . import codec
+        from .media.images import load_image
 
-        for start in range(0, len(its), self.batch_size):
-            t0 = time.perf_counter()  # seconds of a file: from its batch's start (captioning shared) to written
-            todo: dict[int, tuple[str, str | None]] = {}
-            for i in range(start, min(start + self.batch_size, len(its))):
+        def load(src: Path) -> Image | CmcodecError:
+            try:
+                data = read_stdin(self.options.limits.max_file_bytes) if is_stream(src) else src
+                return load_image(data, self.options.limits)
+            except CmcodecError as e:
+                return e
+
+        def decided(batch: range) -> Iterator[Result | tuple[int, str, str | None]]:
+            for i in batch:
                 src, dst = its[i]
                 try:
                     status, reason = self.decide(src, dst, lambda src=src: self.key(src),
                                                  lambda dst=dst: self._header_changes(dst))
-                    if status == "skipped":
-                        yield i, self._skipped(src, dst)
-                        continue
                 except (CmcodecError, OSError) as e:
                     yield i, e if isinstance(e, CmcodecError) else ConfigError(f"{src}: {e.strerror or e}")
                     continue
-                todo[i] = (status, reason)
-            caps: dict[int, str | CmcodecError] = {}
-            if self.auto_caption and len(todo) > 1:
-                for k, c in codec.caption_many([its[i][0] for i in todo], self.options, batch_size=self.batch_size):
-                    caps[list(todo)[k]] = c
-            for i, (status, reason) in todo.items():
-                c = caps.get(i, self.caption)
-                try:
-                    if isinstance(c, CmcodecError):
-                        raise c
-                    yield i, self.work(*its[i], c, status, reason, t0)
-                except CmcodecError as e:
-                    yield i, e
+                yield (i, self._skipped(src, dst)) if status == "skipped" else (i, status, reason)
+
+        batches = [range(s, min(s + self.batch_size, len(its))) for s in range(0, len(its), self.batch_size)]
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            nxt: tuple[list, dict] | None = None
+
+            def start(batch: range) -> tuple[list, dict]:
+                """Decide a batch and start reading the images it will code."""
+                done, todo = [], {}
+                for r in decided(batch):
+                    if len(r) == 2:
+                        done.append(r)
+                    else:
+                        todo[r[0]] = (r[1], r[2], pool.submit(load, its[r[0]][0]))
+                return done, todo
+
+            for b, batch in enumerate(batches):
+                t0 = time.perf_counter()  # seconds of a file: from its batch's start (captioning shared) to written
+                done, todo = nxt if nxt is not None else start(batch)
+                yield from done
+                nxt = start(batches[b + 1]) if b + 1 < len(batches) else None  # read ahead while this one works
+                images: dict[int, Image] = {}
+                for i, (_, _, fut) in todo.items():
+                    img = fut.result()
+                    if isinstance(img, CmcodecError):
+                        yield i, img
+                    else:
+                        images[i] = img
+                caps: dict[int, str | CmcodecError] = {}
+                if self.auto_caption and len(images) > 1:  # one image: encode_result asks for words fitting its budget
+                    order = list(images)
+                    for k, c in codec.caption_many([images[i] for i in order], self.options,
+                                                   batch_size=self.batch_size):
+                        caps[order[k]] = c
+                for i, img in images.items():
+                    status, reason, _ = todo[i]
+                    c = caps.get(i, self.caption)
+                    try:
+                        if isinstance(c, CmcodecError):
+                            raise c
+                        yield i, self.work(*its[i], c, status, reason, t0, image=img)
+                    except CmcodecError as e:
+                        yield i, e
 
 
 def _decoder_key(header: Header, options: codec.DecodeOptions) -> dict:
@@ -589,11 +630,7 @@ class DecodeRun(_Run):
             i, status, reason, t0, h, key, nbytes = ready[k]
             src, dst = its[i]
             if is_stream(dst):
-                import io
-
-                buf = io.BytesIO()
-                img.save(buf, format="PNG")  # type: ignore[attr-defined]
-                write_stdout(buf.getvalue())
+                write_stdout(png_bytes(img))
             else:
                 save_image(img, dst, self.force or status == "redone", (src,))
             if self.record is not None and key is not None:

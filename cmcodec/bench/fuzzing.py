@@ -315,12 +315,68 @@ class ForgedStats:
         return sum(e for _, e in self.per_target.values())
 
 
+class _Hang(BaseException):
+    """Raised by the wall-clock alarm in an input that runs past its bound (a BaseException, so that no
+    handler of the code under test takes it for the code's own error)."""
+
+
+class _Broken(Exception):
+    """A CLI run that broke a promise (cli_in_process says which)."""
+
+
+def _cli_codes() -> set[int]:
+    """The exit codes the CLI documents: 0, interrupted (130), terminated (143) and each error class's."""
+    from ..core import errors
+
+    return {0, 130, 143} | {c.exit_code for c in vars(errors).values()
+                            if isinstance(c, type) and issubclass(c, CmcodecError)}
+
+
+def cli_in_process(data: bytes, folder: Path, codes: set[int]) -> str | None:
+    """``cmcodec decode FILE -o OUT.png`` through the CLI's own entry point in this process (its option
+    parsing, error mapping and atomic output; not the interpreter's start): None when it kept its promise
+    (a documented exit code; on failure exactly one line on stderr and no output left), else what broke."""
+    import contextlib
+    import io
+
+    from .. import cli
+
+    src, dst = folder / "f.cmc", folder / "f.png"
+    src.write_bytes(data)
+    err = io.StringIO()
+    code: object = 0
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            cli.main(["decode", str(src), "-o", str(dst)])
+    except SystemExit as e:
+        code = e.code if e.code is not None else 0
+    finally:
+        made = dst.exists()
+        dst.unlink(missing_ok=True)
+        src.unlink(missing_ok=True)
+    lines = [x for x in err.getvalue().splitlines() if x.strip()]
+    if code not in codes:
+        return f"exit {code!r}, not a documented code: {err.getvalue()[-200:]!r}"
+    if code and len(lines) != 1:
+        return f"exit {code}: {len(lines)} lines on stderr, not 1: {err.getvalue()[-200:]!r}"
+    if code and made:
+        return f"exit {code} left an output file"
+    return None
+
+
 def run_forged(n: int, seed: int = 0, refs_folder: Path | None = None, decode_every: int = 1,
                pillow_every: int = 1, hang_s: float = 5.0, keep: int = 20,
-               progress: Callable[[int], None] | None = None) -> ForgedStats:
-    """n forged files through read_header, validate, decode (classic profile files, every decode_every-th)
-    and Pillow (open, and load of classic files; every pillow_every-th), with the default limits."""
+               progress: Callable[[int], None] | None = None, cli_every: int = 0,
+               alarm_s: int = 60) -> ForgedStats:
+    """n forged files through read_header, validate, decode (classic profile files, every decode_every-th),
+    Pillow (open, and load of classic files; every pillow_every-th) and, with cli_every, the CLI's
+    ``decode`` in this process (every cli_every-th file, any profile: cli_in_process), with the default
+    limits. An input over hang_s CPU-seconds counts as a hang; one still running after alarm_s wall seconds
+    is stopped by an alarm and counted too (so a true hang cannot stall the run)."""
     import io
+    import os
+    import signal
+    import tempfile
 
     from PIL import Image
 
@@ -328,6 +384,14 @@ def run_forged(n: int, seed: int = 0, refs_folder: Path | None = None, decode_ev
     from ..core import classic as _classic  # noqa: F401  (loaded before timing starts)
 
     pillow_plugin.register()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a model profile's file: no hub attempt, a ModelError at once
+    codes = _cli_codes()
+    tmp = Path(tempfile.mkdtemp(prefix="cmcodec-fuzz-")) if cli_every else None
+
+    def ring(signum: int, frame: object) -> None:
+        raise _Hang(f"still running after {alarm_s} s")
+
+    old_alarm = signal.signal(signal.SIGALRM, ring)
     rng = random.Random(seed)
     forger = Forger(_ref_streams(refs_folder or Path(__file__).resolve().parents[2] / "fixtures" / "golden"))
     st = ForgedStats()
@@ -344,9 +408,7 @@ def run_forged(n: int, seed: int = 0, refs_folder: Path | None = None, decode_ev
                 if len(st.failures) < keep:
                     st.failures.append((name, f"{type(e).__name__}: {e}"[:300], data))
 
-    for k in range(n):
-        data = forger.forge(rng)
-        c0, t0 = time.process_time(), time.perf_counter()
+    def one(k: int, data: bytes) -> None:
         header = None
         try:
             header = bitstream.read_header(data)
@@ -376,16 +438,42 @@ def run_forged(n: int, seed: int = 0, refs_folder: Path | None = None, decode_ev
                     if classic:
                         im.load()
             attempt("pillow", pil, data, _pillow_ok)
-        cpu, wall = time.process_time() - c0, time.perf_counter() - t0
-        st.slowest_cpu_s = max(st.slowest_cpu_s, cpu)
-        st.slowest_wall_s = max(st.slowest_wall_s, wall)
-        if cpu > hang_s:
-            st.over_5s += 1
-            if len(st.failures) < keep:
-                st.failures.append(("hang", f"{cpu:.2f} CPU-s", data))
-        st.inputs += 1
-        if progress is not None and (k + 1) % 1000 == 0:
-            progress(k + 1)
+        if cli_every and k % cli_every == 0:
+            def via_cli(data: bytes = data) -> None:
+                broke = cli_in_process(data, tmp, codes)
+                if broke:
+                    raise _Broken(broke)
+            attempt("cli", via_cli, data, lambda e: False)
+
+    try:
+        for k in range(n):
+            data = forger.forge(rng)
+            c0, t0 = time.process_time(), time.perf_counter()
+            signal.alarm(alarm_s)
+            try:
+                one(k, data)
+            except _Hang as e:
+                st.over_5s += 1
+                if len(st.failures) < keep:
+                    st.failures.append(("hang", str(e), data))
+            finally:
+                signal.alarm(0)
+            cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+            st.slowest_cpu_s = max(st.slowest_cpu_s, cpu)
+            st.slowest_wall_s = max(st.slowest_wall_s, wall)
+            if cpu > hang_s:
+                st.over_5s += 1
+                if len(st.failures) < keep:
+                    st.failures.append(("hang", f"{cpu:.2f} CPU-s", data))
+            st.inputs += 1
+            if progress is not None and (k + 1) % 1000 == 0:
+                progress(k + 1)
+    finally:
+        signal.signal(signal.SIGALRM, old_alarm)
+        if tmp is not None:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
     st.seconds = time.perf_counter() - start
     st.peak_rss_mb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                          resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024

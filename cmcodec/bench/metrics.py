@@ -178,7 +178,8 @@ def _weights_file(name: str, weights_dir: Path | None) -> Path | None:
 
 def metric_key(name: str, weights_dir: Path | str | None = None) -> str:
     """A short hash of what decides a metric's scores: its name, its options, the version of the library that
-    computes it (pyiqa or a LIBRARY_ROWS one) and the local weights file's content. A stored score is reused only under the same key."""
+    computes it (pyiqa or a LIBRARY_ROWS one) and the local weights file's content. A stored score is reused
+    only under the same key."""
     import json
 
     wf = _weights_file(name, Path(weights_dir) if weights_dir else None)

@@ -770,7 +770,7 @@ def bd_rates(per_image: dict[str, dict[str, list[dict]]], anchor: str, metric_na
             elif not vals:
                 e["note"] = f"no image where both curves can be compared ({left})"
             elif left:
-                e["note"] = f"mean over {len(vals)} of {len(both)} images (left out: {left})"
+                e["note"] = f"left out: {left}"  # the count itself is shown beside the figure
             else:
                 e["note"] = ""
             out[name][m] = e

@@ -210,13 +210,30 @@ REF_COLORS = ("#555555", "#999999", "#b8860b", "#4682b4")  # published curves: d
 
 def _draw_references(ax, refs: dict[str, dict], metric: str, rate_key: str) -> None:
     """Published curves (results.json's references) on one panel: dashed with crosses; on the whole-file
-    axis only (published figures give whole-file rates)."""
+    axis only (published figures give whole-file rates). The panel keeps the rate range of the measured
+    curves (a published curve that runs on to 4 bpp would otherwise squeeze them into a corner): published
+    points beyond it are cut at the edge, and the quality axis grows to show those inside it."""
     if rate_key != "bpp":
         return
-    for i, (_, r) in enumerate(sorted(refs.items())):
-        vals = r.get("metrics", {}).get(metric)
-        if vals:
-            ax.plot(r["bpp"], vals, "--", marker="x", ms=5, lw=1.2, color=REF_COLORS[i % len(REF_COLORS)], zorder=1.5)
+    drawn = [(i, r) for i, (_, r) in enumerate(sorted(refs.items())) if r.get("metrics", {}).get(metric)]
+    if not drawn:
+        return
+    measured = ax.has_data()
+    ax.set_xscale("log")  # (as _finish_axis) before the limits are read: they are a log axis's
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    seen = []
+    for i, r in drawn:
+        vals = r["metrics"][metric]
+        ax.plot(r["bpp"], vals, "--", marker="x", ms=5, lw=1.2, color=REF_COLORS[i % len(REF_COLORS)], zorder=1.5)
+        seen += [v for b, v in zip(r["bpp"], vals, strict=True) if x0 <= b <= x1]
+    if measured:
+        ax.set_xlim(x0, x1)
+        if seen:
+            lo, hi = min(y0, *seen), max(y1, *seen)
+            pad = 0.04 * (hi - lo) if (lo, hi) != (y0, y1) else 0.0
+            ax.set_ylim(lo - pad if lo < y0 else y0, hi + pad if hi > y1 else y1)
+        else:
+            ax.set_ylim(y0, y1)
 
 
 def _draw_references_handles(refs: dict[str, dict], mets: list[str], rate_key: str) -> list:

@@ -496,3 +496,55 @@ def test_a_script_decoding_at_top_level_runs_once(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["decoded (192, 128)"]
+
+
+def test_the_fuzzers_cli_target_catches_a_broken_promise(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Every forged file can go through the CLI's decode in process (cli_every): a traceback, an undocumented
+    exit code, two lines of error or an output left behind by a failure each count as an escape."""
+    from cmcodec import cli
+    from cmcodec.bench import fuzzing
+
+    st = fuzzing.run_forged(40, seed=3, cli_every=1)
+    assert st.per_target["cli"] == [40, 0], st.failures
+    codes = fuzzing._cli_codes()
+    data = (Path(__file__).resolve().parents[1] / "fixtures" / "golden" / "pixel_classic.cmc").read_bytes()
+    assert fuzzing.cli_in_process(data, tmp_path, codes) is None
+    assert fuzzing.cli_in_process(data[:-3], tmp_path, codes) is None  # a one-line refusal keeps the promise
+
+    def two_lines(args: list[str]) -> None:
+        print("cmcodec: error: one\nand another", file=sys.stderr)
+        raise SystemExit(3)
+
+    monkeypatch.setattr(cli, "main", two_lines)
+    assert "2 lines on stderr" in fuzzing.cli_in_process(data, tmp_path, codes)
+
+    def odd_code(args: list[str]) -> None:
+        raise SystemExit(77)
+
+    monkeypatch.setattr(cli, "main", odd_code)
+    assert "not a documented code" in fuzzing.cli_in_process(data, tmp_path, codes)
+
+    def traceback(args: list[str]) -> None:
+        raise KeyError("boom")
+
+    monkeypatch.setattr(cli, "main", traceback)
+    st = fuzzing.run_forged(5, seed=3, cli_every=1)
+    assert st.per_target["cli"] == [5, 5] and st.failures[0][0] == "cli" and "KeyError" in st.failures[0][1]
+    assert list(tmp_path.iterdir()) == []  # no input or output left behind
+
+
+def test_the_fuzzers_alarm_stops_an_input_that_hangs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from cmcodec.bench import fuzzing
+
+    def hangs(data: bytes, *a: object, **k: object) -> None:
+        time.sleep(30)
+
+    monkeypatch.setattr(fuzzing.codec, "decode", hangs)
+    t0 = time.perf_counter()
+    st = fuzzing.run_forged(12, seed=7, pillow_every=1000, alarm_s=1)
+    hung = [f for f in st.failures if f[0] == "hang"]
+    assert hung and all("still running after 1 s" in f[1] for f in hung)
+    assert st.over_5s == len(hung) == st.per_target["decode"][0] and st.inputs == 12
+    assert time.perf_counter() - t0 < 2 * len(hung) + 10

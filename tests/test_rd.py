@@ -338,3 +338,31 @@ def test_cmc_budgets_are_the_exact_ones_encode_uses(tmp_path: Path) -> None:
     rows = rd.run_unit(rd.Unit(str(img), curve, [0.06], ("psnr",)))
     assert [r["setting"] for r in rows] == [108], rows
     assert 0.7 * 108 <= rows[0]["bytes"] <= 108
+
+
+def test_ms_ssim_rgb_is_compressais_msssim() -> None:
+    """ms_ssim_rgb is pytorch_msssim's MS-SSIM on RGB in [0, 1] (what CompressAI's published ms-ssim figures
+    come from), labelled RGB, keyed by that library's version, and a picture too small for its 5 scales is
+    one sentence naming the size."""
+    import numpy as np
+    import torch
+    from pytorch_msssim import ms_ssim
+
+    loaded, skipped = metrics.load(["ms_ssim_rgb"])
+    assert not skipped
+    m = loaded["ms_ssim_rgb"]
+    ref = Image.open(PARROTS).convert("RGB").resize((256, 192))
+    dist = ref.resize((32, 24)).resize(ref.size)
+
+    def t(im: Image.Image) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(im, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+
+    want = float(ms_ssim(t(dist), t(ref), data_range=1.0))
+    assert m(dist, ref) == pytest.approx(want, abs=1e-6) and 0.3 < want < 0.99
+    assert m.many([dist, ref], [ref, ref]) == pytest.approx([want, 1.0], abs=1e-6)
+    d = metrics.describe("ms_ssim_rgb")
+    assert d["channel"] == "RGB" and d["library"] == "pytorch_msssim" and d["compressai"] == "ms-ssim-rgb"
+    assert metrics.mode_of("ms_ssim_rgb") == "FR" and not metrics.lower_better("ms_ssim_rgb")
+    assert "ms_ssim_rgb" in metrics.names("FR")
+    with pytest.raises(ValueError, match=r"at least 161 px .* found 96x192"):
+        m(dist.resize((96, 192)), ref.resize((96, 192)))

@@ -312,3 +312,26 @@ def test_compressai_json_and_published_curves_in_plot_table_and_report(tmp_path:
                         "jpeg", "--scales", "1", "--profiles", "none", "--metrics", "psnr", "--reference-curves",
                         str(bad)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 2 and "expected a CSV with columns name,bpp,METRIC" in r.stderr, r.stderr
+
+
+def test_published_curves_keep_the_measured_rate_range() -> None:
+    """A published curve that runs on to 3.6 bpp does not squeeze curves measured up to 0.1 bpp into a
+    corner: the rate axis stays theirs, the quality axis grows to the published points inside it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    refs = {"ref:VTM": {"bpp": [0.048, 0.112, 0.246, 3.63], "metrics": {"psnr": [26.1, 28.5, 31.2, 46.6]}}}
+    fig, ax = plt.subplots()
+    ax.plot([0.0005, 0.01, 0.1], [16.0, 21.0, 26.5])
+    report._draw_references(ax, refs, "psnr", "bpp")
+    x0, x1 = ax.get_xlim()
+    assert ax.get_xscale() == "log" and 0.1 <= x1 < 0.2 and x0 < 0.0005
+    y0, y1 = ax.get_ylim()
+    assert y1 >= 28.5 and y1 < 35 and y0 < 16  # the point at 0.112 bpp is shown, the one at 46.6 dB is not
+    fig2, ax2 = plt.subplots()  # nothing measured on the panel: the published curve sets the range
+    report._draw_references(ax2, refs, "psnr", "bpp")
+    assert ax2.get_xlim()[1] > 3.6
+    plt.close(fig)
+    plt.close(fig2)

@@ -397,3 +397,65 @@ def test_batch_to_images_on_the_device_path_matches_pillow() -> None:
         ref = Image.fromarray(arr).resize(size, Image.Resampling.LANCZOS) if size != (96, 64) else Image.fromarray(arr)
         assert a.size == b.size == size
         assert np.array_equal(_px(a), _px(ref)) and np.array_equal(_px(b), _px(ref))
+
+
+def test_decoded_pngs_are_written_with_the_fast_settings(tmp_path: Path) -> None:
+    """zlib level 1 and the SUB filter (fileio.PNG_IMAGECODECS): the bytes are imagecodecs' own for those
+    settings, and Pillow's fallback uses level 1 too; the pixels are the image's either way."""
+    imagecodecs = pytest.importorskip("imagecodecs")
+    from cmcodec.media import fileio
+
+    img = Image.open(PARROTS).convert("RGB")
+    fileio.save_image(img, tmp_path / "o.png")
+    assert (tmp_path / "o.png").read_bytes() == bytes(imagecodecs.png_encode(np.asarray(img), level=1, filter=16))
+    slow = bytes(imagecodecs.png_encode(np.asarray(img)))  # libpng's defaults: smaller, many times slower
+    assert len(slow) < (tmp_path / "o.png").stat().st_size
+    pal = img.convert("P")  # a mode imagecodecs does not write: Pillow, at compress_level 1
+    import io
+
+    buf = io.BytesIO()
+    pal.save(buf, format="PNG", compress_level=1)
+    assert fileio.png_bytes(pal) == buf.getvalue()
+
+
+def test_folder_encode_reads_each_image_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The captioner and the coder take the same decoded picture: one read of each file (in the reader
+    threads), where the captioner's batch and the coder each read it before."""
+    import threading
+
+    from cmcodec import cli
+    from cmcodec.media import images as images_mod
+    from cmcodec.models import i2t
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for k in range(5):
+        Image.open(PARROTS if k % 2 else HOUSE).convert("RGB").resize((96 + 8 * k, 64)).save(src / f"i{k}.png")
+    reads: list[str] = []
+    lock = threading.Lock()
+    real = images_mod.load_image
+
+    def counted(image, *a, **k):
+        if isinstance(image, (str, Path)):
+            with lock:
+                reads.append(Path(image).name)
+        return real(image, *a, **k)
+
+    monkeypatch.setattr(images_mod, "load_image", counted)
+    monkeypatch.setattr(codec, "load_image", counted)
+    seen: list[tuple[int, int]] = []
+    monkeypatch.setattr(i2t, "caption_each", lambda imgs, **kw: [seen.append(im.size) or f"a picture {im.size[0]} wide"
+                                                                  for im in imgs])
+    monkeypatch.setattr(i2t, "identity", lambda *a, **k: {"captioner": "test"})
+    with pytest.raises(SystemExit) as e:
+        cli.main(["encode", str(src), "-o", str(tmp_path / "out"), "--batch-size", "2", "--profile", "sd-turbo"])
+    assert e.value.code == 0
+    assert sorted(reads) == [f"i{k}.png" for k in range(5)]  # once each
+    assert sorted(seen) == sorted((96 + 8 * k, 64) for k in range(5))  # every picture reached the captioner
+    from cmcodec.core import bitstream, textcode
+
+    for k in range(5):
+        h = bitstream.read_header((tmp_path / "out" / f"i{k}.cmc").read_bytes())
+        sec = h.section("caption")
+        assert (h.width, h.height) == (96 + 8 * k, 64)
+        assert textcode.decode(sec.payload, sec.coder_id) == f"a picture {96 + 8 * k} wide"

@@ -366,3 +366,25 @@ def test_ms_ssim_rgb_is_compressais_msssim() -> None:
     assert "ms_ssim_rgb" in metrics.names("FR")
     with pytest.raises(ValueError, match=r"at least 161 px .* found 96x192"):
         m(dist.resize((96, 192)), ref.resize((96, 192)))
+
+
+def test_metric_keys_name_the_device_kind_a_gpu_scores_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """rd-curve scores on this process's GPU where there is one: such scores are keyed apart (a GPU's
+    arithmetic differs in the last digits); CPU keys are those stored before."""
+    assert metrics.metric_key("psnr") == metrics.metric_key("psnr", device="cpu")
+    assert metrics.metric_key("psnr", device="cuda:1") == metrics.metric_key("psnr", device="cuda")
+    assert metrics.metric_key("psnr", device="cuda") != metrics.metric_key("psnr")
+    asked: list[str] = []
+    real = metrics.load
+
+    def load(names: list[str], device: str = "cpu", weights_dir: Path | None = None):
+        asked.append(device)
+        return real(names, device="cpu", weights_dir=weights_dir)
+
+    monkeypatch.setattr(metrics, "load", load)
+    monkeypatch.setattr(rd, "_METRICS", {})
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    rd.load_metrics(("psnr",), None)
+    assert asked == ["cuda"]

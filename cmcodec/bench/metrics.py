@@ -176,16 +176,20 @@ def _weights_file(name: str, weights_dir: Path | None) -> Path | None:
     return None
 
 
-def metric_key(name: str, weights_dir: Path | str | None = None) -> str:
+def metric_key(name: str, weights_dir: Path | str | None = None, device: str = "cpu") -> str:
     """A short hash of what decides a metric's scores: its name, its options, the version of the library that
-    computes it (pyiqa or a LIBRARY_ROWS one) and the local weights file's content. A stored score is reused
-    only under the same key."""
+    computes it (pyiqa or a LIBRARY_ROWS one), the local weights file's content and the kind of device it
+    runs on. A stored score is reused only under the same key."""
     import json
 
     wf = _weights_file(name, Path(weights_dir) if weights_dir else None)
     wh = hashlib.sha256(wf.read_bytes()).hexdigest() if wf else None
     lib = _dist_version(LIBRARY_ROWS[name]["distribution"]) if name in LIBRARY_ROWS else version()
-    text = json.dumps([name, _row(name), lib, wh], sort_keys=True, default=str)
+    parts = [name, _row(name), lib, wh]
+    kind = str(device).split(":")[0]
+    if kind != "cpu":  # a GPU's arithmetic differs in the last digits (CPU keys stay those stored before)
+        parts.append(kind)
+    text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -263,7 +267,8 @@ def load(names_: list[str], device: str = "cpu", weights_dir: Path | None = None
                 continue
             if name in LIBRARY_ROWS:
                 try:
-                    loaded[name] = Metric(name, mode, lower_better(name), _LibraryMetric(name), metric_key(name))
+                    loaded[name] = Metric(name, mode, lower_better(name), _LibraryMetric(name, device),
+                                          metric_key(name, device=device))
                 except ImportError as e:
                     skipped[name] = why_not_loaded(e)
                 continue
@@ -277,18 +282,18 @@ def load(names_: list[str], device: str = "cpu", weights_dir: Path | None = None
             except Exception as e:  # pyiqa raises URLError, hub errors, OSError, ImportError... per metric
                 skipped[name] = why_not_loaded(e)
                 continue
-            loaded[name] = Metric(name, mode, bool(m.lower_better), m, metric_key(name, weights_dir))
+            loaded[name] = Metric(name, mode, bool(m.lower_better), m, metric_key(name, weights_dir, device))
     return loaded, skipped
 
 
 class _LibraryMetric:
     """A LIBRARY_ROWS metric called as pyiqa's models are: (N x 3 x H x W in [0, 1], same) -> N scores."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, device: str = "cpu") -> None:
         import importlib
 
         row = LIBRARY_ROWS[name]
-        self.name, self.row = name, row
+        self.name, self.row, self.device = name, row, device
         self.fn = getattr(importlib.import_module(row["module"]), row["function"])
 
     def __call__(self, x, ref):
@@ -296,7 +301,7 @@ class _LibraryMetric:
         if min(h, w) < self.row["min_side"]:
             raise ValueError(f"{self.name} needs both sides of at least {self.row['min_side']} px "
                              f"({self.row['module']}'s 5 scales of an 11-px window), found {w}x{h}")
-        return self.fn(x, ref, **self.row["options"])
+        return self.fn(x.to(self.device), ref.to(self.device), **self.row["options"]).cpu()
 
 
 def _dist_version(dist: str) -> str:

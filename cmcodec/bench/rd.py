@@ -106,12 +106,17 @@ RD_RULES = 1  # version of the sweep's own rules (target search, REACH): part of
 
 
 def load_metrics(names: tuple[str, ...], weights_dir: str | None) -> tuple[dict[str, Any], dict[str, str]]:
-    """(loaded metrics, reasons for the skipped ones), loaded once per process."""
+    """(loaded metrics, reasons for the skipped ones), loaded once per process, on this process's GPU where
+    there is one (its own under a launcher), else on the CPU."""
     key = (names, weights_dir)
     if key not in _METRICS:
+        import torch
+
+        from .. import distributed
         from . import metrics
 
-        _METRICS[key] = metrics.load(list(names), weights_dir=Path(weights_dir) if weights_dir else None)
+        dev = distributed.device(None) or ("cuda" if torch.cuda.is_available() else "cpu")
+        _METRICS[key] = metrics.load(list(names), device=dev, weights_dir=Path(weights_dir) if weights_dir else None)
     return _METRICS[key]
 
 

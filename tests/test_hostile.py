@@ -508,7 +508,11 @@ def test_the_fuzzers_cli_target_catches_a_broken_promise(monkeypatch: pytest.Mon
     assert st.per_target["cli"] == [40, 0], st.failures
     codes = fuzzing._cli_codes()
     data = (Path(__file__).resolve().parents[1] / "fixtures" / "golden" / "pixel_classic.cmc").read_bytes()
+    import signal
+
+    on_term = signal.getsignal(signal.SIGTERM)
     assert fuzzing.cli_in_process(data, tmp_path, codes) is None
+    assert signal.getsignal(signal.SIGTERM) is on_term  # the fuzzing process can still be stopped
     assert fuzzing.cli_in_process(data[:-3], tmp_path, codes) is None  # a one-line refusal keeps the promise
 
     def two_lines(args: list[str]) -> None:

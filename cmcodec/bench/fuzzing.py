@@ -339,12 +339,14 @@ def cli_in_process(data: bytes, folder: Path, codes: set[int]) -> str | None:
     (a documented exit code; on failure exactly one line on stderr and no output left), else what broke."""
     import contextlib
     import io
+    import signal
 
     from .. import cli
 
     src, dst = folder / "f.cmc", folder / "f.png"
     src.write_bytes(data)
     err = io.StringIO()
+    on_term = signal.getsignal(signal.SIGTERM)  # the CLI installs its own; the fuzzing process keeps its
     code: object = 0
     try:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
@@ -352,6 +354,7 @@ def cli_in_process(data: bytes, folder: Path, codes: set[int]) -> str | None:
     except SystemExit as e:
         code = e.code if e.code is not None else 0
     finally:
+        signal.signal(signal.SIGTERM, on_term)
         made = dst.exists()
         dst.unlink(missing_ok=True)
         src.unlink(missing_ok=True)

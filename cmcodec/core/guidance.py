@@ -176,7 +176,7 @@ def _blur_margin(radius: float) -> int:
 
 def _strips(width: int, height: int, margin: int) -> list[tuple[int, int]]:
     """Row ranges [y0, y1) covering height, each about STRIP_PIXELS pixels and never thinner than its margin."""
-    rows = max(64, 2 * margin, STRIP_PIXELS // max(1, width))  # margins cost at most twice the strip
+    rows = max(64, 4 * margin, STRIP_PIXELS // max(1, width))  # margins cost at most half the strip again
     return [(y, min(height, y + rows)) for y in range(0, height, rows)]
 
 
@@ -190,6 +190,7 @@ def render_pixel_map(grid: np.ndarray, params: PixelParams, width: int, height: 
     radius = smooth * block if smooth > 0 else 0.0
     margin = _blur_margin(radius)
     out = Image.new("RGB", (width, height))
+    resized: tuple[tuple[int, int], Image.Image] | None = None
     for y0, y1 in _strips(width, height, margin):
         # the rows the blur of [y0, y1) reads, and the grid rows their resize reads (the box is in whole cells,
         # so its filter taps are the whole-image resize's)
@@ -197,8 +198,11 @@ def render_pixel_map(grid: np.ndarray, params: PixelParams, width: int, height: 
         # whole grid rows around them, with _BOX_PAD rows more each side: Pillow computes a box of very few rows
         # differently (1 in 256 off), never one this wide
         s0, s1 = max(0, a // block - _BOX_PAD), min(gh, -(-b // block) + _BOX_PAD)
-        part = small.resize((gw * block, (s1 - s0) * block), _RESAMPLE[upsample], box=(0, s0, gw, s1))
-        part = part.crop((0, a - s0 * block, width, b - s0 * block))
+        if resized is None or resized[0] != (s0, s1):  # with large blocks every strip's box is the whole grid:
+            # resized once (the same call, so the same pixels), not once per strip
+            resized = (s0, s1), small.resize((gw * block, (s1 - s0) * block), _RESAMPLE[upsample],
+                                             box=(0, s0, gw, s1))
+        part = resized[1].crop((0, a - s0 * block, width, b - s0 * block))
         if radius:
             part = part.filter(ImageFilter.GaussianBlur(radius))
         out.paste(part.crop((0, y0 - a, width, y1 - a)), (0, y0))

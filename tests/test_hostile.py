@@ -102,14 +102,15 @@ def test_strip_rendering_equals_whole_image_rendering(monkeypatch: pytest.Monkey
         for up, smooth in (("bicubic", 0.35), ("lanczos", 0.0), ("bilinear", 0.1)):
             got = guidance.render_pixel_map(grid, p, w, h, up, smooth)
             assert np.array_equal(np.asarray(got), np.asarray(whole_map(grid, p, w, h, up, smooth)))
-    # large cells: every strip's box is the whole grid, so the grid is resized once, not once per strip
+    # large cells: neighbouring strips share a box (here 3 boxes for 10 strips), resized once each
     grid = rng.integers(0, 256, (10, 2, 3), dtype=np.uint8)
     p = guidance.PixelParams(block=64)
     calls = []
     real_resize = Image.Image.resize
-    monkeypatch.setattr(Image.Image, "resize", lambda self, *a, **k: calls.append(1) or real_resize(self, *a, **k))
+    monkeypatch.setattr(Image.Image, "resize", lambda self, *a, **k: (calls.append(1) if self.size == (2, 10) else None)
+                        or real_resize(self, *a, **k))  # resizes of the grid itself
     got = guidance.render_pixel_map(grid, p, 100, 600, "bicubic", 0.0)
-    assert len(guidance._strips(100, 600, 0)) > 5 and len(calls) == 1
+    assert len(guidance._strips(100, 600, 0)) == 10 and len(calls) == 3
     monkeypatch.setattr(Image.Image, "resize", real_resize)
     assert np.array_equal(np.asarray(got), np.asarray(whole_map(grid, p, 100, 600, "bicubic", 0.0)))
     ref = Image.fromarray(rng.integers(0, 256, (40, 56, 3), dtype=np.uint8))

@@ -162,7 +162,8 @@ def decode_pixel_map(payload: bytes, width: int, height: int) -> tuple[PixelPara
 
 
 # Rendering works in horizontal strips (spec §9.1): the whole output (the file's size, within the decode budget
-# of core.limits) is the only full-size buffer; each strip is resampled from the part of the source it needs
+# of core.limits) is the one full-size buffer, besides, with cells so large that neighbouring strips read the
+# same grid rows, those rows resized once and shared; each strip is resampled from the part of the source it needs
 # (Pillow's resize box keeps the filter taps outside the box, so a strip equals those rows of a whole-image
 # resize) and blurred with margins wide enough that its rows equal those of a whole-image blur.
 _BOX_PAD = 8  # grid rows a strip's resize box takes beyond the rows it needs

@@ -31,6 +31,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
+def cli_main(args: list[str]) -> object:
+    """The CLI's entry point for the fuzzing workers (a module-level function is sent to them by name; the
+    click group itself does not pickle)."""
+    from cmcodec.cli import main
+
+    return main(args)
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--inputs", type=int, default=100_000)
@@ -63,7 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
     import concurrent.futures as cf
 
     sizes = [min(a.chunk, a.inputs - i) for i in range(0, a.inputs, a.chunk)]
-    kw = dict(decode_every=a.decode_every, pillow_every=a.pillow_every, cli_every=a.cli_every)
+    kw = dict(decode_every=a.decode_every, pillow_every=a.pillow_every, cli_every=a.cli_every, cli_main=cli_main)
     done = 0
     with cf.ProcessPoolExecutor(max_workers=a.jobs) as pool:
         futures = [pool.submit(fuzzing.run_forged, n, seed=a.seed + i, **kw) for i, n in enumerate(sizes)]

@@ -515,35 +515,32 @@ def test_the_fuzzers_cli_target_catches_a_broken_promise(monkeypatch: pytest.Mon
     from cmcodec import cli
     from cmcodec.bench import fuzzing
 
-    st = fuzzing.run_forged(40, seed=3, cli_every=1)
+    st = fuzzing.run_forged(40, seed=3, cli_every=1, cli_main=cli.main)
     assert st.per_target["cli"] == [40, 0], st.failures
     codes = fuzzing._cli_codes()
     data = (Path(__file__).resolve().parents[1] / "fixtures" / "golden" / "pixel_classic.cmc").read_bytes()
     import signal
 
     on_term = signal.getsignal(signal.SIGTERM)
-    assert fuzzing.cli_in_process(data, tmp_path, codes) is None
+    assert fuzzing.cli_in_process(data, tmp_path, codes, cli.main) is None
     assert signal.getsignal(signal.SIGTERM) is on_term  # the fuzzing process can still be stopped
-    assert fuzzing.cli_in_process(data[:-3], tmp_path, codes) is None  # a one-line refusal keeps the promise
+    assert fuzzing.cli_in_process(data[:-3], tmp_path, codes, cli.main) is None  # a one-line refusal keeps it
 
     def two_lines(args: list[str]) -> None:
         print("cmcodec: error: one\nand another", file=sys.stderr)
         raise SystemExit(3)
 
-    monkeypatch.setattr(cli, "main", two_lines)
-    assert "2 lines on stderr" in fuzzing.cli_in_process(data, tmp_path, codes)
+    assert "2 lines on stderr" in fuzzing.cli_in_process(data, tmp_path, codes, two_lines)
 
     def odd_code(args: list[str]) -> None:
         raise SystemExit(77)
 
-    monkeypatch.setattr(cli, "main", odd_code)
-    assert "not a documented code" in fuzzing.cli_in_process(data, tmp_path, codes)
+    assert "not a documented code" in fuzzing.cli_in_process(data, tmp_path, codes, odd_code)
 
     def traceback(args: list[str]) -> None:
         raise KeyError("boom")
 
-    monkeypatch.setattr(cli, "main", traceback)
-    st = fuzzing.run_forged(5, seed=3, cli_every=1)
+    st = fuzzing.run_forged(5, seed=3, cli_every=1, cli_main=traceback)
     assert st.per_target["cli"] == [5, 5] and st.failures[0][0] == "cli" and "KeyError" in st.failures[0][1]
     assert list(tmp_path.iterdir()) == []  # no input or output left behind
 

@@ -333,15 +333,13 @@ def _cli_codes() -> set[int]:
                             if isinstance(c, type) and issubclass(c, CmcodecError)}
 
 
-def cli_in_process(data: bytes, folder: Path, codes: set[int]) -> str | None:
+def cli_in_process(data: bytes, folder: Path, codes: set[int], main: Callable[[list[str]], object]) -> str | None:
     """``cmcodec decode FILE -o OUT.png`` through the CLI's own entry point in this process (its option
     parsing, error mapping and atomic output; not the interpreter's start): None when it kept its promise
     (a documented exit code; on failure exactly one line on stderr and no output left), else what broke."""
     import contextlib
     import io
     import signal
-
-    from .. import cli
 
     src, dst = folder / "f.cmc", folder / "f.png"
     src.write_bytes(data)
@@ -350,7 +348,7 @@ def cli_in_process(data: bytes, folder: Path, codes: set[int]) -> str | None:
     code: object = 0
     try:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            cli.main(["decode", str(src), "-o", str(dst)])
+            main(["decode", str(src), "-o", str(dst)])
     except SystemExit as e:
         code = e.code if e.code is not None else 0
     finally:
@@ -371,10 +369,11 @@ def cli_in_process(data: bytes, folder: Path, codes: set[int]) -> str | None:
 def run_forged(n: int, seed: int = 0, refs_folder: Path | None = None, decode_every: int = 1,
                pillow_every: int = 1, hang_s: float = 5.0, keep: int = 20,
                progress: Callable[[int], None] | None = None, cli_every: int = 0,
-               alarm_s: int = 60) -> ForgedStats:
+               cli_main: Callable[[list[str]], object] | None = None, alarm_s: int = 60) -> ForgedStats:
     """n forged files through read_header, validate, decode (classic profile files, every decode_every-th),
     Pillow (open, and load of classic files; every pillow_every-th) and, with cli_every, the CLI's
-    ``decode`` in this process (every cli_every-th file, any profile: cli_in_process), with the default
+    ``decode`` in this process (every cli_every-th file, any profile: cli_in_process; cli_main is the CLI's
+    entry point, cmcodec.cli.main, passed in since this layer sits below the CLI), with the default
     limits. A path of an input (read and validate, decode, Pillow, CLI: each a decode a user could run) over
     hang_s CPU-seconds counts as a hang; an input still running after alarm_s wall seconds is stopped by an
     alarm and counted too (so a true hang cannot stall the run)."""
@@ -391,6 +390,8 @@ def run_forged(n: int, seed: int = 0, refs_folder: Path | None = None, decode_ev
     pillow_plugin.register()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a model profile's file: no hub attempt, a ModelError at once
     codes = _cli_codes()
+    if cli_every and cli_main is None:
+        raise ValueError("cli_every needs cli_main, the CLI's entry point (cmcodec.cli.main)")
     tmp = Path(tempfile.mkdtemp(prefix="cmcodec-fuzz-")) if cli_every else None
 
     def ring(signum: int, frame: object) -> None:
@@ -464,7 +465,7 @@ def run_forged(n: int, seed: int = 0, refs_folder: Path | None = None, decode_ev
             attempt("pillow", pil, data, _pillow_ok)
         if cli_every and k % cli_every == 0:
             def via_cli(data: bytes = data) -> None:
-                broke = cli_in_process(data, tmp, codes)
+                broke = cli_in_process(data, tmp, codes, cli_main)
                 if broke:
                     raise _Broken(broke)
             attempt("cli", via_cli, data, lambda e: False)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shlex
 import shutil
@@ -111,6 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--decode-options", default="",
                     help='more options for `cmcodec decode`, e.g. "--compile reduce-overhead --channels-last"')
     ap.add_argument("--encode-options", default="", help="more options for `cmcodec encode`")
+    ap.add_argument("--writers", type=int, help="PNG writer threads of the folder decode (default: one per core)")
     ap.add_argument("--tiny", action="store_true", help="tiny random models on CPU: the test of this path")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/e2e/latest.json")
     args = ap.parse_args(argv)
@@ -168,6 +170,8 @@ def main(argv: list[str] | None = None) -> dict:
     dec_common += shlex.split(args.decode_options)
 
     from cmcodec import codec, runs
+
+    runs.PNG_WRITERS = args.writers
     from cmcodec.core import bitstream
 
     clock = gpu_speed.StageClock(cuda)
@@ -176,7 +180,8 @@ def main(argv: list[str] | None = None) -> dict:
                     "weights": "random (real-size architectures)" if not args.tiny else "tiny random",
                     "command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
                     "build_s": build_s, "files": args.files, "batch_size": args.batch_size, "profile": prof.name,
-                    "size": list(size), "caption_tokens": args.tokens}
+                    "size": list(size), "caption_tokens": args.tokens,
+                    "png_writers": args.writers or os.cpu_count()}
     skip = set(args.skip.split(","))
     if "encode" not in skip:
         result["encode"] = timed_run("encode", (warm_imgs, args.work / "warm-cmc"), (imgs, args.work / "cmc"),

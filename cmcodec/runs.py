@@ -40,6 +40,10 @@ from .media.fileio import (
     write_bytes,
 )
 
+# Threads that encode and write a folder decode's PNGs (None: one per core). With a GPU, writers on every core
+# compete with the thread that feeds it; benchmarks/e2e_speed.py --writers measures other counts.
+PNG_WRITERS: int | None = None
+
 if TYPE_CHECKING:  # codec (numpy, the image loaders) is imported when a run starts, not with the CLI
     from PIL.Image import Image
 
@@ -644,7 +648,7 @@ class DecodeRun(_Run):
         # PNG encoding (without the GIL: fileio.save_image) and fsync run in writer threads, one per core,
         # overlapping the next batch on the GPU
         pending: deque[tuple[int, Future[Done]]] = deque()
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        with ThreadPoolExecutor(max_workers=PNG_WRITERS or os.cpu_count() or 1) as pool:
             for j, res in codec.decode_many(datas(), self.options, batch_size=self.batch_size):
                 while early:
                     yield early.popleft()

@@ -65,18 +65,24 @@ def test_decode_benchmark_runs_its_rows(tiny_sd: Path) -> None:
     assert t2i._to_images.__name__ == "_to_images" and not hasattr(t2i._to_images, "__wrapped__")  # restored
 
 
-def test_end_to_end_benchmark_runs_the_cli_both_ways(tiny_sd: Path, tmp_path: Path) -> None:
+def test_end_to_end_benchmark_runs_the_cli_both_ways(tiny_sd: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """benchmarks/e2e_speed.py's own path on CPU with tiny models: encode a folder with the (benchmark-set)
     captioner through the CLI, decode what it wrote, and time the stages."""
     import e2e_speed
+
+    from cmcodec import runs
+
+    monkeypatch.setattr(runs, "PNG_WRITERS", None)  # the benchmark sets it (--writers); put back after
 
     models = tmp_path / "models"
     models.mkdir()
     (models / "tiny-sd").symlink_to(tiny_sd)
     got = e2e_speed.main(["--tiny", "--device", "cpu", "--files", "3", "--batch-size", "2", "--size", "96x64",
                           "--tokens", "6", "--models", str(models), "--work", str(tmp_path / "work"),
-                          "--json", str(tmp_path / "e2e.json")])
+                          "--writers", "2", "--json", str(tmp_path / "e2e.json")])
     assert got["encode"]["exit"] == 0 and got["decode"]["exit"] == 0 and got["decode"]["outputs"] == 3
     assert got["encode"]["stages"]["caption (I2T model)"]["calls"] == 2  # batches of 2 and 1
     assert got["decode"]["stages"]["write PNG (encode, fsync)"]["calls"] == 3
-    assert json.loads((tmp_path / "e2e.json").read_text())["files"] == 3
+    saved = json.loads((tmp_path / "e2e.json").read_text())
+    assert saved["files"] == 3 and saved["png_writers"] == 2

@@ -512,11 +512,15 @@ def test_a_script_decoding_at_top_level_runs_once(tmp_path: Path) -> None:
 def test_the_fuzzers_cli_target_catches_a_broken_promise(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Every forged file can go through the CLI's decode in process (cli_every): a traceback, an undocumented
     exit code, two lines of error or an output left behind by a failure each count as an escape."""
+    import os
+
     from cmcodec import cli
     from cmcodec.bench import fuzzing
 
+    offline = os.environ.get("HF_HUB_OFFLINE")
     st = fuzzing.run_forged(40, seed=3, cli_every=1, cli_main=cli.main)
     assert st.per_target["cli"] == [40, 0], st.failures
+    assert os.environ.get("HF_HUB_OFFLINE") == offline  # set for the run only
     codes = fuzzing._cli_codes()
     data = (Path(__file__).resolve().parents[1] / "fixtures" / "golden" / "pixel_classic.cmc").read_bytes()
     import signal

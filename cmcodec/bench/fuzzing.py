@@ -388,10 +388,11 @@ def run_forged(n: int, seed: int = 0, refs_folder: Path | None = None, decode_ev
     from ..core import classic as _classic  # noqa: F401  (loaded before timing starts)
 
     pillow_plugin.register()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a model profile's file: no hub attempt, a ModelError at once
-    codes = _cli_codes()
     if cli_every and cli_main is None:
         raise ValueError("cli_every needs cli_main, the CLI's entry point (cmcodec.cli.main)")
+    codes = _cli_codes()
+    offline_was = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"  # a model profile's file: no hub attempt, a ModelError at once (put back)
     tmp = Path(tempfile.mkdtemp(prefix="cmcodec-fuzz-")) if cli_every else None
 
     def ring(signum: int, frame: object) -> None:
@@ -489,6 +490,10 @@ def run_forged(n: int, seed: int = 0, refs_folder: Path | None = None, decode_ev
                 progress(k + 1)
     finally:
         signal.signal(signal.SIGALRM, old_alarm)
+        if offline_was is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = offline_was
         if tmp is not None:
             import shutil
 

@@ -535,7 +535,8 @@ class EncodeRun(_Run):
                     else:
                         images[i] = img
                 caps: dict[int, str | CmcodecError] = {}
-                if self.auto_caption and len(images) > 1:  # one image: encode_result asks for words fitting its budget
+                # a batch of one file: encode_result captions it, asking for words that fit its budget
+                if self.auto_caption and len(todo) > 1 and images:
                     order = list(images)
                     for k, c in codec.caption_many([images[i] for i in order], self.options,
                                                    batch_size=self.batch_size):

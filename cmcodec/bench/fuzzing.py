@@ -510,10 +510,7 @@ def cli_sample(files: list[bytes], folder: Path, timeout_s: float = 60.0) -> dic
     import subprocess
     import sys
 
-    from ..core import errors
-
-    codes = {0, 130, 143} | {c.exit_code for c in vars(errors).values()
-                             if isinstance(c, type) and issubclass(c, CmcodecError)}
+    codes = _cli_codes()
     out = {"sent": 0, "escapes": 0, "slowest_s": 0.0, "exit_codes": {}, "failures": []}
     for i, data in enumerate(files):
         src, dst = folder / f"f{i}.cmc", folder / f"f{i}.png"

@@ -5,8 +5,8 @@ in the worker process through its own entry point (``--cli-every``: option parsi
 errors, atomic PNG output; any profile), and a sample through the CLI as its own process each (``--cli``).
 Prints a table and writes JSON with the figures:
 
-    python benchmarks/fuzz_forged.py --inputs 100000 --decode-every 1 --pillow-every 1 --cli-every 1 \
-        --cli 400 --jobs 2 --out benchmarks/results/fuzz_forged_every_path.json
+    python benchmarks/fuzz_forged.py --inputs 100000 --chunk 2500 --decode-every 1 --pillow-every 1 \
+        --cli-every 1 --cli 500 --jobs 2 --worst --out benchmarks/results/fuzz_forged_every_path.json
 
 Goals: 0 escapes (an exception other than a CmcodecError; for Pillow, other than Pillow's own refusals; for
 the CLI, a traceback, an undocumented exit code, more than one error line or an output left by a failure),

@@ -7,11 +7,11 @@ Python package the metric imports that is missing, weights the hub did not serve
 files named after the metric (``topiq_fr.pth`` or ``topiq-fr.pth``, as CMC-Bench distributes its fine-tuned
 TOPIQ), passed to pyiqa as ``pretrained_model_path``.
 
-Besides pyiqa's own names, ``VARIANTS`` adds rows that are a pyiqa metric with other options, and
-``LIBRARY_ROWS`` rows that another library computes: ``ms_ssim_rgb`` is MS-SSIM on RGB as CompressAI computes
-the published figures researchers compare against (``pytorch_msssim.ms_ssim`` on float RGB in [0, 1], data range
-1: what ``compressai.utils.eval_model`` calls), where pyiqa's ``ms_ssim`` compares the luma only, in float64
-(40 times slower on a CPU: 3.5 s against 0.09 s for a 768x512 pair here).
+Besides pyiqa's own names, ``LIBRARY_ROWS`` adds rows that another library computes: ``ms_ssim_rgb`` is
+MS-SSIM on RGB as CompressAI computes the published figures researchers compare against
+(``pytorch_msssim.ms_ssim`` on float RGB in [0, 1], data range 1: what ``compressai.utils.eval_model``
+calls), where pyiqa's ``ms_ssim`` compares the luma only, in float64 (40 times slower on a CPU: 3.5 s
+against 0.09 s for a 768x512 pair here).
 """
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ from typing import Any
 
 from PIL import Image
 
-# cmcodec name -> (pyiqa name, options passed to create_metric)
-VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {}
 # cmcodec name -> a metric another library computes, described as pyiqa describes its own (DEFAULT_CONFIGS'
 # fields), plus where it comes from: module, function, keyword options, the distribution that provides it,
 # and the smallest picture side it takes (pytorch_msssim: 11-px windows over 5 scales, sides over 160 px)
@@ -41,7 +39,8 @@ UNITS = {"psnr": "dB", "psnry": "dB"}  # metrics with a physical unit; the rest 
 # the names CompressAI's result files use (compressai.utils.eval_model: RGB PSNR and RGB MS-SSIM)
 COMPRESSAI_NAMES = {"psnr": "psnr-rgb", "ms_ssim_rgb": "ms-ssim-rgb", "psnry": "psnr-y", "ms_ssim": "ms-ssim-y"}
 # a Python module a metric imports -> the distribution that provides it
-PROVIDERS = {"pkg_resources": "setuptools", "pytorch_msssim": "pytorch-msssim", "clip": "openai-clip (git+https://github.com/openai/CLIP)"}
+PROVIDERS = {"pkg_resources": "setuptools", "pytorch_msssim": "pytorch-msssim",
+             "clip": "openai-clip (git+https://github.com/openai/CLIP)"}
 
 
 def mean(xs: Iterable[float]) -> float:
@@ -60,19 +59,19 @@ def table() -> dict[str, dict]:
 
 
 def _row(name: str) -> tuple[str, dict]:
-    """(pyiqa name, its config with the variant's options applied); the config is {} for an unknown name."""
+    """(the library's name for it, its row: pyiqa's DEFAULT_CONFIGS row or a LIBRARY_ROWS one); the row is {}
+    for an unknown name."""
     if name in LIBRARY_ROWS:
         return LIBRARY_ROWS[name]["module"], LIBRARY_ROWS[name]
-    base, opts = VARIANTS.get(name, (name, {}))
-    cfg = table().get(base)
+    cfg = table().get(name)
     if cfg is None:
-        return base, {}
-    return base, {**cfg, "metric_opts": {**cfg.get("metric_opts", {}), **opts}}
+        return name, {}
+    return name, {**cfg, "metric_opts": dict(cfg.get("metric_opts", {}))}  # the form stored metric keys hash
 
 
 def names(kind: str | None = None) -> list[str]:
     """Every metric name (pyiqa's and the variants), or those of one kind (FR or NR)."""
-    return [n for n in [*table(), *VARIANTS, *LIBRARY_ROWS] if kind is None or mode_of(n) == kind]
+    return [n for n in [*table(), *LIBRARY_ROWS] if kind is None or mode_of(n) == kind]
 
 
 def mode_of(name: str) -> str | None:
@@ -272,13 +271,10 @@ def load(names_: list[str], device: str = "cpu", weights_dir: Path | None = None
                 except ImportError as e:
                     skipped[name] = why_not_loaded(e)
                 continue
-            base, opts = VARIANTS.get(name, (name, {}))
-            kw = dict(opts)
             wf = _weights_file(name, weights_dir)
-            if wf is not None:
-                kw["pretrained_model_path"] = str(wf)
+            kw = {"pretrained_model_path": str(wf)} if wf is not None else {}
             try:
-                m = pyiqa.create_metric(base, device=device, **kw)
+                m = pyiqa.create_metric(name, device=device, **kw)
             except Exception as e:  # pyiqa raises URLError, hub errors, OSError, ImportError... per metric
                 skipped[name] = why_not_loaded(e)
                 continue

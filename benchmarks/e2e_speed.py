@@ -14,7 +14,9 @@ saved as PNG.
 
 Stages are the busy time of named calls (gpu_speed.StageClock), summed over threads: reading and parsing
 files and writing outputs run in threads beside the model, so shares of the wall time can add up to more
-than 1. ``--tiny`` runs the same path on CPU with tiny models (tests/test_benchmarks.py).
+than 1. Model stages (caption, generate_batch, to images) also give their span on the GPU's timeline
+(``gpu_s``); the CPU stages give wall time only. ``--tiny`` runs the same path on CPU with tiny models
+(tests/test_benchmarks.py).
 """
 
 from __future__ import annotations
@@ -73,14 +75,14 @@ def cli(args: list[str]) -> int:
 
 
 def timed_run(command: str, warm: tuple[Path, Path], full: tuple[Path, Path], options: list[str],
-              clock: gpu_speed.StageClock, stages: list[tuple[object, str, str]], n: int, warm_n: int) -> dict:
+              clock: gpu_speed.StageClock, stages: list[tuple[object, str, str, bool]], n: int, warm_n: int) -> dict:
     """One command over a warm-up folder (models load, first calls), then timed over the full folder, with
-    the stages wrapped in clock."""
+    the stages wrapped in clock (obj, attr, label, gpu: whether the call runs model work on the GPU)."""
     t0 = time.perf_counter()
     cli([command, str(warm[0]), "-o", str(warm[1]), *options])
     warmup = {"files": warm_n, "wall_s": round(time.perf_counter() - t0, 2)}
-    for obj, attr, label in stages:
-        clock.wrap(obj, attr, label)
+    for obj, attr, label, gpu in stages:
+        clock.wrap(obj, attr, label, gpu)
     clock.reset()
     args = [command, str(full[0]), "-o", str(full[1]), *options]
     t0 = time.perf_counter()
@@ -112,7 +114,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--decode-options", default="",
                     help='more options for `cmcodec decode`, e.g. "--compile reduce-overhead --channels-last"')
     ap.add_argument("--encode-options", default="", help="more options for `cmcodec encode`")
-    ap.add_argument("--writers", type=int, help="PNG writer threads of the folder decode (default: one per core)")
+    ap.add_argument("--writers", type=int, help="PNG writer threads of the folder decode (default: cores less two)")
     ap.add_argument("--tiny", action="store_true", help="tiny random models on CPU: the test of this path")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/e2e/latest.json")
     args = ap.parse_args(argv)
@@ -181,16 +183,16 @@ def main(argv: list[str] | None = None) -> dict:
                     "command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
                     "build_s": build_s, "files": args.files, "batch_size": args.batch_size, "profile": prof.name,
                     "size": list(size), "caption_tokens": args.tokens,
-                    "png_writers": args.writers or os.cpu_count()}
+                    "png_writers": args.writers or runs.writers_default(), "cpu_cores": os.cpu_count()}
     skip = set(args.skip.split(","))
     if "encode" not in skip:
         result["encode"] = timed_run("encode", (warm_imgs, args.work / "warm-cmc"), (imgs, args.work / "cmc"),
                                      enc_common, clock, [
-                                         (codec, "load_image", "read image"),
-                                         (i2t, "caption_each", "caption (I2T model)"),
+                                         (codec, "load_image", "read image", False),
+                                         (i2t, "caption_each", "caption (I2T model)", True),
                                          (codec, "encode_result", "code file (caption coding, header), read image "
-                                                                  "included"),
-                                         (runs, "write_bytes", "write .cmc")], args.files, args.batch_size)
+                                                                  "included", False),
+                                         (runs, "write_bytes", "write .cmc", False)], args.files, args.batch_size)
     cmc = args.work / "cmc"
     if not cmc.exists() or len(list(cmc.glob("*.cmc"))) < args.files:
         # without the encode run (or if it failed): the same files from the encoder API with a fixed caption
@@ -208,12 +210,12 @@ def main(argv: list[str] | None = None) -> dict:
             shutil.copy(p, warm / p.name)
         result["decode"] = timed_run("decode", (warm, args.work / "warm-png"), (cmc, args.work / "png"), dec_common,
                                      clock, [
-                                         (runs, "read_input", "read file"),
-                                         (bitstream, "read_header", "parse header"),
-                                         (codec, "_prepare", "decode caption"),
-                                         (t2i, "generate_batch", "generate_batch (T2I model, to images)"),
-                                         (t2i, "_to_images", "to images (8 bits, resize, to host, PIL)"),
-                                         (runs, "save_image", "write PNG (encode, fsync)")], args.files,
+                                         (runs, "read_input", "read file", False),
+                                         (bitstream, "read_header", "parse header", False),
+                                         (codec, "_prepare", "decode caption", False),
+                                         (t2i, "generate_batch", "generate_batch (T2I model, to images)", True),
+                                         (t2i, "_to_images", "to images (8 bits, resize, to host, PIL)", True),
+                                         (runs, "save_image", "write PNG (encode, fsync)", False)], args.files,
                                      args.batch_size)
         result["decode"]["outputs"] = len(list((args.work / "png").glob("*.png")))
     i2t.load = real_load

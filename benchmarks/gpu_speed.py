@@ -502,8 +502,9 @@ def bench_decode(profile_name: str, variant: str, folder: Path, taesd: Path | No
 class StageClock:
     """Time spent in named calls: wall seconds of each call (any thread) and, on CUDA, the span between
     CUDA events recorded on the current stream around it (the stage's place on the GPU timeline, which the
-    wall time of an asynchronous launch does not show). ``wrap(obj, attr, label)`` replaces obj.attr by a
-    timed call; ``restore()`` puts every wrapped attribute back."""
+    wall time of an asynchronous launch does not show). ``wrap(obj, attr, label, gpu)`` replaces obj.attr by
+    a timed call (gpu=False: a CPU stage, wall time only: events around it would time the GPU work that
+    other threads queued meanwhile); ``restore()`` puts every wrapped attribute back."""
 
     def __init__(self, cuda: bool) -> None:
         import threading
@@ -511,7 +512,7 @@ class StageClock:
         self.cuda, self.lock, self.walls, self.events, self.calls = cuda, threading.Lock(), {}, {}, {}
         self.undo: list[tuple] = []
 
-    def wrap(self, obj, attr: str, label: str) -> None:
+    def wrap(self, obj, attr: str, label: str, gpu: bool = True) -> None:
         import functools
 
         import torch
@@ -522,7 +523,7 @@ class StageClock:
         @functools.wraps(fn)
         def timed(*a, **k):
             ev = None
-            if self.cuda:
+            if self.cuda and gpu:
                 ev = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
                 ev[0].record()
             t0 = time.perf_counter()

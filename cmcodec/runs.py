@@ -14,9 +14,11 @@ on one another: both are refused before any work, --force or not.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -40,9 +42,31 @@ from .media.fileio import (
     write_bytes,
 )
 
-# Threads that encode and write a folder decode's PNGs (None: one per core). With a GPU, writers on every core
-# compete with the thread that feeds it; benchmarks/e2e_speed.py --writers measures other counts.
+# Threads that encode and write a folder decode's PNGs (None: writers_default()); benchmarks/e2e_speed.py
+# --writers measures other counts.
 PNG_WRITERS: int | None = None
+# How much lower the writers' scheduling priority is than the run's (Linux nice levels, per thread): the thread
+# that feeds the GPU, and the reader ahead of it, then get a core the moment they are ready; a writer still
+# runs on every core they leave idle.
+WRITER_NICENESS = 5
+
+
+def writers_default() -> int:
+    """PNG writer threads: one per core this process may run on, less two (the GPU's feeder and the reader)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores - 2)
+
+
+def _lower_priority() -> None:
+    """Run this thread WRITER_NICENESS levels below the process (Linux only: elsewhere a thread has no nice
+    level of its own, and the process's would change)."""
+    if sys.platform.startswith("linux"):
+        tid = threading.get_native_id()
+        with contextlib.suppress(OSError):  # a sandbox that refuses setpriority: the writer runs as before
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + WRITER_NICENESS))
 
 if TYPE_CHECKING:  # codec (numpy, the image loaders) is imported when a run starts, not with the CLI
     from PIL.Image import Image
@@ -646,10 +670,10 @@ class DecodeRun(_Run):
                                mode=h.mode if h else None, profile=h.profile_name if h else None,
                                seconds=round(time.perf_counter() - t0, 4)), status)
 
-        # PNG encoding (without the GIL: fileio.save_image) and fsync run in writer threads, one per core,
-        # overlapping the next batch on the GPU
+        # PNG encoding (without the GIL: fileio.save_image) and fsync run in writer threads at a lower
+        # priority, overlapping the next batch on the GPU
         pending: deque[tuple[int, Future[Done]]] = deque()
-        with ThreadPoolExecutor(max_workers=PNG_WRITERS or os.cpu_count() or 1) as pool:
+        with ThreadPoolExecutor(max_workers=PNG_WRITERS or writers_default(), initializer=_lower_priority) as pool:
             for j, res in codec.decode_many(datas(), self.options, batch_size=self.batch_size):
                 while early:
                     yield early.popleft()

@@ -356,12 +356,27 @@ def test_two_writers_of_one_output_exactly_one_wins(tmp_path: Path) -> None:
 def test_stale_temp_files_of_a_killed_run_are_removed_by_the_next_writer(tmp_path: Path) -> None:
     from cmcodec.media import fileio
 
-    stale = tmp_path / ".o.cmc.abcd1234.tmp"
+    stale = tmp_path / ".o.cmc.part.tmp"  # what a writer killed mid-write leaves
     stale.write_bytes(b"half a file")
-    other = tmp_path / ".x.cmc.abcd1234.tmp"  # another output's: not this writer's to remove
+    other = tmp_path / ".x.cmc.part.tmp"  # another output's: not this writer's to remove
     other.write_bytes(b"x")
     fileio.write_bytes(tmp_path / "o.cmc", b"whole")
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".x.cmc.abcd1234.tmp", "o.cmc"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".x.cmc.part.tmp", "o.cmc"]
+    assert (tmp_path / "o.cmc").read_bytes() == b"whole"
+
+
+def test_writing_an_output_never_lists_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder run writes N outputs into one folder: a listing per output would make it cost N^2."""
+    from cmcodec.media import fileio
+
+    def no_listing(*a: object, **k: object) -> None:
+        raise AssertionError("an output write listed its folder")
+
+    monkeypatch.setattr(os, "listdir", no_listing)
+    monkeypatch.setattr(os, "scandir", no_listing)
+    fileio.write_bytes(tmp_path / "o.cmc", b"whole")
+    fileio.write_bytes(tmp_path / "o.cmc", b"again", force=True)
+    assert (tmp_path / "o.cmc").read_bytes() == b"again"
 
 
 def test_a_fifo_named_like_an_output_fails_alone_in_a_folder_run(tmp_path: Path) -> None:

@@ -400,16 +400,19 @@ def test_batch_to_images_on_the_device_path_matches_pillow() -> None:
 
 
 def test_decoded_pngs_are_written_with_the_fast_settings(tmp_path: Path) -> None:
-    """zlib level 1 and the SUB filter (fileio.PNG_IMAGECODECS): the bytes are imagecodecs' own for those
-    settings, and Pillow's fallback uses level 1 too; the pixels are the image's either way."""
+    """zlib level 1, the RLE strategy and the Paeth filter (fileio.PNG_IMAGECODECS): the bytes are
+    imagecodecs' own for those settings, and Pillow's fallback uses level 1 too; the pixels are the image's
+    either way, in every mode imagecodecs writes."""
     imagecodecs = pytest.importorskip("imagecodecs")
     from cmcodec.media import fileio
 
     img = Image.open(PARROTS).convert("RGB")
     fileio.save_image(img, tmp_path / "o.png")
-    assert (tmp_path / "o.png").read_bytes() == bytes(imagecodecs.png_encode(np.asarray(img), level=1, filter=16))
-    slow = bytes(imagecodecs.png_encode(np.asarray(img)))  # libpng's defaults: smaller, many times slower
-    assert len(slow) < (tmp_path / "o.png").stat().st_size
+    assert (tmp_path / "o.png").read_bytes() == \
+        bytes(imagecodecs.png_encode(np.asarray(img), level=1, strategy=3, filter=128))
+    for mode in ("L", "RGB", "RGBA"):
+        im = img.convert(mode)
+        assert np.array_equal(imagecodecs.png_decode(fileio.png_bytes(im)), np.asarray(im)), mode
     pal = img.convert("P")  # a mode imagecodecs does not write: Pillow, at compress_level 1
     import io
 
@@ -459,3 +462,36 @@ def test_folder_encode_reads_each_image_once(tmp_path: Path, monkeypatch: pytest
         sec = h.section("caption")
         assert (h.width, h.height) == (96 + 8 * k, 64)
         assert textcode.decode(sec.payload, sec.coder_id) == f"a picture {96 + 8 * k} wide"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice levels are Linux's")
+def test_png_writers_run_below_the_priority_of_the_thread_feeding_the_model(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder decode's writer threads take lower priority (runs.WRITER_NICENESS), so they never keep the
+    thread that feeds the GPU waiting for a core; the process's own priority is left as it was."""
+    import os
+    import threading
+
+    from cmcodec import cli, runs
+
+    src = tmp_path / "cmc"
+    src.mkdir()
+    for k in range(3):
+        (src / f"f{k}.cmc").write_bytes(cmcodec.encode(Image.open(PARROTS if k % 2 else HOUSE), mode="pixel",
+                                                       profile="classic"))
+    niceness: list[int] = []
+    real = runs.save_image
+
+    def save(img, path, *a, **k):
+        niceness.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return real(img, path, *a, **k)
+
+    monkeypatch.setattr(runs, "save_image", save)
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    with pytest.raises(SystemExit) as e:
+        cli.main(["decode", str(src), "-o", str(tmp_path / "out")])
+    assert e.value.code == 0
+    assert niceness == [min(19, mine + runs.WRITER_NICENESS)] * 3
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [f"f{k}.decoded.png" for k in range(3)]
+    assert runs.writers_default() == max(1, len(os.sched_getaffinity(0)) - 2)

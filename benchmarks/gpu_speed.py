@@ -616,6 +616,54 @@ def stage_breakdown(profile_name: str, folder: Path, taesd: Path | None, batch: 
                     "includes waiting for the GPU to finish the batch"}
 
 
+def trace_call(profile_name: str, folder: Path, taesd: Path | None, batch: int, variant: str, top: int = 25,
+               size: tuple[int, int] = (768, 512), dtype: str = "fp16", device: str = "cuda") -> dict:
+    """torch.profiler over one text-mode generate_batch call after two warm-up calls, for any variant (the
+    compiled ones included, where the stage clock's wrappers would split the graphs): the call's wall time,
+    the GPU's busy time (the kernels' durations summed; one stream, so they do not overlap), its idle share,
+    and the ops of the largest own GPU time. What a missed goal is limited by, in numbers."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from cmcodec.core.profiles import get_profile
+    from cmcodec.models import t2i
+    from cmcodec.models.loading import Accel
+
+    tiny, cl, comp, _, _ = VARIANTS[variant]
+    prof = get_profile(profile_name + ("-taesd" if tiny else ""))
+    kw = dict(device=device, model_path=str(folder), dtype=dtype, vae_path=str(taesd) if tiny else None,
+              accel=Accel(channels_last=cl, compile=comp))
+    w, h = size
+    items = [("a red house with white windows under a blue sky, trees around it", None, w, h, i) for i in range(batch)]
+    cuda = device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    for _ in range(2):
+        t2i.generate_batch(prof, "text", items, **kw)
+    sync()
+    with profile(activities=[ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]) as p:
+        t0 = time.perf_counter()
+        t2i.generate_batch(prof, "text", items, **kw)
+        sync()
+        wall = time.perf_counter() - t0
+
+    def dev_us(e) -> float:  # own GPU time (torch >= 2.4 names it device time; older, cuda time); CPU: own CPU time
+        if not cuda:
+            return float(e.self_cpu_time_total)
+        return float(getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0.0))
+
+    ops = [e for e in p.key_averages() if dev_us(e) > 0]
+    kernels = [e for e in p.events() if getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA]
+    busy = sum(e.time_range.elapsed_us() for e in kernels) / 1000
+    ops.sort(key=dev_us, reverse=True)
+    return {"profile": prof.name, "variant": variant, "batch": batch, "wall_ms": round(1000 * wall, 2),
+            "images_per_s": round(batch / wall, 2), "gpu_busy_ms": round(busy, 2),
+            "gpu_idle_share": round(max(0.0, 1 - busy / (1000 * wall)), 3), "kernels": len(kernels),
+            "top_ops": [{"op": e.key[:100], "calls": e.count, "self_gpu_ms" if cuda else "self_cpu_ms":
+                         round(dev_us(e) / 1000, 2)} for e in ops[:top]],
+            "note": "one call under torch.profiler (its overhead included in wall_ms); gpu_busy_ms sums the "
+                    "kernels' durations"}
+
+
 ENCODE_VARIANTS = ("eager", "cpu-preproc", "compile", "cudagraphs", "cudagraphs-step", "static-cache",
                    "static-decoder")
 
@@ -725,6 +773,8 @@ def main() -> None:
     ap.add_argument("--batches", default="1,8,32")
     ap.add_argument("--stages", default="", help="batches at which to break a text-mode generate_batch call of "
                                                   "each profile and eager variant into stages (stage_breakdown)")
+    ap.add_argument("--trace", default="", help="batches at which to profile one text-mode call of every variant "
+                    "with torch.profiler (trace_call: GPU busy and idle time, top ops)")
     ap.add_argument("--encode-batches", default="1,16")
     ap.add_argument("--encode-tokens", default="40", help="caption lengths in tokens (max_new_tokens)")
     ap.add_argument("--encode-variants", default="eager", help=f"captioner speed-ups: {', '.join(ENCODE_VARIANTS)}")
@@ -795,6 +845,15 @@ def main() -> None:
                 except Exception as e:  # report, go on
                     got = {"profile": name, "variant": v, "batch": b, "error": _why(e)}
                 rec.meta.setdefault("stages", []).append(got)
+                print(json.dumps(got), flush=True)
+                rec.write()
+        for v in [] if seed or not args.trace else variants:
+            for b in [int(x) for x in args.trace.split(",")]:
+                try:
+                    got = trace_call(name, folder, taesd, b, v, size=size)
+                except Exception as e:  # report, go on
+                    got = {"profile": name, "variant": v, "batch": b, "error": _why(e)}
+                rec.meta.setdefault("traces", []).append(got)
                 print(json.dumps(got), flush=True)
                 rec.write()
         for v in ["eager"] if seed else variants:

@@ -63,6 +63,11 @@ def test_decode_benchmark_runs_its_rows(tiny_sd: Path) -> None:
         "text encoder": 1, "unet": 1, "autoencoder decode": 1, "to images (8 bits, resize, to host, PIL)": 1}
     assert 0 < sum(v["share"] for v in got["stages"].values()) <= 1.01
     assert t2i._to_images.__name__ == "_to_images" and not hasattr(t2i._to_images, "__wrapped__")  # restored
+    tr = gpu_speed.trace_call("sd-turbo", tiny_sd, None, 2, "eager", size=(96, 64), dtype="fp32", device="cpu")
+    t2i.clear_cache()
+    assert tr["wall_ms"] > 0 and tr["kernels"] == 0 and tr["batch"] == 2
+    ops = [r["op"] for r in tr["top_ops"]]
+    assert "aten::convolution" in ops or "aten::_convolution" in ops or "aten::mkldnn_convolution" in ops, ops
 
 
 def test_end_to_end_benchmark_runs_the_cli_both_ways(tiny_sd: Path, tmp_path: Path,

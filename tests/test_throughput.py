@@ -258,6 +258,54 @@ def test_captioner_preprocesses_on_the_model_device_where_the_backend_can(tiny_b
         i2t.PREPROCESS_ON_DEVICE = True
 
 
+def test_batched_images_give_the_processors_own_pixel_values(tiny_blip: Path) -> None:
+    """Same-size images go to a device-side processor as one tensor (i2t._batch_on): the pixel values are
+    exactly those of the images given one by one, grouped or not; mixed sizes and a PIL processor's images
+    are passed as they are, and captions are the same both ways."""
+    import torch
+    from transformers import AutoProcessor
+
+    from cmcodec.models import i2t
+
+    tv = AutoProcessor.from_pretrained(tiny_blip, backend="torchvision")
+    imgs = [Image.open(p).convert("RGB").resize((96, 64)) for p in (HOUSE, PARROTS, HOUSE)]
+    pre = i2t._image_kwargs(tv, "cpu")
+    batch = i2t._batch_on(imgs, pre)
+    assert isinstance(batch, torch.Tensor) and batch.shape == (3, 3, 64, 96) and batch.dtype == torch.uint8
+    one_by_one = tv(images=imgs, return_tensors="pt", **pre)["pixel_values"]
+    for grouping in (True, False):
+        got = tv(images=batch, return_tensors="pt", disable_grouping=not grouping, **pre)["pixel_values"]
+        assert torch.equal(got, one_by_one), grouping
+    mixed = [imgs[0], Image.open(PARROTS).convert("RGB")]
+    assert i2t._batch_on(mixed, pre) is mixed and i2t._batch_on(imgs, {}) is imgs
+    with_batch = i2t.caption_batch(imgs, model="blip-large", model_path=str(tiny_blip), device="cpu", words=5)
+    i2t.clear_cache()
+    real = i2t._batch_on
+    i2t._batch_on = lambda images, pre: images
+    try:
+        assert i2t.caption_batch(imgs, model="blip-large", model_path=str(tiny_blip), device="cpu",
+                                 words=5) == with_batch
+    finally:
+        i2t._batch_on = real
+        i2t.clear_cache()
+
+
+def test_a_folder_loaded_as_two_captioners_keeps_each_ones_prompt(tiny_blip: Path) -> None:
+    """The captioner cache is keyed by the row as well as the folder: a folder captioned as an ad-hoc model
+    first (its word prompt) must not lend that row to a later blip-large call on the same folder."""
+    from cmcodec.models import i2t
+
+    i2t.clear_cache()
+    imgs = [Image.open(HOUSE).convert("RGB")]
+    alone = i2t.caption_batch(imgs, model="blip-large", model_path=str(tiny_blip), device="cpu", words=5)
+    i2t.clear_cache()
+    i2t.caption_batch(imgs, model=str(tiny_blip), device="cpu", words=8)
+    _, _, row, _ = i2t.load("blip-large", "cpu", None, str(tiny_blip))
+    assert row.name == "blip-large"
+    assert i2t.caption_batch(imgs, model="blip-large", model_path=str(tiny_blip), device="cpu", words=5) == alone
+    i2t.clear_cache()
+
+
 def test_model_caches_have_a_public_clear(tiny_blip: Path) -> None:
     from cmcodec.models import i2t, t2i
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -228,3 +229,44 @@ def test_red_cmyk_jpeg_decodes_red() -> None:
                           caption="a red square")
     out = np.asarray(cmcodec.decode(data)).reshape(-1, 3).mean(axis=0)
     assert np.abs(out - (220, 20, 20)).max() < 25, out
+
+
+ADOBE_RGB = Path(__file__).resolve().parents[1] / "fixtures" / "icc" / "compatibleWithAdobeRGB1998.icc"
+
+
+def _tagged(img: Image.Image, fmt: str, icc: bytes, **kw: object) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, icc_profile=icc, **kw)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_wide_gamut_inputs_are_converted_to_srgb(fmt: str) -> None:
+    """An Adobe RGB picture read as if it were sRGB would lose saturation: its values go through littlecms
+    from its embedded profile to sRGB, as an image viewer shows it."""
+    from PIL import ImageCms
+
+    icc = ADOBE_RGB.read_bytes()
+    img = Image.open(PARROTS).convert("RGB")
+    data = _tagged(img, fmt, icc, **({"quality": 100} if fmt == "JPEG" else {}))
+    stored = Image.open(io.BytesIO(data)).convert("RGB")
+    want = ImageCms.profileToProfile(stored, ImageCms.ImageCmsProfile(io.BytesIO(icc)),
+                                     ImageCms.createProfile("sRGB"), outputMode="RGB")
+    got = load_image(data)
+    assert np.array_equal(np.asarray(got), np.asarray(want))
+    assert np.abs(np.asarray(got, np.int16) - np.asarray(stored, np.int16)).max() > 10  # it did change colours
+    assert load_image(Image.open(io.BytesIO(data))).tobytes() == got.tobytes()  # an opened PIL image too
+    rgba = load_image(_tagged(img.convert("RGBA"), "PNG", icc))
+    assert np.array_equal(np.asarray(rgba), np.asarray(want if fmt == "PNG" else load_image(
+        _tagged(img, "PNG", icc))))
+
+
+def test_srgb_other_space_and_broken_profiles_leave_the_stored_values() -> None:
+    """A profile that maps colours onto themselves (sRGB, whoever wrote it), one of another colour space than
+    the pixels (Lab on RGB), and bytes that are no profile at all: the pixels are read as stored."""
+    from PIL import ImageCms
+
+    img = Image.open(PARROTS).convert("RGB")
+    for icc in (ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes(),
+                ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes(), b"not a profile" * 20):
+        assert load_image(_tagged(img, "PNG", icc)).tobytes() == img.tobytes()

@@ -44,6 +44,43 @@ def _flatten(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+# Colour: decoders generate sRGB and metrics compare sRGB values, so an input whose embedded ICC profile
+# describes another colour space (Adobe RGB, Display P3, a CMYK press profile, a grey gamma) is converted to
+# sRGB through littlecms (Pillow's ImageCms), perceptual intent. A profile that maps colours to themselves
+# within one level (an sRGB profile, whatever its maker) leaves the pixels as stored; an unreadable or
+# unusable profile too, as a browser does.
+_CMS_MODES = {"RGB": ("RGB", "RGB"), "RGBA": ("RGB", "RGBA"), "L": ("GRAY", "RGB"), "CMYK": ("CMYK", "RGB")}
+_PROBE = np.stack(np.meshgrid(*[np.arange(0, 256, 17, dtype=np.uint8)] * 3, indexing="ij"), -1).reshape(64, 64, 3)
+
+
+def _to_srgb(img: Image.Image) -> Image.Image:
+    """img in sRGB when it carries an ICC profile of another colour space (see above); else img itself."""
+    icc = img.info.get("icc_profile")
+    if not icc:
+        return img
+    try:
+        from PIL import ImageCms
+    except ImportError:  # Pillow built without littlecms
+        return img
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    try:
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        space = src.profile.xcolor_space.strip()
+        if img.mode not in _CMS_MODES or _CMS_MODES[img.mode][0] != space:
+            return img  # a profile of another colour space than the pixels': it does not describe them
+        out = _CMS_MODES[img.mode][1]
+        srgb = ImageCms.createProfile("sRGB")
+        if space == "RGB":
+            probe = Image.fromarray(_PROBE, "RGB")
+            mapped = ImageCms.profileToProfile(probe, src, srgb, outputMode="RGB")
+            if int(np.abs(np.asarray(mapped, np.int16) - _PROBE).max()) <= 1:
+                return img
+        return ImageCms.profileToProfile(img, src, srgb, outputMode=out)
+    except (OSError, ValueError, TypeError, ImageCms.PyCMSError):
+        return img
+
+
 def load_image(src: object, limits: Limits = DEFAULT_LIMITS) -> Image.Image:
     """An input (path, bytes, PIL image or HxW[xC] array) as an upright 8-bit RGB PIL image."""
     name = str(src) if isinstance(src, (str, os.PathLike)) else type(src).__name__
@@ -88,7 +125,7 @@ def load_image(src: object, limits: Limits = DEFAULT_LIMITS) -> Image.Image:
     except Exception:  # a broken EXIF block must not stop an otherwise readable image
         pass
     _check_size(name, img.size, limits)
-    return _flatten(img)
+    return _flatten(_to_srgb(img))
 
 
 def _check_size(name: str, size: tuple[int, int], limits: Limits) -> None:

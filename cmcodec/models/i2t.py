@@ -168,7 +168,7 @@ def load(model: str | None = None, device: str | None = None, dtype: str | None 
     dev = pick_device(device)
     torch_dtype = pick_dtype(dev, dtype or (row.dtype if dev.startswith("cuda") else None))
     # the row too: one folder loaded as an ad-hoc captioner and as a registered row gets different prompts
-    key = (row, src, dev, str(torch_dtype), accel.compile)
+    key = (src, row, dev, str(torch_dtype), accel.compile)
     with _LOCK:
         if key not in _CACHE:
             try:

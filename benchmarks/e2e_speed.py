@@ -215,8 +215,9 @@ def main(argv: list[str] | None = None) -> dict:
                                          (codec, "_prepare", "decode caption", False),
                                          (t2i, "generate_batch", "generate_batch (T2I model, to images)", True),
                                          (t2i, "_to_images", "to images (8 bits, resize, to host, PIL)", True),
-                                         (runs, "save_image", "write PNG (encode, fsync)", False)], args.files,
-                                     args.batch_size)
+                                         (runs, "save_image", "write PNG (encode, fsync)", False),
+                                         (runs, "_result", "wait for a writer (the run's own thread)", False)],
+                                     args.files, args.batch_size)
         result["decode"]["outputs"] = len(list((args.work / "png").glob("*.png")))
     i2t.load = real_load
     args.json.parent.mkdir(parents=True, exist_ok=True)

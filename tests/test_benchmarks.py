@@ -91,3 +91,19 @@ def test_end_to_end_benchmark_runs_the_cli_both_ways(tiny_sd: Path, tmp_path: Pa
     assert got["decode"]["stages"]["write PNG (encode, fsync)"]["calls"] == 3
     saved = json.loads((tmp_path / "e2e.json").read_text())
     assert saved["files"] == 3 and saved["png_writers"] == 2
+
+
+def test_png_write_benchmark_runs_its_rows(tmp_path: Path) -> None:
+    """benchmarks/png_write.py's own path: pictures written into one folder by writer threads through
+    fileio.save_image, a row per kind, the JSON with the settings that made them."""
+    import png_write
+
+    got = png_write.main(["--kinds", "smooth,noise", "--files", "3", "--threads", "2", "--work", str(tmp_path / "w"),
+                          "--json", str(tmp_path / "pw.json")])
+    assert [(r["kind"], r["files"]) for r in got["rows"]] == [("smooth", 3), ("noise", 3)]
+    assert all(r["images_per_s"] > 0 and r["mb"] > 0 for r in got["rows"])
+    assert sorted(p.name for p in (tmp_path / "w" / "noise").iterdir()) == [f"o{i:06d}.png" for i in range(3)]
+    assert json.loads((tmp_path / "pw.json").read_text())["png_settings"] == {"level": 1, "strategy": 3,
+                                                                               "filter": 128}
+    with pytest.raises(SystemExit, match="--kodak"):
+        png_write.pictures("kodak", 1, None)

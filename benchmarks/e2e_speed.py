@@ -14,7 +14,7 @@ saved as PNG.
 
 Stages are the busy time of named calls (gpu_speed.StageClock), summed over threads: reading and parsing
 files and writing outputs run in threads beside the model, so shares of the wall time can add up to more
-than 1. Model stages (caption, generate_batch, to images) also give their span on the GPU's timeline
+than 1. Model stages (caption, start_batch) also give their span on the GPU's timeline
 (``gpu_s``); the CPU stages give wall time only. ``--tiny`` runs the same path on CPU with tiny models
 (tests/test_benchmarks.py).
 """
@@ -213,8 +213,8 @@ def main(argv: list[str] | None = None) -> dict:
                                          (runs, "read_input", "read file", False),
                                          (bitstream, "read_header", "parse header", False),
                                          (codec, "_prepare", "decode caption", False),
-                                         (t2i, "generate_batch", "generate_batch (T2I model, to images)", True),
-                                         (t2i, "_to_images", "to images (8 bits, resize, to host, PIL)", True),
+                                         (t2i, "start_batch", "start_batch (T2I model call, GPU work queued)", True),
+                                         (t2i, "finish_batch", "finish_batch (wait for the pixels, PIL)", False),
                                          (runs, "save_image", "write PNG (encode, fsync)", False),
                                          (runs, "_result", "wait for a writer (the run's own thread)", False)],
                                      args.files, args.batch_size)

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from PIL import Image
 
@@ -827,7 +827,16 @@ def decode_many(datas: Iterable[bytes | str | os.PathLike], options: DecodeOptio
         raise ConfigError(f"batch size must be at least 1; found {batch_size}")
     groups: dict[tuple, list[tuple[int, bitstream.Header, str, Image.Image | None]]] = {}
 
-    def flush(key: tuple) -> Iterator[tuple[int, Image.Image | CmcodecError]]:
+    def oom(e: RuntimeError, n: int, prof: Profile, mode: str) -> ModelError:
+        """torch.cuda.OutOfMemoryError is a RuntimeError: that one is the batch's ModelError; others raise."""
+        if "out of memory" not in str(e):
+            raise e
+        return ModelError(f"out of device memory decoding a batch of {n} {mode}-mode files with profile "
+                          f"{prof.name}: use a smaller batch size (found {batch_size})")
+
+    def launch(key: tuple) -> tuple[list, Profile, str, Any]:
+        """A full group's batch and its start: t2i.start_batch's pending images (the device works on them
+        while the caller goes on), or the finished list of images / errors."""
         from .models import t2i
 
         batch = groups.pop(key)
@@ -835,20 +844,26 @@ def decode_many(datas: Iterable[bytes | str | os.PathLike], options: DecodeOptio
         items = [(cap, init, h.width, h.height, h.seed) for _, h, cap, init in batch]
         try:
             if prof.mode(mode).pipeline is Pipeline.NOISE:
-                out: list[Image.Image | CmcodecError] = list(_decode_noise([(h, cap) for _, h, cap, _ in batch],
-                                                                            prof, opts))
-            else:
-                out = list(t2i.generate_batch(
-                    prof, mode, items, device=opts.device, model_path=opts.folders(prof)[0], dtype=opts.dtype,
-                    vae_path=opts.folders(prof)[1], accel=_accel(opts)))
+                return batch, prof, mode, list(_decode_noise([(h, cap) for _, h, cap, _ in batch], prof, opts))
+            return batch, prof, mode, t2i.start_batch(
+                prof, mode, items, device=opts.device, model_path=opts.folders(prof)[0], dtype=opts.dtype,
+                vae_path=opts.folders(prof)[1], accel=_accel(opts))
         except CmcodecError as e:
-            out = [e] * len(batch)
-        except RuntimeError as e:  # torch.cuda.OutOfMemoryError is one
-            if "out of memory" not in str(e):
-                raise
-            err = ModelError(f"out of device memory decoding a batch of {len(batch)} {mode}-mode files with "
-                             f"profile {prof.name}: use a smaller batch size (found {batch_size})")
-            out = [err] * len(batch)
+            return batch, prof, mode, [e] * len(batch)
+        except RuntimeError as e:
+            return batch, prof, mode, [oom(e, len(batch), prof, mode)] * len(batch)
+
+    def finish(batch: list, prof: Profile, mode: str, got: Any) -> Iterator[tuple[int, Image.Image | CmcodecError]]:
+        from .models import t2i
+
+        out: list[Image.Image | CmcodecError]
+        if isinstance(got, list):
+            out = got
+        else:
+            try:
+                out = list(t2i.finish_batch(got))
+            except RuntimeError as e:  # an asynchronous device error surfaces where the copy is waited for
+                out = [oom(e, len(batch), prof, mode)] * len(batch)
         if len(out) != len(batch):  # a short answer would silently lose files
             err = ModelError(f"the {prof.name} pipeline returned {len(out)} images for {len(batch)} files")
             out = [err] * len(batch)
@@ -867,6 +882,9 @@ def decode_many(datas: Iterable[bytes | str | os.PathLike], options: DecodeOptio
                 got = ("error", e)
             yield i, got
 
+    # one batch in flight: the next batch is started before the last one's images are waited for, so the
+    # device goes from one batch to the next while the CPU makes images, hands them over and prepares more
+    in_flight: tuple[list, Profile, str, Any] | None = None
     for i, (kind, *got) in read_ahead(parsed(), 2 * batch_size):
         if kind != "model":
             yield i, got[0]
@@ -875,6 +893,14 @@ def decode_many(datas: Iterable[bytes | str | os.PathLike], options: DecodeOptio
         key = (prof.id, header.mode, prof.decode_size(header.width, header.height), _steps_of(header))
         groups.setdefault(key, []).append((i, header, caption, init))
         if len(groups[key]) >= batch_size:
-            yield from flush(key)
+            started = launch(key)
+            if in_flight is not None:
+                yield from finish(*in_flight)
+            in_flight = started
     for key in list(groups):
-        yield from flush(key)
+        started = launch(key)
+        if in_flight is not None:
+            yield from finish(*in_flight)
+        in_flight = started
+    if in_flight is not None:
+        yield from finish(*in_flight)

@@ -89,6 +89,8 @@ def test_end_to_end_benchmark_runs_the_cli_both_ways(tiny_sd: Path, tmp_path: Pa
     assert got["encode"]["exit"] == 0 and got["decode"]["exit"] == 0 and got["decode"]["outputs"] == 3
     assert got["encode"]["stages"]["caption (I2T model)"]["calls"] == 2  # batches of 2 and 1
     assert got["decode"]["stages"]["write PNG (encode, fsync)"]["calls"] == 3
+    assert got["decode"]["stages"]["start_batch (T2I model call, GPU work queued)"]["calls"] == 2
+    assert got["decode"]["stages"]["finish_batch (wait for the pixels, PIL)"]["calls"] == 2
     saved = json.loads((tmp_path / "e2e.json").read_text())
     assert saved["files"] == 3 and saved["png_writers"] == 2
 

@@ -76,9 +76,59 @@ def test_decode_many_turns_out_of_memory_into_a_model_error(tiny_sd: Path, monke
     def oom(*a: object, **k: object) -> None:
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(t2i, "generate_batch", oom)
+    monkeypatch.setattr(t2i, "start_batch", oom)
     got = dict(codec.decode_many(_files(3), codec.DecodeOptions(device="cpu", model_path=str(tiny_sd)), batch_size=4))
     assert all(isinstance(v, ModelError) and "use a smaller batch size (found 4)" in str(v) for v in got.values())
+    # a device error of a batch already started surfaces where its pixels are waited for: that batch alone
+    monkeypatch.undo()
+    real = t2i.finish_batch
+    calls = []
+
+    def fails_once(pending):
+        calls.append(pending.count)
+        if len(calls) == 1:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(pending)
+
+    monkeypatch.setattr(t2i, "finish_batch", fails_once)
+    got = dict(codec.decode_many(_files(3), codec.DecodeOptions(device="cpu", model_path=str(tiny_sd)), batch_size=2))
+    assert calls == [2, 1]
+    assert [type(got[i]).__name__ for i in range(3)] == ["ModelError", "ModelError", "Image"]
+    with pytest.raises(RuntimeError, match="illegal memory access"):  # any other device error is not hidden
+        monkeypatch.setattr(t2i, "finish_batch", lambda p: (_ for _ in ()).throw(RuntimeError("illegal memory access")))
+        dict(codec.decode_many(_files(2), codec.DecodeOptions(device="cpu", model_path=str(tiny_sd)), batch_size=2))
+
+
+def test_decode_many_starts_the_next_batch_before_waiting_for_the_last(tiny_sd: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """One batch in flight: batch n+1 is started (its GPU work queued) before batch n's images are waited
+    for, and every file still gets its own image, the same as generate_batch gives."""
+    from cmcodec.models import t2i
+
+    order: list[str] = []
+    real_start, real_finish = t2i.start_batch, t2i.finish_batch
+
+    def start(prof, mode, items, **kw):
+        order.append(f"start {len(items)}")
+        return real_start(prof, mode, items, **kw)
+
+    def finish(pending):
+        order.append(f"finish {pending.count}")
+        return real_finish(pending)
+
+    monkeypatch.setattr(t2i, "start_batch", start)
+    monkeypatch.setattr(t2i, "finish_batch", finish)
+    opts = codec.DecodeOptions(device="cpu", model_path=str(tiny_sd))
+    datas = _files(5)
+    got = dict(codec.decode_many(datas, opts, batch_size=2))
+    assert order == ["start 2", "start 2", "finish 2", "start 1", "finish 2", "finish 1"]
+    for i, d in enumerate(datas):
+        h = cmcodec.read_header(d)
+        prof = codec.get_profile(h.profile_id)
+        cap, init = codec._prepare(h, opts.limits)[1:]
+        alone = t2i.generate_batch(prof, h.mode, [(cap, init, h.width, h.height, h.seed)], device="cpu",
+                                   model_path=str(tiny_sd))[0]
+        assert np.abs(_px(got[i]) - _px(alone)).max() <= 1, i
 
 
 def test_channels_last_decodes_like_eager(tiny_sd: Path) -> None:

@@ -248,6 +248,27 @@ def generate_batch(profile: Profile, mode: str, items: list[tuple[str, Image.Ima
                    dtype: str | None = None, vae_path: str | None = None,
                    accel: Accel = EAGER) -> list[Image.Image]:
     """Decode several images of one mode and one generation size in one pipeline call."""
+    return _batch(profile, mode, items, device, model_path, dtype, vae_path, accel, later=False)
+
+
+def start_batch(profile: Profile, mode: str, items: list[tuple[str, Image.Image | None, int, int, int]],
+                *, device: str | None = None, model_path: str | None = None,
+                dtype: str | None = None, vae_path: str | None = None, accel: Accel = EAGER) -> PendingImages:
+    """generate_batch's first half: the pipeline call, and its pixels' copy to the host queued on the device
+    behind it. finish_batch(result) waits for the copy and gives the images, the same as generate_batch's.
+    Between the two, the caller can start the next batch: its pipeline code runs on the CPU while the device
+    still works on this one (codec.decode_many)."""
+    return _batch(profile, mode, items, device, model_path, dtype, vae_path, accel, later=True)
+
+
+def finish_batch(pending: PendingImages) -> list[Image.Image]:
+    """The images of a start_batch call, once its pixels are on the host."""
+    return _finish_images(pending)
+
+
+def _batch(profile: Profile, mode: str, items: list[tuple[str, Image.Image | None, int, int, int]],
+           device: str | None, model_path: str | None, dtype: str | None, vae_path: str | None, accel: Accel,
+           later: bool) -> Any:
     import torch
 
     mc = profile.mode(mode)
@@ -287,7 +308,9 @@ def generate_batch(profile: Profile, mode: str, items: list[tuple[str, Image.Ima
             if fam.init_divisor == 1 and "height" in _call_args(img):  # the size the pipeline generates at
                 kw.update(height=gh, width=gw)
             out = img(**{a: inits for a in fam.init_args}, **kw).images
-        return _to_images(_to_uint8(out, torch), [(w, h) for _, _, w, h, _ in items])
+        pixels, sizes = _to_uint8(out, torch), [(w, h) for _, _, w, h, _ in items]
+        del out  # a compiled autoencoder's output lives in its CUDA graph's memory, rewritten by the next replay
+        return _start_images(pixels, sizes) if later else _to_images(pixels, sizes)
 
 
 def _call_args(pipe: Any) -> set[str]:
@@ -308,6 +331,17 @@ def _to_uint8(images: Any, torch: Any) -> Any:
     return (images.permute(0, 2, 3, 1).float() * 255).round().to(torch.uint8)
 
 
+@dataclass
+class PendingImages:
+    """A decoded batch on its way to the host: per part (the indices of the batch it holds, its 8-bit NHWC
+    pixels on the host, and the size Pillow resizes them to, or None when they have their files' size), and
+    the device event after the copies (None on the CPU)."""
+
+    count: int
+    parts: list[tuple[list[int], Any, tuple[int, int] | None]]
+    event: Any = None
+
+
 def _to_images(pixels: Any, sizes: list[tuple[int, int]], on_device: bool | None = None) -> list[Image.Image]:
     """PIL images of the batch's NHWC uint8 pixels, each resized to its file's size (spec: the decoded image
     has the original size) with Pillow's Lanczos. On an accelerator (``on_device`` defaults to "not the CPU")
@@ -315,11 +349,16 @@ def _to_images(pixels: Any, sizes: list[tuple[int, int]], on_device: bool | None
     host, in one copy per output size; on the CPU, and for a size pair the installed Pillow resizes in a way
     resample does not reproduce, Pillow itself resizes, in threads (it is the faster way to those bytes on a
     CPU)."""
+    return _finish_images(_start_images(pixels, sizes, on_device))
+
+
+def _start_images(pixels: Any, sizes: list[tuple[int, int]], on_device: bool | None = None) -> PendingImages:
+    """_to_images' device half: the resizes and the copies to page-locked host memory, queued without waiting."""
     from .resample import resize_lanczos
 
     if on_device is None:
         on_device = pixels.device.type != "cpu"
-    out: list[Image.Image | None] = [None] * len(sizes)
+    parts: list[tuple[list[int], Any, tuple[int, int] | None]] = []
     by_pillow: list[int] = []
     for size in dict.fromkeys(sizes):
         idx = [i for i, s in enumerate(sizes) if s == size]
@@ -329,26 +368,46 @@ def _to_images(pixels: Any, sizes: list[tuple[int, int]], on_device: bool | None
         if done is None:
             by_pillow += idx
             continue
-        for i, im in zip(idx, _map(Image.fromarray, list(_to_host(done).numpy())), strict=True):
-            out[i] = im
-    if by_pillow:
-        arrays = _to_host(pixels[by_pillow]).numpy()
-        for i, im in zip(by_pillow, _map(lambda a, wh: _fit(Image.fromarray(a), wh), list(arrays),
-                                         [sizes[i] for i in by_pillow]), strict=True):
+        parts.append((idx, _to_host(done), None))
+    for size in dict.fromkeys(sizes[i] for i in by_pillow):
+        idx = [i for i in by_pillow if sizes[i] == size]
+        parts.append((idx, _to_host(pixels[idx]), size))
+    event = None
+    if pixels.device.type == "cuda":
+        import torch
+
+        event = torch.cuda.Event()
+        event.record(torch.cuda.current_stream(pixels.device))
+    return PendingImages(len(sizes), parts, event)
+
+
+def _finish_images(p: PendingImages) -> list[Image.Image]:
+    """_to_images' host half: wait for the copies, then the PIL images (Pillow's resizes where the device did
+    none)."""
+    if p.event is not None:
+        p.event.synchronize()
+    out: list[Image.Image | None] = [None] * p.count
+    for idx, host, size in p.parts:
+        arrays = list(host.numpy())
+        if size is None:
+            made = _map(Image.fromarray, arrays)
+        else:
+            made = _map(lambda a, wh=size: _fit(Image.fromarray(a), wh), arrays)
+        for i, im in zip(idx, made, strict=True):
             out[i] = im
     return out  # type: ignore[return-value]
 
 
 def _to_host(t: Any) -> Any:
-    """A CUDA tensor copied into page-locked host memory (from torch's caching host allocator, so reused
-    batch after batch): the copy runs at the bus's speed instead of through a staging buffer."""
+    """A CUDA tensor's copy into page-locked host memory (from torch's caching host allocator, so reused
+    batch after batch), queued on the current stream: it runs at the bus's speed instead of through a
+    staging buffer, and nothing waits for it here (_finish_images waits for the event after it)."""
     if t.device.type != "cuda":
         return t.cpu()
     import torch
 
     out = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
     out.copy_(t, non_blocking=True)
-    torch.cuda.current_stream(t.device).synchronize()
     return out
 
 

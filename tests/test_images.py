@@ -270,3 +270,14 @@ def test_srgb_other_space_and_broken_profiles_leave_the_stored_values() -> None:
     for icc in (ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes(),
                 ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes(), b"not a profile" * 20):
         assert load_image(_tagged(img, "PNG", icc)).tobytes() == img.tobytes()
+
+
+def test_a_rotated_photo_keeps_its_profile() -> None:
+    """EXIF rotation comes first and the profile stays with the picture: it is converted all the same."""
+    icc = ADOBE_RGB.read_bytes()
+    ex = Image.Exif()
+    ex[0x0112] = 6  # rotate 90 degrees on display
+    img = Image.new("RGB", (8, 4), (200, 120, 60))
+    got = load_image(_tagged(img, "JPEG", icc, exif=ex, quality=100))
+    plain = load_image(_tagged(img, "JPEG", icc, quality=100))
+    assert got.size == (4, 8) and got.getpixel((0, 0)) == plain.getpixel((0, 0)) != (200, 120, 60)

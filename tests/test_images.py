@@ -256,6 +256,7 @@ def test_wide_gamut_inputs_are_converted_to_srgb(fmt: str) -> None:
     assert np.array_equal(np.asarray(got), np.asarray(want))
     assert np.abs(np.asarray(got, np.int16) - np.asarray(stored, np.int16)).max() > 10  # it did change colours
     assert load_image(Image.open(io.BytesIO(data))).tobytes() == got.tobytes()  # an opened PIL image too
+    assert load_image(got).tobytes() == got.tobytes()  # read again (a folder encode hands it on): no second conversion
     rgba = load_image(_tagged(img.convert("RGBA"), "PNG", icc))
     assert np.array_equal(np.asarray(rgba), np.asarray(want if fmt == "PNG" else load_image(
         _tagged(img, "PNG", icc))))

@@ -309,7 +309,7 @@ def _batch(profile: Profile, mode: str, items: list[tuple[str, Image.Image | Non
                 kw.update(height=gh, width=gw)
             out = img(**{a: inits for a in fam.init_args}, **kw).images
         pixels, sizes = _to_uint8(out, torch), [(w, h) for _, _, w, h, _ in items]
-        del out  # a compiled autoencoder's output lives in its CUDA graph's memory, rewritten by the next replay
+        del out  # the float batch: freed now, not held while the caller starts the next batch
         return _start_images(pixels, sizes) if later else _to_images(pixels, sizes)
 
 

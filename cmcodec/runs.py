@@ -68,6 +68,7 @@ def _lower_priority() -> None:
         with contextlib.suppress(OSError):  # a sandbox that refuses setpriority: the writer runs as before
             os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + WRITER_NICENESS))
 
+
 if TYPE_CHECKING:  # codec (numpy, the image loaders) is imported when a run starts, not with the CLI
     from PIL.Image import Image
 

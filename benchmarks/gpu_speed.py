@@ -616,15 +616,44 @@ def stage_breakdown(profile_name: str, folder: Path, taesd: Path | None, batch: 
                     "includes waiting for the GPU to finish the batch"}
 
 
-def trace_call(profile_name: str, folder: Path, taesd: Path | None, batch: int, variant: str, top: int = 25,
-               size: tuple[int, int] = (768, 512), dtype: str = "fp16", device: str = "cuda") -> dict:
-    """torch.profiler over one text-mode generate_batch call after two warm-up calls, for any variant (the
-    compiled ones included, where the stage clock's wrappers would split the graphs): the call's wall time,
-    the GPU's busy time (the kernels' durations summed; one stream, so they do not overlap), its idle share,
-    and the ops of the largest own GPU time. What a missed goal is limited by, in numbers."""
+def profiled(call, batch: int, cuda: bool, top: int = 25) -> dict:
+    """torch.profiler over one call() after two warm-up calls: the call's wall time, the GPU's busy time (the
+    kernels' durations summed; one stream, so they do not overlap), its idle share, and the ops of the
+    largest own GPU time (CPU time without a GPU). What a missed goal is limited by, in numbers."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    for _ in range(2):
+        call()
+    sync()
+    with profile(activities=[ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]) as p:
+        t0 = time.perf_counter()
+        call()
+        sync()
+        wall = time.perf_counter() - t0
+
+    def own_us(e) -> float:  # own GPU time (torch >= 2.4 names it device time; older, cuda time); CPU: own CPU time
+        if not cuda:
+            return float(e.self_cpu_time_total)
+        return float(getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0.0))
+
+    ops = sorted((e for e in p.key_averages() if own_us(e) > 0), key=own_us, reverse=True)
+    kernels = [e for e in p.events() if getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA]
+    busy = sum(e.time_range.elapsed_us() for e in kernels) / 1000
+    return {"batch": batch, "wall_ms": round(1000 * wall, 2), "images_per_s": round(batch / wall, 2),
+            "gpu_busy_ms": round(busy, 2), "gpu_idle_share": round(max(0.0, 1 - busy / (1000 * wall)), 3),
+            "kernels": len(kernels),
+            "top_ops": [{"op": e.key[:100], "calls": e.count, "self_gpu_ms" if cuda else "self_cpu_ms":
+                         round(own_us(e) / 1000, 2)} for e in ops[:top]],
+            "note": "one call under torch.profiler (its overhead included in wall_ms); gpu_busy_ms sums the "
+                    "kernels' durations"}
+
+
+def trace_call(profile_name: str, folder: Path, taesd: Path | None, batch: int, variant: str,
+               size: tuple[int, int] = (768, 512), dtype: str = "fp16", device: str = "cuda") -> dict:
+    """profiled() over one text-mode generate_batch call of a decode variant, the compiled ones included
+    (where the stage clock's wrappers would split the graphs)."""
     from cmcodec.core.profiles import get_profile
     from cmcodec.models import t2i
     from cmcodec.models.loading import Accel
@@ -635,33 +664,8 @@ def trace_call(profile_name: str, folder: Path, taesd: Path | None, batch: int, 
               accel=Accel(channels_last=cl, compile=comp))
     w, h = size
     items = [("a red house with white windows under a blue sky, trees around it", None, w, h, i) for i in range(batch)]
-    cuda = device.startswith("cuda")
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-    for _ in range(2):
-        t2i.generate_batch(prof, "text", items, **kw)
-    sync()
-    with profile(activities=[ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]) as p:
-        t0 = time.perf_counter()
-        t2i.generate_batch(prof, "text", items, **kw)
-        sync()
-        wall = time.perf_counter() - t0
-
-    def dev_us(e) -> float:  # own GPU time (torch >= 2.4 names it device time; older, cuda time); CPU: own CPU time
-        if not cuda:
-            return float(e.self_cpu_time_total)
-        return float(getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0.0))
-
-    ops = [e for e in p.key_averages() if dev_us(e) > 0]
-    kernels = [e for e in p.events() if getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA]
-    busy = sum(e.time_range.elapsed_us() for e in kernels) / 1000
-    ops.sort(key=dev_us, reverse=True)
-    return {"profile": prof.name, "variant": variant, "batch": batch, "wall_ms": round(1000 * wall, 2),
-            "images_per_s": round(batch / wall, 2), "gpu_busy_ms": round(busy, 2),
-            "gpu_idle_share": round(max(0.0, 1 - busy / (1000 * wall)), 3), "kernels": len(kernels),
-            "top_ops": [{"op": e.key[:100], "calls": e.count, "self_gpu_ms" if cuda else "self_cpu_ms":
-                         round(dev_us(e) / 1000, 2)} for e in ops[:top]],
-            "note": "one call under torch.profiler (its overhead included in wall_ms); gpu_busy_ms sums the "
-                    "kernels' durations"}
+    got = profiled(lambda: t2i.generate_batch(prof, "text", items, **kw), batch, device.startswith("cuda"))
+    return {"profile": prof.name, "variant": variant, **got}
 
 
 ENCODE_VARIANTS = ("eager", "cpu-preproc", "compile", "cudagraphs", "cudagraphs-step", "static-cache",
@@ -670,7 +674,7 @@ ENCODE_VARIANTS = ("eager", "cpu-preproc", "compile", "cudagraphs", "cudagraphs-
 
 
 def bench_encode(folder: Path, variant: str, batches: list[int], tokens: list[int], emit=print,
-                 device: str = "cuda", dtype: str = "fp16", reps: int = 3) -> list[dict]:
+                 device: str = "cuda", dtype: str = "fp16", reps: int = 3, trace: list[int] = ()) -> list[dict]:
     """ms per image of cmcodec's I2T caption path (blip-large architecture), per generated-token count.
 
     caption_words_only makes the random weights write one word per token, so max_new_tokens sets the caption
@@ -732,6 +736,17 @@ def bench_encode(folder: Path, variant: str, batches: list[int], tokens: list[in
                          "first_call_s": round(first, 2), "startup_s": round(max(0.0, first - s), 2),
                          "sequence_length": lengths[-1]})
             emit(rows[-1])
+        for b in trace:  # profiled() over one caption call: GPU busy and idle time, top ops
+            imgs = [img] * b
+            try:
+                got = profiled(lambda imgs=imgs, n=n: i2t.caption_batch(
+                    imgs, model="blip-large", model_path=str(folder), device=device, dtype=dtype, words=20,
+                    max_new_tokens=n, accel=accel), b, device.startswith("cuda"))
+            except Exception as e:
+                got = {"batch": b, "error": _why(e)}
+            rows.append({"profile": "blip-large (encode)", "variant": variant, "mode": "caption trace",
+                         "max_new_tokens": n, **got})
+            emit(rows[-1])
     net.generate = generate
     i2t.clear_cache()
     i2t.PREPROCESS_ON_DEVICE = device_preprocess
@@ -773,8 +788,9 @@ def main() -> None:
     ap.add_argument("--batches", default="1,8,32")
     ap.add_argument("--stages", default="", help="batches at which to break a text-mode generate_batch call of "
                                                   "each profile and eager variant into stages (stage_breakdown)")
-    ap.add_argument("--trace", default="", help="batches at which to profile one text-mode call of every variant "
-                    "with torch.profiler (trace_call: GPU busy and idle time, top ops)")
+    ap.add_argument("--trace", default="", help="batches at which to profile one text-mode decode call of every "
+                    "variant, and one caption call of every encode variant, with torch.profiler (profiled: GPU busy "
+                    "and idle time, top ops)")
     ap.add_argument("--encode-batches", default="1,16")
     ap.add_argument("--encode-tokens", default="40", help="caption lengths in tokens (max_new_tokens)")
     ap.add_argument("--encode-variants", default="eager", help=f"captioner speed-ups: {', '.join(ENCODE_VARIANTS)}")
@@ -808,7 +824,8 @@ def main() -> None:
         builds["blip-large"] = round(time.perf_counter() - t0, 1)
         for v in args.encode_variants.split(","):
             bench_encode(blip, v, [int(x) for x in args.encode_batches.split(",")],
-                         [int(x) for x in args.encode_tokens.split(",")], emit=rec)
+                         [int(x) for x in args.encode_tokens.split(",")], emit=rec,
+                         trace=[int(x) for x in args.trace.split(",") if x])
     variants = [v for v in args.variants.split(",") if v]
     step_list: list[int | None] = [int(x) for x in args.steps.split(",") if x] or [None]
     taesd = build_taesd(args.models / "taesd") if any(VARIANTS[v][0] for v in variants) else None

@@ -27,10 +27,13 @@ def test_encode_benchmark_writes_captions_of_the_asked_length(bench_blip: Path) 
     from cmcodec.models import i2t
 
     rows = gpu_speed.bench_encode(bench_blip, "eager", [1, 2], [6], emit=lambda r: None, device="cpu",
-                                  dtype="fp32", reps=1)
-    assert [r.get("error") for r in rows] == [None, None]
+                                  dtype="fp32", reps=1, trace=[2])
+    assert [r.get("error") for r in rows] == [None, None, None]
     # the start token and 6 generated ones: no caption ended early, none came out empty
-    assert [r["sequence_length"] for r in rows] == [7, 7]
+    assert [r["sequence_length"] for r in rows[:2]] == [7, 7]
+    tr = rows[2]  # the profiled caption call
+    assert tr["mode"] == "caption trace" and tr["batch"] == 2 and tr["wall_ms"] > 0 and tr["kernels"] == 0
+    assert any(r["op"] in ("aten::addmm", "aten::mm", "aten::linear", "aten::bmm") for r in tr["top_ops"]), tr
     # the suppression is the benchmark's alone: a fresh load of the product path has none
     _, net, _, _ = i2t.load("blip-large", "cpu", "fp32", str(bench_blip))
     assert not net.text_decoder.generation_config.suppress_tokens

@@ -282,3 +282,28 @@ def test_a_rotated_photo_keeps_its_profile() -> None:
     got = load_image(_tagged(img, "JPEG", icc, exif=ex, quality=100))
     plain = load_image(_tagged(img, "JPEG", icc, quality=100))
     assert got.size == (4, 8) and got.getpixel((0, 0)) == plain.getpixel((0, 0)) != (200, 120, 60)
+
+
+def test_a_read_picture_carries_no_profile() -> None:
+    """Its values are sRGB: a profile left in its info would be written into PNG and AVIF files made from it
+    (an anchor codec's bytes, counted in its bpp); the caller's own image keeps its info."""
+    icc = ADOBE_RGB.read_bytes()
+    img = Image.open(PARROTS).convert("RGB")
+    for data in (_tagged(img, "PNG", icc), _tagged(img, "JPEG", icc, quality=100)):
+        got = load_image(data)
+        assert "icc_profile" not in got.info
+        buf = io.BytesIO()
+        got.save(buf, "PNG")
+        assert "icc_profile" not in Image.open(io.BytesIO(buf.getvalue())).info
+    mine = Image.open(PARROTS).convert("RGB")
+    mine.info["icc_profile"] = _srgb_profile()
+    got = load_image(mine)
+    assert "icc_profile" in mine.info and "icc_profile" not in got.info and got.tobytes() == mine.tobytes()
+    plain = Image.open(PARROTS).convert("RGB")
+    assert load_image(plain) is plain  # an upright RGB picture without a profile is not copied
+
+
+def _srgb_profile() -> bytes:
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()

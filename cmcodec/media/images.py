@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from ..core.bitstream import DEFAULT_LIMITS, Limits
 from ..core.errors import ImageInputError, LimitError
@@ -42,7 +42,7 @@ def _flatten(img: Image.Image) -> Image.Image:
         return _flatten(img.convert("LA" if img.mode == "La" else "RGBA"))
     # CMYK needs nothing more: Pillow's JPEG reader already takes every CMYK and YCCK JPEG in Adobe's inverted
     # polarity (its "CMYK;I" raw mode), so inverting again here would turn red into cyan
-    return img.convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")  # convert would copy an RGB picture
 
 
 # Colour: decoders generate sRGB and metrics compare sRGB values, so an input whose embedded ICC profile
@@ -137,12 +137,18 @@ def load_image(src: object, limits: Limits = DEFAULT_LIMITS) -> Image.Image:
             raise ImageInputError(f"{name}: not an image file Pillow can read") from None
         except (OSError, SyntaxError, ValueError) as e:
             raise ImageInputError(f"{name}: unreadable or truncated image ({e})") from None
-    try:
-        img = ImageOps.exif_transpose(img) or img
+    try:  # only a picture that needs turning is copied (exif_transpose copies every other one)
+        if img.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+            img = ImageOps.exif_transpose(img) or img
     except Exception:  # a broken EXIF block must not stop an otherwise readable image
         pass
     _check_size(name, img.size, limits)
-    return _flatten(_to_srgb(img))
+    out = _flatten(_to_srgb(img))
+    if "icc_profile" in out.info:  # the values are sRGB now: a profile kept would be embedded by Pillow's PNG
+        # and AVIF writers (an anchor codec's file, a bpp counting its bytes), and describe the input's space
+        out = out.copy() if out is src else out  # never the caller's own image
+        del out.info["icc_profile"]
+    return out
 
 
 def _check_size(name: str, size: tuple[int, int], limits: Limits) -> None:

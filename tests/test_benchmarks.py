@@ -112,3 +112,17 @@ def test_png_write_benchmark_runs_its_rows(tmp_path: Path) -> None:
                                                                                "filter": 128}
     with pytest.raises(SystemExit, match="--kodak"):
         png_write.pictures("kodak", 1, None)
+
+
+def test_feeder_contention_benchmark_runs_its_rows(tmp_path: Path) -> None:
+    """benchmarks/feeder_contention.py's own path: the feeder alone, then beside a writer at the process's
+    priority and (Linux) lowered, each row against the feeder's rate alone."""
+    import feeder_contention
+
+    got = feeder_contention.main(["--writers", "0,1", "--seconds", "0.3", "--json", str(tmp_path / "f.json")])
+    rows = got["rows"]
+    assert [(r["writers"], r["writer_priority"]) for r in rows][:2] == [(0, "same"), (1, "same")]
+    assert rows[0]["share_of_alone"] == 1.0 and all(r["feeder_calls_per_s"] > 0 for r in rows)
+    if sys.platform.startswith("linux"):
+        assert rows[2]["writer_priority"] == "nice +5"
+    assert json.loads((tmp_path / "f.json").read_text())["rows"] == rows

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .core.errors import CmcodecError, ConfigError, OutputExistsError
-from .core.ids import IMAGE_SUFFIXES
+from .core.ids import IMAGE_SUFFIXES, MODE_IDS
 from .media.fileio import (
     append_jsonl,
     check_replaceable,
@@ -511,7 +511,10 @@ class EncodeRun(_Run):
     def results(self, its: list[Item]) -> Iterator[Result]:
         """Captions batch_size at a time (one I2T call), then each file coded with its caption. Each image is
         read once, in reader threads a batch ahead of the captioner (Pillow decodes without the GIL), and the
-        captioner and the coder take the same picture."""
+        captioner and the coder take the same picture. A file whose caption is final and whose mode runs no
+        model in the encoder (text, pixel, image, full) is coded and written in coder threads while the
+        captioner works on the next batch; others (noise, auto, a caption still to be made) in this thread,
+        which owns the models."""
         from . import codec
         from .media.images import load_image
 
@@ -534,7 +537,10 @@ class EncodeRun(_Run):
                 yield (i, self._skipped(src, dst)) if status == "skipped" else (i, status, reason)
 
         batches = [range(s, min(s + self.batch_size, len(its))) for s in range(0, len(its), self.batch_size)]
-        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        modelless = self.mode in MODE_IDS  # the encoder of these modes runs no model but the captioner
+        coded: deque[tuple[int, Future[Done]]] = deque()  # files handed to the coder threads, in order
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool, \
+                ThreadPoolExecutor(max_workers=writers_default(), initializer=_lower_priority) as coders:
             nxt: tuple[list, dict] | None = None
 
             def start(batch: range) -> tuple[list, dict]:
@@ -569,12 +575,19 @@ class EncodeRun(_Run):
                 for i, img in images.items():
                     status, reason, _ = todo[i]
                     c = caps.get(i, self.caption)
-                    try:
-                        if isinstance(c, CmcodecError):
-                            raise c
-                        yield i, self.work(*its[i], c, status, reason, t0, image=img)
-                    except CmcodecError as e:
-                        yield i, e
+                    if isinstance(c, CmcodecError):
+                        yield i, c
+                    elif modelless and (c is not None or not self.auto_caption) and not is_stream(its[i][1]):
+                        coded.append((i, coders.submit(self.work, *its[i], c, status, reason, t0, image=img)))
+                    else:
+                        try:
+                            yield i, self.work(*its[i], c, status, reason, t0, image=img)
+                        except CmcodecError as e:
+                            yield i, e
+                    while coded and (coded[0][1].done() or len(coded) > 2 * self.batch_size):
+                        yield _result(*coded.popleft())
+            while coded:
+                yield _result(*coded.popleft())
 
 
 def _decoder_key(header: Header, options: codec.DecodeOptions) -> dict:

@@ -593,3 +593,41 @@ def test_png_writers_run_below_the_priority_of_the_thread_feeding_the_model(tmp_
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [f"f{k}.decoded.png" for k in range(3)]
     assert runs.writers_default() == max(1, len(os.sched_getaffinity(0)) - 2)
+
+
+@pytest.mark.parametrize("mode", ["text", "auto"])
+def test_folder_encode_codes_beside_the_captioner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    """Files of a mode whose encoder runs no model (text, pixel, image, full) are coded and written in coder
+    threads while the captioner takes the next batch; auto (its ladder may hold noise, which runs the
+    decoder's model) codes in the run's own thread, as does a batch of one file (its coder captions it, to
+    fit its budget). Every file gets its own caption either way."""
+    import threading
+
+    from cmcodec import cli, runs
+    from cmcodec.models import i2t
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for k in range(6):
+        Image.open(PARROTS if k % 2 else HOUSE).convert("RGB").resize((96 + 8 * k, 64)).save(src / f"i{k}.png")
+    monkeypatch.setattr(i2t, "caption_each", lambda imgs, **kw: [f"a picture {im.size[0]} wide" for im in imgs])
+    monkeypatch.setattr(i2t, "identity", lambda *a, **k: {"captioner": "test"})
+    where: list[bool] = []
+    real = runs.EncodeRun.work
+
+    def work(self, *a, **k):
+        where.append(threading.current_thread() is threading.main_thread())
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(runs.EncodeRun, "work", work)
+    with pytest.raises(SystemExit) as e:
+        cli.main(["encode", str(src), "-o", str(tmp_path / "out"), "--batch-size", "2", "--profile", "sd-turbo",
+                  "--mode", mode, *(["--bpp", "0.05"] if mode == "auto" else [])])
+    assert e.value.code == 0
+    assert len(where) == 6 and set(where) == ({False} if mode == "text" else {True})
+    from cmcodec.core import bitstream, textcode
+
+    for k in range(6):
+        h = bitstream.read_header((tmp_path / "out" / f"i{k}.cmc").read_bytes())
+        sec = h.section("caption")
+        assert textcode.decode(sec.payload, sec.coder_id) == f"a picture {96 + 8 * k} wide"

@@ -428,6 +428,7 @@ def _map(fn: Any, *args: list) -> list:
 
 # --- prompt length (the encoder trims; no pipeline truncates a caption) ---------------------------------------
 _TOKENIZERS: dict[tuple, Any] = {}
+_TOKENIZER_LOCK = threading.Lock()
 
 
 def prompt_fits_surely(prompt: str, limit: int) -> bool:
@@ -478,7 +479,10 @@ def count_tokens(profile: Profile, prompt: str, model_path: str | None = None) -
     tok = tokenizer_of(profile, model_path)
     if tok is None:
         return estimate_tokens(prompt)
-    return len(tok(prompt, add_special_tokens=True, truncation=False)["input_ids"])
+    # a fast tokenizer sets its truncation state on a call: two threads at once (folder encode's coders) can
+    # find it borrowed ("Already borrowed")
+    with _TOKENIZER_LOCK:
+        return len(tok(prompt, add_special_tokens=True, truncation=False)["input_ids"])
 
 
 def fit_prompt(profile: Profile, mode: str, caption: str, model_path: str | None = None,

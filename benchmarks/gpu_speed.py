@@ -569,6 +569,21 @@ class StageClock:
         return out
 
 
+def text_batch(profile_name: str, folder: Path, taesd: Path | None, batch: int, variant: str,
+               size: tuple[int, int], dtype: str, device: str) -> tuple:
+    """(profile, generate_batch keywords, items) of one text-mode batch of a decode variant."""
+    from cmcodec.core.profiles import get_profile
+    from cmcodec.models.loading import Accel
+
+    tiny, cl, comp, _, _ = VARIANTS[variant]
+    prof = get_profile(profile_name + ("-taesd" if tiny else ""))
+    kw = dict(device=device, model_path=str(folder), dtype=dtype, vae_path=str(taesd) if tiny else None,
+              accel=Accel(channels_last=cl, compile=comp))
+    w, h = size
+    items = [("a red house with white windows under a blue sky, trees around it", None, w, h, i) for i in range(batch)]
+    return prof, kw, items
+
+
 def stage_breakdown(profile_name: str, folder: Path, taesd: Path | None, batch: int, reps: int = 3,
                     size: tuple[int, int] = (768, 512), dtype: str = "fp16", device: str = "cuda",
                     variant: str = "eager") -> dict:
@@ -576,19 +591,11 @@ def stage_breakdown(profile_name: str, folder: Path, taesd: Path | None, batch: 
     decode (GPU spans between CUDA events) and the conversion to the files' images (8 bits, resize, copy to
     the host, PIL), against the call's wall time; the rest is the CPU's share (tokenizer, initial noise,
     scheduler, pipeline code). Averaged over reps calls after a warm-up."""
-    from cmcodec.core.profiles import get_profile
     from cmcodec.models import t2i
-    from cmcodec.models.loading import Accel
 
-    tiny, cl, comp, _, _ = VARIANTS[variant]
-    prof = get_profile(profile_name + ("-taesd" if tiny else ""))
-    accel = Accel(channels_last=cl, compile=comp)
-    kw = dict(device=device, model_path=str(folder), dtype=dtype, vae_path=str(taesd) if tiny else None,
-              accel=accel)
-    w, h = size
-    items = [("a red house with white windows under a blue sky, trees around it", None, w, h, i) for i in range(batch)]
+    prof, kw, items = text_batch(profile_name, folder, taesd, batch, variant, size, dtype, device)
     t2i.generate_batch(prof, "text", items, **kw)  # load and warm up
-    pipe = t2i.load_pipelines(prof, device, dtype, str(folder), str(taesd) if tiny else None, accel)[0]
+    pipe = t2i.load_pipelines(prof, device, dtype, kw["model_path"], kw["vae_path"], kw["accel"])[0]
     clock = StageClock(device.startswith("cuda"))
     clock.wrap(pipe.text_encoder, "forward", "text encoder")
     clock.wrap(t2i._denoiser(pipe), "forward", "unet")
@@ -609,7 +616,7 @@ def stage_breakdown(profile_name: str, folder: Path, taesd: Path | None, batch: 
     rows = {k: {"ms_per_call": round(1000 * v.get("gpu_s", v["wall_s"]) / reps, 2),
                 "share": round(v.get("gpu_s", v["wall_s"]) / reps / wall, 3), **v} for k, v in stages.items()}
     inside = sum(v.get("gpu_s", v["wall_s"]) for v in stages.values()) / reps
-    return {"profile": prof.name, "variant": variant, "mode": "text", "batch": batch, "size": prof.decode_size(w, h),
+    return {"profile": prof.name, "variant": variant, "mode": "text", "batch": batch, "size": prof.decode_size(*size),
             "ms_per_call": round(1000 * wall, 2), "images_per_s": round(batch / wall, 2), "stages": rows,
             "outside_stages_ms": round(1000 * (wall - inside), 2),
             "note": "stage ms: GPU span between CUDA events around each call (CPU: wall); 'to images' wall "
@@ -654,16 +661,9 @@ def trace_call(profile_name: str, folder: Path, taesd: Path | None, batch: int, 
                size: tuple[int, int] = (768, 512), dtype: str = "fp16", device: str = "cuda") -> dict:
     """profiled() over one text-mode generate_batch call of a decode variant, the compiled ones included
     (where the stage clock's wrappers would split the graphs)."""
-    from cmcodec.core.profiles import get_profile
     from cmcodec.models import t2i
-    from cmcodec.models.loading import Accel
 
-    tiny, cl, comp, _, _ = VARIANTS[variant]
-    prof = get_profile(profile_name + ("-taesd" if tiny else ""))
-    kw = dict(device=device, model_path=str(folder), dtype=dtype, vae_path=str(taesd) if tiny else None,
-              accel=Accel(channels_last=cl, compile=comp))
-    w, h = size
-    items = [("a red house with white windows under a blue sky, trees around it", None, w, h, i) for i in range(batch)]
+    prof, kw, items = text_batch(profile_name, folder, taesd, batch, variant, size, dtype, device)
     got = profiled(lambda: t2i.generate_batch(prof, "text", items, **kw), batch, device.startswith("cuda"))
     return {"profile": prof.name, "variant": variant, **got}
 

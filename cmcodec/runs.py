@@ -249,6 +249,13 @@ def _result(i: int, fut: Future[Done]) -> Result:
         return i, e
 
 
+def _finished(tasks: deque[tuple[int, Future[Done]]], most: int | None = None) -> Iterator[Result]:
+    """The results of the background tasks at the front that are done, in order (while more than ``most``
+    wait, the oldest is waited for: a bounded backlog); every one when most is None."""
+    while tasks and (most is None or tasks[0][1].done() or len(tasks) > most):
+        yield _result(*tasks.popleft())
+
+
 def _versions(*dists: str) -> dict[str, str | None]:
     """Installed versions of distributions (no import), None for one not installed."""
     from importlib.metadata import PackageNotFoundError, version
@@ -584,10 +591,8 @@ class EncodeRun(_Run):
                             yield i, self.work(*its[i], c, status, reason, t0, image=img)
                         except CmcodecError as e:
                             yield i, e
-                    while coded and (coded[0][1].done() or len(coded) > 2 * self.batch_size):
-                        yield _result(*coded.popleft())
-            while coded:
-                yield _result(*coded.popleft())
+                    yield from _finished(coded, 2 * self.batch_size)
+            yield from _finished(coded)
 
 
 def _decoder_key(header: Header, options: codec.DecodeOptions) -> dict:
@@ -695,9 +700,7 @@ class DecodeRun(_Run):
                     yield ready[j][0], res
                     continue
                 pending.append((ready[j][0], pool.submit(save, j, res)))
-                while pending and (pending[0][1].done() or len(pending) > 2 * self.batch_size):
-                    yield _result(*pending.popleft())
-            while pending:
-                yield _result(*pending.popleft())
+                yield from _finished(pending, 2 * self.batch_size)
+            yield from _finished(pending)
         while early:
             yield early.popleft()
